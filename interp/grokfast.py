@@ -1,0 +1,82 @@
+"""Grokfast gradient filters (Lee et al. 2024), applied between `backward()` and `optimizer.step()`.
+
+EMA: mu_t = alpha * mu_{t-1} + (1 - alpha) * g_t (mu_0 = g_0), then g <- g + lamb * mu_t.
+MA:  g <- g + lamb * mean(last `window` gradients), only once the window is full.
+The filter state is plain tensors (`state_dict`/`load_state_dict`), so a resumed run
+continues with exactly the same filtered gradients.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import torch
+from torch import Tensor, nn
+
+
+class GradFilter:
+    def apply(self, named_params: dict[str, nn.Parameter]) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        pass
+
+
+class EmaFilter(GradFilter):
+    def __init__(self, alpha: float = 0.98, lamb: float = 2.0):
+        self.alpha, self.lamb = alpha, lamb
+        self.mu: dict[str, Tensor] = {}
+
+    @torch.no_grad()
+    def apply(self, named_params: dict[str, nn.Parameter]) -> None:
+        for name, param in named_params.items():
+            if param.grad is None:
+                continue
+            if name not in self.mu:
+                self.mu[name] = param.grad.detach().clone()
+            else:
+                self.mu[name].mul_(self.alpha).add_(param.grad, alpha=1 - self.alpha)
+            param.grad.add_(self.mu[name], alpha=self.lamb)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {f"ema.{k}": v for k, v in self.mu.items()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.mu = {k[len("ema."):]: v.clone() for k, v in state.items() if k.startswith("ema.")}
+
+
+class MaFilter(GradFilter):
+    def __init__(self, window: int = 100, lamb: float = 5.0):
+        self.window, self.lamb = window, lamb
+        self.history: dict[str, deque[Tensor]] = {}
+
+    @torch.no_grad()
+    def apply(self, named_params: dict[str, nn.Parameter]) -> None:
+        for name, param in named_params.items():
+            if param.grad is None:
+                continue
+            queue = self.history.setdefault(name, deque(maxlen=self.window))
+            queue.append(param.grad.detach().clone())
+            if len(queue) == self.window:
+                param.grad.add_(torch.stack(tuple(queue)).mean(0), alpha=self.lamb)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {f"ma.{k}": torch.stack(tuple(q)) for k, q in self.history.items() if q}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.history = {
+            k[len("ma."):]: deque(v.unbind(0), maxlen=self.window) for k, v in state.items() if k.startswith("ma.")
+        }
+
+
+def make_filter(kind: str, *, alpha: float, lamb: float, window: int) -> GradFilter | None:
+    if kind == "none":
+        return None
+    if kind == "ema":
+        return EmaFilter(alpha=alpha, lamb=lamb)
+    if kind == "ma":
+        return MaFilter(window=window, lamb=lamb)
+    raise ValueError(f"train.grad_filter: unknown filter {kind!r}")

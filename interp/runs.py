@@ -1,0 +1,248 @@
+"""Run folders on disk: layout, atomic writes, and `load_run`.
+
+A run folder is self-describing:
+
+    RUN_DIR/
+      config.json                      effective RunConfig, written once
+      split.safetensors                the exact index split the model was trained on
+      checkpoints/step_000000100.safetensors   weights after 100 optimizer steps
+      manifest.json                    the complete checkpoints, with sha256; written last
+      metrics.jsonl                    one row per checkpoint
+      analysis/                        `interp analyze` output
+
+Every file is written to a temporary name, fsynced and renamed, so a reader sees either
+the old file or the new one. The manifest is rewritten after its checkpoint is on disk,
+so every checkpoint it lists is complete; anything else in `checkpoints/` is ignored.
+Nothing is ever unpickled: weights are safetensors, everything else is JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from interp.config import ConfigError, RunConfig
+from interp.tasks import TaskData, build_task
+
+CONFIG_FILE = "config.json"
+SPLIT_FILE = "split.safetensors"
+CHECKPOINT_DIR = "checkpoints"
+MANIFEST_FILE = "manifest.json"
+METRICS_FILE = "metrics.jsonl"
+ANALYSIS_DIR = "analysis"
+TRAINER_STATE_DIR = "trainer"
+SPLIT_PREFIX = "split."
+
+
+class RunError(RuntimeError):
+    """A run folder is missing, incomplete or damaged; the message names the file."""
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{CHECKPOINT_DIR}/step_{step:09d}.safetensors"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via temp file + fsync + rename (+ directory fsync), so readers never see a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> str:
+    """Atomically write safetensors; returns the sha256 of the bytes written."""
+    from safetensors.torch import save
+
+    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, Tensor]:
+    """Read safetensors, checking the hash when one is known; RunError names the file."""
+    from safetensors.torch import load
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RunError(f"{path}: cannot read: {exc.strerror}") from None
+    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise RunError(f"{path}: contents do not match the manifest's sha256 (truncated or modified)")
+    try:
+        return load(data)
+    except Exception as exc:  # safetensors raises its own error types for malformed headers
+        raise RunError(f"{path}: not a valid safetensors file ({exc})") from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    data = _read_json(run_dir / CONFIG_FILE)
+    try:
+        return RunConfig.from_dict(data)
+    except ConfigError as exc:
+        raise RunError(f"{run_dir / CONFIG_FILE}: {exc}") from None
+
+
+def read_manifest(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / MANIFEST_FILE
+    if not path.exists():
+        return []
+    data = _read_json(path)
+    entries = data.get("checkpoints") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise RunError(f"{path}: expected an object with a 'checkpoints' list")
+    return sorted(entries, key=lambda e: int(e["step"]))
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise RunError(f"{path}:{number}: not valid JSON") from None
+    return rows
+
+
+def save_split(run_dir: Path, task: TaskData) -> None:
+    save_tensors(run_dir / SPLIT_FILE, {SPLIT_PREFIX + name: index for name, index in task.splits.items()})
+
+
+def load_task(run_dir: Path, config: RunConfig) -> TaskData:
+    """The run's dataset with the split it was trained on (read from disk, not regenerated)."""
+    task = build_task(config.task)
+    saved = load_tensors(run_dir / SPLIT_FILE)
+    splits = {k[len(SPLIT_PREFIX):]: v.long() for k, v in saved.items() if k.startswith(SPLIT_PREFIX)}
+    if set(splits) != set(task.splits):
+        raise RunError(f"{run_dir / SPLIT_FILE}: splits {sorted(splits)} do not match the task's {sorted(task.splits)}")
+    for name, index in splits.items():
+        if index.numel() and (index.min() < 0 or index.max() >= task.n_examples):
+            raise RunError(f"{run_dir / SPLIT_FILE}: split {name!r} indexes outside the {task.n_examples} examples")
+    return TaskData(
+        tokens=task.tokens,
+        labels=task.labels,
+        splits=splits,
+        train_splits=task.train_splits,
+        token_names=task.token_names,
+    )
+
+
+@dataclass
+class Run:
+    """A run folder, loaded lazily: `config`, `steps`, `metrics`, `task`, `model_at(step)`."""
+
+    path: Path
+    config: RunConfig
+    manifest: list[dict[str, Any]]
+    _task: TaskData | None = field(default=None, repr=False)
+
+    @property
+    def steps(self) -> list[int]:
+        """Steps of the complete checkpoints listed in the manifest, ascending."""
+        return [int(e["step"]) for e in self.manifest]
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_metrics(self.path)
+
+    @property
+    def task(self) -> TaskData:
+        if self._task is None:
+            self._task = load_task(self.path, self.config)
+        return self._task
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.path / self._entry(step)["file"]
+
+    def _entry(self, step: int) -> dict[str, Any]:
+        for entry in self.manifest:
+            if int(entry["step"]) == step:
+                return entry
+        raise KeyError(f"{self.path}: no complete checkpoint at step {step}; have {self.steps[:5]}...")
+
+    def weights_at(self, step: int) -> dict[str, Tensor]:
+        entry = self._entry(step)
+        return load_tensors(self.path / entry["file"], entry.get("sha256"))
+
+    def new_model(self, device: str | torch.device = "cpu"):
+        """A model of this run's shape (random init); `load_weights_into` fills it."""
+        from interp.model import build_model
+
+        return build_model(
+            self.config.model,
+            d_vocab=self.config.task.d_vocab,
+            d_vocab_out=self.config.task.d_vocab_out,
+            n_ctx=self.config.task.n_ctx,
+            device=device,
+        )
+
+    def load_weights_into(self, model, step: int) -> None:
+        from interp.model import load_state
+
+        try:
+            load_state(model, self.weights_at(step))
+        except ValueError as exc:
+            raise RunError(f"{self.checkpoint_path(step)}: {exc}") from None
+
+    def model_at(self, step: int, device: str | torch.device = "cpu"):
+        """The hooked transformer (TransformerBridge) with the weights saved at `step`."""
+        model = self.new_model(device)
+        self.load_weights_into(model, step)
+        model.eval()
+        return model
+
+    def iter_models(self, steps: list[int] | None = None) -> Iterator[tuple[int, Any]]:
+        """(step, model) for each checkpoint, reusing one model object: O(1) memory in the run length."""
+        model = self.new_model()
+        model.eval()
+        for step in self.steps if steps is None else steps:
+            self.load_weights_into(model, step)
+            yield step, model
+
+
+def load_run(path: str | Path) -> Run:
+    """Open a run folder written by `interp train` (or `interp import`)."""
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: no such run folder")
+    config = read_config(run_dir)
+    return Run(path=run_dir, config=config, manifest=read_manifest(run_dir))

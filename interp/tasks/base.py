@@ -1,0 +1,41 @@
+"""The dataset shape every task produces, so training and analysis are task-agnostic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """All examples of a task, with named index splits into them.
+
+    The answer is read at the last position. `labels` index the output vocabulary;
+    rows whose label is -1 have no defined answer (e.g. x/0) and belong to no split.
+    `train_splits` names the splits the model is trained on; the rest are held out.
+    """
+
+    tokens: Int[Tensor, "example pos"]
+    labels: Int[Tensor, " example"]
+    splits: dict[str, Int[Tensor, " index"]]
+    train_splits: tuple[str, ...] = ("train",)
+    token_names: tuple[str, ...] = field(default=())
+
+    @property
+    def n_examples(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def split(self, name: str) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, " batch"]]:
+        index = self.splits[name]
+        return self.tokens[index], self.labels[index]
+
+    @property
+    def train_index(self) -> Int[Tensor, " index"]:
+        return torch.cat([self.splits[name] for name in self.train_splits])
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        return tuple(self.splits)

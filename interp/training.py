@@ -1,0 +1,273 @@
+"""The training loop: AdamW with linear warmup, optional Grokfast filter, checkpoints on a schedule.
+
+The trainer receives its collaborators: `evaluators` are called at every checkpoint with
+(model, task, logits by split) and return extra metric columns, so progress measures
+from `circuits/` run during training without `interp` importing `circuits`.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from interp import runs
+from interp.config import RunConfig
+from interp.grokfast import make_filter
+from interp.metrics import accuracy, cross_entropy_f64, sum_squared_weights
+from interp.model import answer_logits, build_model, parameters, state_dict
+from interp.tasks import TaskData, build_task
+
+#: (model, task, {split: (logits, labels)}) -> extra metric columns
+Evaluator = Callable[[Any, TaskData, dict[str, tuple[Tensor, Tensor]]], dict[str, float]]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue; the message says why and what was kept."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    final_step: int
+    last_row: dict[str, Any]
+    stopped_early: bool
+
+
+def checkpoint_schedule(steps: int, every: int, log_until: int, per_decade: int = 8) -> list[int]:
+    """Step 0, log-spaced steps below `log_until`, every `every` steps, and the final step."""
+    schedule = {0, steps}
+    schedule.update(range(every, steps + 1, every))
+    if log_until > 1:
+        n_points = max(2, int(math.log10(log_until) * per_decade))
+        for i in range(n_points + 1):
+            schedule.add(min(steps, int(round(log_until ** (i / n_points)))))
+    return sorted(s for s in schedule if 0 <= s <= steps)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.device: 'cuda' was asked for but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
+    """Refuse to write into a non-empty folder unless `overwrite` (and then only over a run)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainingError(f"--out {run_dir}: exists and is not a folder")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise TrainingError(
+                f"--out {run_dir}: folder is not empty; pass --resume to continue it or --overwrite to replace it"
+            )
+        if not (run_dir / runs.CONFIG_FILE).exists():
+            raise TrainingError(f"--out {run_dir}: --overwrite only replaces a run folder, and this one has no {runs.CONFIG_FILE}")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+@torch.inference_mode()
+def evaluate(model, task: TaskData, device: torch.device) -> tuple[dict[str, float], dict[str, tuple[Tensor, Tensor]]]:
+    """Loss (float64 cross-entropy) and accuracy on every split."""
+    row: dict[str, float] = {}
+    by_split: dict[str, tuple[Tensor, Tensor]] = {}
+    for name in task.splits:
+        tokens, labels = task.split(name)
+        tokens, labels = tokens.to(device), labels.to(device)
+        logits = answer_logits(model, tokens) if len(tokens) else torch.zeros(0, 1, device=device)
+        by_split[name] = (logits, labels)
+        row[f"{name}_loss"] = float(cross_entropy_f64(logits, labels)) if len(tokens) else float("nan")
+        row[f"{name}_acc"] = accuracy(logits, labels)
+    return row, by_split
+
+
+class Trainer:
+    """One run: owns the model, optimizer, filter and data order; `run()` trains to the end."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Path,
+        *,
+        evaluators: Sequence[Evaluator] = (),
+        progress: bool = True,
+    ):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.evaluators = list(evaluators)
+        self.progress = progress
+        self.device = resolve_device(config.train.device)
+        self.task = build_task(config.task)
+        self.model = build_model(
+            config.model,
+            d_vocab=config.task.d_vocab,
+            d_vocab_out=config.task.d_vocab_out,
+            n_ctx=config.task.n_ctx,
+            device=self.device,
+        )
+        self.params = parameters(self.model)
+        train = config.train
+        self.optimizer = torch.optim.AdamW(
+            self.params.values(), lr=train.lr, weight_decay=train.weight_decay, betas=(train.beta1, train.beta2)
+        )
+        warmup = train.warmup_steps
+        # Nanda et al.'s schedule: lr * min(step / warmup, 1).
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(step / warmup, 1.0) if warmup > 0 else 1.0
+        )
+        self.grad_filter = make_filter(
+            train.grad_filter, alpha=train.grokfast_alpha, lamb=train.grokfast_lamb, window=train.grokfast_window
+        )
+        self.data_generator = torch.Generator().manual_seed(train.seed)
+        train_index = self.task.train_index
+        self.train_tokens = self.task.tokens[train_index].to(self.device)
+        self.train_labels = self.task.labels[train_index].to(self.device)
+        self.schedule = checkpoint_schedule(train.steps, train.ckpt_every, train.ckpt_log_until)
+        self.step = 0
+        self.manifest: list[dict[str, Any]] = []
+        self.metrics: list[dict[str, Any]] = []
+        self._order: Tensor | None = None
+        self._cursor = 0
+        self._start_time = time.perf_counter()
+
+    # -- data order -------------------------------------------------------------------------
+    def _next_batch(self) -> tuple[Tensor, Tensor]:
+        size = self.config.train.batch_size
+        n = len(self.train_labels)
+        if size == 0 or size >= n:
+            return self.train_tokens, self.train_labels
+        if self._order is None or self._cursor + size > n:
+            self._order = torch.randperm(n, generator=self.data_generator).to(self.device)
+            self._cursor = 0
+        index = self._order[self._cursor : self._cursor + size]
+        self._cursor += size
+        return self.train_tokens[index], self.train_labels[index]
+
+    # -- one optimizer step -----------------------------------------------------------------
+    def train_step(self) -> float:
+        tokens, labels = self._next_batch()
+        logits = answer_logits(self.model, tokens)
+        loss = cross_entropy_f64(logits, labels)
+        value = loss.item()
+        if not math.isfinite(value):
+            last = self.manifest[-1]["step"] if self.manifest else None
+            raise TrainingError(
+                f"training loss became {value} at step {self.step + 1}; stopped. "
+                f"The last good checkpoint is step {last} in {self.run_dir}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_filter is not None:
+            self.grad_filter.apply(self.params)
+        if self.config.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params.values(), self.config.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return value
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        """Measure, then write weights, metrics and (last) the manifest, each atomically."""
+        self.model.eval()
+        row: dict[str, Any] = {"step": self.step}
+        measured, by_split = evaluate(self.model, self.task, self.device)
+        row.update(measured)
+        row.update(sum_squared_weights(self.params))
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        with torch.inference_mode():
+            for evaluator in self.evaluators:
+                row.update(evaluator(self.model, self.task, by_split))
+        row["time_s"] = round(time.perf_counter() - self._start_time, 3)
+        self.model.train()
+
+        file = runs.checkpoint_name(self.step)
+        digest = runs.save_tensors(self.run_dir / file, state_dict(self.model), metadata={"step": str(self.step)})
+        self.metrics = [r for r in self.metrics if r["step"] != self.step] + [row]
+        runs.atomic_write_bytes(
+            self.run_dir / runs.METRICS_FILE,
+            "".join(_json_line(r) for r in self.metrics).encode(),
+        )
+        self.manifest = [e for e in self.manifest if e["step"] != self.step]
+        self.manifest.append({"step": self.step, "file": file, "sha256": digest})
+        runs.atomic_write_json(self.run_dir / runs.MANIFEST_FILE, {"checkpoints": self.manifest})
+        return row
+
+    def write_header(self) -> None:
+        runs.atomic_write_json(self.run_dir / runs.CONFIG_FILE, self.config.to_dict())
+        runs.save_split(self.run_dir, self.task)
+
+    def _test_split(self) -> str:
+        held_out = [s for s in self.task.splits if s not in self.task.train_splits]
+        return held_out[0]
+
+    def run(self) -> TrainResult:
+        train = self.config.train
+        checkpoints = [s for s in self.schedule if s > self.step]
+        if self.step == 0:
+            self.write_header()
+            last_row = self.checkpoint()
+            checkpoints = [s for s in checkpoints if s > 0]
+        else:
+            last_row = self.metrics[-1] if self.metrics else {}
+        test_acc_key = f"{self._test_split()}_acc"
+        streak, stopped_early = 0, False
+        bar = _progress_bar(total=train.steps, initial=self.step, enabled=self.progress)
+        self.model.train()
+        try:
+            for target in checkpoints:
+                while self.step < target:
+                    self.train_step()
+                    bar.update(1)
+                last_row = self.checkpoint()
+                bar.set_postfix(_postfix(last_row, test_acc_key), refresh=False)
+                if train.stop_at_test_acc > 0:
+                    streak = streak + 1 if last_row.get(test_acc_key, 0) >= train.stop_at_test_acc else 0
+                    if streak >= train.stop_patience:
+                        stopped_early = True
+                        break
+        finally:
+            bar.close()
+        return TrainResult(self.run_dir, self.step, last_row, stopped_early)
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(row, sort_keys=True) + "\n"
+
+
+def _postfix(row: dict[str, Any], test_acc_key: str) -> dict[str, str]:
+    out = {"train_loss": f"{row.get('train_loss', float('nan')):.3g}", "test_acc": f"{row.get(test_acc_key, float('nan')):.3f}"}
+    if "circuit_score" in row:
+        out["circuit"] = f"{row['circuit_score']:.2f}"
+    return out
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, leave=False)
+
+
+def train(
+    config: RunConfig,
+    run_dir: str | Path,
+    *,
+    evaluators: Sequence[Evaluator] = (),
+    progress: bool = True,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train a fresh run into `run_dir` (must be empty, or a run with `overwrite=True`)."""
+    run_dir = Path(run_dir)
+    prepare_run_dir(run_dir, overwrite=overwrite)
+    return Trainer(config, run_dir, evaluators=evaluators, progress=progress).run()
