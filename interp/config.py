@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-TaskKind = Literal["modular"]
+TaskKind = Literal["modular", "two_hop", "comparison"]
 Operation = Literal[
     "add", "sub", "mul", "div", "sum_sq", "quad", "quad_x", "cube_xy", "cubic", "div_or_sub"
 ]
@@ -48,17 +48,55 @@ def _check(cond: bool, field_name: str, message: str) -> None:
         raise ConfigError(f"{field_name}: {message}")
 
 
+#: Tasks over a knowledge base of entities (Wang et al. 2024, ANCHORS §2).
+ENTITY_KINDS: frozenset[str] = frozenset({"two_hop", "comparison"})
+
+
 @dataclass(frozen=True)
 class TaskConfig:
-    """What the model learns. `modular`: `a b =` -> op(a, b) mod p, all p^2 pairs split once."""
+    """What the model learns.
+
+    `modular`: `a b =` -> op(a, b) mod p, all p^2 pairs split once (fields p, operation, train_frac).
+    `two_hop`: composition over a random knowledge graph, `h r1 r2` -> t (see `interp.tasks.two_hop`).
+    `comparison`: `attr e1 e2` -> one of `< = >` over ordinal attribute values
+    (see `interp.tasks.comparison`). Entity tasks use the fields from `n_entities` on;
+    `kb_file` (a JSONL or CSV of atomic facts, `interp.tasks.kb_file`) replaces the random
+    knowledge base, and then the sizes come from the file. `split_seed` seeds both the
+    random knowledge base and the split. Fields of the other kinds are ignored.
+    """
 
     kind: TaskKind = "modular"
     operation: Operation = "add"
     p: int = 113
     train_frac: float = 0.3
     split_seed: int = 598
+    #: Entity tasks: number of entities (ignored with kb_file).
+    n_entities: int = 100
+    #: two_hop: number of relations (ignored with kb_file).
+    n_relations: int = 20
+    #: two_hop: distinct relations per entity, each to a random entity (ignored with kb_file).
+    out_degree: int = 10
+    #: comparison: number of attributes and of ordinal values per attribute (ignored with kb_file).
+    n_attributes: int = 10
+    n_values: int = 20
+    #: Fraction of atomic facts (two_hop) or of entities per attribute (comparison) that are OOD.
+    ood_frac: float = 0.05
+    #: Inferred facts in training / ID atomic facts (Wang et al.'s phi).
+    phi: float = 7.2
+    #: Fraction of the ID inferred facts held out as test-ID (capped at max_eval).
+    test_id_frac: float = 0.1
+    #: Cap on the size of each held-out split (test_id, test_ood), sampled with split_seed.
+    max_eval: int = 3000
+    #: Path of a JSONL/CSV knowledge base; "" = a random synthetic one.
+    kb_file: str = ""
 
     def __post_init__(self) -> None:
+        if self.kind == "modular":
+            self._validate_modular()
+        else:
+            self._validate_entity()
+
+    def _validate_modular(self) -> None:
         _check(self.p >= 3, "task.p", f"must be an integer >= 3, got {self.p}")
         _check(self.p <= 2048, "task.p", f"must be <= 2048 (p^2 inputs are enumerated), got {self.p}")
         if self.operation in NEEDS_PRIME:
@@ -73,14 +111,53 @@ class TaskConfig:
             f"must be in the open interval (0, 1), got {self.train_frac}",
         )
 
+    def _validate_entity(self) -> None:
+        _check(0.0 <= self.ood_frac < 1.0, "task.ood_frac", f"must be in [0, 1), got {self.ood_frac}")
+        _check(self.phi > 0, "task.phi", f"must be > 0, got {self.phi}")
+        _check(0.0 < self.test_id_frac < 1.0, "task.test_id_frac", f"must be in (0, 1), got {self.test_id_frac}")
+        _check(self.max_eval >= 1, "task.max_eval", f"must be >= 1, got {self.max_eval}")
+        if self.kb_file:
+            return
+        _check(self.n_entities >= 2, "task.n_entities", f"must be >= 2, got {self.n_entities}")
+        if self.kind == "two_hop":
+            _check(self.n_relations >= 1, "task.n_relations", f"must be >= 1, got {self.n_relations}")
+            _check(
+                1 <= self.out_degree <= self.n_relations,
+                "task.out_degree",
+                f"must be in [1, n_relations={self.n_relations}], got {self.out_degree}",
+            )
+        else:
+            _check(self.n_attributes >= 1, "task.n_attributes", f"must be >= 1, got {self.n_attributes}")
+            _check(self.n_values >= 2, "task.n_values", f"must be >= 2, got {self.n_values}")
+
+    @property
+    def is_entity_task(self) -> bool:
+        return self.kind in ENTITY_KINDS
+
+    def entity_sizes(self) -> tuple[int, int, int]:
+        """(n_entities, n_relations or n_attributes, n_values) from the fields or the kb_file."""
+        if self.kb_file:
+            from interp.tasks.kb_file import kb_sizes
+
+            return kb_sizes(self.kb_file, self.kind)
+        if self.kind == "two_hop":
+            return self.n_entities, self.n_relations, 0
+        return self.n_entities, self.n_attributes, self.n_values
+
     @property
     def d_vocab(self) -> int:
-        """Input vocabulary: the p numbers plus the `=` token."""
-        return self.p + 1
+        """Input vocabulary. modular: the p numbers plus `=`. Entity tasks: one token per
+        entity, relation/attribute and value, plus the special tokens (`interp.tasks.vocab`)."""
+        if self.kind == "modular":
+            return self.p + 1
+        from interp.tasks.vocab import EntityVocab
+
+        return EntityVocab.for_config(self).d_vocab
 
     @property
     def d_vocab_out(self) -> int:
-        return self.p
+        """modular: the p residues. Entity tasks: the full vocabulary, so embeddings can be tied."""
+        return self.p if self.kind == "modular" else self.d_vocab
 
     @property
     def n_ctx(self) -> int:

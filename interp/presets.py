@@ -4,6 +4,10 @@
 smaller, faster variant that groks on 2 CPU cores in a few minutes. `demo-memorize` is
 the memorization control: the demo with weight decay 0, which fits the training set
 but never forms the circuit within its budget.
+
+`two-hop` and `comparison` are the small-scale CPU versions of Wang et al. (2024)
+(ANCHORS §2): |E| = 100, phi = 7.2, a 4-layer pre-LN transformer with tied embeddings,
+AdamW with weight decay and clipped gradients, minibatches of 128.
 """
 
 from __future__ import annotations
@@ -33,6 +37,26 @@ PRESETS["demo-memorize"] = RunConfig(
     task=PRESETS["demo"].task,
     model=PRESETS["demo"].model,
     train=TrainConfig(**{**PRESETS["demo"].train.__dict__, "weight_decay": 0.0}),
+)
+
+
+_ENTITY_MODEL = ModelConfig(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="gelu",
+                            normalization="LN", tied_embeddings=True, seed=0)
+PRESETS["two-hop"] = RunConfig(
+    name="two-hop",
+    task=TaskConfig(kind="two_hop", n_entities=100, n_relations=20, out_degree=10, ood_frac=0.05,
+                    phi=7.2, test_id_frac=0.1, split_seed=0),
+    model=_ENTITY_MODEL,
+    train=TrainConfig(steps=10_000, lr=1e-3, weight_decay=1.0, beta1=0.9, beta2=0.98, warmup_steps=100,
+                      batch_size=128, grad_clip=1.0, ckpt_every=100, ckpt_log_until=1000),
+)
+PRESETS["comparison"] = RunConfig(
+    name="comparison",
+    task=TaskConfig(kind="comparison", n_entities=100, n_attributes=10, n_values=20, ood_frac=0.1,
+                    phi=7.2, test_id_frac=0.1, split_seed=0),
+    model=_ENTITY_MODEL,
+    train=TrainConfig(steps=10_000, lr=1e-3, weight_decay=0.3, beta1=0.9, beta2=0.98, warmup_steps=100,
+                      batch_size=128, grad_clip=1.0, ckpt_every=100, ckpt_log_until=1000),
 )
 
 

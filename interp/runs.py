@@ -163,6 +163,7 @@ def load_task(run_dir: Path, config: RunConfig) -> TaskData:
         splits=splits,
         train_splits=task.train_splits,
         token_names=task.token_names,
+        extras=task.extras,
     )
 
 

@@ -12,6 +12,14 @@ def build_task(config: TaskConfig) -> TaskData:
         from interp.tasks.modular import build_modular
 
         return build_modular(config)
+    if config.kind == "two_hop":
+        from interp.tasks.two_hop import build_two_hop
+
+        return build_two_hop(config)
+    if config.kind == "comparison":
+        from interp.tasks.comparison import build_comparison
+
+        return build_comparison(config)
     raise ValueError(f"task.kind: unknown task kind {config.kind!r}")  # pragma: no cover
 
 

@@ -16,6 +16,9 @@ class TaskData:
     The answer is read at the last position. `labels` index the output vocabulary;
     rows whose label is -1 have no defined answer (e.g. x/0) and belong to no split.
     `train_splits` names the splits the model is trained on; the rest are held out.
+    `extras` holds what analyses need beyond tokens and labels (for the entity tasks: the
+    bridge entity or attribute values of every example, and the knowledge-base tables);
+    it is regenerated deterministically from the config, never saved with the run.
     """
 
     tokens: Int[Tensor, "example pos"]
@@ -23,6 +26,7 @@ class TaskData:
     splits: dict[str, Int[Tensor, " index"]]
     train_splits: tuple[str, ...] = ("train",)
     token_names: tuple[str, ...] = field(default=())
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def n_examples(self) -> int:
