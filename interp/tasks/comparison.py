@@ -85,7 +85,7 @@ def comparison_from_kb(
         raise ConfigError("task: the knowledge base has no atomic facts")
     n_id_atomic = int((known & ~kb_is_ood).sum())
 
-    query_rows = _query_rows(queries, kb_value)
+    query_rows = _query_rows(queries, kb_value, config.kb_file)
     asked = {tuple(r) for r in query_rows[:, :3].tolist()}
     n_id_pairs = sum(len(m) * (len(m) - 1) for m in id_members)
     n_test = min(config.max_eval, max(1, int(round(config.test_id_frac * n_id_pairs))))
@@ -184,10 +184,10 @@ def _sample_pairs(
     return rows[:k]
 
 
-def _query_rows(queries, kb_value: Tensor) -> Tensor:
+def _query_rows(queries, kb_value: Tensor, kb_file: str) -> Tensor:
     rows = []
     for a, e1, e2, line in queries:
         if kb_value[e1, a] < 0 or kb_value[e2, a] < 0:
-            raise ConfigError(f"task.kb_file line {line}: query has no answer: a compared value is unknown")
+            raise ConfigError(f"{kb_file}:{line}: query has no answer: a compared value is unknown")
         rows.append((a, e1, e2, line))
     return torch.tensor(rows, dtype=torch.long).reshape(-1, 4)

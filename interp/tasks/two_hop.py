@@ -94,7 +94,7 @@ def two_hop_from_kb(
     ood1, ood2 = is_ood_fact[first], kb_is_ood[bridge, r2]
     inferred = torch.stack([heads[first], rels[first], r2, bridge, answer], dim=1)  # h r1 r2 b t
 
-    query_rows = _query_rows(queries, kb_tail)
+    query_rows = _query_rows(queries, kb_tail, config.kb_file)
     if len(query_rows):
         asked = set(map(tuple, query_rows[:, :3].tolist()))
         keep = torch.tensor([tuple(row) not in asked for row in inferred[:, :3].tolist()], dtype=torch.bool)
@@ -153,13 +153,13 @@ def two_hop_from_kb(
     )
 
 
-def _query_rows(queries, kb_tail: Tensor) -> Tensor:
+def _query_rows(queries, kb_tail: Tensor, kb_file: str) -> Tensor:
     """(h, r1, r2, b, t) rows for the asked queries; the answer must follow from the facts."""
     rows = []
     for h, r1, r2, line in queries:
         b = int(kb_tail[h, r1])
         t = int(kb_tail[b, r2]) if b >= 0 else -1
         if t < 0:
-            raise ConfigError(f"task.kb_file line {line}: query has no answer: the facts do not compose")
+            raise ConfigError(f"{kb_file}:{line}: query has no answer: the facts do not compose")
         rows.append((h, r1, r2, b, t))
     return torch.tensor(rows, dtype=torch.long).reshape(-1, 5)

@@ -1,0 +1,335 @@
+"""Analyses of the entity tasks (two-hop composition, comparison) and their `circuit_score`.
+
+Sites (positions of `interp.tasks.two_hop` / `interp.tasks.comparison`):
+
+    two_hop     h (0)      r1 (1)   r2 (2, answer read here)    hidden state: bridge b at r1
+    comparison  attr (0)   e1 (1)   e2 (2, answer read here)    hidden states: v1 at e1, v2 at e2
+
+## circuit_score (both tasks)
+
+The generalizing circuit (Wang et al. 2024) resolves an intermediate entity state at a
+non-final position — the bridge b at r1, or the value v1 at e1 — and the upper layers of
+the last position read it from there. A memorizing model maps the input tokens to the
+answer directly, and the state at that position does not carry the answer. So:
+
+    circuit_score = max over layers l of  P[ top-1 answer of the clean run, with the residual
+                    stream at (l, MID) replaced by that of a counterfactual run, equals the
+                    counterfactual answer ]
+
+on `n_examples` (default 300) training inferred examples (split `train_inferred`, seeded
+subsample), where MID is r1 (two_hop) or e1 (comparison) and the counterfactual swaps the
+token before MID's state is formed — the head h (two_hop), or e1 itself (comparison) — for
+another entity chosen so that the intermediate state and the answer change: a new bridge
+b' = tail(h', r1) with answer t' = tail(b', r2) != t, or a new value v1' with a different
+comparison outcome. The expected counterfactual answer is computed from the atomic facts
+(all of which are training data), so no test label is used. Layer 0 (embeddings) at MID is
+the same token in both runs and the last layer's state at MID is read by nothing, so the
+maximum is effectively over the middle layers; a 1-layer model always scores 0.
+
+Caveats: it is a causal measure of one site and one kind of swap; it is 0 for a model
+that cannot *apply* r2 to the patched bridge even if the bridge is there (which is fine:
+that model does not answer through the bridge); for comparison, a 3-way answer lets a
+disrupted memorizing model land on the counterfactual answer by chance, so a floor of a
+few percent is expected there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from circuits.logit_lens import LensTarget, logit_lens, residual_stack
+from circuits.patching import PatchingResult, causal_tracing
+from interp.config import RunConfig, TaskConfig
+from interp.metrics import accuracy
+from interp.model import answer_logits
+from interp.tasks.base import TaskData
+from interp.tasks.vocab import EntityVocab
+
+POS_FIRST, POS_MID, POS_LAST = 0, 1, 2
+ANALYSIS_PARTS = frozenset({"logit_lens", "patching", "probes"})
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    """Examples that have a valid counterfactual: their clean and counterfactual inputs."""
+
+    index: Int[Tensor, " batch"]  # into task.tokens
+    clean_tokens: Int[Tensor, "batch pos"]
+    tokens: Int[Tensor, "batch pos"]
+    answer: Int[Tensor, " batch"]  # expected answer of the counterfactual input
+    swapped_position: int
+
+
+def sample_examples(task: TaskData, split: str = "train_inferred", n: int = 300, seed: int = 0) -> Tensor:
+    """A seeded subsample of a split (all of it when smaller), in index order."""
+    index = task.splits[split]
+    if len(index) > n:
+        generator = torch.Generator().manual_seed(seed)
+        index = index[torch.randperm(len(index), generator=generator)[:n]].sort().values
+    return index
+
+
+def _vocab(task: TaskData, kind: str) -> EntityVocab:
+    if kind == "two_hop":
+        n_e, n_r = task.extras["kb_tail"].shape
+        return EntityVocab(kind, n_e, n_r)
+    n_e, n_a = task.extras["kb_value"].shape
+    n_values = len(task.token_names) - n_e - n_a - 4
+    return EntityVocab(kind, n_e, n_a, n_values)
+
+
+def task_kind(task: TaskData) -> str:
+    return "two_hop" if "kb_tail" in task.extras else "comparison"
+
+
+def counterfactuals(task: TaskData, index: Tensor, swap: str = "auto", seed: int = 0) -> Counterfactual:
+    """For each example, swap one token so that the intermediate state and the answer change.
+
+    two_hop `swap="head"` (default): h -> h' with bridge b' = tail(h', r1) != b and answer
+    tail(b', r2) != t. `swap="r2"`: r2 -> r2' with tail(b, r2') != t (bridge unchanged).
+    comparison `swap="e1"` (default) or `"e2"`: the entity -> one whose value changes the
+    outcome. The replacement is drawn uniformly (seeded) among the valid ones; examples
+    without any are dropped.
+    """
+    kind = task_kind(task)
+    vocab = _vocab(task, kind)
+    generator = torch.Generator().manual_seed(seed)
+    tokens = task.tokens[index]
+    cf_tokens, cf_answer, keep = tokens.clone(), torch.full((len(index),), -1), torch.zeros(len(index), dtype=torch.bool)
+    if kind == "two_hop":
+        swap = "head" if swap == "auto" else swap
+        kb = task.extras["kb_tail"]
+        n_e = kb.shape[0]
+        h, r1, r2, b = (task.extras[k][index] for k in ("head", "r1", "r2", "bridge"))
+        t = task.labels[index]
+        if swap == "head":
+            b_alt = kb[:, r1].T  # [batch, entity] bridge of (h', r1)
+            t_alt = torch.where(b_alt >= 0, kb[b_alt.clamp(min=0), r2[:, None]], -1)
+            valid = (b_alt >= 0) & (b_alt != b[:, None]) & (t_alt >= 0) & (t_alt != t[:, None])
+            pick = _pick(valid, generator)
+            cf_tokens[:, POS_FIRST] = vocab.entity(pick.clamp(min=0))
+            cf_answer = t_alt.gather(1, pick.clamp(min=0)[:, None]).squeeze(1)
+            position = POS_FIRST
+        elif swap == "r2":
+            t_alt = kb[b]  # [batch, relation]
+            valid = (t_alt >= 0) & (t_alt != t[:, None])
+            pick = _pick(valid, generator)
+            cf_tokens[:, POS_LAST] = vocab.relation(pick.clamp(min=0))
+            cf_answer = t_alt.gather(1, pick.clamp(min=0)[:, None]).squeeze(1)
+            position = POS_LAST
+        else:
+            raise ValueError(f"swap: {swap!r} is not one of head, r2 for two_hop")
+        keep = pick >= 0
+    else:
+        swap = "e1" if swap == "auto" else swap
+        kb = task.extras["kb_value"]
+        a, v1, v2 = (task.extras[k][index] for k in ("attribute", "v1", "v2"))
+        if swap not in ("e1", "e2"):
+            raise ValueError(f"swap: {swap!r} is not one of e1, e2 for comparison")
+        other = v2 if swap == "e1" else v1
+        sign = torch.sign(v1 - v2)
+        v_alt = kb[:, a].T  # [batch, entity]
+        sign_alt = torch.sign(v_alt - other[:, None]) if swap == "e1" else torch.sign(other[:, None] - v_alt)
+        valid = (v_alt >= 0) & (sign_alt != sign[:, None])
+        pick = _pick(valid, generator)
+        position = POS_MID if swap == "e1" else POS_LAST
+        cf_tokens[:, position] = vocab.entity(pick.clamp(min=0))
+        cf_answer = vocab.answer(sign_alt.gather(1, pick.clamp(min=0)[:, None]).squeeze(1))
+        keep = pick >= 0
+    return Counterfactual(index[keep], tokens[keep], cf_tokens[keep], cf_answer[keep], position)
+
+
+def _pick(valid: Tensor, generator: torch.Generator) -> Tensor:
+    """Per row, a uniformly random column where `valid`, or -1 where none is."""
+    scores = torch.rand(valid.shape, generator=generator).masked_fill(~valid, -1.0)
+    choice = scores.argmax(dim=1)
+    return torch.where(valid.any(dim=1), choice, torch.full_like(choice, -1))
+
+
+# -- logit lens ------------------------------------------------------------------------------
+
+
+def entity_lens_targets(task: TaskData, index: Tensor) -> dict[str, LensTarget]:
+    """two_hop: bridge at r1, answer at the last position; comparison: v1 at e1, v2 at e2, answer."""
+    kind = task_kind(task)
+    vocab = _vocab(task, kind)
+    labels = task.labels[index]
+    if kind == "two_hop":
+        return {
+            "bridge": LensTarget(POS_MID, task.extras["bridge"][index], vocab.entity_tokens),
+            "answer": LensTarget(POS_LAST, labels, vocab.entity_tokens),
+        }
+    return {
+        "v1": LensTarget(POS_MID, vocab.value(task.extras["v1"][index]), vocab.value_tokens),
+        "v2": LensTarget(POS_LAST, vocab.value(task.extras["v2"][index]), vocab.value_tokens),
+        "answer": LensTarget(POS_LAST, labels, vocab.answer_tokens),
+    }
+
+
+def entity_logit_lens(model, task: TaskData, index: Tensor):
+    return logit_lens(model, task.tokens[index], entity_lens_targets(task, index))
+
+
+# -- causal tracing and the circuit score ----------------------------------------------------
+
+
+@torch.inference_mode()
+def entity_causal_tracing(model, task: TaskData, index: Tensor, swap: str = "auto", seed: int = 0) -> PatchingResult:
+    cf = counterfactuals(task, index, swap=swap, seed=seed)
+    return causal_tracing(model, cf.clean_tokens, cf.tokens, cf.answer)
+
+
+@dataclass(frozen=True)
+class CircuitScore:
+    score: float
+    #: layer index (0 = embeddings) where the transfer is largest
+    layer: int
+    #: per-layer transfer fraction at the intermediate site
+    by_layer: Tensor
+    n_examples: int
+
+
+@torch.inference_mode()
+def circuit_score(model, task: TaskData, n_examples: int = 300, seed: int = 0) -> CircuitScore:
+    """See the module docstring. Uses only training examples and atomic facts."""
+    index = sample_examples(task, "train_inferred", n_examples, seed)
+    swap = "head" if task_kind(task) == "two_hop" else "e1"
+    cf = counterfactuals(task, index, swap=swap, seed=seed)
+    if len(cf.index) == 0:
+        return CircuitScore(float("nan"), -1, torch.zeros(0), 0)
+    result = causal_tracing(model, cf.clean_tokens, cf.tokens, cf.answer, positions=[POS_MID])
+    by_layer = result.transferred[:, POS_MID]
+    layer = int(by_layer.argmax())
+    return CircuitScore(float(by_layer[layer]), layer, by_layer, len(cf.index))
+
+
+def make_entity_evaluator(config: RunConfig | TaskConfig, n_examples: int = 300) -> Callable[[Any, TaskData, dict], dict[str, float]]:
+    """A training `Evaluator` that logs `circuit_score` (and its layer) at every checkpoint."""
+
+    def evaluate(model, task: TaskData, by_split: dict) -> dict[str, float]:
+        result = circuit_score(model, task, n_examples=n_examples)
+        return {"circuit_score": result.score, "circuit_layer": float(result.layer)}
+
+    return evaluate
+
+
+# -- probes ----------------------------------------------------------------------------------
+
+
+def probe_data(model, task: TaskData, target: str, split: str = "train_inferred", max_examples: int = 2000):
+    """(X [layer, example, d_model], y) for probing `target` at its site.
+
+    Examples whose state at the site is a function of the same tokens are deduplicated
+    (the r1 state depends only on (h, r1), the e1 state only on (attr, e1)), so held-out
+    examples are never copies of training ones.
+    """
+    index = task.splits[split]
+    tokens = task.tokens[index]
+    if target == "bridge":
+        position, labels = POS_MID, task.extras["bridge"][index]
+    elif target == "v1":
+        position, labels = POS_MID, task.extras["v1"][index]
+    elif target == "v2":
+        position, labels = POS_LAST, task.extras["v2"][index]
+    else:
+        raise ValueError(f"target: {target!r} is not one of bridge, v1, v2")
+    prefix = tokens[:, : position + 1]
+    _, first = np.unique(prefix.numpy(), axis=0, return_index=True)
+    keep = torch.as_tensor(np.sort(first))
+    if len(keep) > max_examples:
+        generator = torch.Generator().manual_seed(0)
+        keep = keep[torch.randperm(len(keep), generator=generator)[:max_examples]].sort().values
+    with torch.inference_mode():
+        stack = residual_stack(model, tokens[keep])[:, :, position]
+    return stack.float().numpy(), labels[keep].numpy()
+
+
+def entity_probes(model, task: TaskData, random_model=None, seed: int = 0) -> dict[str, float]:
+    """Held-out probe accuracy per layer for each hidden target, with the baselines."""
+    from probes.linear import probe_accuracy
+
+    targets = ("bridge",) if task_kind(task) == "two_hop" else ("v1", "v2")
+    out: dict[str, float] = {}
+    for target in targets:
+        X, y = probe_data(model, task, target)
+        X_random = probe_data(random_model, task, target)[0] if random_model is not None else None
+        for layer in range(X.shape[0]):
+            out[f"probe_{target}_acc_L{layer}"] = probe_accuracy(X[layer], y, seed=seed).accuracy
+            out[f"probe_{target}_shuffled_L{layer}"] = probe_accuracy(X[layer], y, seed=seed, shuffle_labels=True).accuracy
+            if X_random is not None:
+                out[f"probe_{target}_random_L{layer}"] = probe_accuracy(X_random[layer], y, seed=seed).accuracy
+    return out
+
+
+# -- one checkpoint, as table columns --------------------------------------------------------
+
+
+def _normalize_parts(parts) -> set[str]:
+    normalized = {p.replace("-", "_") for p in parts}
+    unknown = normalized - ANALYSIS_PARTS
+    if unknown:
+        raise ValueError(f"parts: unknown analysis {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(ANALYSIS_PARTS))}")
+    return normalized
+
+
+def random_init_model(config: RunConfig):
+    """The run's architecture at initialization (the probes' random-model baseline)."""
+    from interp.model import build_model
+
+    model = build_model(
+        config.model, d_vocab=config.task.d_vocab, d_vocab_out=config.task.d_vocab_out, n_ctx=config.task.n_ctx
+    )
+    model.eval()
+    return model
+
+
+@torch.inference_mode()
+def analyze_entity_checkpoint(
+    model, task: TaskData, config: RunConfig, parts=frozenset(ANALYSIS_PARTS), *, random_model=None, n_examples: int = 300
+) -> dict[str, float]:
+    """Table columns for one checkpoint of an entity task.
+
+    Always: `{split}_acc` for every split, `circuit_score`, `circuit_layer`.
+    `logit_lens`: `lens_{target}_mrr_L{l}` (two_hop: bridge, answer; comparison: v1, v2, answer).
+    `patching`: `patch_{site}_L{l}` = fraction of answers transferred by patching (layer l,
+    site) from the head-swap (two_hop) / e1-swap (comparison) counterfactual, site in
+    first/mid/last, and `patch_r2_last_L{l}` / `patch_e2_last_L{l}` for the second swap.
+    `probes`: `probe_{target}_{acc,shuffled,random}_L{l}` (`random` needs `random_model`,
+    built from the config when not given).
+    """
+    parts = _normalize_parts(parts)
+    row: dict[str, float] = {}
+    for name in task.splits:
+        tokens, labels = task.split(name)
+        row[f"{name}_acc"] = accuracy(answer_logits(model, tokens), labels) if len(tokens) else float("nan")
+    score = circuit_score(model, task, n_examples=n_examples)
+    row["circuit_score"], row["circuit_layer"] = score.score, float(score.layer)
+    index = sample_examples(task, "train_inferred", n_examples)
+    n_layers = model.cfg.n_layers
+    if "logit_lens" in parts:
+        lens = entity_logit_lens(model, task, index)
+        for name in lens.names:
+            for layer in range(n_layers + 1):
+                row[f"lens_{name}_mrr_L{layer}"] = float(lens.mrr_of(name)[layer])
+    if "patching" in parts:
+        kind = task_kind(task)
+        first_swap, second_swap = ("head", "r2") if kind == "two_hop" else ("e1", "e2")
+        traced = entity_causal_tracing(model, task, index, swap=first_swap)
+        for layer in range(n_layers + 1):
+            for site, position in (("first", POS_FIRST), ("mid", POS_MID), ("last", POS_LAST)):
+                row[f"patch_{site}_L{layer}"] = float(traced.transferred[layer, position])
+        traced = entity_causal_tracing(model, task, index, swap=second_swap)
+        for layer in range(n_layers + 1):
+            row[f"patch_{second_swap}_last_L{layer}"] = float(traced.transferred[layer, POS_LAST])
+    if "probes" in parts:
+        if random_model is None:
+            random_model = random_init_model(config)
+        row.update(entity_probes(model, task, random_model))
+    return row

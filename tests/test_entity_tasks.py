@@ -1,0 +1,247 @@
+"""Entity tasks: generator invariants (known answers), config, knowledge-base files, end to end."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from interp.config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig
+from interp.model import answer_logits, build_model
+from interp.tasks import build_task
+from interp.tasks.kb_file import KBFileError
+from interp.tasks.vocab import EntityVocab
+
+DATA = Path(__file__).resolve().parents[1] / "experiments" / "data"
+
+
+def tiny_task(kind: str = "two_hop", **overrides) -> TaskConfig:
+    base = dict(kind=kind, n_entities=20, n_relations=5, out_degree=3, n_attributes=3, n_values=6,
+                ood_frac=0.2, phi=2.0, test_id_frac=0.1, split_seed=1)
+    return TaskConfig(**{**base, **overrides})
+
+
+def tiny_run(task: TaskConfig, **train) -> RunConfig:
+    return RunConfig(
+        task=task,
+        model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, act_fn="gelu",
+                          normalization="LN", tied_embeddings=True, seed=0),
+        train=TrainConfig(**{"steps": 30, "batch_size": 64, "grad_clip": 1.0, "ckpt_every": 15,
+                             "ckpt_log_until": 0, "warmup_steps": 5, **train}),
+    )
+
+
+# -- two-hop ---------------------------------------------------------------------------------
+
+
+def test_two_hop_inferred_answers_compose_atomic_facts():
+    task = build_task(tiny_task())
+    kb = task.extras["kb_tail"]
+    vocab = EntityVocab("two_hop", *kb.shape)
+    assert tuple(task.splits) == ("train_atomic", "train_inferred", "test_id", "test_ood")
+    assert task.train_splits == ("train_atomic", "train_inferred")
+    for name in ("train_inferred", "test_id", "test_ood"):
+        index = task.splits[name]
+        h, r1, r2, b = (task.extras[k][index] for k in ("head", "r1", "r2", "bridge"))
+        assert torch.equal(b, kb[h, r1])
+        assert torch.equal(task.labels[index], kb[b, r2])
+        assert torch.equal(task.tokens[index], torch.stack([h, vocab.relation(r1), vocab.relation(r2)], 1))
+    # every atomic fact exactly once, as `h r <end>` -> t
+    index = task.splits["train_atomic"]
+    assert len(index) == int((kb >= 0).sum()) == 20 * 3
+    h, r = task.tokens[index, 0], task.tokens[index, 1] - vocab.relation_offset
+    assert torch.equal(task.labels[index], kb[h, r])
+    assert (task.tokens[index, 2] == vocab.end_token).all()
+    assert len({(int(a), int(b)) for a, b in zip(h, r)}) == len(index)
+
+
+def test_two_hop_split_follows_ood_and_phi():
+    config = tiny_task()
+    task = build_task(config)
+    kb_ood = task.extras["kb_is_ood"]
+    n_atomic = int((task.extras["kb_tail"] >= 0).sum())
+    n_ood = int(kb_ood.sum())
+    assert n_ood == round(config.ood_frac * n_atomic)
+    assert len(task.splits["train_inferred"]) == round(config.phi * (n_atomic - n_ood))
+
+    def hop_ood(name):
+        index = task.splits[name]
+        h, r1, r2, b = (task.extras[k][index] for k in ("head", "r1", "r2", "bridge"))
+        return kb_ood[h, r1], kb_ood[b, r2]
+
+    for name in ("train_inferred", "test_id"):
+        first, second = hop_ood(name)
+        assert not first.any() and not second.any()
+    first, second = hop_ood("test_ood")
+    assert len(first) > 0 and first.all() and second.all()
+    train = {tuple(t) for t in task.tokens[task.splits["train_inferred"]].tolist()}
+    test = {tuple(t) for t in task.tokens[task.splits["test_id"]].tolist()}
+    assert not train & test
+
+
+def test_entity_tasks_are_deterministic():
+    for kind in ("two_hop", "comparison"):
+        a, b = build_task(tiny_task(kind)), build_task(tiny_task(kind))
+        assert torch.equal(a.tokens, b.tokens) and torch.equal(a.labels, b.labels)
+        assert all(torch.equal(a.splits[k], b.splits[k]) for k in a.splits)
+        assert all(torch.equal(a.extras[k], b.extras[k]) for k in a.extras)
+        c = build_task(tiny_task(kind, split_seed=2))
+        assert not torch.equal(a.tokens, c.tokens)
+
+
+def test_phi_too_large_is_a_config_error():
+    with pytest.raises(ConfigError, match="task.phi"):
+        build_task(tiny_task(phi=50.0))
+
+
+# -- comparison ------------------------------------------------------------------------------
+
+
+def test_comparison_labels_and_split():
+    config = tiny_task("comparison")
+    task = build_task(config)
+    kb, kb_ood = task.extras["kb_value"], task.extras["kb_is_ood"]
+    vocab = EntityVocab("comparison", kb.shape[0], kb.shape[1], config.n_values)
+    for name in ("train_inferred", "test_id", "test_ood"):
+        index = task.splits[name]
+        a, e1, e2 = (task.extras[k][index] for k in ("attribute", "e1", "e2"))
+        assert (e1 != e2).all()
+        assert torch.equal(task.tokens[index], torch.stack([vocab.relation(a), e1, e2], 1))
+        v1, v2 = kb[e1, a], kb[e2, a]
+        expected = ["<=>"[int(torch.sign(x - y)) + 1] for x, y in zip(v1, v2)]
+        assert [task.token_names[int(t)] for t in task.labels[index]] == expected
+        is_ood = name == "test_ood"
+        assert (kb_ood[e1, a] == is_ood).all() and (kb_ood[e2, a] == is_ood).all()
+    # atomic: `attr e <end>` -> value token, every (entity, attribute) once
+    index = task.splits["train_atomic"]
+    assert len(index) == kb.numel()
+    a, e = task.tokens[index, 0] - vocab.relation_offset, task.tokens[index, 1]
+    assert torch.equal(task.labels[index], vocab.value(kb[e, a]))
+    n_id_atomic = int((~kb_ood).sum())
+    assert len(task.splits["train_inferred"]) == round(config.phi * n_id_atomic)
+    # ood_frac of the entities per attribute
+    assert (kb_ood.sum(0) == round(config.ood_frac * kb.shape[0])).all()
+
+
+# -- config ----------------------------------------------------------------------------------
+
+
+def test_entity_config_vocab_and_round_trip():
+    config = tiny_run(tiny_task())
+    assert config.task.d_vocab == 20 + 5 + 1 == config.task.d_vocab_out
+    assert tiny_task("comparison").d_vocab == 20 + 3 + 6 + 4
+    assert config.task.n_ctx == 3
+    assert RunConfig.from_dict(config.to_dict()) == config
+    assert RunConfig().with_overrides(["task.kind=two_hop", "task.phi=3.6"]).task.phi == 3.6
+    # modular behaviour unchanged
+    assert (TaskConfig().d_vocab, TaskConfig().d_vocab_out, TaskConfig().n_ctx) == (114, 113, 3)
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (dict(out_degree=9), "task.out_degree"),
+        (dict(ood_frac=1.0), "task.ood_frac"),
+        (dict(phi=0.0), "task.phi"),
+        (dict(kind="comparison", n_values=1), "task.n_values"),
+    ],
+)
+def test_entity_config_validation_names_the_field(overrides, field):
+    with pytest.raises(ConfigError, match=field):
+        tiny_task(**overrides)
+
+
+@pytest.mark.parametrize("kind", ["two_hop", "comparison"])
+def test_answer_logits_fast_path_matches_bridge(kind):
+    task = tiny_task(kind)
+    for tied, layers in ((True, 2), (False, 3)):
+        model_config = ModelConfig(n_layers=layers, d_model=32, n_heads=2, d_head=16, d_mlp=64,
+                                   normalization="LN", tied_embeddings=tied, seed=3)
+        model = build_model(model_config, d_vocab=task.d_vocab, d_vocab_out=task.d_vocab_out, n_ctx=task.n_ctx)
+        tokens = build_task(task).tokens[:64]
+        with torch.inference_mode():
+            torch.testing.assert_close(answer_logits(model, tokens), model(tokens)[:, -1], atol=1e-5, rtol=1e-5)
+
+
+# -- knowledge-base files --------------------------------------------------------------------
+
+
+def _write(tmp_path: Path, name: str, lines: list) -> str:
+    path = tmp_path / name
+    path.write_text("".join((json.dumps(l) if not isinstance(l, str) else l) + "\n" for l in lines))
+    return str(path)
+
+
+def test_example_kb_files_load():
+    task = build_task(TaskConfig(kind="two_hop", kb_file=str(DATA / "family.jsonl"), phi=3.0))
+    assert task.token_names[0] == "Ada" and "mother" in task.token_names
+    assert len(task.splits["query"]) == 2
+    # the query's answer is the composition of the named facts
+    kb = task.extras["kb_tail"]
+    (h, r1, r2) = task.tokens[task.splits["query"][0]].tolist()
+    names = task.token_names
+    assert names[h] == "Ada" and names[r1] == "mother" and names[r2] == "boss"
+    assert int(task.labels[task.splits["query"][0]]) == int(kb[kb[h, r1 - kb.shape[0]], r2 - kb.shape[0]])
+    task = build_task(TaskConfig(kind="comparison", kb_file=str(DATA / "people.csv"), phi=3.0, ood_frac=0.2))
+    assert "age" in task.token_names and len(task.splits["test_ood"]) > 0
+
+
+@pytest.mark.parametrize(
+    "kind, lines, message",
+    [
+        ("two_hop", [{"head": "a", "relation": "r", "tail": "b"}, {"head": "a", "relation": "r", "taill": "c"}],
+         r":2: unknown field 'taill'"),
+        ("two_hop", [{"head": "a", "relation": "r", "tail": "b"}, {"head": "c", "relation": "r", "tail": "a"},
+                     {"head": "a", "relation": "r", "tail": "c"}],
+         r":3: contradicts line 1"),
+        ("two_hop", ["", ""], r"empty file"),
+        ("two_hop", [{"head": "a", "relation": "r", "tail": "b"}, {"query": ["zed", "r", "r"]}],
+         r":2: unknown entity 'zed' in a query"),
+        ("two_hop", [{"head": "a", "relation": "r", "tail": "b"}, "{not json"], r":2: not valid JSON"),
+        ("comparison", [{"entity": "a", "attribute": "age", "value": 3}, {"entity": "b", "attribute": "age", "value": "old"}],
+         r":2: bad value for 'value'"),
+        ("comparison", [{"entity": "a", "attribute": "age", "value": 3}, {"entity": "a", "attribute": "age", "value": 4}],
+         r":2: contradicts line 1"),
+        ("comparison", [{"entity": "a", "attribute": "age", "value": 3}, {"query": ["age", "a", "nobody"]}],
+         r":2: unknown entity 'nobody' in a query"),
+    ],
+)
+def test_kb_file_errors_name_the_line(tmp_path, kind, lines, message):
+    path = _write(tmp_path, "kb.jsonl", lines)
+    with pytest.raises(KBFileError, match=message):
+        build_task(TaskConfig(kind=kind, kb_file=path))
+
+
+def test_kb_csv_errors_name_the_line(tmp_path):
+    path = tmp_path / "kb.csv"
+    path.write_text("entity,attribute,colour\na,age,3\n")
+    with pytest.raises(KBFileError, match=r"kb.csv:1: unknown field 'colour'"):
+        build_task(TaskConfig(kind="comparison", kb_file=str(path)))
+    path.write_text("entity,attribute,value\na,age,3\nb,age,x\n")
+    with pytest.raises(KBFileError, match=r"kb.csv:3: bad value"):
+        build_task(TaskConfig(kind="comparison", kb_file=str(path)))
+    path.write_text("entity,attribute,value\n")
+    with pytest.raises(KBFileError, match="empty file"):
+        build_task(TaskConfig(kind="comparison", kb_file=str(path)))
+
+
+def test_kb_file_trains_and_analyzes_end_to_end(tmp_path):
+    from circuits.entity import analyze_entity_checkpoint, make_entity_evaluator
+    from interp.runs import load_run
+    from interp.training import train
+
+    config = tiny_run(TaskConfig(kind="two_hop", kb_file=str(DATA / "family.jsonl"), phi=2.0))
+    result = train(config, tmp_path / "run", evaluators=[make_entity_evaluator(config)], progress=False)
+    assert result.final_step == 30
+    run = load_run(tmp_path / "run")
+    assert set(run.task.splits) == {"train_atomic", "train_inferred", "test_id", "test_ood", "query"}
+    rows = run.metrics
+    assert all(0.0 <= r["circuit_score"] <= 1.0 for r in rows)
+    model = run.model_at(30)
+    row = analyze_entity_checkpoint(model, run.task, run.config, {"logit-lens", "patching", "probes"}, n_examples=64)
+    for key in ("train_atomic_acc", "query_acc", "circuit_score", "lens_bridge_mrr_L1", "patch_mid_L1",
+                "probe_bridge_acc_L1", "probe_bridge_shuffled_L1", "probe_bridge_random_L1"):
+        assert key in row and 0.0 <= row[key] <= 1.0, key
