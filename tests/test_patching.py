@@ -1,0 +1,91 @@
+"""Causal tracing: patching a run into itself changes nothing; known answers at the ends."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from circuits.entity import circuit_score, counterfactuals, sample_examples
+from circuits.patching import causal_tracing, patched_logits
+from circuits.logit_lens import residual_stack
+from interp.model import build_model
+from interp.tasks import build_task
+from tests.test_entity_tasks import tiny_run, tiny_task
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _model(kind):
+    config = tiny_run(tiny_task(kind))
+    model = build_model(config.model, d_vocab=config.task.d_vocab, d_vocab_out=config.task.d_vocab_out,
+                        n_ctx=config.task.n_ctx)
+    model.eval()
+    return model, build_task(config.task)
+
+
+@pytest.fixture(scope="module")
+def two_hop():
+    return _model("two_hop")
+
+
+def test_patching_a_run_into_itself_changes_nothing(two_hop):
+    model, task = two_hop
+    tokens = task.tokens[task.splits["train_inferred"][:40]]
+    result = causal_tracing(model, tokens, tokens, task.labels[task.splits["train_inferred"][:40]])
+    assert result.changed.shape == (3, 3)
+    assert (result.changed == 0).all()
+
+
+def test_patching_the_swapped_token_embedding_equals_the_counterfactual_run(two_hop):
+    model, task = two_hop
+    cf = counterfactuals(task, sample_examples(task, n=40), swap="head")
+    with torch.inference_mode():
+        stack = residual_stack(model, cf.tokens)
+        expected = model(cf.tokens)[:, -1]
+        # the whole input differs only at the swapped position: layer 0 there = the counterfactual run
+        got = patched_logits(model, cf.clean_tokens, stack[0, :, cf.swapped_position], 0, cf.swapped_position)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        # the last position after the last layer is the counterfactual's output
+        got = patched_logits(model, cf.clean_tokens, stack[-1, :, -1], model.cfg.n_layers, 2)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_counterfactuals_change_the_intermediate_state_and_the_answer():
+    task = build_task(tiny_task())
+    kb = task.extras["kb_tail"]
+    index = sample_examples(task, n=50)
+    cf = counterfactuals(task, index, swap="head")
+    assert len(cf.index) > 25
+    h_alt, r1, r2 = cf.tokens[:, 0], task.extras["r1"][cf.index], task.extras["r2"][cf.index]
+    assert (kb[h_alt, r1] != task.extras["bridge"][cf.index]).all()
+    assert torch.equal(cf.answer, kb[kb[h_alt, r1], r2])
+    assert (cf.answer != task.labels[cf.index]).all()
+    cf = counterfactuals(task, index, swap="r2")
+    assert (cf.answer != task.labels[cf.index]).all()
+    comparison = build_task(tiny_task("comparison"))
+    index = sample_examples(comparison, n=50)
+    for swap in ("e1", "e2"):
+        cf = counterfactuals(comparison, index, swap=swap)
+        assert len(cf.index) > 25 and (cf.answer != comparison.labels[cf.index]).all()
+        kb, a = comparison.extras["kb_value"], comparison.extras["attribute"][cf.index]
+        v1, v2 = kb[cf.tokens[:, 1], a], kb[cf.tokens[:, 2], a]
+        assert [comparison.token_names[int(t)] for t in cf.answer] == ["<=>"[int(s) + 1] for s in torch.sign(v1 - v2)]
+
+
+def test_circuit_score_is_a_fraction_and_zero_for_one_layer():
+    model, task = _model("comparison")
+    score = circuit_score(model, task, n_examples=50)
+    assert 0.0 <= score.score <= 1.0 and score.by_layer.shape == (3,)
+    config = tiny_run(tiny_task())
+    from dataclasses import replace
+
+    one = build_model(replace(config.model, n_layers=1), d_vocab=config.task.d_vocab,
+                      d_vocab_out=config.task.d_vocab_out, n_ctx=3)
+    one.eval()
+    assert circuit_score(one, build_task(config.task), n_examples=50).score == 0.0
