@@ -31,6 +31,8 @@ from interp.metrics import accuracy, cross_entropy_f64
 from interp.runs import ANALYSIS_DIR, Run, RunError, atomic_write_bytes, atomic_write_json
 
 MODULAR_PARTS = ("fourier", "attention", "attribution")
+#: Analyses of the entity tasks (two_hop, comparison): `circuits.entity`.
+ENTITY_PARTS = ("logit_lens", "patching", "probes")
 TABLE_FILE = "table.csv"
 SUMMARY_FILE = "summary.json"
 FIGURES_FILE = "figures.html"
@@ -38,7 +40,7 @@ BASE_COLUMNS = ["step", "train_acc", "test_acc", "train_loss", "test_loss", "cir
 
 
 def available_parts(run: Run) -> tuple[str, ...]:
-    return MODULAR_PARTS
+    return ENTITY_PARTS if run.config.task.kind in ("two_hop", "comparison") else MODULAR_PARTS
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class RunAnalysis:
     phases: Phases
     skipped: list[tuple[str, str]] = field(default_factory=list)
     p: int = 0
+    kind: str = "modular"
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -181,10 +184,14 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
     parts = tuple(parts or available_parts(run))
     unknown = set(parts) - set(available_parts(run))
     if unknown:
-        raise ValueError(f"analysis parts {sorted(unknown)} do not apply to task kind {run.config.task.kind!r}")
+        from interp.config import ConfigError
+
+        raise ConfigError(f"analysis parts {sorted(unknown)} do not apply to task kind {run.config.task.kind!r}")
     steps = list(run.steps if steps is None else steps)
     if not steps:
         raise RunError(f"{run.path}: no complete checkpoints to analyze")
+    if parts and set(parts) <= set(ENTITY_PARTS) and run.config.task.kind != "modular":
+        return _analyze_entity_run(run, parts, steps)
     ctx = _ModularContext(run)
     model = run.new_model()
     model.eval()
@@ -220,6 +227,37 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
     )
 
 
+def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int]) -> RunAnalysis:
+    """The entity-task analyses (`circuits.entity.analyze_entity_checkpoint`) of every checkpoint."""
+    from circuits.entity import analyze_entity_checkpoint, random_init_model
+
+    task = run.task
+    model = run.new_model()
+    model.eval()
+    random_model = random_init_model(run.config) if "probes" in parts else None
+    skipped: list[tuple[str, str]] = []
+    results = []
+    for step in steps:
+        try:
+            run.load_weights_into(model, step)
+        except RunError as exc:
+            skipped.append((str(run.checkpoint_path(step)), str(exc)))
+            continue
+        row = {"step": step, **analyze_entity_checkpoint(model, task, run.config, set(parts), random_model=random_model)}
+        results.append(CheckpointAnalysis(step=step, row=row))
+    if not results:
+        raise RunError(f"{run.path}: none of the {len(steps)} checkpoints could be loaded")
+    return RunAnalysis(
+        run_dir=run.path,
+        parts=parts,
+        checkpoints=results,
+        key_frequencies=[],
+        phases=compute_phases([r.row for r in results]),
+        skipped=skipped,
+        kind=run.config.task.kind,
+    )
+
+
 def _format(value: Any) -> Any:
     if isinstance(value, float) and math.isfinite(value):
         return f"{value:.6g}"
@@ -251,7 +289,9 @@ def summary(result: RunAnalysis, out_dir: Path) -> dict[str, Any]:
         "key_frequencies": result.key_frequencies,
         "phases": result.phases.to_dict(),
         "leads": result.leads(),
+        "kind": result.kind,
         "final": {k: last[k] for k in BASE_COLUMNS if k in last},
+        **({"final_splits": {k: v for k, v in last.items() if k.endswith("_acc")}} if result.kind != "modular" else {}),
         "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
         "table": str(out_dir / TABLE_FILE),
         "figures": str(out_dir / FIGURES_FILE),

@@ -47,7 +47,7 @@ from torch import Tensor
 from circuits.logit_lens import LensTarget, logit_lens, residual_stack
 from circuits.patching import PatchingResult, causal_tracing
 from interp.config import RunConfig, TaskConfig
-from interp.metrics import accuracy
+from interp.metrics import accuracy, cross_entropy_f64
 from interp.model import answer_logits
 from interp.tasks.base import TaskData
 from interp.tasks.vocab import EntityVocab
@@ -296,7 +296,8 @@ def analyze_entity_checkpoint(
 ) -> dict[str, float]:
     """Table columns for one checkpoint of an entity task.
 
-    Always: `{split}_acc` for every split, `circuit_score`, `circuit_layer`.
+    Always: `{split}_acc` for every split; `train_acc`/`train_loss` (all trained examples)
+    and `test_acc`/`test_loss` (test-ID); `circuit_score`, `circuit_layer`.
     `logit_lens`: `lens_{target}_mrr_L{l}` (two_hop: bridge, answer; comparison: v1, v2, answer).
     `patching`: `patch_{site}_L{l}` = fraction of answers transferred by patching (layer l,
     site) from the head-swap (two_hop) / e1-swap (comparison) counterfactual, site in
@@ -309,6 +310,12 @@ def analyze_entity_checkpoint(
     for name in task.splits:
         tokens, labels = task.split(name)
         row[f"{name}_acc"] = accuracy(answer_logits(model, tokens), labels) if len(tokens) else float("nan")
+    # The table's base columns: train = all trained examples, test = test-ID (the trainer's test split).
+    held_out = [s for s in task.splits if s not in task.train_splits][0]
+    for base, index in (("train", task.train_index), ("test", task.splits[held_out])):
+        logits = answer_logits(model, task.tokens[index])
+        row[f"{base}_acc"] = accuracy(logits, task.labels[index])
+        row[f"{base}_loss"] = float(cross_entropy_f64(logits, task.labels[index]))
     score = circuit_score(model, task, n_examples=n_examples)
     row["circuit_score"], row["circuit_layer"] = score.score, float(score.layer)
     index = sample_examples(task, "train_inferred", n_examples)

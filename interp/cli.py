@@ -53,6 +53,10 @@ def evaluators_for(config: RunConfig) -> list:
         from circuits.progress import make_modular_evaluator
 
         return [make_modular_evaluator(config.task.operation, config.task.p)]
+    if config.task.kind in ("two_hop", "comparison"):
+        from circuits.entity import make_entity_evaluator
+
+        return [make_entity_evaluator(config)]
     return []
 
 
@@ -97,6 +101,9 @@ def analyze(
     fourier: Annotated[bool, typer.Option("--fourier", help="Fourier norms, neuron clusters, key frequencies, restricted/excluded loss, Gini.")] = False,
     attention: Annotated[bool, typer.Option("--attention", help="Attention from the answer position, per head.")] = False,
     attribution: Annotated[bool, typer.Option("--attribution", help="Direct logit attribution per component.")] = False,
+    logit_lens: Annotated[bool, typer.Option("--logit-lens", help="Entity tasks: rank/MRR of the bridge entity or attribute values per layer.")] = False,
+    patching: Annotated[bool, typer.Option("--patching", help="Entity tasks: causal tracing per (layer, position).")] = False,
+    probes: Annotated[bool, typer.Option("--probes", help="Entity tasks: linear probes for the bridge entity / values per layer, with baselines.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     html: Annotated[Optional[Path], typer.Option("--html", help="Also write the figures page here.")] = None,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the plotly figures (faster).")] = False,
@@ -106,7 +113,8 @@ def analyze(
     from interp.runs import load_run
 
     run = load_run(run_dir)
-    parts = tuple(name for name, on in (("fourier", fourier), ("attention", attention), ("attribution", attribution)) if on)
+    parts = tuple(name for name, on in (("fourier", fourier), ("attention", attention), ("attribution", attribution),
+                                        ("logit_lens", logit_lens), ("patching", patching), ("probes", probes)) if on)
     result = analyze_run(run, parts or None)
     info = write_analysis(result, figures=not no_figures)
     if html is not None and info.get("figures"):
@@ -127,7 +135,9 @@ def human_summary(info: dict) -> str:
     phases = info["phases"]
     lines = [
         f"analyzed {info['n_checkpoints']} checkpoints (steps {info['steps'][0]}–{info['steps'][1]}) of {info['run']}",
-        f"key frequencies: {info['key_frequencies'] or 'none found'}",
+        f"key frequencies: {info['key_frequencies'] or 'none found'}"
+        if info.get("kind", "modular") == "modular"
+        else "per split: " + ", ".join(f"{k} {v:.4g}" for k, v in info.get("final_splits", {}).items()),
         "final: " + ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k != "step"),
         "phases: " + "; ".join(
             f"{name.replace('_', ' ')} {span['start']}–{span['end'] if span['end'] is not None else '…'}"
@@ -146,6 +156,11 @@ def presets() -> None:
     """List the built-in presets."""
     for name in preset_names():
         cfg = PRESETS[name]
+        if cfg.task.kind != "modular":
+            t = cfg.task
+            typer.echo(f"{name:16s} {t.kind} entities={t.n_entities} phi={t.phi} ood={t.ood_frac} "
+                       f"layers={cfg.model.n_layers} steps={cfg.train.steps} lr={cfg.train.lr} wd={cfg.train.weight_decay}")
+            continue
         typer.echo(f"{name:16s} {cfg.task.kind} {cfg.task.operation} p={cfg.task.p} "
                    f"frac={cfg.task.train_frac} layers={cfg.model.n_layers} steps={cfg.train.steps} "
                    f"lr={cfg.train.lr} wd={cfg.train.weight_decay}")

@@ -33,7 +33,7 @@ def tiny_task(kind: str = "two_hop", **overrides) -> TaskConfig:
     return TaskConfig(**{**base, **overrides})
 
 
-def tiny_run(task: TaskConfig, **train) -> RunConfig:
+def tiny_entity_run(task: TaskConfig, **train) -> RunConfig:
     return RunConfig(
         task=task,
         model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, act_fn="gelu",
@@ -139,7 +139,7 @@ def test_comparison_labels_and_split():
 
 
 def test_entity_config_vocab_and_round_trip():
-    config = tiny_run(tiny_task())
+    config = tiny_entity_run(tiny_task())
     assert config.task.d_vocab == 20 + 5 + 1 == config.task.d_vocab_out
     assert tiny_task("comparison").d_vocab == 20 + 3 + 6 + 4
     assert config.task.n_ctx == 3
@@ -237,20 +237,30 @@ def test_kb_csv_errors_name_the_line(tmp_path):
         build_task(TaskConfig(kind="comparison", kb_file=str(path)))
 
 
-def test_kb_file_trains_and_analyzes_end_to_end(tmp_path):
-    from circuits.entity import analyze_entity_checkpoint, make_entity_evaluator
+def test_kb_file_trains_and_analyzes_end_to_end(tmp_path, capsys):
+    """A knowledge base from a file, through the CLI: train (circuit_score logged) -> analyze."""
+    from interp.cli import main
     from interp.runs import load_run
-    from interp.training import train
 
-    config = tiny_run(TaskConfig(kind="two_hop", kb_file=str(DATA / "family.jsonl"), phi=2.0))
-    result = train(config, tmp_path / "run", evaluators=[make_entity_evaluator(config)], progress=False)
-    assert result.final_step == 30
-    run = load_run(tmp_path / "run")
+    config = tiny_entity_run(TaskConfig(kind="two_hop", kb_file=str(DATA / "family.jsonl"), phi=2.0))
+    config_file = tmp_path / "family.json"
+    config_file.write_text(json.dumps(config.to_dict()))
+    out = tmp_path / "run"
+    assert main(["train", str(config_file), "--out", str(out), "-q"]) == 0
+    run = load_run(out)
+    assert run.steps == [0, 15, 30]
     assert set(run.task.splits) == {"train_atomic", "train_inferred", "test_id", "test_ood", "query"}
-    rows = run.metrics
-    assert all(0.0 <= r["circuit_score"] <= 1.0 for r in rows)
-    model = run.model_at(30)
-    row = analyze_entity_checkpoint(model, run.task, run.config, {"logit-lens", "patching", "probes"}, n_examples=64)
-    for key in ("train_atomic_acc", "query_acc", "circuit_score", "lens_bridge_mrr_L1", "patch_mid_L1",
-                "probe_bridge_acc_L1", "probe_bridge_shuffled_L1", "probe_bridge_random_L1"):
-        assert key in row and 0.0 <= row[key] <= 1.0, key
+    assert all(0.0 <= r["circuit_score"] <= 1.0 for r in run.metrics)
+    capsys.readouterr()
+    assert main(["analyze", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "two_hop" and info["n_checkpoints"] == 3
+    assert set(info["parts"]) == {"logit_lens", "patching", "probes"}
+    assert "query_acc" in info["final_splits"] and (out / "analysis" / "figures.html").exists()
+    header = (out / "analysis" / "table.csv").read_text().splitlines()[0].split(",")
+    for key in ("step", "train_acc", "test_acc", "circuit_score", "train_atomic_acc", "test_ood_acc",
+                "lens_bridge_mrr_L1", "patch_mid_L1", "patch_r2_last_L0", "probe_bridge_acc_L1",
+                "probe_bridge_shuffled_L1", "probe_bridge_random_L1"):
+        assert key in header, key
+    capsys.readouterr()
+    assert main(["analyze", str(out), "--fourier"]) == 2  # a modular analysis on an entity run

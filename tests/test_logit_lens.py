@@ -9,7 +9,7 @@ from circuits.entity import entity_lens_targets, entity_logit_lens, sample_examp
 from circuits.logit_lens import LensTarget, logit_lens, resid_hook_names, residual_stack, unembed_resid
 from interp.model import build_model
 from interp.tasks import build_task
-from tests.test_entity_tasks import tiny_run, tiny_task
+from tests.test_entity_tasks import tiny_entity_run, tiny_task
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def two_hop():
-    config = tiny_run(tiny_task())
+    config = tiny_entity_run(tiny_task())
     model = build_model(config.model, d_vocab=config.task.d_vocab, d_vocab_out=config.task.d_vocab_out,
                         n_ctx=config.task.n_ctx)
     model.eval()

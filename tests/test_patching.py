@@ -10,7 +10,7 @@ from circuits.patching import causal_tracing, patched_logits
 from circuits.logit_lens import residual_stack
 from interp.model import build_model
 from interp.tasks import build_task
-from tests.test_entity_tasks import tiny_run, tiny_task
+from tests.test_entity_tasks import tiny_entity_run, tiny_task
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +22,7 @@ def one_thread():
 
 
 def _model(kind):
-    config = tiny_run(tiny_task(kind))
+    config = tiny_entity_run(tiny_task(kind))
     model = build_model(config.model, d_vocab=config.task.d_vocab, d_vocab_out=config.task.d_vocab_out,
                         n_ctx=config.task.n_ctx)
     model.eval()
@@ -82,7 +82,7 @@ def test_circuit_score_is_a_fraction_and_zero_for_one_layer():
     model, task = _model("comparison")
     score = circuit_score(model, task, n_examples=50)
     assert 0.0 <= score.score <= 1.0 and score.by_layer.shape == (3,)
-    config = tiny_run(tiny_task())
+    config = tiny_entity_run(tiny_task())
     from dataclasses import replace
 
     one = build_model(replace(config.model, n_layers=1), d_vocab=config.task.d_vocab,

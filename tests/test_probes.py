@@ -51,9 +51,9 @@ def test_entity_probe_data_deduplicates_the_site_prefix():
     from circuits.entity import probe_data
     from interp.model import build_model
     from interp.tasks import build_task
-    from tests.test_entity_tasks import tiny_run, tiny_task
+    from tests.test_entity_tasks import tiny_entity_run, tiny_task
 
-    config = tiny_run(tiny_task())
+    config = tiny_entity_run(tiny_task())
     task = build_task(config.task)
     model = build_model(config.model, d_vocab=config.task.d_vocab, d_vocab_out=config.task.d_vocab_out, n_ctx=3)
     model.eval()
