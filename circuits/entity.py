@@ -10,27 +10,35 @@ Sites (positions of `interp.tasks.two_hop` / `interp.tasks.comparison`):
 The generalizing circuit (Wang et al. 2024) resolves an intermediate entity state at a
 non-final position — the bridge b at r1, or the value v1 at e1 — and the upper layers of
 the last position read it from there. A memorizing model maps the input tokens to the
-answer directly, and the state at that position does not carry the answer. So:
+answer directly, without needing that state. `circuit_score` is the fraction of the
+answer's dependence on the entity that is *mediated* by the state at that position
+(causal mediation analysis):
 
-    circuit_score = max over layers l of  P[ top-1 answer of the clean run, with the residual
-                    stream at (l, MID) replaced by that of a counterfactual run, equals the
-                    counterfactual answer ]
+    M(run)       = logit[t] - logit[t']  at the last position
+    TE           = sum_i  M(clean_i) - M(counterfactual_i)                  (total effect)
+    IE_l         = sum_i  M(clean_i) - M(clean_i with resid at (l, MID) from counterfactual_i)
+    circuit_score = max over layers l of  clip(IE_l, 0) / max(TE, n * 1 nat)
 
-on `n_examples` (default 300) training inferred examples (split `train_inferred`, seeded
-subsample), where MID is r1 (two_hop) or e1 (comparison) and the counterfactual swaps the
-token before MID's state is formed — the head h (two_hop), or e1 itself (comparison) — for
-another entity chosen so that the intermediate state and the answer change: a new bridge
-b' = tail(h', r1) with answer t' = tail(b', r2) != t, or a new value v1' with a different
-comparison outcome. The expected counterfactual answer is computed from the atomic facts
-(all of which are training data), so no test label is used. Layer 0 (embeddings) at MID is
-the same token in both runs and the last layer's state at MID is read by nothing, so the
-maximum is effectively over the middle layers; a 1-layer model always scores 0.
+over n = `n_examples` (default 300) training inferred examples (split `train_inferred`,
+seeded subsample). MID is r1 (two_hop) or e1 (comparison). The counterfactual swaps the
+token whose information the state must carry — the head h (two_hop) or e1 itself
+(comparison) — for another entity chosen so that the intermediate state and the answer
+change: a new bridge b' = tail(h', r1) with answer t' = tail(b', r2) != t, or a new value
+v1' with a different comparison outcome t'. t and t' come from the atomic facts (all of
+which are training data): no test label is used. The total effect is floored at 1 nat per
+example so that a model whose answer does not yet depend on the entity (at initialization)
+scores ~0 instead of a ratio of noise. `circuit_layer` is the maximizing layer;
+`circuit_transfer` is the stricter top-1 version (the fraction of answers that become t'
+under the same patch), which additionally needs the upper layers to apply r2 correctly to
+the patched bridge and so trails test-ID accuracy.
 
-Caveats: it is a causal measure of one site and one kind of swap; it is 0 for a model
-that cannot *apply* r2 to the patched bridge even if the bridge is there (which is fine:
-that model does not answer through the bridge); for comparison, a 3-way answer lets a
-disrupted memorizing model land on the counterfactual answer by chance, so a floor of a
-few percent is expected there.
+Caveats: layer 0 at MID is the unchanged r1 / attribute token and the last layer's state
+at MID is read by nothing, so both are 0: the maximum is over the middle layers, and a
+1-layer model scores 0. A memorizing model that keys its lookup on the (h, r1) state at
+r1 rather than on the tokens would also score high; the logit lens and the probes
+(`lens_bridge_mrr_L*`, `probe_bridge_acc_L*`) tell whether that state holds the bridge
+itself. It is one site and one kind of swap; `patch_*` columns give the whole
+(layer, position) picture.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from circuits.logit_lens import LensTarget, logit_lens, residual_stack
-from circuits.patching import PatchingResult, causal_tracing
+from circuits.patching import PatchingResult, causal_tracing, mediation
 from interp.config import RunConfig, TaskConfig
 from interp.metrics import accuracy, cross_entropy_f64
 from interp.model import answer_logits
@@ -189,11 +197,17 @@ def entity_causal_tracing(model, task: TaskData, index: Tensor, swap: str = "aut
 @dataclass(frozen=True)
 class CircuitScore:
     score: float
-    #: layer index (0 = embeddings) where the transfer is largest
+    #: layer index (0 = embeddings) where the mediated fraction is largest
     layer: int
-    #: per-layer transfer fraction at the intermediate site
+    #: per-layer mediated fraction at the intermediate site (clipped to [0, 1])
     by_layer: Tensor
+    #: per-layer fraction of top-1 answers that become the counterfactual answer
+    transferred: Tensor
     n_examples: int
+
+
+#: Floor of the mean total effect (nats of logit difference) in the circuit_score denominator.
+MIN_TOTAL_EFFECT = 1.0
 
 
 @torch.inference_mode()
@@ -202,12 +216,13 @@ def circuit_score(model, task: TaskData, n_examples: int = 300, seed: int = 0) -
     index = sample_examples(task, "train_inferred", n_examples, seed)
     swap = "head" if task_kind(task) == "two_hop" else "e1"
     cf = counterfactuals(task, index, swap=swap, seed=seed)
-    if len(cf.index) == 0:
-        return CircuitScore(float("nan"), -1, torch.zeros(0), 0)
-    result = causal_tracing(model, cf.clean_tokens, cf.tokens, cf.answer, positions=[POS_MID])
-    by_layer = result.transferred[:, POS_MID]
+    n = len(cf.index)
+    if n == 0:
+        return CircuitScore(float("nan"), -1, torch.zeros(0), torch.zeros(0), 0)
+    result = mediation(model, cf.clean_tokens, cf.tokens, task.labels[cf.index], cf.answer, POS_MID)
+    by_layer = (result.indirect.clamp(min=0) / max(result.total, n * MIN_TOTAL_EFFECT)).clamp(max=1.0)
     layer = int(by_layer.argmax())
-    return CircuitScore(float(by_layer[layer]), layer, by_layer, len(cf.index))
+    return CircuitScore(float(by_layer[layer]), layer, by_layer, result.transferred, n)
 
 
 def make_entity_evaluator(config: RunConfig | TaskConfig, n_examples: int = 300) -> Callable[[Any, TaskData, dict], dict[str, float]]:
@@ -215,7 +230,11 @@ def make_entity_evaluator(config: RunConfig | TaskConfig, n_examples: int = 300)
 
     def evaluate(model, task: TaskData, by_split: dict) -> dict[str, float]:
         result = circuit_score(model, task, n_examples=n_examples)
-        return {"circuit_score": result.score, "circuit_layer": float(result.layer)}
+        return {
+            "circuit_score": result.score,
+            "circuit_layer": float(result.layer),
+            "circuit_transfer": float(result.transferred.max()) if result.n_examples else float("nan"),
+        }
 
     return evaluate
 
@@ -297,7 +316,7 @@ def analyze_entity_checkpoint(
     """Table columns for one checkpoint of an entity task.
 
     Always: `{split}_acc` for every split; `train_acc`/`train_loss` (all trained examples)
-    and `test_acc`/`test_loss` (test-ID); `circuit_score`, `circuit_layer`.
+    and `test_acc`/`test_loss` (test-ID); `circuit_score`, `circuit_layer`, `circuit_transfer`.
     `logit_lens`: `lens_{target}_mrr_L{l}` (two_hop: bridge, answer; comparison: v1, v2, answer).
     `patching`: `patch_{site}_L{l}` = fraction of answers transferred by patching (layer l,
     site) from the head-swap (two_hop) / e1-swap (comparison) counterfactual, site in
@@ -318,6 +337,7 @@ def analyze_entity_checkpoint(
         row[f"{base}_loss"] = float(cross_entropy_f64(logits, task.labels[index]))
     score = circuit_score(model, task, n_examples=n_examples)
     row["circuit_score"], row["circuit_layer"] = score.score, float(score.layer)
+    row["circuit_transfer"] = float(score.transferred.max()) if score.n_examples else float("nan")
     index = sample_examples(task, "train_inferred", n_examples)
     n_layers = model.cfg.n_layers
     if "logit_lens" in parts:

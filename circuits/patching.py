@@ -8,6 +8,12 @@ follows, that state carries what the answer depends on. Layer indices are those 
 
 `changed` = fraction of examples whose top-1 answer differs from the clean run's;
 `transferred` = fraction whose top-1 answer becomes the counterfactual's expected answer.
+
+`mediation` is the continuous version for one position: with the logit difference
+M = logit[clean answer] - logit[counterfactual answer] at the last position, the total
+effect of the swap is TE = M(clean) - M(counterfactual run) and the indirect effect through
+(layer, position) is IE = M(clean) - M(clean run patched there); the mediated fraction is
+sum(IE) / sum(TE) over the examples (causal mediation analysis, Vig et al. 2020).
 """
 
 from __future__ import annotations
@@ -47,6 +53,42 @@ def patched_logits(
     hook = partial(_patch_position, source=source, position=position)
     with model.hooks(fwd_hooks=[(hook_name, hook)]):
         return model(clean_tokens)[:, -1]
+
+
+@dataclass(frozen=True)
+class MediationResult:
+    #: sum over examples of the indirect effect through (layer, position), per layer
+    indirect: Float[Tensor, " layer"]
+    #: sum over examples of the total effect of the swap
+    total: float
+    #: fraction of examples whose top-1 answer becomes the counterfactual answer, per layer
+    transferred: Float[Tensor, " layer"]
+    n_examples: int
+
+
+@torch.inference_mode()
+def mediation(
+    model,
+    clean_tokens: Int[Tensor, "batch pos"],
+    counterfactual_tokens: Int[Tensor, "batch pos"],
+    clean_answer: Int[Tensor, " batch"],
+    counterfactual_answer: Int[Tensor, " batch"],
+    position: int,
+) -> MediationResult:
+    """Indirect effect of the swap through the residual stream at `position`, per layer."""
+
+    def logit_diff(logits: Tensor) -> Tensor:
+        return (logits.gather(1, clean_answer[:, None]) - logits.gather(1, counterfactual_answer[:, None])).squeeze(1).double()
+
+    clean = logit_diff(model(clean_tokens)[:, -1])
+    total = float((clean - logit_diff(model(counterfactual_tokens)[:, -1])).sum())
+    stack = residual_stack(model, counterfactual_tokens)
+    indirect, transferred = [], []
+    for layer in range(model.cfg.n_layers + 1):
+        patched = patched_logits(model, clean_tokens, stack[layer, :, position], layer, position)
+        indirect.append(float((clean - logit_diff(patched)).sum()))
+        transferred.append(float((patched.argmax(dim=-1) == counterfactual_answer).double().mean()))
+    return MediationResult(torch.tensor(indirect), total, torch.tensor(transferred), int(clean_tokens.shape[0]))
 
 
 @torch.inference_mode()

@@ -89,3 +89,19 @@ def test_circuit_score_is_a_fraction_and_zero_for_one_layer():
                       d_vocab_out=config.task.d_vocab_out, n_ctx=3)
     one.eval()
     assert circuit_score(one, build_task(config.task), n_examples=50).score == 0.0
+
+
+def test_mediation_known_answers(two_hop):
+    from circuits.patching import mediation
+
+    model, task = two_hop
+    cf = counterfactuals(task, sample_examples(task, n=40), swap="head")
+    clean_answer = task.labels[cf.index]
+    # a run patched from itself: no effect at all
+    same = mediation(model, cf.clean_tokens, cf.clean_tokens, clean_answer, cf.answer, position=1)
+    assert same.total == 0.0 and (same.indirect.abs() < 1e-4).all()
+    # patching the swapped token's embedding is the whole counterfactual run: IE = TE at layer 0;
+    # the same position after the last layer is read by nothing (IE = 0)
+    result = mediation(model, cf.clean_tokens, cf.tokens, clean_answer, cf.answer, position=cf.swapped_position)
+    assert abs(result.indirect[0].item() - result.total) < 1e-3 * max(1.0, abs(result.total))
+    assert abs(result.indirect[-1].item()) < 1e-3
