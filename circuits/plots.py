@@ -103,8 +103,37 @@ def plot_attribution(result: RunAnalysis) -> go.Figure:
     return fig
 
 
+def plot_entity_measures(result: RunAnalysis) -> go.Figure:
+    """Entity tasks: per-split accuracy and circuit score (top); per-layer logit-lens MRR and
+    probe accuracy of the intermediate entity (bottom)."""
+    rows = result.rows
+    steps = [max(r["step"], 1) for r in rows]
+    target = "bridge" if result.kind == "two_hop" else "v1"
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("Accuracy per split and circuit score",
+                                        f"Logit-lens MRR and probe accuracy of {target} per layer"))
+    split_keys = [k for k in rows[0] if k.endswith("_acc") and k not in ("train_acc", "test_acc")]
+    for key in split_keys + ["circuit_score", "circuit_transfer"]:
+        if key in rows[0]:
+            fig.add_trace(go.Scatter(x=steps, y=[r.get(key) for r in rows], name=key, mode="lines",
+                                     line={"width": 3 if key == "circuit_score" else 2}), row=1, col=1)
+    for prefix, dash in ((f"lens_{target}_mrr_L", "solid"), (f"probe_{target}_acc_L", "dot")):
+        layers = sorted(int(k[len(prefix):]) for k in rows[0] if k.startswith(prefix))
+        for layer in layers:
+            key = f"{prefix}{layer}"
+            fig.add_trace(go.Scatter(x=steps, y=[r.get(key) for r in rows], name=key, mode="lines",
+                                     line={"dash": dash}), row=2, col=1)
+    fig.update_yaxes(range=[-0.02, 1.02], title_text="fraction", row=1, col=1)
+    fig.update_yaxes(range=[-0.02, 1.02], title_text="MRR / accuracy", row=2, col=1)
+    fig.update_xaxes(type="log", title_text="training step", row=2, col=1)
+    fig.update_layout(title="Entity task: splits, circuit score, intermediate entity", height=650, hovermode="x unified")
+    return fig
+
+
 def analysis_figures(result: RunAnalysis) -> list[go.Figure]:
     figs = [plot_timeline(result)]
+    if result.kind != "modular":
+        figs.append(plot_entity_measures(result))
     if "fourier" in result.parts:
         figs += [plot_embedding_norms(result), plot_final_spectrum(result)]
     if "attention" in result.parts:
