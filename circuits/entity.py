@@ -32,9 +32,13 @@ scores ~0 instead of a ratio of noise. `circuit_layer` is the maximizing layer;
 under the same patch), which additionally needs the upper layers to apply r2 correctly to
 the patched bridge and so trails test-ID accuracy.
 
-Caveats: layer 0 at MID is the unchanged r1 / attribute token and the last layer's state
-at MID is read by nothing, so both are 0: the maximum is over the middle layers, and a
-1-layer model scores 0. A memorizing model that keys its lookup on the (h, r1) state at
+Caveats: layer 0 (the token embedding) is excluded — for comparison the swapped e1 *is*
+the token at MID, so patching it there is the whole counterfactual — and the last layer's
+state at MID is read by nothing, so the maximum is over the middle layers and a 1-layer
+model scores 0. For comparison the e1 state also carries e1's identity at every layer, so a
+model that reads e1's identity from that position late (a lookup) is counted as well;
+there the score is weaker evidence than for two_hop, where the swapped token (h) is at
+another position than the site (r1). A memorizing model that keys its lookup on the (h, r1) state at
 r1 rather than on the tokens would also score high; the logit lens and the probes
 (`lens_bridge_mrr_L*`, `probe_bridge_acc_L*`) tell whether that state holds the bridge
 itself. It is one site and one kind of swap; `patch_*` columns give the whole
@@ -221,6 +225,10 @@ def circuit_score(model, task: TaskData, n_examples: int = 300, seed: int = 0) -
         return CircuitScore(float("nan"), -1, torch.zeros(0), torch.zeros(0), 0)
     result = mediation(model, cf.clean_tokens, cf.tokens, task.labels[cf.index], cf.answer, POS_MID)
     by_layer = (result.indirect.clamp(min=0) / max(result.total, n * MIN_TOTAL_EFFECT)).clamp(max=1.0)
+    # Layer 0 is the token embedding: for comparison the swapped token sits at MID itself, so
+    # patching it there is the whole counterfactual (mediation 1 by construction); for two_hop
+    # it is the unchanged r1 token (0). Either way it says nothing about a computed state.
+    by_layer[0] = 0.0
     layer = int(by_layer.argmax())
     return CircuitScore(float(by_layer[layer]), layer, by_layer, result.transferred, n)
 
