@@ -50,15 +50,15 @@ def main() -> None:
     n_layers = run.config.model.n_layers
     mid = "bridge" if run.config.task.kind == "two_hop" else "v1"
     report = {
-        "circuit_score>=0.5": first(ordered, "circuit_score", 0.5),
-        "test_id_acc>=0.5": first(ordered, "test_id_acc", 0.5),
-        "test_id_acc>=0.95": first(ordered, "test_id_acc", 0.95),
-        "train_inferred_acc>=0.99": first(ordered, "train_inferred_acc", 0.99),
+        **{f"{key}>={t}": first(ordered, key, t)
+           for key in ("circuit_score", "circuit_transfer", "test_id_acc", "train_inferred_acc")
+           for t in (0.25, 0.5, 0.75, 0.95)},
         **{f"lens_{mid}_mrr_L{l}>=0.5": first(ordered, f"lens_{mid}_mrr_L{l}", 0.5) for l in range(1, n_layers)},
     }
     print(json.dumps(report))
     for r in ordered:
-        keys = ["train_atomic_acc", "train_inferred_acc", "test_id_acc", "test_ood_acc", "circuit_score", "circuit_layer"]
+        keys = ["train_atomic_acc", "train_inferred_acc", "test_id_acc", "test_ood_acc", "circuit_score",
+                "circuit_transfer", "circuit_layer"]
         keys += [f"lens_{mid}_mrr_L{l}" for l in range(n_layers + 1)]
         keys += [k for k in (f"probe_{mid}_acc_L2", f"probe_{mid}_random_L2", f"probe_{mid}_shuffled_L2") if k in r]
         print(r["step"], " ".join(f"{k.replace('_acc', '').replace('lens_', '')}={r[k]:.3f}" for k in keys))
