@@ -21,8 +21,8 @@ from torch import Tensor
 from interp import runs
 from interp.config import RunConfig
 from interp.errors import TrainingError
-from interp.grokfast import make_filter
-from interp.metrics import accuracy, cross_entropy_f64, sum_squared_weights
+from interp.grokfast import make_filter, orthogonalize_grads_
+from interp.metrics import accuracy, cross_entropy_f64, stablemax_cross_entropy_f64, sum_squared_weights
 from interp.model import answer_logits, build_model, parameters, state_dict
 from interp.tasks import TaskData, build_task
 
@@ -153,7 +153,10 @@ class Trainer:
     def train_step(self) -> float:
         tokens, labels = self._next_batch()
         logits = answer_logits(self.model, tokens)
-        loss = cross_entropy_f64(logits, labels)
+        if self.config.train.loss == "stablemax":
+            loss = stablemax_cross_entropy_f64(logits, labels)
+        else:
+            loss = cross_entropy_f64(logits, labels)
         value = loss.item()
         if not math.isfinite(value):
             last = self.manifest[-1]["step"] if self.manifest else None
@@ -163,6 +166,8 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.config.train.orthogonal_grad:
+            orthogonalize_grads_(self.params)
         if self.grad_filter is not None:
             self.grad_filter.apply(self.params)
         if self.config.train.grad_clip > 0:

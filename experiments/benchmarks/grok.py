@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         row = {"grok_step": res.grok_step, "seconds": res.seconds, "steps_run": res.steps_run}
     else:
         config = config.with_overrides([f"train.ckpt_every={args.eval_every}"])
-        row = time_to_grok_trainer(config, Path(f"/tmp/issue5_grok_{name}_s{args.seed}"))
+        import hashlib
+
+        tag = hashlib.sha1(" ".join(args.overrides).encode()).hexdigest()[:8]
+        row = time_to_grok_trainer(config, Path(f"/tmp/interp_grok_{name}_s{args.seed}_{tag}"))
+        row["run_dir"] = f"/tmp/interp_grok_{name}_s{args.seed}_{tag}"
     row.update(recipe=args.recipe, seed=args.seed, threads=torch.get_num_threads(),
                overrides=args.overrides, finished=time.strftime("%H:%M:%S"))
     with open(args.out, "a") as handle:
