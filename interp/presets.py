@@ -1,7 +1,11 @@
 """Named starting points for `interp train PRESET`.
 
 `mod-add` is the Nanda et al. (2023) mainline recipe exactly (ANCHORS §1). `demo` is a
-smaller, faster variant that groks on 2 CPU cores in a few minutes. `demo-memorize` is
+smaller, faster variant that groks on 2 CPU cores in a few minutes. `mod-add-fast` is
+the same task, split and model as `mod-add` with the fastest recipe measured here
+(docs/benchmarks.md): Grokfast EMA (alpha 0.98, lambda 2), ⊥Grad and StableMax
+(Prieto et al. 2025), lr 3e-3, weight decay 1; it reaches 99 % test accuracy in a few
+hundred full-batch steps instead of thousands. `demo-memorize` is
 the memorization control: the demo with weight decay 0, which fits the training set
 but never forms the circuit within its budget.
 """
@@ -28,6 +32,15 @@ PRESETS: dict[str, RunConfig] = {
                           warmup_steps=10, batch_size=0, ckpt_every=25, ckpt_log_until=200),
     ),
 }
+PRESETS["mod-add-fast"] = RunConfig(
+    name="mod-add-fast",
+    task=PRESETS["mod-add"].task,
+    model=PRESETS["mod-add"].model,
+    train=TrainConfig(steps=3_000, lr=3e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
+                      warmup_steps=10, batch_size=0, grad_filter="ema", grokfast_alpha=0.98,
+                      grokfast_lamb=2.0, loss="stablemax", orthogonal_grad=True,
+                      ckpt_every=25, ckpt_log_until=100),
+)
 PRESETS["demo-memorize"] = RunConfig(
     name="demo-memorize",
     task=PRESETS["demo"].task,
