@@ -42,12 +42,14 @@ def final_position_activations(model, tokens: Int[Tensor, "batch pos"], batch_si
 
     if not supports_answer_activations(model):
         return final_position_activations_hooked(model, tokens, batch_size)
+    # No per-position cache is kept on this path, so it takes larger chunks (one for p ≤ 181).
+    chunk = max(batch_size, 32_768)
     parts: dict[str, list[Tensor]] = {}
-    for start in range(0, tokens.shape[0], batch_size):
-        for name, value in answer_activations(model, tokens[start : start + batch_size]).items():
+    for start in range(0, tokens.shape[0], chunk):
+        for name, value in answer_activations(model, tokens[start : start + chunk]).items():
             parts.setdefault(name, []).append(value)
     batch_axis = {"z": 1, "pattern": 1, "mlp_out": 1}
-    return FinalActs(**{k: torch.cat(v, dim=batch_axis.get(k, 0)) for k, v in parts.items()})
+    return FinalActs(**{k: v[0] if len(v) == 1 else torch.cat(v, dim=batch_axis.get(k, 0)) for k, v in parts.items()})
 
 
 @torch.inference_mode()

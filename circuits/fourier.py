@@ -201,12 +201,11 @@ def neuron_clusters(
     transformed; for each k the fraction of its squared norm in the 3×3 block
     {const, cos k, sin k}² is computed; the argmax is its frequency if ≥ `threshold`.
     """
-    as_f64 = mlp_post.double()
-    centered = as_f64 - as_f64.mean(dim=(0, 1), keepdim=True)
     if _is_fourier_basis(basis):
-        block, total = _block_energies_fft(centered)
+        block, total = _block_energies_fft(mlp_post)
     else:
-        block, total = _block_energies_einsum(centered, basis)
+        as_f64 = mlp_post.double()
+        block, total = _block_energies_einsum(as_f64 - as_f64.mean(dim=(0, 1), keepdim=True), basis)
     frac = block / total.clamp(min=1e-30)  # [freq, d_mlp]
     best, arg = frac.max(dim=0)
     alive = total > 1e-12
@@ -229,30 +228,40 @@ def _block_energies_einsum(
 
 
 def _block_energies_fft(
-    centered: Float[Tensor, "a b d_mlp"],
+    x: Float[Tensor, "a b d_mlp"],
 ) -> tuple[Float[Tensor, "freq d_mlp"], Float[Tensor, " d_mlp"]]:
-    """The same block energies from a complex FFT: O(p² log p) per neuron instead of O(p³).
+    """The same block energies of the *centered* x, from a float64 FFT: O(p² log p) per neuron
+    instead of the O(p³) basis transform.
 
     span{const, cos k, sin k} = span{e^0, e^{+ik}, e^{-ik}} and both are orthonormal bases
     of it (the complex ones after dividing by √p), so the block's squared norm is
-    Σ |X̂[k1, k2]|² / p² over k1, k2 ∈ {0, k, −k}. Parseval gives the total.
+    Σ |X̂[k1, k2]|² / p² over k1, k2 ∈ {0, k, −k}. Centering only removes X̂[0, 0], so it is
+    done by zeroing that coefficient, and Parseval gives the total from the spectrum.
     """
-    p = centered.shape[0]
-    # Real input: X̂[-k1, -k2] = conj X̂[k1, k2], so a half spectrum over b (k2 = 0 … p//2)
-    # holds every |X̂|²: |X̂[k1, -k]|² = |X̂[-k1, k]|². Neurons first keeps the FFT contiguous.
-    half = torch.fft.rfft2(centered.permute(2, 0, 1).contiguous())  # [d_mlp, k1, k2 <= p//2]
-    power = torch.view_as_real(half).pow(2).sum(-1).div_(p * p).permute(1, 2, 0)  # [k1, k2, d_mlp]
+    p, d_mlp = x.shape[0], x.shape[-1]
+    # Neurons first keeps each 2-D FFT contiguous; one pass converts to float64.
+    neurons = x.permute(2, 0, 1).to(torch.float64, memory_format=torch.contiguous_format)
+    half = torch.fft.rfft2(neurons)  # [d_mlp, k1, k2 = 0 … p//2]
+    power = (half.real.square() + half.imag.square()).div_(p * p)
+    power[:, 0, 0] = 0.0  # centering
+    # Real input: |X̂[-k1, -k2]| = |X̂[k1, k2]|, so column k2 > 0 stands for itself and −k2
+    # (except a Nyquist column k2 = p/2 for even p, which is its own mirror).
+    mirror = torch.full((power.shape[-1],), 2.0, dtype=power.dtype)
+    mirror[0] = 1.0
+    if p % 2 == 0:
+        mirror[-1] = 1.0
+    total = (power.sum(dim=1) * mirror).sum(-1)
     k = torch.arange(1, n_frequencies(p) + 1)
     zero = torch.zeros_like(k)
     rows = torch.stack([zero, k, (p - k) % p], dim=1)  # k1 ∈ {0, k, −k}; for even p, k = p/2 repeats
-    # Columns k2 ∈ {0, k} directly; k2 = −k through the conjugate: (k1, −k) -> (−k1, k).
-    direct = power[rows[:, :, None], torch.stack([zero, k], dim=1)[:, None, :]]  # [freq, 3, 2, d_mlp]
-    mirrored = power[((p - rows) % p), k[:, None]]  # [freq, 3, d_mlp]: column −k
-    # A repeated index (k = p/2 for even p) must count once.
     once = torch.ones(len(k), 3, dtype=power.dtype)
     once[:, 2] = (rows[:, 2] != rows[:, 1]).to(power.dtype)
-    block = (direct * once[:, :, None, None]).sum(dim=(1, 2)) + (mirrored * once[:, :, None]).sum(1) * once[:, 2:3]
-    return block, centered.pow(2).sum(dim=(0, 1))
+    # Columns k2 ∈ {0, k} directly; k2 = −k through the mirror: |X̂[k1, −k]| = |X̂[−k1, k]|.
+    col0 = power[:, rows, 0]  # [d_mlp, freq, 3]
+    colk = power[:, rows, k[:, None]]  # [d_mlp, freq, 3]
+    colmk = power[:, (p - rows) % p, k[:, None]]  # [d_mlp, freq, 3]: column −k
+    block = ((col0 + colk) * once).sum(-1) + (colmk * once).sum(-1) * once[:, 2]
+    return block.T.contiguous(), total
 
 
 @functools.lru_cache(maxsize=8)

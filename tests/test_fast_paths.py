@@ -34,8 +34,8 @@ def test_answer_activations_equal_run_with_cache(config):
     model.eval()
     tokens = build_task(TaskConfig(p=13)).tokens
     assert supports_answer_activations(model)
-    fast = final_position_activations(model, tokens, batch_size=50)  # several batches
-    hooked = final_position_activations_hooked(model, tokens, batch_size=50)
+    fast = final_position_activations(model, tokens)
+    hooked = final_position_activations_hooked(model, tokens, batch_size=50)  # several batches
     for name in fast.__dataclass_fields__:
         torch.testing.assert_close(getattr(fast, name), getattr(hooked, name), rtol=1e-5, atol=1e-5, msg=name)
     assert set(answer_activations(model, tokens[:3])) == set(fast.__dataclass_fields__)
