@@ -129,12 +129,20 @@ def _attend(
     q = q.view(batch, -1, n_heads, d_head).transpose(1, 2)
     k = k.view(batch, -1, n_heads, d_head).transpose(1, 2)
     v = v.view(batch, -1, n_heads, d_head).transpose(1, 2)
-    scores = q @ k.transpose(-2, -1) / attn.scale
+    if q.shape[2] == 1:
+        # One query (the answer position): broadcast-multiply instead of batch×head tiny
+        # matmuls, which cost ~3x more on CPU, forward and backward.
+        scores = (q * k).sum(-1)[:, :, None] / attn.scale  # [batch, head, 1, key_pos]
+    else:
+        scores = q @ k.transpose(-2, -1) / attn.scale
     if causal:
         seq = scores.shape[-1]
         scores = scores.masked_fill(attn.causal_mask[:seq, :seq], float("-inf"))
     pattern = F.softmax(scores, dim=-1)
-    z = pattern @ v  # [batch, head, q_pos, d_head]
+    if q.shape[2] == 1:
+        z = (pattern.transpose(-1, -2) * v).sum(-2, keepdim=True)  # [batch, head, 1, d_head]
+    else:
+        z = pattern @ v  # [batch, head, q_pos, d_head]
     if record is not None:
         record["pattern"] = pattern[:, :, -1]
         record["z"] = z[:, :, -1]
@@ -153,6 +161,14 @@ def _mlp(block: nn.Module, x: Tensor, record: dict[str, Tensor] | None) -> Tenso
     return out
 
 
+def _lookup(table: Float[Tensor, "pos d_vocab d"], positions: Tensor, tokens: Int[Tensor, "batch pos"]) -> Tensor:
+    """table[positions, tokens] as one index_select on the flattened table: its backward is
+    an index_add, ~2.5x cheaper on CPU than advanced indexing's accumulate-index_put."""
+    n_pos, d_vocab, d = table.shape
+    flat = (positions * d_vocab + tokens).reshape(-1)
+    return table.reshape(n_pos * d_vocab, d).index_select(0, flat).view(*tokens.shape, d)
+
+
 def _answer_forward(
     native: nn.Module, tokens: Int[Tensor, "batch pos"], records: list[dict[str, Tensor]] | None = None
 ) -> Float[Tensor, "batch d_vocab_out"]:
@@ -169,14 +185,14 @@ def _answer_forward(
         record = records[layer] if records is not None else None
         if layer == 0:
             normed = block.ln1(embed_table)
-            k = block.attn.k(normed)[positions, tokens]
-            v = block.attn.v(normed)[positions, tokens]
+            k = _lookup(block.attn.k(normed), positions, tokens)
+            v = _lookup(block.attn.v(normed), positions, tokens)
             if is_last:
-                q = block.attn.q(normed[seq - 1])[tokens[:, -1]][:, None]
-                resid = embed_table[seq - 1][tokens[:, -1]][:, None]
+                q = block.attn.q(normed[seq - 1]).index_select(0, tokens[:, -1])[:, None]
+                resid = embed_table[seq - 1].index_select(0, tokens[:, -1])[:, None]
             else:
-                q = block.attn.q(normed)[positions, tokens]
-                resid = embed_table[positions, tokens]
+                q = _lookup(block.attn.q(normed), positions, tokens)
+                resid = _lookup(embed_table, positions, tokens)
             if records is not None:
                 records[-1]["embed"] = resid[:, -1]
         else:
