@@ -67,6 +67,9 @@ def build_modular(config: TaskConfig) -> TaskData:
 
     valid = torch.nonzero(labels >= 0).squeeze(1)
     generator = torch.Generator().manual_seed(config.split_seed)
+    if config.shuffle_labels:
+        labels = labels.clone()
+        labels[valid] = torch.randint(0, p, (len(valid),), generator=generator)
     order = valid[torch.randperm(len(valid), generator=generator)]
     n_train = int(config.train_frac * len(valid))
     if n_train < 1 or n_train >= len(valid):
