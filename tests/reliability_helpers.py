@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -55,3 +56,44 @@ def check_listed_checkpoints(run_dir: Path) -> list[int]:
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["file"]
         run.model_at(entry["step"])
     return [e["step"] for e in manifest]
+
+
+# -- child processes for the kill and live-analysis tests --------------------------------------
+
+_PRELOAD = ["reliability_helpers", "interp.training", "transformer_lens.model_bridge",
+            "transformer_lens.model_bridge.sources"]
+
+
+def training_context():
+    """A multiprocessing context whose children start with torch and TransformerLens imported.
+
+    A fresh interpreter spends 5-15 s importing them on a busy 2-core machine; the
+    forkserver imports once and forks a child per kill point in milliseconds. The child is
+    a real separate process, so SIGKILL lands at an arbitrary instruction, as in production.
+    """
+    import multiprocessing
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the forkserver
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    return context
+
+
+def train_or_resume(config_dict: dict, run_dir: str, fresh: bool) -> None:
+    """Child-process entry point: train `config_dict` into `run_dir`, or resume it."""
+    from interp.config import RunConfig
+    from interp.training import resume, train
+
+    torch.set_num_threads(1)
+    if fresh:
+        train(RunConfig.from_dict(config_dict), run_dir, progress=False)
+    else:
+        resume(run_dir, progress=False)
+
+
+def listed_steps(run_dir: Path) -> list[int]:
+    """Steps the manifest lists right now ([] before the first checkpoint)."""
+    try:
+        return [e["step"] for e in json.loads((run_dir / "manifest.json").read_text())["checkpoints"]]
+    except FileNotFoundError:
+        return []

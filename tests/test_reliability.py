@@ -23,7 +23,10 @@ from reliability_helpers import (
     assert_bit_identical,
     check_listed_checkpoints,
     final_weights,
+    listed_steps,
     tiny_config,
+    training_context,
+    train_or_resume,
 )
 
 import interp.training as training
@@ -430,3 +433,87 @@ def test_interp_never_unpickles():
 
 
 # -- kill safety and live analysis -------------------------------------------------------------------
+
+def _wait_for_progress(run_dir: Path, child, beyond: int, timeout: float = 120.0) -> None:
+    """Block until the manifest lists more than `beyond` checkpoints (or the child ends)."""
+    deadline = time.monotonic() + timeout
+    while len(listed_steps(run_dir)) <= beyond and child.is_alive():
+        assert time.monotonic() < deadline, "the training child made no progress"
+        time.sleep(0.005)
+
+
+def kill_and_resume(tmp_path: Path, *, n_kills: int, steps: int, seed: int) -> dict[str, int]:
+    """Train in a child process, SIGKILL it at random moments `n_kills` times (resuming in a
+    new child after each), check the folder after every kill, then finish and compare with
+    an uninterrupted run. Returns the counts the issue note reports."""
+    import signal
+
+    # A checkpoint every step: most of the wall time is spent saving, so kills land inside saves.
+    config = tiny_config(train__steps=steps, train__ckpt_every=1, train__batch_size=16,
+                         train__grad_filter="ema")
+    train(config, tmp_path / "straight", progress=False)
+    run_dir = tmp_path / "killed"
+    context = training_context()
+    rng = random.Random(seed)
+    kills, lost, torn = 0, [], 0
+    for attempt in range(n_kills):
+        child = context.Process(target=train_or_resume, args=(config.to_dict(), str(run_dir), attempt == 0))
+        child.start()
+        _wait_for_progress(run_dir, child, beyond=len(listed_steps(run_dir)))
+        time.sleep(rng.uniform(0.0, 0.1))
+        listed_before = listed_steps(run_dir)
+        child.kill()
+        child.join()
+        if child.exitcode == 0:
+            break  # it finished before the kill landed
+        assert child.exitcode == -signal.SIGKILL
+        kills += 1
+        # A kill inside a save leaves an unlisted weights file, a second trainer state or a temp file.
+        listed = set(listed_steps(run_dir))
+        on_disk = {int(p.stem.split("_")[1]) for p in (run_dir / "checkpoints").glob("step_*.safetensors")}
+        temp = list(run_dir.rglob(".*.tmp"))
+        torn += bool(on_disk - listed or temp or len(trainer_state.saved_steps(run_dir)) > 1)
+        after = check_listed_checkpoints(run_dir)  # every listed checkpoint loads and matches its hash
+        lost += sorted(set(listed_before) - set(after))
+    resume(run_dir, progress=False)
+    assert check_listed_checkpoints(run_dir) == load_run(tmp_path / "straight").steps
+    assert_bit_identical(final_weights(tmp_path / "straight"), final_weights(run_dir))
+    assert not list(run_dir.rglob(".*.tmp"))
+    return {"kills": kills, "lost": len(lost), "inside_save": torn}
+
+
+def test_sigkill_at_random_moments_loses_no_listed_checkpoint_and_resume_is_exact(tmp_path):
+    counts = kill_and_resume(tmp_path, n_kills=5, steps=60, seed=1234)
+    assert counts["kills"] >= 4
+    assert counts["lost"] == 0
+
+
+@pytest.mark.slow
+def test_sigkill_many_times(tmp_path):
+    """The measurement for the issue note: many kill points over a longer run."""
+    counts = kill_and_resume(tmp_path, n_kills=40, steps=400, seed=7)
+    print(f"\nkill test: {counts}")
+    assert counts["lost"] == 0
+    assert counts["inside_save"] >= 1, "no kill landed inside a save"
+
+
+def test_analysis_reads_a_run_while_it_trains(tmp_path):
+    """load_run + every listed model, over and over, while another process writes checkpoints."""
+    config = tiny_config(train__steps=50, train__ckpt_every=1, train__batch_size=16)
+    run_dir = tmp_path / "live"
+    child = training_context().Process(target=train_or_resume, args=(config.to_dict(), str(run_dir), True))
+    child.start()
+    _wait_for_progress(run_dir, child, beyond=0)
+    passes, lengths_seen, models_read = 0, set(), 0
+    while child.is_alive():
+        run = load_run(run_dir)
+        rows = run.metrics
+        assert [r["step"] for r in rows][: len(run.steps)] == run.steps
+        for step, _model in run.iter_models():  # raises on any damaged listed checkpoint
+            models_read += 1
+        lengths_seen.add(len(run.steps))
+        passes += 1
+    child.join()
+    assert child.exitcode == 0
+    assert passes >= 3 and len(lengths_seen) >= 3, (passes, lengths_seen)
+    assert check_listed_checkpoints(run_dir)[-1] == 50
