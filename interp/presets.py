@@ -24,8 +24,8 @@ PRESETS: dict[str, RunConfig] = {
         task=TaskConfig(operation="add", p=59, train_frac=0.4, split_seed=598),
         model=ModelConfig(n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="relu",
                           normalization="none", seed=999),
-        train=TrainConfig(steps=3_000, lr=3e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
-                          warmup_steps=10, batch_size=0, ckpt_every=50, ckpt_log_until=200),
+        train=TrainConfig(steps=1_500, lr=3e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
+                          warmup_steps=10, batch_size=0, ckpt_every=25, ckpt_log_until=200),
     ),
 }
 PRESETS["demo-memorize"] = RunConfig(

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from interp.config import ConfigError, RunConfig
+from interp.errors import RunError
 from interp.tasks import TaskData, build_task
 
 CONFIG_FILE = "config.json"
@@ -41,10 +42,6 @@ METRICS_FILE = "metrics.jsonl"
 ANALYSIS_DIR = "analysis"
 TRAINER_STATE_DIR = "trainer"
 SPLIT_PREFIX = "split."
-
-
-class RunError(RuntimeError):
-    """A run folder is missing, incomplete or damaged; the message names the file."""
 
 
 def checkpoint_name(step: int) -> str:
@@ -60,6 +57,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; run folders are meant to be shared
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from interp import runs, trainer_state
 from interp.config import RunConfig
+from interp.errors import TrainingError
 from interp.grokfast import make_filter
 from interp.metrics import accuracy, cross_entropy_f64, sum_squared_weights
 from interp.model import answer_logits, build_model, parameters, state_dict
@@ -27,10 +28,6 @@ from interp.tasks import TaskData, build_task
 
 #: (model, task, {split: (logits, labels)}) -> extra metric columns
 Evaluator = Callable[[Any, TaskData, dict[str, tuple[Tensor, Tensor]]], dict[str, float]]
-
-
-class TrainingError(RuntimeError):
-    """Training cannot start or continue; the message says why and what was kept."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,54 @@
+"""Final-position activations of a checkpoint over a batch, gathered once for all analyses.
+
+Every modular analysis reads the answer position only; gathering those tensors in one
+hooked forward pass (TransformerLens `run_with_cache` with a names filter) keeps each
+analysis a pure function of this record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class FinalActs:
+    """Activations at the last position. Shapes use TransformerLens's axis names."""
+
+    logits: Float[Tensor, "batch d_vocab_out"]
+    embed: Float[Tensor, "batch d_model"]  # hook_embed + hook_pos_embed
+    z: Float[Tensor, "layer batch head d_head"]  # blocks.L.attn.hook_z
+    pattern: Float[Tensor, "layer batch head key_pos"]  # blocks.L.attn.hook_pattern, last query
+    mlp_out: Float[Tensor, "layer batch d_model"]  # blocks.L.hook_mlp_out
+    mlp_post: Float[Tensor, "batch d_mlp"]  # last layer's blocks.L.mlp.hook_post
+    resid_final: Float[Tensor, "batch d_model"]  # blocks.{-1}.hook_resid_post
+
+
+def hook_names(n_layers: int) -> list[str]:
+    names = ["hook_embed", "hook_pos_embed", f"blocks.{n_layers - 1}.hook_resid_post", f"blocks.{n_layers - 1}.mlp.hook_post"]
+    for layer in range(n_layers):
+        names += [f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.attn.hook_pattern", f"blocks.{layer}.hook_mlp_out"]
+    return names
+
+
+@torch.inference_mode()
+def final_position_activations(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 8192) -> FinalActs:
+    n_layers = model.cfg.n_layers
+    wanted = set(hook_names(n_layers))
+    parts: dict[str, list[Tensor]] = {}
+    for start in range(0, tokens.shape[0], batch_size):
+        logits, cache = model.run_with_cache(tokens[start : start + batch_size], names_filter=lambda n: n in wanted)
+        parts.setdefault("logits", []).append(logits[:, -1])
+        parts.setdefault("embed", []).append(cache["hook_embed"][:, -1] + cache["hook_pos_embed"][:, -1])
+        parts.setdefault("z", []).append(torch.stack([cache[f"blocks.{l}.attn.hook_z"][:, -1] for l in range(n_layers)]))
+        parts.setdefault("pattern", []).append(
+            torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][:, :, -1] for l in range(n_layers)])
+        )
+        parts.setdefault("mlp_out", []).append(torch.stack([cache[f"blocks.{l}.hook_mlp_out"][:, -1] for l in range(n_layers)]))
+        parts.setdefault("mlp_post", []).append(cache[f"blocks.{n_layers - 1}.mlp.hook_post"][:, -1])
+        parts.setdefault("resid_final", []).append(cache[f"blocks.{n_layers - 1}.hook_resid_post"][:, -1])
+    batch_axis = {"z": 1, "pattern": 1, "mlp_out": 1}
+    return FinalActs(**{k: torch.cat(v, dim=batch_axis.get(k, 0)) for k, v in parts.items()})

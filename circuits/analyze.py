@@ -1,0 +1,283 @@
+"""Analyze every checkpoint of a run: a streamed map over checkpoints, then files.
+
+`analyze_run(run, parts)` loads one checkpoint at a time into a single model object
+(memory stays flat in the number of checkpoints) and returns a `RunAnalysis` holding one
+table row per checkpoint plus the small per-checkpoint arrays the figures need.
+`write_analysis` turns that into `analysis/table.csv`, `analysis/summary.json` and the
+figures. Nothing here prints; the CLI decides what to say.
+
+Key frequencies follow Nanda et al.: the frequencies of the neuron clusters of the final
+checkpoint; the restricted and excluded losses of every checkpoint use that one set.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from circuits import fourier
+from circuits.activations import FinalActs, final_position_activations
+from circuits.attention import attention_columns, attention_summary
+from circuits.attribution import attribution_columns, direct_logit_attribution
+from circuits.progress import Phases, circuit_score, compute_phases, first_crossing
+from interp.metrics import accuracy, cross_entropy_f64
+from interp.runs import ANALYSIS_DIR, Run, RunError, atomic_write_bytes, atomic_write_json
+
+MODULAR_PARTS = ("fourier", "attention", "attribution")
+TABLE_FILE = "table.csv"
+SUMMARY_FILE = "summary.json"
+FIGURES_FILE = "figures.html"
+BASE_COLUMNS = ["step", "train_acc", "test_acc", "train_loss", "test_loss", "circuit_score"]
+
+
+def available_parts(run: Run) -> tuple[str, ...]:
+    return MODULAR_PARTS
+
+
+@dataclass(frozen=True)
+class CheckpointAnalysis:
+    step: int
+    row: dict[str, Any]
+    embed_freq_norms: Tensor | None = None
+    unembed_freq_norms: Tensor | None = None
+    neuron_frequency: Tensor | None = None
+    final_attention: Tensor | None = None
+    dla_names: list[str] | None = None
+    dla: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class RunAnalysis:
+    run_dir: Path
+    parts: tuple[str, ...]
+    checkpoints: list[CheckpointAnalysis]
+    key_frequencies: list[int]
+    phases: Phases
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    p: int = 0
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return [c.row for c in self.checkpoints]
+
+    @property
+    def steps(self) -> list[int]:
+        return [c.step for c in self.checkpoints]
+
+    def leads(self) -> dict[str, int | None]:
+        """First steps at which the progress measure and test accuracy reach 0.5."""
+        rows = self.rows
+        return {
+            "circuit_score>=0.5": first_crossing(rows, "circuit_score", 0.5),
+            "test_acc>=0.5": first_crossing(rows, "test_acc", 0.5),
+            "test_acc>=0.99": first_crossing(rows, "test_acc", 0.99),
+        }
+
+
+class _ModularContext:
+    """Per-run constants shared by every checkpoint: basis, data, directions."""
+
+    def __init__(self, run: Run):
+        cfg = run.config.task
+        self.p = cfg.p
+        self.operation = cfg.operation
+        self.task = run.task
+        self.basis = fourier.fourier_basis(cfg.p)
+        self.train_index = self.task.splits["train"]
+        self.test_index = self.task.splits["test"]
+        self.position_names = ["a", "b", "="]
+        self.directions: Tensor | None = None
+
+    def set_key_frequencies(self, keys: list[int]) -> None:
+        group = fourier.answer_group(self.operation, self.p)
+        self.directions = fourier.answer_directions(self.task.labels, group, keys)
+
+
+def _accuracy_columns(acts: FinalActs, ctx: _ModularContext) -> dict[str, float]:
+    labels = ctx.task.labels
+    row: dict[str, float] = {}
+    for name, index in (("train", ctx.train_index), ("test", ctx.test_index)):
+        logits = acts.logits[index]
+        row[f"{name}_loss"] = float(cross_entropy_f64(logits, labels[index]))
+        row[f"{name}_acc"] = accuracy(logits, labels[index])
+    return row
+
+
+@torch.inference_mode()
+def _final_key_frequencies(model, ctx: _ModularContext) -> list[int]:
+    acts = final_position_activations(model, ctx.task.tokens)
+    clusters = fourier.neuron_clusters(acts.mlp_post.reshape(ctx.p, ctx.p, -1), ctx.basis)
+    keys = fourier.key_frequencies_from_clusters(clusters, ctx.p)
+    if keys:
+        return keys
+    # No neuron clusters (e.g. a model that only memorized): fall back to the answer-space set.
+    train = ctx.train_index
+    return circuit_score(acts.logits[train], ctx.task.labels[train], ctx.operation, ctx.p).key_frequencies
+
+
+@torch.inference_mode()
+def analyze_checkpoint(model, step: int, ctx: _ModularContext, parts: tuple[str, ...]) -> CheckpointAnalysis:
+    """All requested analyses of one checkpoint (the model is not modified)."""
+    acts = final_position_activations(model, ctx.task.tokens)
+    labels = ctx.task.labels
+    row: dict[str, Any] = {"step": step, **_accuracy_columns(acts, ctx)}
+    train = ctx.train_index
+    score = circuit_score(acts.logits[train], labels[train], ctx.operation, ctx.p)
+    row["circuit_score"] = score.score
+    row["train_key_frequencies"] = " ".join(map(str, score.key_frequencies))
+    row["sum_sq_weights"] = float(sum(p.detach().double().pow(2).sum() for p in model.parameters()))
+    extras: dict[str, Any] = {}
+    if "fourier" in parts:
+        assert ctx.directions is not None
+        losses = fourier.restricted_and_excluded_loss(acts.logits, labels, train, ctx.test_index, ctx.directions)
+        row["restricted_loss"] = losses.restricted_loss
+        row["excluded_loss"] = losses.excluded_loss
+        W_L = model.blocks[-1].mlp.W_out @ model.W_U
+        spectrum = fourier.embedding_spectrum(model.W_E, W_L, ctx.basis)
+        row["gini_embed"] = spectrum.gini_embed
+        row["gini_unembed"] = spectrum.gini_unembed
+        clusters = fourier.neuron_clusters(acts.mlp_post.reshape(ctx.p, ctx.p, -1), ctx.basis)
+        row["frac_neurons_clustered"] = clusters.frac_clustered
+        row["neuron_key_frequencies"] = " ".join(map(str, fourier.key_frequencies_from_clusters(clusters, ctx.p)))
+        extras.update(
+            embed_freq_norms=spectrum.embed_freq_norms.float(),
+            unembed_freq_norms=spectrum.unembed_freq_norms.float(),
+            neuron_frequency=clusters.frequency,
+        )
+    if "attention" in parts:
+        summary = attention_summary(acts)
+        row.update(attention_columns(summary, ctx.position_names))
+        extras["final_attention"] = summary.final_attention.float()
+    if "attribution" in parts:
+        valid = torch.nonzero(labels >= 0).squeeze(1)
+        dla = direct_logit_attribution(model, _subset(acts, valid), labels[valid])
+        row.update(attribution_columns(dla))
+        row["dla/total"] = dla.total
+        extras.update(dla_names=dla.names, dla=dla.mean.float())
+    return CheckpointAnalysis(step=step, row=row, **extras)
+
+
+def _subset(acts: FinalActs, index: Tensor) -> FinalActs:
+    return FinalActs(
+        logits=acts.logits[index],
+        embed=acts.embed[index],
+        z=acts.z[:, index],
+        pattern=acts.pattern[:, index],
+        mlp_out=acts.mlp_out[:, index],
+        mlp_post=acts.mlp_post[index],
+        resid_final=acts.resid_final[index],
+    )
+
+
+def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int] | None = None) -> RunAnalysis:
+    """Analyze the run's complete checkpoints; damaged ones are skipped and reported."""
+    parts = tuple(parts or available_parts(run))
+    unknown = set(parts) - set(available_parts(run))
+    if unknown:
+        raise ValueError(f"analysis parts {sorted(unknown)} do not apply to task kind {run.config.task.kind!r}")
+    steps = list(run.steps if steps is None else steps)
+    if not steps:
+        raise RunError(f"{run.path}: no complete checkpoints to analyze")
+    ctx = _ModularContext(run)
+    model = run.new_model()
+    model.eval()
+    skipped: list[tuple[str, str]] = []
+
+    def load(step: int) -> bool:
+        try:
+            run.load_weights_into(model, step)
+            return True
+        except RunError as exc:
+            skipped.append((str(run.checkpoint_path(step)), str(exc)))
+            return False
+
+    # Key frequencies come from the last checkpoint that loads.
+    keys: list[int] = []
+    for step in reversed(steps):
+        if load(step):
+            keys = _final_key_frequencies(model, ctx)
+            break
+    skipped.clear()
+    ctx.set_key_frequencies(keys)
+    results = [analyze_checkpoint(model, step, ctx, parts) for step in steps if load(step)]
+    if not results:
+        raise RunError(f"{run.path}: none of the {len(steps)} checkpoints could be loaded")
+    return RunAnalysis(
+        run_dir=run.path,
+        parts=parts,
+        checkpoints=results,
+        key_frequencies=keys,
+        phases=compute_phases([r.row for r in results]),
+        skipped=skipped,
+        p=ctx.p,
+    )
+
+
+def _format(value: Any) -> Any:
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.6g}"
+    return value
+
+
+def write_table(rows: list[dict[str, Any]], path: Path) -> None:
+    columns = BASE_COLUMNS + sorted({k for row in rows for k in row} - set(BASE_COLUMNS))
+    lines: list[str] = []
+
+    class _Sink:
+        def write(self, text: str) -> None:
+            lines.append(text)
+
+    writer = csv.DictWriter(_Sink(), fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _format(v) for k, v in row.items()})
+    atomic_write_bytes(path, "".join(lines).encode())
+
+
+def summary(result: RunAnalysis, out_dir: Path) -> dict[str, Any]:
+    last = result.checkpoints[-1].row
+    return {
+        "run": str(result.run_dir),
+        "parts": list(result.parts),
+        "n_checkpoints": len(result.checkpoints),
+        "steps": [result.steps[0], result.steps[-1]],
+        "key_frequencies": result.key_frequencies,
+        "phases": result.phases.to_dict(),
+        "leads": result.leads(),
+        "final": {k: last[k] for k in BASE_COLUMNS if k in last},
+        "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
+        "table": str(out_dir / TABLE_FILE),
+        "figures": str(out_dir / FIGURES_FILE),
+    }
+
+
+def write_analysis(result: RunAnalysis, out_dir: Path | None = None, *, figures: bool = True) -> dict[str, Any]:
+    """Write the table, the summary and the figures; returns the summary."""
+    out_dir = Path(out_dir) if out_dir is not None else result.run_dir / ANALYSIS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_table(result.rows, out_dir / TABLE_FILE)
+    info = summary(result, out_dir)
+    if figures:
+        from circuits.plots import analysis_figures, figures_html
+
+        atomic_write_bytes(out_dir / FIGURES_FILE, figures_html(analysis_figures(result), title=f"interp: {result.run_dir.name}").encode())
+    else:
+        info["figures"] = None
+    atomic_write_json(out_dir / SUMMARY_FILE, info)
+    return info
+
+
+def load_table(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def dumps(info: dict[str, Any]) -> str:
+    return json.dumps(info, indent=2, sort_keys=True)

@@ -1,0 +1,197 @@
+"""Progress measures of the memorization → circuit transition, and phase boundaries.
+
+`circuit_score` (modular tasks) — computed from training examples only, no test labels:
+
+1. Take the model's logits on the training examples and center each row over outputs
+   (softmax is shift-invariant, so only these centered logits carry the answer signal).
+2. Average the rows within each answer value ("fiber"): A[y, c] = mean of logit c over the
+   training examples whose answer is y. The model's correct-answer signal on the training
+   set, S = (1/m) Σ_y A[y, y] (fibers weighted equally), lives entirely in A: the rest of
+   each row varies within a fiber and averages out of the correct-logit signal.
+3. Order answers by their position in the task's cyclic group (identity for + and −,
+   discrete log for × and ÷) and split S exactly over frequencies:
+   S = Σ_k S_k, S_k = (1/m) tr(P_k A), P_k = projector on {cos, sin}(2πk·/m).
+   A Fourier circuit A[y, c] = Σ_k α_k cos(2πk(y − c)/m) puts all of S into its few key
+   frequencies; a memorizing lookup table A ≈ β·I spreads S evenly, 2/m per frequency.
+4. If S is within 5 standard errors of 0 (estimated from the spread of logits inside each
+   fiber) the model has no detectable training signal yet and the score is 0. Otherwise,
+   with S_k sorted descending, n = number of frequencies and D = max(S, Σ_k |S_k|),
+   circuit_score = max over j ≤ min(n/2, 8) of (Σ_{top j} S_k − (j/n)·S) / ((1 − j/n)·D), clipped
+   to [0, 1]: the signal in the best j frequencies above what a flat (memorized) spectrum
+   would put there, normalized so that all signal in j frequencies scores 1. D equals S
+   when every frequency adds to the answer; it is larger when components cancel
+   (structure unrelated to the labels, as in a freshly initialized model), which keeps
+   such structure from posing as a circuit. j is capped at 8 because a Fourier circuit uses
+   a handful of frequencies (3–7 in published runs); a signal spread over half the
+   spectrum is not one.
+   The members of the maximizing set with at least twice a flat share (S_k ≥ 2S/n) are
+   reported as the checkpoint's `train_key_frequencies`.
+
+Meaning: 0 = the training signal is spread over frequencies as a lookup table's is (or
+there is no signal yet); 1 = all of it is carried by a few answer frequencies, as the
+generalizing circuit's is. Caveats: it sees only the answer-space structure, so a
+generalizing algorithm that is not Fourier-sparse in the task's group (the polynomial
+operations, for which we know no group) is not recognised; with very few training
+examples per answer value the fiber means are noisy, which the significance gate and the
+chance correction absorb only on average (expect ±0.05 of noise on a memorizing model);
+a fiber with no training example (tiny p·train fraction) makes the score undefined (0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from circuits.fourier import AnswerGroup, answer_group
+
+
+@dataclass(frozen=True)
+class CircuitScore:
+    score: float
+    key_frequencies: list[int]
+    signal: float  # S: fiber-balanced mean centered correct logit on the training set
+    frequency_signal: Float[Tensor, " freq"]  # S_k for k = 1 … m//2 (index 0 = k=1)
+
+
+def _fiber_stats(
+    logits: Float[Tensor, "example d_vocab_out"], labels: Int[Tensor, " example"], group: AnswerGroup
+) -> tuple[Float[Tensor, "m m"], Float[Tensor, "m m"]] | None:
+    """Fiber means A[y, c] and their sampling variances, answers in group order.
+
+    Only answers inside the group are kept (rows and output columns); None if a fiber is empty.
+    """
+    centered = logits.double() - logits.double().mean(dim=-1, keepdim=True)
+    pos = group.position[labels]
+    inside = pos >= 0
+    pos, centered = pos[inside], centered[inside]
+    m = group.m
+    counts = torch.bincount(pos, minlength=m).double()
+    if (counts == 0).any():
+        return None
+    sums = torch.zeros(m, centered.shape[1], dtype=torch.float64).index_add_(0, pos, centered)
+    squares = torch.zeros_like(sums).index_add_(0, pos, centered.pow(2))
+    means = sums / counts[:, None]
+    within = (squares / counts[:, None] - means.pow(2)).clamp(min=0) * counts[:, None] / (counts[:, None] - 1).clamp(min=1)
+    variances = within / counts[:, None]
+    order = torch.argsort(group.position)
+    columns = order[group.position[order] >= 0]
+    return means[:, columns], variances[:, columns]
+
+
+def circuit_score(
+    logits: Float[Tensor, "example d_vocab_out"],
+    labels: Int[Tensor, " example"],
+    operation: str,
+    p: int,
+    *,
+    min_z: float = 5.0,
+    max_keys: int = 8,
+) -> CircuitScore:
+    """The memorization-vs-circuit share of the training signal (module docstring)."""
+    group = answer_group(operation, p)
+    stats = _fiber_stats(logits, labels, group)
+    m = group.m
+    n_freq = m // 2
+    empty = CircuitScore(0.0, [], 0.0, torch.zeros(max(n_freq, 0), dtype=torch.float64))
+    if stats is None or n_freq < 2:
+        return empty
+    A, var_A = stats
+    # S_k = tr(P_k A)/m with P_k[y, y'] = (2/m) cos(2πk(y − y')/m) (1/m for a Nyquist row).
+    # Summing A along its cyclic diagonals first (d = y − y' mod m) makes this O(m²).
+    y = torch.arange(m)
+    diagonal_of = (y[:, None] - y[None, :]).remainder(m).flatten()
+    diag_sums = torch.zeros(m, dtype=torch.float64).index_add_(0, diagonal_of, A.T.flatten())
+    ks = torch.arange(1, n_freq + 1, dtype=torch.float64)
+    weights = torch.full_like(ks, 2.0 / m)
+    weights[ks * 2 == m] = 1.0 / m  # a Nyquist row (even m) is a single cosine
+    cosines = torch.cos(2 * math.pi * ks[:, None] * torch.arange(m, dtype=torch.float64)[None] / m)
+    freq_signal = weights * (cosines @ diag_sums) / m
+    signal = float(A.diagonal().mean())
+    # Sampling noise of S (fiber means are averages of a few examples each): below `min_z`
+    # standard errors the model has no clear training signal yet, and shares are noise.
+    signal_se = float(var_A.diagonal().sum().sqrt()) / m
+    if signal <= min_z * signal_se:
+        return CircuitScore(0.0, [], signal, freq_signal)
+    # Normalize by D = max(S, Σ|S_k|): equal to S when every frequency adds to the answer,
+    # larger when components cancel (structure unrelated to the labels, e.g. at init).
+    denominator = max(signal, float(freq_signal.abs().sum()))
+    ordered, order = freq_signal.sort(descending=True)
+    cumulative = ordered.cumsum(0)
+    shares = ordered / signal
+    best, best_j = 0.0, 0
+    for j in range(1, min(n_freq // 2, max_keys) + 1):
+        chance = j / n_freq
+        value = (float(cumulative[j - 1]) - chance * signal) / ((1 - chance) * denominator)
+        if value > best:
+            best, best_j = value, j
+    # Key frequencies: members of the best set carrying at least twice a flat share.
+    keys = sorted(int(k) + 1 for k, share in zip(order[:best_j], shares[:best_j]) if share >= 2 / n_freq)
+    return CircuitScore(min(max(best, 0.0), 1.0), keys, signal, freq_signal)
+
+
+def make_modular_evaluator(operation: str, p: int):
+    """Training-time evaluator: circuit_score from the training logits the trainer already has."""
+
+    def evaluate(model: Any, task: Any, by_split: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Any]:
+        logits, labels = by_split["train"]
+        result = circuit_score(logits.cpu(), labels.cpu(), operation, p)
+        return {"circuit_score": result.score, "train_key_frequencies": result.key_frequencies}
+
+    return evaluate
+
+
+# --------------------------------------------------------------------------------------
+# Phases
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Phases:
+    """Step boundaries computed from the metrics; None where a phase was not reached.
+
+    memorization: [0, memorized) — until train accuracy first reaches `fit` (99 %).
+    circuit formation: [memorized, cleanup_start) — train fitted, test accuracy still < 50 %.
+    cleanup: [cleanup_start, generalized) — test accuracy rising from 50 % to 99 %.
+    stable: from `generalized` on (test accuracy ≥ 99 %).
+    """
+
+    memorized: int | None
+    cleanup_start: int | None
+    generalized: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        end = {"memorization": self.memorized, "circuit_formation": self.cleanup_start, "cleanup": self.generalized}
+        start = {"memorization": 0, "circuit_formation": self.memorized, "cleanup": self.cleanup_start}
+        return {
+            name: {"start": start[name], "end": end[name]}
+            for name in ("memorization", "circuit_formation", "cleanup")
+        } | {"stable": {"start": self.generalized, "end": None}}
+
+
+def _first_step(rows: list[dict[str, Any]], key: str, threshold: float, after: int = -1) -> int | None:
+    for row in rows:
+        value = row.get(key)
+        if row["step"] >= after and value is not None and not math.isnan(value) and value >= threshold:
+            return int(row["step"])
+    return None
+
+
+def compute_phases(rows: list[dict[str, Any]], train_key: str = "train_acc", test_key: str = "test_acc",
+                   fit: float = 0.99, half: float = 0.5) -> Phases:
+    rows = sorted(rows, key=lambda r: r["step"])
+    memorized = _first_step(rows, train_key, fit)
+    if memorized is None:
+        return Phases(None, None, None)
+    cleanup_start = _first_step(rows, test_key, half, after=memorized)
+    generalized = _first_step(rows, test_key, fit, after=cleanup_start) if cleanup_start is not None else None
+    return Phases(memorized, cleanup_start, generalized)
+
+
+def first_crossing(rows: list[dict[str, Any]], key: str, threshold: float) -> int | None:
+    """First step at which `key` reaches `threshold` (used to check that a measure leads another)."""
+    return _first_step(sorted(rows, key=lambda r: r["step"]), key, threshold)

@@ -1,0 +1,177 @@
+"""`interp` command line: a thin layer over the Python API.
+
+`main(argv) -> int` is the whole CLI as a plain function (tests call it directly). Bad
+input (unknown preset or field, wrong type, out-of-range value, a folder in the way)
+prints one line naming the flag or field and returns 2, before anything is written.
+Heavy libraries (torch, TransformerLens, plotly) are imported inside the commands, so
+`interp --help` is instant. The CLI is the composition root: it hands the trainer the
+progress-measure evaluators from `circuits/`, which `interp` itself never imports.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from interp.config import ConfigError, RunConfig, all_keys, load_config_file
+from interp.presets import PRESETS, preset_names
+
+EXIT_OK, EXIT_SKIPPED, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train small hooked transformers on algorithmic tasks and watch circuits form.",
+)
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+def resolve_config(preset_or_config: str, overrides: list[str]) -> RunConfig:
+    if preset_or_config in PRESETS:
+        config = PRESETS[preset_or_config]
+    elif preset_or_config.endswith((".toml", ".json")):
+        config = load_config_file(Path(preset_or_config))
+    else:
+        raise ConfigError(
+            f"PRESET_OR_CONFIG: unknown preset {preset_or_config!r}; presets: {', '.join(preset_names())}, "
+            "or a path to a .toml/.json config"
+        )
+    return config.with_overrides(overrides)
+
+
+def evaluators_for(config: RunConfig) -> list:
+    """Progress measures computed at every checkpoint during training."""
+    if config.task.kind == "modular":
+        from circuits.progress import make_modular_evaluator
+
+        return [make_modular_evaluator(config.task.operation, config.task.p)]
+    return []
+
+
+@app.command()
+def train(
+    preset_or_config: Annotated[str, typer.Argument(help=f"A preset ({', '.join(preset_names())}) or a .toml/.json config file.")] = "",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder to create.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a field: section.field=value (e.g. train.lr=3e-3). Repeatable. Keys: " + ", ".join(all_keys()))] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last complete checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
+    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or auto (overrides train.device).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a model and checkpoint it into a run folder."""
+    if out is None:
+        raise CliError("--out: required (the run folder to write)")
+    if resume:
+        from interp.training import resume as resume_run
+
+        if preset_or_config or set_:
+            raise CliError("--resume: continues the run's own config; do not pass a preset or --set")
+        result = resume_run(out, evaluator_factory=evaluators_for, progress=not quiet)
+    else:
+        if not preset_or_config:
+            raise CliError("PRESET_OR_CONFIG: required (a preset name or a config file)")
+        overrides = list(set_ or [])
+        if device is not None:
+            overrides.append(f"train.device={device}")
+        config = resolve_config(preset_or_config, overrides)
+        from interp.training import train as train_run
+
+        result = train_run(config, out, evaluators=evaluators_for(config), progress=not quiet, overwrite=overwrite)
+    row = result.last_row
+    shown = {k: row[k] for k in ("train_acc", "test_acc", "circuit_score") if k in row}
+    shown_text = ", ".join(f"{k} {v:.3f}" for k, v in shown.items())
+    typer.echo(f"trained {result.final_step} steps into {result.run_dir} ({shown_text})")
+
+
+@app.command()
+def analyze(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `interp train`.")],
+    fourier: Annotated[bool, typer.Option("--fourier", help="Fourier norms, neuron clusters, key frequencies, restricted/excluded loss, Gini.")] = False,
+    attention: Annotated[bool, typer.Option("--attention", help="Attention from the answer position, per head.")] = False,
+    attribution: Annotated[bool, typer.Option("--attribution", help="Direct logit attribution per component.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the figures page here.")] = None,
+    no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the plotly figures (faster).")] = False,
+) -> int:
+    """Analyze every complete checkpoint of a run (no flag: every analysis that applies)."""
+    from circuits.analyze import analyze_run, dumps, write_analysis
+    from interp.runs import load_run
+
+    run = load_run(run_dir)
+    parts = tuple(name for name, on in (("fourier", fourier), ("attention", attention), ("attribution", attribution)) if on)
+    result = analyze_run(run, parts or None)
+    info = write_analysis(result, figures=not no_figures)
+    if html is not None and info.get("figures"):
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_bytes(Path(info["figures"]).read_bytes())
+        info["html"] = str(html)
+    if as_json:
+        typer.echo(dumps(info))
+    else:
+        typer.echo(human_summary(info))
+    for file, reason in result.skipped:
+        typer.echo(f"skipped: {reason}", err=True)
+    raise typer.Exit(EXIT_SKIPPED if result.skipped else EXIT_OK)
+
+
+def human_summary(info: dict) -> str:
+    final = info["final"]
+    phases = info["phases"]
+    lines = [
+        f"analyzed {info['n_checkpoints']} checkpoints (steps {info['steps'][0]}–{info['steps'][1]}) of {info['run']}",
+        f"key frequencies: {info['key_frequencies'] or 'none found'}",
+        "final: " + ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k != "step"),
+        "phases: " + "; ".join(
+            f"{name.replace('_', ' ')} {span['start']}–{span['end'] if span['end'] is not None else '…'}"
+            for name, span in phases.items() if span["start"] is not None
+        ),
+        "leads: " + ", ".join(f"{k} at step {v}" for k, v in info["leads"].items()),
+        f"table: {info['table']}",
+    ]
+    if info.get("figures"):
+        lines.append(f"figures: {info['figures']}")
+    return "\n".join(lines)
+
+
+@app.command()
+def presets() -> None:
+    """List the built-in presets."""
+    for name in preset_names():
+        cfg = PRESETS[name]
+        typer.echo(f"{name:16s} {cfg.task.kind} {cfg.task.operation} p={cfg.task.p} "
+                   f"frac={cfg.task.train_frac} layers={cfg.model.n_layers} steps={cfg.train.steps} "
+                   f"lr={cfg.train.lr} wd={cfg.train.weight_decay}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code instead of exiting."""
+    import click
+
+    from interp.errors import USER_ERRORS
+
+    try:
+        result = app(args=list(sys.argv[1:] if argv is None else argv), standalone_mode=False, prog_name="interp")
+    except (CliError, *USER_ERRORS) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return EXIT_USAGE
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def entry_point() -> None:
+    sys.exit(main())
