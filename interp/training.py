@@ -241,7 +241,12 @@ class Trainer:
 
     @classmethod
     def from_run_dir(
-        cls, run_dir: str | Path, *, evaluators: Sequence[Evaluator] = (), progress: bool = True
+        cls,
+        run_dir: str | Path,
+        *,
+        evaluators: Sequence[Evaluator] = (),
+        evaluator_factory: Callable[[RunConfig], Sequence[Evaluator]] | None = None,
+        progress: bool = True,
     ) -> Trainer:
         """A Trainer positioned exactly at the run's last complete checkpoint (see `resume`)."""
         run_dir = Path(run_dir)
@@ -255,6 +260,8 @@ class Trainer:
                 "start again with --overwrite"
             )
         step = run.steps[-1]
+        if evaluator_factory is not None:
+            evaluators = [*evaluators, *evaluator_factory(run.config)]
         trainer = cls(run.config, run_dir, evaluators=evaluators, progress=progress)
         try:
             saved = runs.load_tensors(run_dir / runs.SPLIT_FILE)
@@ -329,15 +336,23 @@ def _progress_bar(total: int, initial: int, enabled: bool):
 
 
 def resume(
-    run_dir: str | Path, *, evaluators: Sequence[Evaluator] = (), progress: bool = True
+    run_dir: str | Path,
+    *,
+    evaluators: Sequence[Evaluator] = (),
+    evaluator_factory: Callable[[RunConfig], Sequence[Evaluator]] | None = None,
+    progress: bool = True,
 ) -> TrainResult:
     """Continue a run from its last complete checkpoint to the end of its schedule.
 
     Weights, optimizer moments, the learning-rate schedule, RNG and data-order state and
     the Grokfast filter are restored from disk, so on CPU the result is bit-identical to
     an uninterrupted run. Metric rows after that checkpoint are dropped and recomputed.
+    `evaluator_factory(config)` builds evaluators from the run's own config (the CLI's way);
+    it is called only once that config has been read.
     """
-    return Trainer.from_run_dir(run_dir, evaluators=evaluators, progress=progress).run()
+    return Trainer.from_run_dir(
+        run_dir, evaluators=evaluators, evaluator_factory=evaluator_factory, progress=progress
+    ).run()
 
 
 def train(
@@ -350,5 +365,7 @@ def train(
 ) -> TrainResult:
     """Train a fresh run into `run_dir` (must be empty, or a run with `overwrite=True`)."""
     run_dir = Path(run_dir)
+    # Build first (task, model, device): a config that cannot train fails before anything is written.
+    trainer = Trainer(config, run_dir, evaluators=evaluators, progress=progress)
     prepare_run_dir(run_dir, overwrite=overwrite)
-    return Trainer(config, run_dir, evaluators=evaluators, progress=progress).run()
+    return trainer.run()

@@ -60,7 +60,7 @@ def check_listed_checkpoints(run_dir: Path) -> list[int]:
 
 # -- child processes for the kill and live-analysis tests --------------------------------------
 
-_PRELOAD = ["reliability_helpers", "interp.training", "transformer_lens.model_bridge",
+_PRELOAD = ["tests.reliability_helpers", "interp.training", "transformer_lens.model_bridge",
             "transformer_lens.model_bridge.sources"]
 
 

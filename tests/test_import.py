@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from reliability_helpers import check_listed_checkpoints  # noqa: F401  (also sets 1 thread)
+from tests.reliability_helpers import check_listed_checkpoints  # noqa: F401  (also sets 1 thread)
 from safetensors.torch import save_file
 
 from interp.importing import ImportCheckpointError, import_tl_checkpoints

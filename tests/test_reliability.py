@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import (
+from tests.reliability_helpers import (
     assert_bit_identical,
     check_listed_checkpoints,
     final_weights,
@@ -464,9 +464,11 @@ def kill_and_resume(tmp_path: Path, *, n_kills: int, steps: int, seed: int) -> d
         listed_before = listed_steps(run_dir)
         child.kill()
         child.join()
-        if child.exitcode == 0:
+        exitcode = child.exitcode
+        child.close()
+        if exitcode == 0:
             break  # it finished before the kill landed
-        assert child.exitcode == -signal.SIGKILL
+        assert exitcode == -signal.SIGKILL
         kills += 1
         # A kill inside a save leaves an unlisted weights file, a second trainer state or a temp file.
         listed = set(listed_steps(run_dir))
@@ -515,5 +517,6 @@ def test_analysis_reads_a_run_while_it_trains(tmp_path):
         passes += 1
     child.join()
     assert child.exitcode == 0
+    child.close()
     assert passes >= 3 and len(lengths_seen) >= 3, (passes, lengths_seen)
     assert check_listed_checkpoints(run_dir)[-1] == 50
