@@ -8,6 +8,8 @@ A run folder is self-describing:
       checkpoints/step_000000100.safetensors   weights after 100 optimizer steps
       manifest.json                    the complete checkpoints, with sha256; written last
       metrics.jsonl                    one row per checkpoint
+      trainer/state_000000100.*        optimizer, RNG and data-order state of the latest
+                                       checkpoint, for exact resume (interp.trainer_state)
       analysis/                        `interp analyze` output
 
 Every file is written to a temporary name, fsynced and renamed, so a reader sees either

@@ -117,7 +117,21 @@ def load(run_dir: Path, step: int) -> TrainerState:
 
 
 def restore(trainer, state: TrainerState) -> None:
-    """Put a captured state back into a freshly built Trainer of the same config."""
+    """Put a captured state back into a freshly built Trainer of the same config.
+
+    A state that does not fit the trainer (edited, from another config or version) raises
+    RunError naming the state file, not an error from deep inside torch.
+    """
+    try:
+        _restore(trainer, state)
+    except runs.RunError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        name = state_files(state.step)[1]
+        raise runs.RunError(f"{trainer.run_dir / name}: trainer state does not fit this run ({type(exc).__name__}: {exc})") from None
+
+
+def _restore(trainer, state: TrainerState) -> None:
     meta, tensors = state.meta, state.tensors
     if meta["grad_filter"] != trainer.config.train.grad_filter:
         raise runs.RunError(

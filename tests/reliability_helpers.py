@@ -54,8 +54,9 @@ def check_listed_checkpoints(run_dir: Path) -> list[int]:
     for entry in manifest:
         data = (run_dir / entry["file"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["file"]
-        run.model_at(entry["step"])
-    return [e["step"] for e in manifest]
+    loaded = [step for step, _model in run.iter_models()]  # raises on any that does not load
+    assert loaded == [e["step"] for e in manifest]
+    return loaded
 
 
 # -- child processes for the kill and live-analysis tests --------------------------------------

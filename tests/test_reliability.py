@@ -485,7 +485,7 @@ def kill_and_resume(tmp_path: Path, *, n_kills: int, steps: int, seed: int) -> d
 
 
 def test_sigkill_at_random_moments_loses_no_listed_checkpoint_and_resume_is_exact(tmp_path):
-    counts = kill_and_resume(tmp_path, n_kills=5, steps=60, seed=1234)
+    counts = kill_and_resume(tmp_path, n_kills=5, steps=40, seed=1234)
     assert counts["kills"] >= 4
     assert counts["lost"] == 0
 
@@ -520,3 +520,14 @@ def test_analysis_reads_a_run_while_it_trains(tmp_path):
     child.close()
     assert passes >= 3 and len(lengths_seen) >= 3, (passes, lengths_seen)
     assert check_listed_checkpoints(run_dir)[-1] == 50
+
+
+def test_resume_with_an_edited_trainer_state_is_refused_by_name(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    _train_until_interrupted(tiny_config(train__batch_size=16), run_dir, monkeypatch, at_step=15, during_checkpoint=False)
+    json_file = run_dir / trainer_state.state_files(10)[1]
+    meta = json.loads(json_file.read_text())
+    del meta["scheduler"]
+    json_file.write_text(json.dumps(meta))
+    with pytest.raises(TrainingError, match=r"state_000000010\.json: trainer state does not fit this run \(KeyError"):
+        resume(run_dir, progress=False)
