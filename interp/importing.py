@@ -77,6 +77,10 @@ _MUST_BE = {
     "use_qk_norm": (False,),
     "n_key_value_heads": (None,),
     "rotary_dim": (None,),
+    "use_normalization_before_and_after": (False,),
+    "post_embedding_ln": (False,),
+    "final_ln": (True,),
+    "num_experts": (None,),
     "attn_scores_soft_cap": (-1, -1.0, 0, 0.0),
     "output_logits_soft_cap": (-1, -1.0, 0, 0.0),
 }

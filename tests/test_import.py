@@ -83,6 +83,12 @@ def tl_config(p: int, **overrides) -> dict:
     cfg = dict(d_model=16, n_layers=1, n_heads=2, d_head=8, d_mlp=32, d_vocab=p + 1, d_vocab_out=p,
                n_ctx=3, act_fn="relu", normalization_type=None, model_name="independent", seed=1)
     cfg.update(overrides)
+    # What HookedTransformerConfig.to_dict() also writes: harmless keys are ignored,
+    # computation-changing ones are checked against the values we can import.
+    cfg = {"attn_only": False, "positional_embedding_type": "standard", "use_attn_scale": True,
+           "attn_scale": math.sqrt(cfg["d_head"]), "eps": 1e-5, "n_key_value_heads": None, "final_rms": False,
+           "gated_mlp": False, "parallel_attn_mlp": False, "original_architecture": None, "dtype": "torch.float32",
+           "tokenizer_name": None, "init_weights": True, "attention_dir": "causal", **cfg}
     return cfg
 
 
@@ -203,6 +209,11 @@ def _rotary(src, cfg, sd):
     return SPEC, r"config\.json: positional_embedding_type='rotary' is not supported"
 
 
+def _parallel(src, cfg, sd):
+    (src / "config.json").write_text(json.dumps({**cfg, "parallel_attn_mlp": True}))
+    return SPEC, r"config\.json: parallel_attn_mlp=True is not supported; importable: False"
+
+
 def _bad_act(src, cfg, sd):
     (src / "config.json").write_text(json.dumps({**cfg, "act_fn": "solu_ln"}))
     return SPEC, r"config\.json: act_fn='solu_ln' is not supported; importable: relu, gelu, gelu_new, silu"
@@ -245,7 +256,7 @@ def _truncated(src, cfg, sd):
     return SPEC, r"step_5\.safetensors: not a valid safetensors file"
 
 
-REFUSALS = [_nonzero_b_u, _missing_tensor, _wrong_shape, _unexpected_tensor, _vocab_mismatch, _rotary, _bad_act,
+REFUSALS = [_nonzero_b_u, _missing_tensor, _wrong_shape, _unexpected_tensor, _vocab_mismatch, _rotary, _parallel, _bad_act,
             _div_not_prime, _spec_unknown_key, _spec_bad_pairs, _spec_no_split, _no_step_number, _malicious_pt,
             _truncated]
 
