@@ -221,8 +221,11 @@ class Trainer:
         trainer_state.remove_all_but(self.run_dir, self.step)
 
     def write_header(self) -> None:
-        runs.atomic_write_json(self.run_dir / runs.CONFIG_FILE, self.config.to_dict())
-        runs.save_split(self.run_dir, self.task)
+        try:
+            runs.atomic_write_json(self.run_dir / runs.CONFIG_FILE, self.config.to_dict())
+            runs.save_split(self.run_dir, self.task)
+        except OSError as exc:
+            raise TrainingError(f"--out {self.run_dir}: cannot write the run's config and split: {exc}") from None
 
     def _test_split(self) -> str:
         held_out = [s for s in self.task.splits if s not in self.task.train_splits]
@@ -279,11 +282,14 @@ class Trainer:
         trainer.metrics = [r for r in run.metrics if int(r["step"]) <= step]
         trainer._time_offset = float(state.meta.get("elapsed_s", 0.0))
         # Forget what a killed process wrote after the last complete checkpoint.
-        runs.atomic_write_bytes(
-            run_dir / runs.METRICS_FILE, "".join(_json_line(r) for r in trainer.metrics).encode()
-        )
-        trainer_state.remove_all_but(run_dir, step)
-        runs.remove_temp_files(run_dir)
+        try:
+            runs.atomic_write_bytes(
+                run_dir / runs.METRICS_FILE, "".join(_json_line(r) for r in trainer.metrics).encode()
+            )
+            trainer_state.remove_all_but(run_dir, step)
+            runs.remove_temp_files(run_dir)
+        except OSError as exc:
+            raise TrainingError(f"--resume {run_dir}: cannot tidy the run folder: {exc}") from None
         return trainer
 
     def run(self) -> TrainResult:
@@ -367,5 +373,8 @@ def train(
     run_dir = Path(run_dir)
     # Build first (task, model, device): a config that cannot train fails before anything is written.
     trainer = Trainer(config, run_dir, evaluators=evaluators, progress=progress)
-    prepare_run_dir(run_dir, overwrite=overwrite)
+    try:
+        prepare_run_dir(run_dir, overwrite=overwrite)
+    except OSError as exc:
+        raise TrainingError(f"--out {run_dir}: cannot prepare the run folder: {exc}") from None
     return trainer.run()

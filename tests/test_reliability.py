@@ -531,3 +531,16 @@ def test_resume_with_an_edited_trainer_state_is_refused_by_name(tmp_path, monkey
     json_file.write_text(json.dumps(meta))
     with pytest.raises(TrainingError, match=r"state_000000010\.json: trainer state does not fit this run \(KeyError"):
         resume(run_dir, progress=False)
+
+
+def test_unwritable_out_is_a_one_line_training_error(tmp_path):
+    if os.geteuid() == 0:
+        # root ignores permissions: use a path under a regular file instead (ENOTDIR).
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "run"
+    else:  # pragma: no cover - depends on who runs the tests
+        (tmp_path / "locked").mkdir(mode=0o500)
+        out = tmp_path / "locked" / "run"
+    with pytest.raises(TrainingError, match=r"^--out .*run: cannot prepare the run folder: \[Errno \d+\] ") as info:
+        train(tiny_config(), out, progress=False)
+    assert "\n" not in str(info.value)
