@@ -11,6 +11,7 @@ A run folder is self-describing:
       trainer/state_000000100.*        optimizer, RNG and data-order state of the latest
                                        checkpoint, for exact resume (interp.trainer_state)
       analysis/                        `interp analyze` output
+      .writer.lock                     flock held by the one process training the run
 
 Every file is written to a temporary name, fsynced and renamed, so a reader sees either
 the old file or the new one. The manifest is rewritten after its checkpoint is on disk,
@@ -44,6 +45,8 @@ METRICS_FILE = "metrics.jsonl"
 ANALYSIS_DIR = "analysis"
 TRAINER_STATE_DIR = "trainer"
 SPLIT_PREFIX = "split."
+#: Held (flock) by the one process that writes a run; the OS drops it when that process dies.
+LOCK_FILE = ".writer.lock"
 
 
 def checkpoint_name(step: int) -> str:
@@ -71,6 +74,32 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def acquire_writer_lock(run_dir: Path) -> int:
+    """Take the run's exclusive writer lock (non-blocking); returns the fd to release.
+
+    Two trainers writing one folder (a second `--resume` while the first still runs) would
+    interleave checkpoints and trainer states. An flock is released by the kernel when its
+    process exits, even by SIGKILL, so a killed run never leaves a stale lock behind.
+    """
+    import fcntl
+
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunError(f"{run_dir}: another process is writing this run (it holds {LOCK_FILE}); "
+                       "let it finish or stop it first") from None
+    return fd
+
+
+def release_writer_lock(fd: int) -> None:
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 def remove_temp_files(run_dir: Path) -> list[Path]:

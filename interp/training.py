@@ -68,6 +68,10 @@ def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
             )
         if not (run_dir / runs.CONFIG_FILE).exists():
             raise TrainingError(f"--out {run_dir}: --overwrite only replaces a run folder, and this one has no {runs.CONFIG_FILE}")
+        try:
+            runs.release_writer_lock(runs.acquire_writer_lock(run_dir))
+        except runs.RunError as exc:
+            raise TrainingError(f"--out {exc}") from None
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -137,6 +141,7 @@ class Trainer:
         self._start_time = time.perf_counter()
         #: Wall time spent before this process (a resumed run continues its clock).
         self._time_offset = 0.0
+        self._lock_fd: int | None = None
 
     def elapsed_s(self) -> float:
         return self._time_offset + time.perf_counter() - self._start_time
@@ -262,6 +267,22 @@ class Trainer:
                 f"--resume {run_dir}: the manifest lists no complete checkpoint; "
                 "start again with --overwrite"
             )
+        try:
+            lock_fd = runs.acquire_writer_lock(run_dir)
+        except (runs.RunError, OSError) as exc:
+            raise TrainingError(f"--resume {exc}") from None
+        try:
+            trainer = cls._restored(run_dir, evaluators, evaluator_factory, progress)
+        except BaseException:
+            runs.release_writer_lock(lock_fd)
+            raise
+        trainer._lock_fd = lock_fd
+        return trainer
+
+    @classmethod
+    def _restored(cls, run_dir: Path, evaluators, evaluator_factory, progress) -> Trainer:
+        # Read again now that we hold the writer lock: nobody can change the folder under us.
+        run = runs.load_run(run_dir)
         step = run.steps[-1]
         if evaluator_factory is not None:
             evaluators = [*evaluators, *evaluator_factory(run.config)]
@@ -293,6 +314,19 @@ class Trainer:
         return trainer
 
     def run(self) -> TrainResult:
+        """Train to the end of the schedule, holding the run's writer lock throughout."""
+        if self._lock_fd is None:
+            try:
+                self._lock_fd = runs.acquire_writer_lock(self.run_dir)
+            except runs.RunError as exc:
+                raise TrainingError(f"--out {exc}") from None
+        try:
+            return self._run()
+        finally:
+            runs.release_writer_lock(self._lock_fd)
+            self._lock_fd = None
+
+    def _run(self) -> TrainResult:
         train = self.config.train
         checkpoints = [s for s in self.schedule if s > self.step]
         if self.step == 0:

@@ -544,3 +544,18 @@ def test_unwritable_out_is_a_one_line_training_error(tmp_path):
     with pytest.raises(TrainingError, match=r"^--out .*run: cannot prepare the run folder: \[Errno \d+\] ") as info:
         train(tiny_config(), out, progress=False)
     assert "\n" not in str(info.value)
+
+
+def test_a_second_writer_is_refused_while_one_holds_the_run(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    _train_until_interrupted(tiny_config(), run_dir, monkeypatch, at_step=15, during_checkpoint=False)
+    fd = runs.acquire_writer_lock(run_dir)  # stands in for a trainer still running on this folder
+    try:
+        with pytest.raises(TrainingError, match=r"^--resume .*run: another process is writing this run"):
+            resume(run_dir, progress=False)
+        with pytest.raises(TrainingError, match=r"^--out .*run: another process is writing this run"):
+            train(tiny_config(), run_dir, progress=False, overwrite=True)
+        assert load_run(run_dir).steps == [0, 10]
+    finally:
+        runs.release_writer_lock(fd)
+    assert resume(run_dir, progress=False).final_step == 40
