@@ -11,9 +11,8 @@ and the split depends only on (split_seed, train_frac).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import fields
-from typing import Literal, get_args, get_origin, get_type_hints
+from typing import get_args, get_type_hints
 
 import pytest
 import torch
