@@ -53,14 +53,33 @@ def _literal(cls, name):
     return st.sampled_from(get_args(get_type_hints(cls)[name]))
 
 
-model_configs = st.builds(
+def _fallbacks(cls, listed: set[str]) -> dict:
+    """Strategies for fields added after these tests were written: every Literal value and both
+    booleans are exercised; other types keep their default (their ranges are not known here)."""
+    out = {}
+    for f in fields(cls):
+        if f.name in listed:
+            continue
+        hint = get_type_hints(cls)[f.name]
+        if get_args(hint) and all(isinstance(a, str) for a in get_args(hint)):
+            out[f.name] = st.sampled_from(get_args(hint))
+        elif hint is bool:
+            out[f.name] = st.booleans()
+    return out
+
+
+def builds_all(cls, **strategies):
+    return st.builds(cls, **strategies, **_fallbacks(cls, set(strategies)))
+
+
+model_configs = builds_all(
     ModelConfig,
     n_layers=st.integers(1, 8), d_model=st.integers(1, 1024), n_heads=st.integers(1, 16),
     d_head=st.integers(1, 128), d_mlp=st.integers(1, 4096), act_fn=_literal(ModelConfig, "act_fn"),
     normalization=_literal(ModelConfig, "normalization"), tied_embeddings=st.booleans(),
     init_mode=_literal(ModelConfig, "init_mode"), init_std=st.floats(0, 10), seed=st.integers(0, 2**31),
 )
-train_configs = st.builds(
+train_configs = builds_all(
     TrainConfig,
     steps=st.integers(1, 10**6), lr=st.floats(1e-8, 10), weight_decay=st.floats(0, 10), beta1=unit, beta2=unit,
     warmup_steps=st.integers(0, 1000), batch_size=st.integers(0, 4096), seed=st.integers(0, 2**31),
