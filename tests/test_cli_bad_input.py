@@ -24,7 +24,7 @@ def _files(root: Path) -> dict[str, bytes]:
 #: (argv, text the single error line must contain). "OUT" is replaced by a fresh path,
 #: "FULL" by a folder holding an unrelated file, "CFG_*" by config files written below.
 BAD_INPUTS = {
-    "unknown preset": (["train", "mod-addd", "--out", "OUT"], "PRESET_OR_CONFIG: unknown preset 'mod-addd'; presets: demo,"),
+    "unknown preset": (["train", "mod-addd", "--out", "OUT"], "PRESET_OR_CONFIG: unknown preset 'mod-addd'; presets: "),
     "unknown field": (["train", "demo", "--out", "OUT", "--set", "model.d_modle=3"], "model.d_modle: unknown field; allowed in model:"),
     "unknown bare field": (["train", "demo", "--out", "OUT", "--set", "lrr=3"], "lrr: unknown field"),
     "unknown section": (["train", "demo", "--out", "OUT", "--set", "optim.lr=3"], "optim.lr: unknown section 'optim'"),
