@@ -242,7 +242,8 @@ class Trainer:
         if threshold <= 0:
             return 0
         for row in reversed(self.metrics):
-            if row.get(test_acc_key, 0) < threshold:
+            # Step 0 never counts (as in an uninterrupted run, whose streak starts after it).
+            if row["step"] == 0 or row.get(test_acc_key, 0) < threshold:
                 break
             streak += 1
         return streak
@@ -337,6 +338,9 @@ class Trainer:
             last_row = self.metrics[-1] if self.metrics else {}
         test_acc_key = f"{self._test_split()}_acc"
         streak, stopped_early = self._initial_streak(test_acc_key), False
+        if train.stop_at_test_acc > 0 and streak >= train.stop_patience:
+            # A resumed run that had already stopped early stays stopped.
+            return TrainResult(self.run_dir, self.step, last_row, True)
         bar = _progress_bar(total=train.steps, initial=self.step, enabled=self.progress)
         self.model.train()
         try:

@@ -559,3 +559,22 @@ def test_a_second_writer_is_refused_while_one_holds_the_run(tmp_path, monkeypatc
     finally:
         runs.release_writer_lock(fd)
     assert resume(run_dir, progress=False).final_step == 40
+
+
+def test_resume_of_an_early_stopped_run_stays_stopped(tmp_path):
+    # stop_at_test_acc=1e-9 is met by any checkpoint: the run stops after 2 in a row (after step 0).
+    config = tiny_config(train__stop_at_test_acc=1e-9, train__stop_patience=2, train__lr=1e-4)
+    first = train(config, tmp_path / "run", progress=False)
+    assert first.stopped_early and first.final_step == 20
+    again = resume(tmp_path / "run", progress=False)
+    assert again.stopped_early and again.final_step == 20
+    assert load_run(tmp_path / "run").steps == [0, 10, 20]
+
+
+def test_resume_mid_streak_stops_where_the_uninterrupted_run_stops(tmp_path, monkeypatch):
+    # lr 1e-4 keeps test accuracy near chance (> 0) at every checkpoint, so the streak is unbroken.
+    config = tiny_config(train__stop_at_test_acc=1e-9, train__stop_patience=3, train__lr=1e-4)
+    straight = train(config, tmp_path / "straight", progress=False)
+    _train_until_interrupted(config, tmp_path / "run", monkeypatch, at_step=25, during_checkpoint=False)
+    resumed = resume(tmp_path / "run", progress=False)
+    assert (resumed.final_step, resumed.stopped_early) == (straight.final_step, straight.stopped_early) == (30, True)
