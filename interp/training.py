@@ -257,7 +257,11 @@ class Trainer:
         evaluator_factory: Callable[[RunConfig], Sequence[Evaluator]] | None = None,
         progress: bool = True,
     ) -> Trainer:
-        """A Trainer positioned exactly at the run's last complete checkpoint (see `resume`)."""
+        """A Trainer positioned exactly at the run's last complete checkpoint (see `resume`).
+
+        It holds the run's writer lock from here until its `run()` returns, so nothing else
+        can write the folder between reading the state and continuing from it.
+        """
         run_dir = Path(run_dir)
         try:
             run = runs.load_run(run_dir)
