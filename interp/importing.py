@@ -254,9 +254,13 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for anything that is not plain tensors
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # Quote only torch's diagnosis (e.g. "Unsupported global: GLOBAL posix.system"), never
+        # its suggestion to retry with weights_only=False: that would run the file's code.
+        lines = [line.strip() for line in str(exc).splitlines()]
+        detail = next((line for line in lines if line.startswith("Unsupported")), type(exc).__name__)
         raise ImportCheckpointError(
-            f"{path}: refused: not a plain tensor state dict (torch.load weights_only=True: {first_line})"
+            f"{path}: refused: not a plain tensor state dict; loading it would run code from the file "
+            f"(torch.load weights_only=True: {detail})"
         ) from None
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):

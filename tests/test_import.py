@@ -247,7 +247,7 @@ def _malicious_pt(src, cfg, sd):
             return (os.system, (f"touch {src.parent / 'PWNED'}",))
 
     (src / "step_7.pt").write_bytes(pickle.dumps({"embed.W_E": Payload()}))
-    return SPEC, r"step_7\.pt: refused: not a plain tensor state dict \(torch\.load weights_only=True: "
+    return SPEC, r"step_7\.pt: refused: not a plain tensor state dict; loading it would run code from the file \(torch\.load weights_only=True: Unsupported [^)]*\)$"
 
 
 def _truncated(src, cfg, sd):
@@ -270,6 +270,7 @@ def test_import_refuses_with_a_message_naming_the_file_and_writes_nothing(tmp_pa
     with pytest.raises(ImportCheckpointError, match=pattern) as info:
         import_tl_checkpoints(src, tmp_path / "run", tmp_path / "task.json")
     assert "\n" not in str(info.value)
+    assert "weights_only=False" not in str(info.value)  # never advise the unsafe loader
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no run folder, no staging folder
     assert not (tmp_path / "PWNED").exists()
 
