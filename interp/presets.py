@@ -1,16 +1,16 @@
 """Named starting points for `interp train PRESET`.
 
 `mod-add` is the Nanda et al. (2023) mainline recipe exactly (ANCHORS §1). `demo` is a
-smaller, faster variant that groks on 2 CPU cores in a few minutes. `mod-add-fast` is
-the same task, split and model as `mod-add` with the fastest recipe measured here
-(docs/benchmarks.md): Grokfast EMA (alpha 0.98, lambda 2), ⊥Grad and StableMax
-(Prieto et al. 2025), lr 3e-3, weight decay 1; it reaches 99 % test accuracy in a few
-hundred full-batch steps instead of thousands. `demo-memorize` is
-the memorization control: the demo with weight decay 0, which fits the training set
-but never forms the circuit within its budget.
+smaller, faster variant that groks on 2 CPU cores in a few minutes. `demo-memorize` is
+the memorization control: the demo with every answer replaced by a random one and no
+weight decay, so a lookup table is the only solution and `circuit_score` must stay low.
+`mod-add-fast` is the same task, split and model as `mod-add` with the fastest recipe
+measured in docs/benchmarks.md (Grokfast EMA, ⊥Grad, Prieto et al. 2025; see there).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from interp.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
 
@@ -43,9 +43,9 @@ PRESETS["mod-add-fast"] = RunConfig(
 )
 PRESETS["demo-memorize"] = RunConfig(
     name="demo-memorize",
-    task=PRESETS["demo"].task,
+    task=replace(PRESETS["demo"].task, shuffle_labels=True),
     model=PRESETS["demo"].model,
-    train=TrainConfig(**{**PRESETS["demo"].train.__dict__, "weight_decay": 0.0}),
+    train=replace(PRESETS["demo"].train, weight_decay=0.0),
 )
 
 
