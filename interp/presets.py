@@ -38,7 +38,7 @@ PRESETS["mod-add-fast"] = RunConfig(
     model=PRESETS["mod-add"].model,
     train=TrainConfig(steps=3_000, lr=3e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
                       warmup_steps=10, batch_size=0, grad_filter="ema", grokfast_alpha=0.98,
-                      grokfast_lamb=2.0, loss="stablemax", orthogonal_grad=True,
+                      grokfast_lamb=2.0, loss="cross_entropy", orthogonal_grad=True,
                       ckpt_every=25, ckpt_log_until=100),
 )
 PRESETS["demo-memorize"] = RunConfig(
