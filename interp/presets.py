@@ -5,7 +5,11 @@ smaller, faster variant that groks on 2 CPU cores in a few minutes. `demo-memori
 the memorization control: the demo with every answer replaced by a random one and no
 weight decay, so a lookup table is the only solution and `circuit_score` must stay low.
 `mod-add-fast` is the same task, split and model as `mod-add` with the fastest recipe
-measured in docs/benchmarks.md (Grokfast EMA, ⊥Grad, Prieto et al. 2025; see there).
+measured in docs/benchmarks.md (Grokfast EMA + ⊥Grad, lr 3e-3, weight decay 1): 99 % test
+accuracy in ~375 steps instead of thousands. ⊥Grad removes the gradient's radial part, so
+weight decay keeps shrinking the weights after the circuit has formed and accuracy collapses
+a few hundred steps later; the preset therefore stops once test accuracy has stayed >= 99 %
+for 4 checkpoints (100 steps).
 """
 
 from __future__ import annotations
@@ -36,10 +40,10 @@ PRESETS["mod-add-fast"] = RunConfig(
     name="mod-add-fast",
     task=PRESETS["mod-add"].task,
     model=PRESETS["mod-add"].model,
-    train=TrainConfig(steps=3_000, lr=3e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
+    train=TrainConfig(steps=1_500, lr=3e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
                       warmup_steps=10, batch_size=0, grad_filter="ema", grokfast_alpha=0.98,
                       grokfast_lamb=2.0, loss="cross_entropy", orthogonal_grad=True,
-                      ckpt_every=25, ckpt_log_until=100),
+                      ckpt_every=25, ckpt_log_until=100, stop_at_test_acc=0.99, stop_patience=4),
 )
 PRESETS["demo-memorize"] = RunConfig(
     name="demo-memorize",
