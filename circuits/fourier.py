@@ -261,7 +261,7 @@ def _block_energies_fft(
         weight[:, -1] = torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=power.dtype)[:, None]
     block = (power * weight).sum(0)
     mean = flat.mean(0)
-    total = torch.linalg.vector_norm(flat, dim=0).square() - p * p * mean.square()
+    total = flat.square().sum(0) - p * p * mean.square()
     return block, total
 
 
