@@ -489,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         if q:
             analysis_throughput(59, 40, [31, 59, 113], 5, 59, 2, n_full, args.analysis_run)
         else:
-            analysis_throughput(59, 208, [31, 59, 113], 12, 113, 3, n_full, args.analysis_run)
+            analysis_throughput(113, n_full, [31, 59, 113], 12, 113, 3, n_full, args.analysis_run)
     if "startup" not in args.skip:
         startup(3)
     table = print_table(info)
