@@ -385,7 +385,7 @@ def analysis_throughput(p_main: int, n_main: int, p_values: list[int], n_small: 
 
         lo, hi = min(p_values), max(p_values)
         row("analysis", f"  growth with p ({lo}->{hi})", f"~p^{math.log(rates[hi] / rates[lo]) / math.log(hi / lo):.1f}",
-            "p² inputs x d_mlp neurons, FFT p² log p")
+            "p² inputs x d_mlp neurons")
     if n_naive:
         naive = naive_analysis(synthetic_run(p_naive, n_small), n_naive)
         fast = rates[p_naive]
