@@ -87,7 +87,7 @@ def per_frequency_norms(in_basis: Float[Tensor, "basis ..."], p: int) -> Float[T
 
 def gini(values: Float[Tensor, " n"]) -> float:
     """Gini coefficient of non-negative values: 0 = all equal, → 1 = all mass in one entry."""
-    x = values.double().flatten().sort().values
+    x = values.detach().double().flatten().sort().values
     n = x.numel()
     total = x.sum()
     if n == 0 or total <= 0:
@@ -269,12 +269,12 @@ def embedding_spectrum(
 ) -> EmbeddingSpectrum:
     """Fourier norms of the number-token embedding and of the neuron-to-logit map."""
     p = basis.shape[0]
-    embed = basis @ W_E[:p].double()  # [basis, d_model]
+    embed = basis @ W_E[:p].detach().double()  # [basis, d_model]
     embed_norms = embed.norm(dim=1)
     if W_L is None:
         unembed_norms = torch.zeros(p, dtype=torch.float64)
     else:
-        unembed_norms = (W_L[:, :p].double() @ basis.T).norm(dim=0)
+        unembed_norms = (W_L[:, :p].detach().double() @ basis.T).norm(dim=0)
     return EmbeddingSpectrum(
         embed_norms=embed_norms,
         unembed_norms=unembed_norms,

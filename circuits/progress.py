@@ -107,7 +107,8 @@ def circuit_score(
     diagonal_of = (y[:, None] - y[None, :]).remainder(m).flatten()
     diag_sums = torch.zeros(m, dtype=torch.float64).index_add_(0, diagonal_of, A.T.flatten())
     ks = torch.arange(1, n_freq + 1, dtype=torch.float64)
-    weights = torch.where(ks * 2 == m, 1.0 / m, 2.0 / m)
+    weights = torch.full_like(ks, 2.0 / m)
+    weights[ks * 2 == m] = 1.0 / m  # a Nyquist row (even m) is a single cosine
     cosines = torch.cos(2 * math.pi * ks[:, None] * torch.arange(m, dtype=torch.float64)[None] / m)
     freq_signal = weights * (cosines @ diag_sums) / m
     signal = float(A.diagonal().mean())

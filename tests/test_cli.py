@@ -1,0 +1,90 @@
+"""End to end through the CLI's main function: train -> real run folder -> analyze."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from interp.cli import main
+from interp.runs import load_run
+
+TINY = ["--set", "task.p=11", "--set", "task.train_frac=0.5", "--set", "model.d_model=16", "--set", "model.n_heads=2",
+        "--set", "model.d_head=8", "--set", "model.d_mlp=32", "--set", "train.steps=30", "--set", "train.ckpt_every=10",
+        "--set", "train.ckpt_log_until=5"]
+
+
+def test_train_writes_a_self_describing_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "demo", "--out", str(out), "-q", *TINY]) == 0
+    assert "trained 30 steps" in capsys.readouterr().out
+    run = load_run(out)
+    assert run.config.task.p == 11 and run.config.name == "demo"
+    assert run.steps[0] == 0 and run.steps[-1] == 30 and 10 in run.steps
+    assert [r["step"] for r in run.metrics] == run.steps
+    row = run.metrics[-1]
+    for key in ("train_loss", "test_loss", "train_acc", "test_acc", "sum_sq_weights", "circuit_score", "lr"):
+        assert key in row
+    assert any(k.startswith("sum_sq/") for k in row)
+    model = run.model_at(30)
+    assert tuple(model.W_E.shape) == (12, 16)
+
+
+def test_analyze_writes_table_summary_and_figures(tiny_run, capsys):
+    code = main(["analyze", str(tiny_run), "--json"])
+    assert code == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["n_checkpoints"] == len(load_run(tiny_run).steps)
+    assert set(info["phases"]) == {"memorization", "circuit_formation", "cleanup", "stable"}
+    assert isinstance(info["key_frequencies"], list)
+    with open(info["table"], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == info["n_checkpoints"]
+    for column in ("step", "train_acc", "test_acc", "train_loss", "test_loss", "circuit_score",
+                   "restricted_loss", "excluded_loss", "gini_embed", "sum_sq_weights", "dla/total", "attn/L0H0->a"):
+        assert column in rows[0], column
+    assert all(0.0 <= float(r["circuit_score"]) <= 1.0 for r in rows)
+    page = open(info["figures"], encoding="utf-8").read()
+    assert page.count("plotly.js v") <= 1 and "Transition timeline" in page
+
+
+def test_analyze_parts_select_columns(tiny_run, capsys):
+    assert main(["analyze", str(tiny_run), "--attention", "--no-figures", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    with open(info["table"], newline="") as handle:
+        header = next(csv.reader(handle))
+    assert "attn/L0H0->=" in header and "restricted_loss" not in header and "dla/total" not in header
+
+
+def test_attribution_sums_to_the_correct_logit(tiny_run):
+    from circuits.analyze import analyze_run
+
+    result = analyze_run(load_run(tiny_run), ("attribution",))
+    for row in result.rows:
+        parts = sum(v for k, v in row.items() if k.startswith("dla/") and k != "dla/total")
+        assert parts == pytest.approx(row["dla/total"], abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "nope", "--out", "X"], "unknown preset"),
+        (["train", "demo", "--out", "X", "--set", "train.lr=-1"], "train.lr"),
+        (["train", "demo", "--out", "X", "--set", "task.operation=div", "--set", "task.p=12"], "task.p"),
+        (["train", "demo"], "--out"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    argv = [str(tmp_path / a) if a == "X" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "X").exists()
+
+
+def test_help_does_not_import_torch():
+    code = "import sys, interp.cli; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

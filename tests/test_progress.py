@@ -1,0 +1,74 @@
+"""circuit_score and phases: a circuit scores ~1, a lookup table ~0, no signal 0."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from circuits.activations import final_position_activations
+from circuits.progress import circuit_score, compute_phases
+from interp.config import TaskConfig
+from interp.tasks import build_task
+from tests.conftest import handbuilt_fourier_model
+
+
+def _train_labels(operation: str, p: int):
+    task = build_task(TaskConfig(operation=operation, p=p, train_frac=0.4, split_seed=3))
+    return task.labels[task.splits["train"]]
+
+
+@pytest.mark.parametrize("operation", ["add", "sub", "mul", "div"])
+def test_planted_circuit_scores_one_and_lookup_table_scores_low(operation):
+    from circuits.fourier import answer_group
+
+    p, keys = 59, [3, 17, 22]
+    labels = _train_labels(operation, p)
+    group = answer_group(operation, p)
+    pos_y = group.position[labels].double()[:, None]
+    pos_c = group.position[torch.arange(p)].double()[None]
+    circuit = sum(torch.cos(2 * math.pi * k * (pos_y - pos_c) / group.m) for k in keys)
+    circuit = circuit + 0.3 * torch.randn(len(labels), p, dtype=torch.float64)
+    lookup = 5 * torch.nn.functional.one_hot(labels, p).double() + torch.randn(len(labels), p, dtype=torch.float64)
+    scored = circuit_score(circuit, labels, operation, p)
+    assert scored.score > 0.95 and scored.key_frequencies == keys
+    assert circuit_score(lookup, labels, operation, p).score < 0.1
+    mixed = circuit_score(circuit + lookup, labels, operation, p).score
+    assert 0.2 < mixed < 0.6
+
+
+def test_no_signal_scores_zero():
+    labels = _train_labels("add", 59)
+    assert circuit_score(0.1 * torch.randn(len(labels), 59), labels, "add", 59).score == 0.0
+
+
+def test_frequency_signals_add_up_to_the_total():
+    labels = _train_labels("add", 31)
+    logits = torch.randn(len(labels), 31, dtype=torch.float64) + 3 * torch.nn.functional.one_hot(labels, 31)
+    result = circuit_score(logits, labels, "add", 31)
+    assert float(result.frequency_signal.sum()) == pytest.approx(result.signal, rel=1e-9)
+
+
+def test_handbuilt_model_scores_near_one():
+    p = 31
+    model = handbuilt_fourier_model(p, [4, 9, 13])
+    task = build_task(TaskConfig(p=p, train_frac=0.3))
+    train = task.splits["train"]
+    logits = final_position_activations(model, task.tokens[train]).logits
+    result = circuit_score(logits, task.labels[train], "add", p)
+    assert result.score > 0.99 and result.key_frequencies == [4, 9, 13]
+
+
+def test_phases_are_computed_from_metrics():
+    rows = [
+        {"step": 0, "train_acc": 0.1, "test_acc": 0.0},
+        {"step": 100, "train_acc": 1.0, "test_acc": 0.05},
+        {"step": 200, "train_acc": 1.0, "test_acc": 0.2},
+        {"step": 300, "train_acc": 1.0, "test_acc": 0.6},
+        {"step": 400, "train_acc": 1.0, "test_acc": 0.995},
+    ]
+    phases = compute_phases(rows)
+    assert (phases.memorized, phases.cleanup_start, phases.generalized) == (100, 300, 400)
+    assert compute_phases(rows[:2]).cleanup_start is None
+    assert phases.to_dict()["circuit_formation"] == {"start": 100, "end": 300}
