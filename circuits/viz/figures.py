@@ -14,6 +14,7 @@ marked "(key)" and drawn in a darker colour.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -121,6 +122,13 @@ def plot_timeline(result) -> go.Figure:
         (3, "frac_neurons_clustered", "fraction of neurons clustered", "#8c564b", "dot"),
         (4, "sum_sq_weights", "sum of squared weights", "#7f7f7f", "solid"),
     ]
+    # Other tasks name their splits differently (train_inferred, test_id, test_ood, ...).
+    known = {key for _, key, *_ in series}
+    for key in sorted({k for r in rows for k in r} - known):
+        if key.endswith("_acc") and has(key):
+            series.append((2, key, key.removesuffix("_acc").replace("_", " ") + " accuracy", None, "solid"))
+        elif key.endswith("_loss") and has(key):
+            series.append((1, key, key.removesuffix("_loss").replace("_", " ") + " loss", None, "solid"))
     for row, key, name, color, dash in series:
         if not has(key):
             continue
@@ -316,7 +324,7 @@ def plot_attention_over_training(result, position_names: Sequence[str] = ("a", "
 
 def plot_layer_position(steps: Sequence[int], values: torch.Tensor, position_names: Sequence[str],
                         title: str, value_name: str, layer_names: Sequence[str] | None = None,
-                        zmin: float | None = 0.0, zmax: float | None = 1.0) -> go.Figure:
+                        zmin: float | None = 0.0, zmax: float | None = 1.0, x_title: str = "position") -> go.Figure:
     """A heatmap of values[step, layer, pos] (layer × position) with a checkpoint slider."""
     values = values.double()
     n_layers = values.shape[1]
@@ -328,23 +336,63 @@ def plot_layer_position(steps: Sequence[int], values: torch.Tensor, position_nam
     ))
     restyles = [{"z": [values[i].tolist()]} for i in range(len(steps))]
     add_checkpoint_slider(fig, list(steps), restyles, [f"{title}, step {s}" for s in steps])
-    fig.update_layout(xaxis_title="position", yaxis_title="layer", height=450)
+    fig.update_layout(xaxis_title=x_title, yaxis_title="layer (residual stream)", height=450)
     return fig
 
 
-def plot_logit_lens(result) -> go.Figure | None:
-    """The logit-lens heatmap of an entity-task analysis, or None when the analysis has none.
+_LENS_COLUMN = re.compile(r"^lens_(?P<target>.+)_mrr_L(?P<layer>\d+)$")
+_PATCH_COLUMN = re.compile(r"^patch_(?P<site>first|mid|last)_L(?P<layer>\d+)$")
+#: Where each logit-lens target of the entity tasks is read (`circuits.entity`).
+LENS_TARGET_POSITION = {"bridge": "r1", "answer": "r2 (last)", "v1": "e1", "v2": "e2", "answer_cmp": "e2 (last)"}
 
-    Expected (when the entity analyses land): per checkpoint an attribute `logit_lens`
-    holding a `[layer, pos]` tensor of the target's mean reciprocal rank, and on the result
-    `position_names`. Any analysis with that shape plugs in here.
-    """
-    cps = [c for c in getattr(result, "checkpoints", []) if getattr(c, "logit_lens", None) is not None]
-    if not cps:
+
+def _grid_from_rows(rows: Sequence[dict[str, Any]], pattern: re.Pattern, column_key: str) -> tuple[list[int], list[str], torch.Tensor] | None:
+    """values[step, layer, column] from table columns named like `lens_bridge_mrr_L2`."""
+    found: dict[tuple[str, int], str] = {}
+    for key in rows[0] if rows else {}:
+        m = pattern.match(key)
+        if m:
+            found[(m.group(column_key), int(m.group("layer")))] = key
+    if not found:
         return None
-    names = getattr(result, "position_names", None) or [f"pos {i}" for i in range(cps[0].logit_lens.shape[-1])]
-    return plot_layer_position([c.step for c in cps], torch.stack([c.logit_lens for c in cps]), names,
-                               "Logit lens: MRR of the target per layer and position", "MRR")
+    columns = list(dict.fromkeys(c for c, _ in found))
+    n_layers = 1 + max(l for _, l in found)
+    values = torch.full((len(rows), n_layers, len(columns)), math.nan, dtype=torch.float64)
+    for i, row in enumerate(rows):
+        for (c, l), key in found.items():
+            v = row.get(key)
+            if _finite(v):
+                values[i, l, columns.index(c)] = float(v)
+    return [int(r["step"]) for r in rows], columns, values
+
+
+def plot_logit_lens(result) -> go.Figure | None:
+    """Logit lens of an entity-task analysis: MRR of each target (bridge at r1, answer at the
+    last position, …) at every layer, per checkpoint. None when the analysis has no lens.
+
+    Reads the table columns `lens_{target}_mrr_L{layer}` written by `circuits.entity`
+    (layer 0 = embeddings, layer l = after block l).
+    """
+    grid = _grid_from_rows(getattr(result, "rows", []), _LENS_COLUMN, "target")
+    if grid is None:
+        return None
+    steps, targets, values = grid
+    names = [f"{t} @ {LENS_TARGET_POSITION.get(t, '?')}" for t in targets]
+    layers = ["embed"] + [f"after block {l}" for l in range(values.shape[1] - 1)]
+    return plot_layer_position(steps, values, names, "Logit lens: MRR of each target per layer", "MRR",
+                               layer_names=layers, x_title="target @ position")
+
+
+def plot_causal_tracing(result) -> go.Figure | None:
+    """Causal tracing of an entity-task analysis: fraction of answers moved to the
+    counterfactual by patching (layer, position), per checkpoint; None without that analysis."""
+    grid = _grid_from_rows(getattr(result, "rows", []), _PATCH_COLUMN, "site")
+    if grid is None:
+        return None
+    steps, sites, values = grid
+    layers = ["embed"] + [f"after block {l}" for l in range(values.shape[1] - 1)]
+    return plot_layer_position(steps, values, sites, "Causal tracing: answers transferred by patching", "fraction",
+                               layer_names=layers, x_title="position (first / mid / last)")
 
 
 def _with(result, attribute: str, max_steps: int) -> list:

@@ -171,3 +171,23 @@ p.note { color: #555; font-size: 0.92em; max-width: 70em; }
 nav ol { columns: 2; font-size: 0.92em; }
 .interp-slider { margin: 0.5em 0; font-size: 0.95em; } .interp-slider input { width: 60%; vertical-align: middle; }
 """
+
+
+def setup_notebook() -> None:
+    """Offline display in Jupyter: plotly.js is written into the notebook once (no CDN, no
+    MathJax), each figure as HTML plus plotly's own mimetype (JupyterLab's native renderer),
+    and the next circuitsvis view carries the circuitsvis bundle."""
+    import plotly.io as pio
+    from plotly.io._base_renderers import NotebookRenderer
+
+    class OfflineNotebookRenderer(NotebookRenderer):
+        def to_mimebundle(self, fig_dict):
+            from plotly.io import to_html
+
+            html = to_html(fig_dict, config=self.config, include_plotlyjs=False, include_mathjax=False,
+                           full_html=False, default_width="100%", default_height=525, validate=False)
+            return {"text/html": html}
+
+    pio.renderers["interp_offline"] = OfflineNotebookRenderer(config=PLOTLY_CONFIG)
+    pio.renderers.default = "plotly_mimetype+interp_offline"
+    resend_bundle()

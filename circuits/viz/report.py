@@ -100,7 +100,9 @@ def build_report(result, run=None, *, max_model_steps: int = MAX_MODEL_STEPS, ti
                 _ATTENTION_NOTE)
     if "attention" in parts:
         attempt("Attention from the answer position over training", lambda: F.plot_attention_over_training(result))
-    attempt("Logit lens", lambda: F.plot_logit_lens(result))
+    if config is None or config.task.kind != "modular":
+        attempt("Logit lens", lambda: F.plot_logit_lens(result), _LENS_NOTE)
+        attempt("Causal tracing", lambda: F.plot_causal_tracing(result))
     if omitted:
         items = "".join(f"<li><b>{html.escape(a)}</b>: {html.escape(b)}</li>" for a, b in omitted)
         page.add(f"<ul>{items}</ul>", title="Views not in this report")
@@ -167,3 +169,5 @@ _DLA_NOTE = ("How much each component writes to the correct answer's logit (minu
              "over all inputs; the contributions add up to the model's centered correct logit.")
 _ATTENTION_NOTE = ("Attention patterns per head, averaged over inputs (query position down, key position "
                    "across). Click a head's thumbnail to enlarge it; the slider picks the checkpoint.")
+_LENS_NOTE = ("Each layer's residual stream read through the final norm and unembedding; the mean reciprocal "
+              "rank of the target among its candidates (1 = always ranked first).")
