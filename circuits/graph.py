@@ -237,7 +237,7 @@ def circuit_graph_series(run, analysis=None, steps: list[int] | None = None) -> 
     labels = task.labels[valid]
     position_of = torch.full((task.n_examples,), -1, dtype=torch.long)
     position_of[valid] = torch.arange(valid.numel())
-    train = position_of[task.splits["train"]]
+    train = position_of[task.train_index]  # every split the model is trained on
     train = train[train >= 0]
     steps = list(run.steps if steps is None and analysis is None else (steps or analysis.steps))
     neuron_frequency = None

@@ -12,4 +12,16 @@ string of HTML): the notebook displays it, the report embeds it, nothing is show
 - `attention`: attention patterns through circuitsvis, offline (bundle inlined once);
 - `page`: offline page assembly (plotly.js and the circuitsvis bundle once each);
 - `report`: the self-contained HTML report of a run (`interp analyze --html`).
+
+In a notebook (see `experiments/grokking_walkthrough.ipynb`):
+
+    import interp
+    from circuits.analyze import analyze_run
+    from circuits.viz import figures
+    from circuits.viz.page import setup_notebook
+
+    setup_notebook()                      # offline: plotly.js and circuitsvis once each
+    run = interp.load_run("runs/demo")
+    result = analyze_run(run)
+    figures.plot_timeline(result)         # a plotly Figure: displays, or .write_html(...)
 """

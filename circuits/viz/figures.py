@@ -38,7 +38,7 @@ def pick_steps(steps: Sequence[int], max_steps: int = 60, keep: Sequence[int | N
     return sorted(chosen)
 
 
-def _phase_steps(result) -> list[int | None]:
+def phase_steps(result) -> list[int | None]:
     phases = getattr(result, "phases", None)
     return [phases.memorized, phases.cleanup_start, phases.generalized] if phases is not None else []
 
@@ -399,5 +399,5 @@ def _with(result, attribute: str, max_steps: int) -> list:
     cps = [c for c in result.checkpoints if getattr(c, attribute, None) is not None]
     if not cps:
         raise ValueError(f"the analysis has no {attribute!r}; run it with the part that computes it")
-    keep = set(pick_steps([c.step for c in cps], max_steps, _phase_steps(result)))
+    keep = set(pick_steps([c.step for c in cps], max_steps, phase_steps(result)))
     return [c for c in cps if c.step in keep]

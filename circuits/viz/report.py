@@ -73,13 +73,13 @@ def build_report(result, run=None, *, max_model_steps: int = MAX_MODEL_STEPS, ti
 
     parts = set(getattr(result, "parts", ()))
     attempt("Transition timeline", lambda: F.plot_timeline(result), _TIMELINE_NOTE)
-    model_steps = F.pick_steps(result.steps, max_model_steps, F._phase_steps(result))
+    model_steps = F.pick_steps(result.steps, max_model_steps, F.phase_steps(result))
     if run is not None:
         from circuits.graph import circuit_graph_series
         from circuits.viz.graph import plot_circuit_graph
 
         attempt("Circuit graph", lambda: plot_circuit_graph(circuit_graph_series(run, result, model_steps),
-                                                           keep_steps=F._phase_steps(result)), _GRAPH_NOTE)
+                                                           keep_steps=F.phase_steps(result)), _GRAPH_NOTE)
     else:
         omitted.append(("Circuit graph", run_error))
     if "fourier" in parts:
