@@ -92,7 +92,7 @@ def freq_label(k: int, keys: Sequence[int] = ()) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def plot_timeline(result) -> go.Figure:
+def plot_timeline(result, phases=None) -> go.Figure:
     """Losses, accuracies and circuit score, Fourier sparsity, weight norm; phases marked.
 
     Rows: (1) train / test loss and the restricted (test) / excluded (train) loss, log
@@ -140,7 +140,7 @@ def plot_timeline(result) -> go.Figure:
             line={"color": color, "dash": dash, "width": 3 if key == "circuit_score" else 2},
             hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>",
         ), row=row, col=1)
-    _add_phases(fig, result, n_rows=4)
+    _add_phases(fig, result, n_rows=4, phases=phases)
     fig.update_yaxes(type="log", title_text="loss", row=1, col=1)
     fig.update_yaxes(range=[-0.02, 1.02], title_text="fraction", row=2, col=1)
     fig.update_yaxes(range=[-0.02, 1.02], title_text="Gini / fraction", row=3, col=1)
@@ -158,8 +158,8 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def _add_phases(fig: go.Figure, result, n_rows: int) -> None:
-    phases = getattr(result, "phases", None)
+def _add_phases(fig: go.Figure, result, n_rows: int, phases=None) -> None:
+    phases = phases if phases is not None else getattr(result, "phases", None)
     if phases is None or not result.steps:
         return
     last = result.steps[-1]
@@ -381,6 +381,30 @@ def plot_logit_lens(result) -> go.Figure | None:
     layers = ["embed"] + [f"after block {l}" for l in range(values.shape[1] - 1)]
     return plot_layer_position(steps, values, names, "Logit lens: MRR of each target per layer", "MRR",
                                layer_names=layers, x_title="target @ position")
+
+
+def plot_entity_measures(result) -> go.Figure | None:
+    """Entity tasks over training: logit-lens MRR of the intermediate entity (bridge, or v1)
+    and probe accuracy per layer; None when the table has neither."""
+    rows = getattr(result, "rows", [])
+    if not rows:
+        return None
+    target = "bridge" if any(k.startswith("lens_bridge_") or k.startswith("probe_bridge_") for k in rows[0]) else "v1"
+    steps = [r["step"] for r in rows]
+    fig = go.Figure()
+    for prefix, dash, what in ((f"lens_{target}_mrr_L", "solid", "logit-lens MRR"),
+                               (f"probe_{target}_acc_L", "dot", "probe accuracy")):
+        layers = sorted(int(k[len(prefix):]) for k in rows[0] if k.startswith(prefix) and k[len(prefix):].isdigit())
+        for layer in layers:
+            name = f"{what}, layer {layer}"
+            fig.add_trace(go.Scatter(x=steps, y=[r.get(f"{prefix}{layer}") for r in rows], name=name, mode="lines",
+                                     line={"dash": dash}, hovertemplate=f"{name}: %{{y:.3f}}<extra></extra>"))
+    if not fig.data:
+        return None
+    fig.update_layout(title=f"Is the {target} readable from the residual stream? (per layer, over training)",
+                      xaxis_title="training step", yaxis_title="MRR / accuracy", yaxis_range=[-0.02, 1.02],
+                      hovermode="x unified", height=450)
+    return fig
 
 
 def plot_causal_tracing(result) -> go.Figure | None:

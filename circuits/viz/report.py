@@ -72,7 +72,8 @@ def build_report(result, run=None, *, max_model_steps: int = MAX_MODEL_STEPS, ti
             page.add(item, title=label, note=note)
 
     parts = set(getattr(result, "parts", ()))
-    attempt("Transition timeline", lambda: F.plot_timeline(result), _TIMELINE_NOTE)
+    phases = entity_phases(result)
+    attempt("Transition timeline", lambda: F.plot_timeline(result, phases=phases), _TIMELINE_NOTE)
     model_steps = F.pick_steps(result.steps, max_model_steps, F.phase_steps(result))
     if run is not None:
         from circuits.graph import circuit_graph_series
@@ -82,16 +83,18 @@ def build_report(result, run=None, *, max_model_steps: int = MAX_MODEL_STEPS, ti
                                                            keep_steps=F.phase_steps(result)), _GRAPH_NOTE)
     else:
         omitted.append(("Circuit graph", run_error))
+    if getattr(result, "kind", "modular") != "modular":
+        attempt("Intermediate entity per layer", lambda: F.plot_entity_measures(result))
     if "fourier" in parts:
         attempt("Fourier spectrum of the embedding and W_L", lambda: F.plot_embedding_spectrum(result), _SPECTRUM_NOTE)
         attempt("Embedding Fourier norms over training", lambda: F.plot_embedding_norms_over_training(result))
         attempt("Neuron-frequency clusters", lambda: F.plot_neuron_clusters(result), _CLUSTER_NOTE)
-    else:
+    elif getattr(result, "kind", "modular") == "modular":
         omitted.append(("Fourier views", "the analysis was run without the fourier part"))
     if "attribution" in parts:
         attempt("Direct logit attribution", lambda: F.plot_attribution(result), _DLA_NOTE)
         attempt("Direct logit attribution over training", lambda: F.plot_attribution_over_training(result))
-    else:
+    elif getattr(result, "kind", "modular") == "modular":
         omitted.append(("Direct logit attribution", "the analysis was run without the attribution part"))
     if run is not None:
         from circuits.viz.attention import attention_over_checkpoints
@@ -100,13 +103,25 @@ def build_report(result, run=None, *, max_model_steps: int = MAX_MODEL_STEPS, ti
                 _ATTENTION_NOTE)
     if "attention" in parts:
         attempt("Attention from the answer position over training", lambda: F.plot_attention_over_training(result))
-    if config is None or config.task.kind != "modular":
+    if getattr(result, "kind", "modular") != "modular":
         attempt("Logit lens", lambda: F.plot_logit_lens(result), _LENS_NOTE)
         attempt("Causal tracing", lambda: F.plot_causal_tracing(result))
     if omitted:
         items = "".join(f"<li><b>{html.escape(a)}</b>: {html.escape(b)}</li>" for a, b in omitted)
         page.add(f"<ul>{items}</ul>", title="Views not in this report")
     return report
+
+
+def entity_phases(result):
+    """Phases of an entity-task run from its own splits (train_inferred, test_id; ANCHORS §2:
+    generalization is read on test-ID), or None to keep the analysis's phases."""
+    rows = getattr(result, "rows", [])
+    if getattr(result, "kind", "modular") == "modular" or not rows or "test_id_acc" not in rows[0]:
+        return None
+    from circuits.progress import compute_phases
+
+    train_key = "train_inferred_acc" if "train_inferred_acc" in rows[0] else "train_acc"
+    return compute_phases(rows, train_key=train_key, test_key="test_id_acc")
 
 
 def report_html(result, run=None, **kwargs: Any) -> str:
@@ -126,8 +141,10 @@ def _intro(result, config) -> str:
     rows: list[tuple[str, str]] = []
     if config is not None:
         t, m, tr = config.task, config.model, config.train
+        task = (f"{t.kind} {t.operation} mod p={t.p}, train fraction {t.train_frac}" if t.kind == "modular"
+                else f"{t.kind}: " + ", ".join(f"{k} {v}" for k, v in vars(t).items() if k not in ("kind", "operation", "p", "train_frac")))
         rows += [
-            ("task", f"{t.kind} {t.operation} mod p={t.p}, train fraction {t.train_frac}"),
+            ("task", task),
             ("model", f"{m.n_layers} layer(s), d_model {m.d_model}, {m.n_heads} heads × d_head {m.d_head}, "
                       f"d_mlp {m.d_mlp}, {m.act_fn}, norm {m.normalization}"),
             ("training", f"{tr.steps} steps, lr {tr.lr}, weight decay {tr.weight_decay}, "
@@ -135,7 +152,7 @@ def _intro(result, config) -> str:
         ]
     rows.append(("checkpoints analyzed", f"{len(result.steps)} (steps {result.steps[0]}–{result.steps[-1]})"))
     rows.append(("key frequencies", ", ".join(f"k={k}" for k in result.key_frequencies) or "none found"))
-    phases = result.phases.to_dict()
+    phases = (entity_phases(result) or result.phases).to_dict()
     rows.append(("phases", "; ".join(
         f"{n.replace('_', ' ')} {s['start']}–{s['end'] if s['end'] is not None else '…'}"
         for n, s in phases.items() if s["start"] is not None) or "train set not yet fitted"))
