@@ -58,8 +58,9 @@ def add_checkpoint_slider(fig: go.Figure, steps: list[int], restyles: list[dict[
         slider_steps.append({"method": "update", "label": str(step), "args": args})
     fig.update_layout(sliders=[{
         "active": active,
-        "currentvalue": {"prefix": "checkpoint step: ", "font": {"size": 14}},
-        "pad": {"t": 60},
+        # The current step is printed at the right end, clear of the x-axis title above the slider.
+        "currentvalue": {"prefix": "checkpoint step: ", "font": {"size": 14}, "xanchor": "right"},
+        "pad": {"t": 90},
         "steps": slider_steps,
         # Tick labels of long sliders overlap; the current value is printed above instead.
         "font": {"size": 10 if len(steps) <= 20 else 1, "color": "#444" if len(steps) <= 20 else "rgba(0,0,0,0)"},
@@ -92,23 +93,28 @@ def freq_label(k: int, keys: Sequence[int] = ()) -> str:
 # --------------------------------------------------------------------------------------
 
 
+#: The timeline's panels: (title, y-axis title, log scale, relative height).
+TIMELINE_PANELS = {
+    1: ("Loss (float64 cross-entropy, log scale)", "loss", True, 0.34),
+    2: ("Accuracy and circuit score", "fraction", False, 0.26),
+    3: ("Fourier sparsity (Gini) and clustered neurons", "Gini / fraction", False, 0.2),
+    4: ("Sum of squared weights", "Σ w²", False, 0.2),
+}
+
+
 def plot_timeline(result, phases=None) -> go.Figure:
     """Losses, accuracies and circuit score, Fourier sparsity, weight norm; phases marked.
 
-    Rows: (1) train / test loss and the restricted (test) / excluded (train) loss, log
+    Panels: (1) train / test loss and the restricted (test) / excluded (train) loss, log
     scale; (2) train / test accuracy and `circuit_score`; (3) Gini coefficients of the
     Fourier norms of W_E and W_L and the fraction of neurons in a frequency cluster;
-    (4) the sum of squared weights. Phase boundaries (computed from the metrics) are
-    shaded and drawn as dashed lines.
+    (4) the sum of squared weights. Panels without data are left out; other tasks' split
+    accuracies and losses (train_inferred, test_id, …) join panels 1 and 2. Phase
+    boundaries (`phases`, default the analysis's own) are shaded and drawn as dashed lines.
     """
     rows = result.rows
     steps = [r["step"] for r in rows]
     has = lambda key: any(key in r and _finite(r[key]) for r in rows)  # noqa: E731
-    fig = make_subplots(
-        rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.05, row_heights=[0.34, 0.26, 0.2, 0.2],
-        subplot_titles=("Loss (float64 cross-entropy, log scale)", "Accuracy and circuit score",
-                        "Fourier sparsity (Gini) and clustered neurons", "Sum of squared weights"),
-    )
     series = [
         (1, "train_loss", "train loss", "#1f77b4", "solid"),
         (1, "test_loss", "test loss", "#d62728", "solid"),
@@ -129,28 +135,35 @@ def plot_timeline(result, phases=None) -> go.Figure:
             series.append((2, key, key.removesuffix("_acc").replace("_", " ") + " accuracy", None, "solid"))
         elif key.endswith("_loss") and has(key):
             series.append((1, key, key.removesuffix("_loss").replace("_", " ") + " loss", None, "solid"))
-    for row, key, name, color, dash in series:
-        if not has(key):
-            continue
+    series = [s for s in series if has(s[1])]
+    panels = sorted({s[0] for s in series}) or [2]
+    row_of = {panel: i + 1 for i, panel in enumerate(panels)}
+    weights = [TIMELINE_PANELS[p][3] for p in panels]
+    fig = make_subplots(
+        rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.05,
+        row_heights=[w / sum(weights) for w in weights], subplot_titles=[TIMELINE_PANELS[p][0] for p in panels],
+    )
+    for panel, key, name, color, dash in series:
         ys = [r.get(key, math.nan) for r in rows]
-        if row == 1:
-            ys = [max(y, 1e-12) if _finite(y) else None for y in ys]
+        ys = [(max(y, 1e-12) if panel == 1 else y) if _finite(y) else None for y in ys]
         fig.add_trace(go.Scatter(
-            x=steps, y=ys, name=name, mode="lines", legendgroup=str(row),
+            x=steps, y=ys, name=name, mode="lines", legendgroup=str(panel),
             line={"color": color, "dash": dash, "width": 3 if key == "circuit_score" else 2},
             hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>",
-        ), row=row, col=1)
-    _add_phases(fig, result, n_rows=4, phases=phases)
-    fig.update_yaxes(type="log", title_text="loss", row=1, col=1)
-    fig.update_yaxes(range=[-0.02, 1.02], title_text="fraction", row=2, col=1)
-    fig.update_yaxes(range=[-0.02, 1.02], title_text="Gini / fraction", row=3, col=1)
-    fig.update_yaxes(title_text="Σ w²", row=4, col=1)
-    fig.update_xaxes(title_text="training step", row=4, col=1)
+        ), row=row_of[panel], col=1)
+    _add_phases(fig, result, n_rows=len(panels), phases=phases)
+    for panel, row in row_of.items():
+        _, y_title, log, _ = TIMELINE_PANELS[panel]
+        fig.update_yaxes(title_text=y_title, type="log" if log else "linear", row=row, col=1)
+        if panel in (2, 3):
+            fig.update_yaxes(range=[-0.02, 1.02], row=row, col=1)
+    fig.update_xaxes(title_text="training step", row=len(panels), col=1)
     keys = getattr(result, "key_frequencies", [])
-    fig.update_layout(
-        title=f"Transition timeline (key frequencies {', '.join(f'k={k}' for k in keys) or 'none found'})",
-        height=950, hovermode="x unified", legend={"tracegroupgap": 150},
-    )
+    modular = getattr(result, "kind", "modular") == "modular" and (keys or 3 in panels)
+    title = "Transition timeline" + (
+        f" (key frequencies {', '.join(f'k={k}' for k in keys) or 'none found'})" if modular else "")
+    fig.update_layout(title=title, height=250 + 700 * sum(weights), hovermode="x unified",
+                      legend={"tracegroupgap": 120})
     return fig
 
 
@@ -178,7 +191,8 @@ def _add_phases(fig: go.Figure, result, n_rows: int, phases=None) -> None:
             continue
         for r in range(1, n_rows + 1):
             fig.add_vline(x=step, line_dash="dash", line_color="#555", line_width=1, row=r, col=1)
-        fig.add_annotation(x=step, y=0.0, yref="y4 domain", text=f"{label}<br>step {step}", showarrow=False,
+        last_axis = "y" if n_rows == 1 else f"y{n_rows}"
+        fig.add_annotation(x=step, y=0.0, yref=f"{last_axis} domain", text=f"{label}<br>step {step}", showarrow=False,
                            xanchor="left", yanchor="bottom", font={"size": 10, "color": "#555"})
 
 
