@@ -95,21 +95,27 @@ def neuron_groups(neuron_frequency: Int[Tensor, " d_mlp"] | None, d_mlp: int, la
 
 
 def _share(
-    contrib_logits: Float[Tensor, "example d_vocab_out"],
+    X: Float[Tensor, "example rank"],
+    M: Float[Tensor, "rank d_vocab_out"],
     labels: Int[Tensor, " example"],
     train: Int[Tensor, " index"],
     directions: Float[Tensor, "direction example"] | None,
 ) -> tuple[float, float]:
-    """(mean centered correct logit over train, its key-frequency share)."""
-    centered = contrib_logits - contrib_logits.mean(dim=1, keepdim=True)
-    correct = centered[train].gather(1, labels[train, None]).squeeze(1)
+    """(mean centered correct logit over train, its key-frequency share) of the logits X·M.
+
+    The logits are kept factored (rank ≤ d_mlp) so the [p², d_vocab_out] table of every path
+    is never built: centering over outputs is M − mean, and the projection onto the answer
+    directions is (D·X)·M.
+    """
+    M = M.double()
+    Mc = M - M.mean(dim=1, keepdim=True)
+    y = labels[train]
+    correct = (X[train].double() * Mc[:, y].T).sum(dim=1)
     weight = float(correct.mean())
-    if directions is None or directions.shape[0] == 0:
+    if directions is None or directions.shape[0] == 0 or abs(weight) < 1e-12:
         return weight, math.nan
-    coef = directions @ centered  # [direction, d_vocab_out]
-    projected = einops.einsum(directions[:, train], coef[:, labels[train]], "direction i, direction i -> i")
-    if abs(weight) < 1e-12:
-        return weight, math.nan
+    coef = (directions.to(X.dtype) @ X).double() @ Mc  # [direction, d_vocab_out]
+    projected = einops.einsum(directions[:, train].double(), coef[:, y], "direction i, direction i -> i")
     return weight, min(max(float(projected.mean()) / weight, 0.0), 1.0)
 
 
@@ -131,7 +137,6 @@ def circuit_graph(
     n_layers = acts.z.shape[0]
     last = n_layers - 1
     W_U = model.W_U.double()
-    W_Uc = W_U - W_U.mean(dim=1, keepdim=True)  # centered: contributions to centered logits
     is_ln = model.cfg.normalization_type is not None
     labels = labels.long()
 
@@ -154,48 +159,55 @@ def circuit_graph(
         resid = acts.resid_final.double()
         final_scale = (resid - resid.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True).add(model.cfg.eps).sqrt()
 
-    def to_logits(vec: Tensor) -> Tensor:
+    def factor(vec: Tensor) -> tuple[Tensor, Tensor]:
+        """A component's logits as X·M (through the final LayerNorm at its frozen scale)."""
         if is_ln:
-            vec = (vec - vec.mean(-1, keepdim=True)) / final_scale * model.ln_final.w.double()
-        return vec @ W_U
+            vec = (vec - vec.mean(-1, keepdim=True)) / final_scale.to(vec.dtype)
+            return vec, model.ln_final.w.double()[:, None] * W_U
+        return vec, W_U
 
     edges: list[tuple[str, str]] = []
     weights: list[float] = []
     shares: list[float] = []
 
-    def add(src: str, dst: str, logits: Tensor) -> None:
-        w, s = _share(logits, labels, train, directions)
+    def add(src: str, dst: str, X: Tensor, M: Tensor) -> None:
+        w, s = _share(X, M, labels, train, directions)
         edges.append((src, dst))
         weights.append(w)
         shares.append(s)
 
     # Direct edges into the unembedding.
     for name, vec in upstream.items():
-        add(name, UNEMBED, to_logits(vec))
+        add(name, UNEMBED, *factor(vec))
 
-    # Paths through the last MLP layer, group by group.
+    # Paths through the last MLP layer, group by group. The [batch, d_mlp] products are the
+    # bulk of the cost (p² examples × d_mlp per upstream component), so they run in float32.
     mlp = model.blocks[last].mlp
-    W_in, W_out = mlp.W_in.double(), mlp.W_out.double()
-    post = acts.mlp_post.double()  # [batch, d_mlp]
+    W_in, W_out = mlp.W_in.float(), mlp.W_out.float()
+    post = acts.mlp_post.float()  # [batch, d_mlp]
     mlp_inputs = {n: v for n, v in upstream.items() if not (n.startswith(f"L{last}") and "MLP" in n)}
     if is_ln:
         resid_mid = sum(mlp_inputs.values())
         mid_scale = (resid_mid - resid_mid.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True).add(model.cfg.eps).sqrt()
         ln2_w = model.blocks[last].ln2.w.double()
         mlp_inputs = {n: (v - v.mean(-1, keepdim=True)) / mid_scale * ln2_w for n, v in mlp_inputs.items()}
-    per_input = {n: v @ W_in for n, v in mlp_inputs.items()}  # [batch, d_mlp] each
-    pre = sum(per_input.values()) + mlp.b_in.double()
-    safe_pre = torch.where(pre.abs() > 1e-9, pre, torch.ones_like(pre))
-    ratio = torch.where(pre.abs() > 1e-9, post / safe_pre, torch.zeros_like(pre))
+    per_input = {n: v.float() @ W_in for n, v in mlp_inputs.items()}  # [batch, d_mlp] each
+    pre = sum(per_input.values()) + mlp.b_in.float()
+    is_active = pre.abs() > 1e-6
+    ratio = torch.where(is_active, post / torch.where(is_active, pre, torch.ones_like(pre)), torch.zeros_like(pre))
     head_total = {h: weights[edges.index((h, UNEMBED))] for h in head_names}
     head_gen = {h: head_total[h] * _nan0(shares[edges.index((h, UNEMBED))]) for h in head_names}
     for group, index in groups.items():
-        out_logits = W_out[index] @ W_U  # [n_group, d_vocab_out]
-        add(group, UNEMBED, to_logits(post[:, index] @ W_out[index]) if is_ln else post[:, index] @ out_logits)
+        out = W_out[index].double()  # [n_group, d_model]
+
+        def through_group(acts_in_group: Tensor) -> tuple[Tensor, Tensor]:
+            if is_ln:
+                return factor(acts_in_group.double() @ out)
+            return acts_in_group, out @ W_U
+
+        add(group, UNEMBED, *through_group(post[:, index]))
         for name, contrib in per_input.items():
-            path = (ratio[:, index] * contrib[:, index])  # [batch, n_group]
-            path_logits = to_logits(path @ W_out[index]) if is_ln else path @ out_logits
-            add(name, group, path_logits)
+            add(name, group, *through_group(ratio[:, index] * contrib[:, index]))
             if name in head_total:
                 head_total[name] += weights[-1]
                 head_gen[name] += weights[-1] * _nan0(shares[-1])

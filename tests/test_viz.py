@@ -45,11 +45,11 @@ def test_circuit_graph_paths_add_up_and_a_fourier_circuit_is_all_generalizing():
     # Direct edges into the unembedding sum to the model's centered correct logit.
     into_unembed = sum(v for (s, d), v in w.items() if d == "unembed" and "MLP" not in s or
                        (d == "unembed" and s in groups))
-    assert into_unembed == pytest.approx(graph.total_logit, rel=1e-6, abs=1e-6)
+    assert into_unembed == pytest.approx(graph.total_logit, rel=1e-4, abs=1e-4)
     # Paths into each neuron group sum to the group's own output (no b_in share here).
     for group in groups:
         paths = sum(v for (s, d), v in w.items() if d == group)
-        assert paths == pytest.approx(w[(group, "unembed")], rel=1e-6, abs=1e-6)
+        assert paths == pytest.approx(w[(group, "unembed")], rel=1e-4, abs=1e-4)  # float32 paths
     for k in keys:
         assert w[(f"L0 MLP freq {k}", "unembed")] > 0
         assert share[(f"L0 MLP freq {k}", "unembed")] > 0.95
