@@ -59,7 +59,7 @@ def add_checkpoint_slider(fig: go.Figure, steps: list[int], restyles: list[dict[
     fig.update_layout(sliders=[{
         "active": active,
         # The current step is printed at the right end, clear of the x-axis title above the slider.
-        "currentvalue": {"prefix": "checkpoint step: ", "font": {"size": 14}, "xanchor": "right"},
+        "currentvalue": {"prefix": "checkpoint step: ", "font": {"size": 14, "color": "#222"}, "xanchor": "right"},
         "pad": {"t": 90},
         "steps": slider_steps,
         # Tick labels of long sliders overlap; the current value is printed above instead.
