@@ -141,6 +141,27 @@ def human_summary(info: dict) -> str:
     return "\n".join(lines)
 
 
+@app.command("import")
+def import_(
+    src: Annotated[Path, typer.Argument(help="Folder of TransformerLens state dicts (.safetensors/.pt/.pth, step number in each file name) with its config.json.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder to create (must not exist, or be empty).")] = None,
+    task: Annotated[Optional[Path], typer.Option("--task", help="Task spec JSON: operation, p, and train_indices, train_pairs or split_seed + train_frac.")] = None,
+    tl_config: Annotated[Optional[Path], typer.Option("--tl-config", help="TransformerLens config JSON (default: SRC/config.json or SRC/cfg.json).")] = None,
+) -> None:
+    """Import checkpoints trained elsewhere (TransformerLens HookedTransformer names) as a run folder."""
+    if out is None:
+        raise CliError("--out: required (the run folder to create)")
+    if task is None:
+        raise CliError("--task: required (a task spec JSON)")
+    from interp.importing import ImportCheckpointError, import_tl_checkpoints
+
+    try:
+        result = import_tl_checkpoints(src, out, task, tl_config=tl_config)
+    except ImportCheckpointError as exc:
+        raise CliError(str(exc)) from None
+    typer.echo(f"imported {len(result.steps)} checkpoints (steps {result.steps[0]}–{result.steps[-1]}) into {result.run_dir}")
+
+
 @app.command()
 def presets() -> None:
     """List the built-in presets."""

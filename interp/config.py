@@ -57,6 +57,9 @@ class TaskConfig:
     p: int = 113
     train_frac: float = 0.3
     split_seed: int = 598
+    #: Memorization control: replace every answer by a random one (seeded by split_seed),
+    #: so nothing generalizes and the only solution is a lookup table.
+    shuffle_labels: bool = False
 
     def __post_init__(self) -> None:
         _check(self.p >= 3, "task.p", f"must be an integer >= 3, got {self.p}")

@@ -2,11 +2,13 @@
 
 `mod-add` is the Nanda et al. (2023) mainline recipe exactly (ANCHORS §1). `demo` is a
 smaller, faster variant that groks on 2 CPU cores in a few minutes. `demo-memorize` is
-the memorization control: the demo with weight decay 0, which fits the training set
-but never forms the circuit within its budget.
+the memorization control: the demo with every answer replaced by a random one and no
+weight decay, so a lookup table is the only solution and `circuit_score` must stay low.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from interp.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
 
@@ -30,9 +32,9 @@ PRESETS: dict[str, RunConfig] = {
 }
 PRESETS["demo-memorize"] = RunConfig(
     name="demo-memorize",
-    task=PRESETS["demo"].task,
+    task=replace(PRESETS["demo"].task, shuffle_labels=True),
     model=PRESETS["demo"].model,
-    train=TrainConfig(**{**PRESETS["demo"].train.__dict__, "weight_decay": 0.0}),
+    train=replace(PRESETS["demo"].train, weight_decay=0.0),
 )
 
 
