@@ -16,17 +16,21 @@ from circuits.viz.figures import (
     plot_attribution,
     plot_embedding_norms_over_training as plot_embedding_norms,
     plot_embedding_spectrum as plot_final_spectrum,
+    plot_entity_measures,
     plot_neuron_clusters,
     plot_timeline,
 )
 from circuits.viz.page import Page
 
 __all__ = ["analysis_figures", "figures_html", "plot_attention", "plot_attribution", "plot_embedding_norms",
-           "plot_final_spectrum", "plot_neuron_clusters", "plot_timeline"]
+           "plot_entity_measures", "plot_final_spectrum", "plot_neuron_clusters", "plot_timeline"]
 
 
 def analysis_figures(result) -> list[go.Figure]:
     figs = [plot_timeline(result)]
+    if getattr(result, "kind", "modular") != "modular":
+        entity = plot_entity_measures(result)
+        figs += [entity] if entity is not None else []
     if "fourier" in result.parts:
         figs += [plot_embedding_norms(result), plot_final_spectrum(result), plot_neuron_clusters(result)]
     if "attention" in result.parts:
