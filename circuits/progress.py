@@ -173,12 +173,35 @@ def circuit_score(
 
 
 def make_modular_evaluator(operation: str, p: int):
-    """Training-time evaluator: circuit_score from the training logits the trainer already has."""
+    """Training-time evaluator: the progress measures, from logits the trainer already has.
+
+    During training the final key frequencies are not known yet, so the restricted and
+    excluded losses here use the checkpoint's own `train_key_frequencies` (the answer
+    frequencies that carry its training signal); `interp analyze` recomputes them with the
+    final checkpoint's key frequencies, as Nanda et al. do.
+    """
+    from circuits import fourier
+
+    basis = fourier.fourier_basis(p)
+    group = fourier.answer_group(operation, p)
 
     def evaluate(model: Any, task: Any, by_split: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Any]:
         logits, labels = by_split["train"]
         result = circuit_score(logits.cpu(), labels.cpu(), operation, p)
-        return {"circuit_score": result.score, "train_key_frequencies": result.key_frequencies}
+        row: dict[str, Any] = {"circuit_score": result.score, "train_key_frequencies": result.key_frequencies}
+        W_L = model.blocks[-1].mlp.W_out @ model.W_U
+        spectrum = fourier.embedding_spectrum(model.W_E.cpu(), W_L.cpu(), basis)
+        row["gini_embed"], row["gini_unembed"] = spectrum.gini_embed, spectrum.gini_unembed
+        if result.key_frequencies:
+            full = torch.zeros(task.n_examples, logits.shape[1], dtype=torch.float64)
+            for name, (split_logits, _) in by_split.items():
+                full[task.splits[name]] = split_logits.cpu().double()
+            directions = fourier.answer_directions(task.labels, group, result.key_frequencies)
+            losses = fourier.restricted_and_excluded_loss(
+                full, task.labels, task.splits["train"], task.splits["test"], directions
+            )
+            row["restricted_loss"], row["excluded_loss"] = losses.restricted_loss, losses.excluded_loss
+        return row
 
     return evaluate
 

@@ -100,7 +100,7 @@ def analyze(
     attention: Annotated[bool, typer.Option("--attention", help="Attention from the answer position, per head.")] = False,
     attribution: Annotated[bool, typer.Option("--attribution", help="Direct logit attribution per component.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the figures page here.")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the self-contained HTML report here (it is always written to RUN_DIR/analysis/report.html unless --no-figures).")] = None,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the plotly figures (faster).")] = False,
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0 = torch's default). 1 is faster when other jobs share the cores.")] = 0,
 ) -> int:
@@ -112,7 +112,7 @@ def analyze(
     run = load_run(run_dir)
     parts = tuple(name for name, on in (("fourier", fourier), ("attention", attention), ("attribution", attribution)) if on)
     result = analyze_run(run, parts or None)
-    info = write_analysis(result, figures=not no_figures)
+    info = write_analysis(result, figures=not no_figures or html is not None)
     if html is not None and info.get("figures"):
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_bytes(Path(info["figures"]).read_bytes())
@@ -150,7 +150,7 @@ def human_summary(info: dict) -> str:
         f"table: {info['table']}",
     ]
     if info.get("figures"):
-        lines.append(f"figures: {info['figures']}")
+        lines.append(f"report: {info['figures']}")
     return "\n".join(lines)
 
 

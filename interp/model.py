@@ -82,7 +82,7 @@ def parameters(bridge) -> dict[str, nn.Parameter]:
 
 def state_dict(bridge) -> dict[str, Tensor]:
     """Weights to save: unique parameters, contiguous, detached, on CPU."""
-    return {name: p.detach().cpu().contiguous() for name, p in parameters(bridge).items()}
+    return {name: p.detach().cpu().clone() for name, p in parameters(bridge).items()}
 
 
 def load_state(bridge, tensors: dict[str, Tensor]) -> None:
