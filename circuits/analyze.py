@@ -157,8 +157,12 @@ def analyze_checkpoint(model, step: int, ctx: _ModularContext, parts: tuple[str,
         row.update(attention_columns(summary, ctx.position_names))
         extras["final_attention"] = summary.final_attention.float()
     if "attribution" in parts:
-        valid = torch.nonzero(labels >= 0).squeeze(1)
-        dla = direct_logit_attribution(model, _subset(acts, valid), labels[valid])
+        valid = labels >= 0
+        if bool(valid.all()):
+            dla = direct_logit_attribution(model, acts, labels)
+        else:
+            index = torch.nonzero(valid).squeeze(1)
+            dla = direct_logit_attribution(model, _subset(acts, index), labels[index])
         row.update(attribution_columns(dla))
         row["dla/total"] = dla.total
         extras.update(dla_names=dla.names, dla=dla.mean.float())
