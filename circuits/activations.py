@@ -1,8 +1,10 @@
 """Final-position activations of a checkpoint over a batch, gathered once for all analyses.
 
 Every modular analysis reads the answer position only; gathering those tensors in one
-hooked forward pass (TransformerLens `run_with_cache` with a names filter) keeps each
-analysis a pure function of this record.
+forward pass keeps each analysis a pure function of this record. The pass is
+`interp.model.answer_activations` (the answer-position shortcut, no hooks: ~10x faster on
+p² inputs) where the architecture allows, else TransformerLens `run_with_cache` with a
+names filter (`final_position_activations_hooked`, also the reference the tests compare to).
 """
 
 from __future__ import annotations
@@ -36,6 +38,23 @@ def hook_names(n_layers: int) -> list[str]:
 
 @torch.inference_mode()
 def final_position_activations(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 8192) -> FinalActs:
+    from interp.model import answer_activations, supports_answer_activations
+
+    if not supports_answer_activations(model):
+        return final_position_activations_hooked(model, tokens, batch_size)
+    # No per-position cache is kept on this path, so it takes larger chunks (one for p ≤ 181).
+    chunk = max(batch_size, 32_768)
+    parts: dict[str, list[Tensor]] = {}
+    for start in range(0, tokens.shape[0], chunk):
+        for name, value in answer_activations(model, tokens[start : start + chunk]).items():
+            parts.setdefault(name, []).append(value)
+    batch_axis = {"z": 1, "pattern": 1, "mlp_out": 1}
+    return FinalActs(**{k: v[0] if len(v) == 1 else torch.cat(v, dim=batch_axis.get(k, 0)) for k, v in parts.items()})
+
+
+@torch.inference_mode()
+def final_position_activations_hooked(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 8192) -> FinalActs:
+    """The same record from TransformerLens hooks (`run_with_cache`): the reference path."""
     n_layers = model.cfg.n_layers
     wanted = set(hook_names(n_layers))
     parts: dict[str, list[Tensor]] = {}

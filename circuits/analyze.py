@@ -35,7 +35,8 @@ MODULAR_PARTS = ("fourier", "attention", "attribution")
 ENTITY_PARTS = ("logit_lens", "patching", "probes")
 TABLE_FILE = "table.csv"
 SUMMARY_FILE = "summary.json"
-FIGURES_FILE = "figures.html"
+#: The self-contained HTML report (`circuits.viz.report`): every figure, offline.
+FIGURES_FILE = "report.html"
 BASE_COLUMNS = ["step", "train_acc", "test_acc", "train_loss", "test_loss", "circuit_score"]
 
 
@@ -159,12 +160,29 @@ def analyze_checkpoint(model, step: int, ctx: _ModularContext, parts: tuple[str,
         row.update(attention_columns(summary, ctx.position_names))
         extras["final_attention"] = summary.final_attention.float()
     if "attribution" in parts:
-        valid = torch.nonzero(labels >= 0).squeeze(1)
-        dla = direct_logit_attribution(model, _subset(acts, valid), labels[valid])
+        valid = labels >= 0
+        if bool(valid.all()):
+            dla = direct_logit_attribution(model, acts, labels)
+        else:
+            index = torch.nonzero(valid).squeeze(1)
+            dla = direct_logit_attribution(model, _subset(acts, index), labels[index])
         row.update(attribution_columns(dla))
         row["dla/total"] = dla.total
         extras.update(dla_names=dla.names, dla=dla.mean.float())
     return CheckpointAnalysis(step=step, row=row, **extras)
+
+
+def analyze_model(model, run: Run, parts: tuple[str, ...] | None = None, *,
+                  key_frequencies: list[int] | None = None, step: int = -1) -> CheckpointAnalysis:
+    """Analyze one model on a run's task, e.g. a checkpoint edited in a notebook.
+
+    Key frequencies default to the model's own neuron clusters (as for a run's last checkpoint).
+    """
+    parts = tuple(parts or available_parts(run))
+    ctx = _ModularContext(run)
+    keys = _final_key_frequencies(model, ctx) if key_frequencies is None else list(key_frequencies)
+    ctx.set_key_frequencies(keys)
+    return analyze_checkpoint(model, step, ctx, parts)
 
 
 def _subset(acts: FinalActs, index: Tensor) -> FinalActs:
@@ -305,9 +323,9 @@ def write_analysis(result: RunAnalysis, out_dir: Path | None = None, *, figures:
     write_table(result.rows, out_dir / TABLE_FILE)
     info = summary(result, out_dir)
     if figures:
-        from circuits.plots import analysis_figures, figures_html
+        from circuits.viz.report import write_report
 
-        atomic_write_bytes(out_dir / FIGURES_FILE, figures_html(analysis_figures(result), title=f"interp: {result.run_dir.name}").encode())
+        write_report(result, out_dir / FIGURES_FILE)
     else:
         info["figures"] = None
     atomic_write_json(out_dir / SUMMARY_FILE, info)

@@ -31,31 +31,43 @@ class Attribution:
 
 @torch.inference_mode()
 def direct_logit_attribution(model, acts: FinalActs, labels: Int[Tensor, " batch"]) -> Attribution:
-    n_layers = acts.z.shape[0]
-    components: list[Tensor] = [acts.embed]
-    names = ["embed"]
-    for layer in range(n_layers):
-        attn = model.blocks[layer].attn
-        per_head = einops.einsum(acts.z[layer], attn.W_O, "batch head d_head, head d_head d_model -> head batch d_model")
-        components += list(per_head)
-        names += [f"L{layer}H{h}" for h in range(per_head.shape[0])]
-        components.append(attn.b_O.expand_as(acts.embed))
-        names.append(f"L{layer} attn bias")
-        components.append(acts.mlp_out[layer])
-        names.append(f"L{layer} MLP")
-    stack = torch.stack(components).double()  # [component, batch, d_model]
+    """Mean contribution of each component to the centered correct logit.
+
+    Each component is dotted with the per-example read-out direction (centered W_U column of
+    the answer, through the final LayerNorm's frozen scale) instead of materializing a
+    [component, batch, d_model] stack: products in float32, means in float64.
+    """
+    W_U = model.W_U.float()
+    direction = (W_U - W_U.mean(dim=1, keepdim=True))[:, labels].T  # [batch, d_model]
     if model.cfg.normalization_type is not None:
-        resid = acts.resid_final.double()
+        resid = acts.resid_final.float()
         centered = resid - resid.mean(-1, keepdim=True)
         scale = (centered.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()
-        stack = (stack - stack.mean(-1, keepdim=True)) / scale * model.ln_final.w.double()
-    W_U = model.W_U.double()
-    centered_W_U = W_U - W_U.mean(dim=1, keepdim=True)
-    direction = centered_W_U[:, labels].T  # [batch, d_model]
-    contributions = einops.einsum(stack, direction, "component batch d_model, batch d_model -> component batch")
+        direction = direction * model.ln_final.w.float() / scale
+        # LayerNorm centers each component: (c - mean c)·d = c·(d - mean d).
+        direction = direction - direction.mean(-1, keepdim=True)
+
+    def read(x: Tensor) -> Tensor:
+        return (x.float() * direction).sum(-1).double().mean()
+
+    means: list[Tensor] = [read(acts.embed)]
+    names = ["embed"]
+    for layer in range(acts.z.shape[0]):
+        attn = model.blocks[layer].attn
+        # head h writes z_h·W_O[h]; its read-out is z_h·(W_O[h] d).
+        per_head_direction = einops.einsum(
+            direction, attn.W_O.float(), "batch d_model, head d_head d_model -> batch head d_head"
+        )
+        per_head = (acts.z[layer].float() * per_head_direction).sum(-1).double().mean(0)
+        means += list(per_head)
+        names += [f"L{layer}H{h}" for h in range(per_head.shape[0])]
+        means.append(read(attn.b_O.expand_as(acts.embed)))
+        names.append(f"L{layer} attn bias")
+        means.append(read(acts.mlp_out[layer]))
+        names.append(f"L{layer} MLP")
     logits = acts.logits.double()
     total = (logits.gather(1, labels[:, None]).squeeze(1) - logits.mean(1)).mean()
-    return Attribution(names=names, mean=contributions.mean(dim=1), total=float(total))
+    return Attribution(names=names, mean=torch.stack(means), total=float(total))
 
 
 def attribution_columns(result: Attribution) -> dict[str, float]:

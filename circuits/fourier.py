@@ -19,6 +19,7 @@ known: φ is the identity, and these measures are heuristics there (see docs/met
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -200,19 +201,82 @@ def neuron_clusters(
     transformed; for each k the fraction of its squared norm in the 3×3 block
     {const, cos k, sin k}² is computed; the argmax is its frequency if ≥ `threshold`.
     """
+    if _is_fourier_basis(basis):
+        block, total = _block_energies_fft(mlp_post)
+    else:
+        as_f64 = mlp_post.double()
+        block, total = _block_energies_einsum(as_f64 - as_f64.mean(dim=(0, 1), keepdim=True), basis)
+    frac = block / total.clamp(min=1e-30)  # [freq, d_mlp]
+    best, arg = frac.max(dim=0)
+    alive = total > 1e-12
+    frequency = torch.where((best >= threshold) & alive, arg + 1, torch.full_like(arg, -1))
+    return NeuronClusters(frequency=frequency, fraction_explained=torch.where(alive, best, 0.0), threshold=threshold)
+
+
+def _block_energies_einsum(
+    centered: Float[Tensor, "a b d_mlp"], basis: Float[Tensor, "basis x"]
+) -> tuple[Float[Tensor, "freq d_mlp"], Float[Tensor, " d_mlp"]]:
+    """Squared norm in each {const, cos k, sin k}² block, from the full 2-D transform."""
     p = basis.shape[0]
-    centered = mlp_post.double() - mlp_post.double().mean(dim=(0, 1), keepdim=True)
     spectrum = fft2d(centered, basis).pow(2)  # [fa, fb, d_mlp]
     total = spectrum.sum(dim=(0, 1))
     fractions = []
     for k in range(1, n_frequencies(p) + 1):
         rows = [0, *frequency_rows(k, p)]
         fractions.append(spectrum[rows][:, rows].sum(dim=(0, 1)))
-    frac = torch.stack(fractions) / total.clamp(min=1e-30)  # [freq, d_mlp]
-    best, arg = frac.max(dim=0)
-    alive = total > 1e-12
-    frequency = torch.where((best >= threshold) & alive, arg + 1, torch.full_like(arg, -1))
-    return NeuronClusters(frequency=frequency, fraction_explained=torch.where(alive, best, 0.0), threshold=threshold)
+    return torch.stack(fractions), total
+
+
+def _block_energies_fft(
+    x: Float[Tensor, "a b d_mlp"],
+) -> tuple[Float[Tensor, "freq d_mlp"], Float[Tensor, " d_mlp"]]:
+    """The same block energies of the *centered* x, from four 1-D DFTs per neuron (float64).
+
+    span{const, cos k, sin k} = span{e^0, e^{+ik}, e^{-ik}} (both orthonormal bases of it, the
+    complex one after dividing by √p), so the block's squared norm is Σ |X̂[k1, k2]|² / p² over
+    k1, k2 ∈ {0, k, −k}. Those nine coefficients need no full 2-D transform: X̂[k, 0] is the
+    DFT of the row sums over b, X̂[0, k] of the column sums, X̂[k, k] of the sums along
+    a + b ≡ s and X̂[k, −k] of the sums along a − b ≡ d; the other four are their conjugates.
+    Centering only changes X̂[0, 0], which is left out; the total is Σx² − p²·mean².
+    Cost: a few passes over the p² × d_mlp activations instead of an O(p³) transform.
+    """
+    p, d_mlp = x.shape[0], x.shape[-1]
+    flat = x.reshape(p * p, d_mlp).double()
+    grid = torch.arange(p)
+    a, b = grid.repeat_interleave(p), grid.repeat(p)
+    sums = torch.stack(
+        [
+            flat.view(p, p, d_mlp).sum(1),  # over b: X̂[k, 0]
+            flat.view(p, p, d_mlp).sum(0),  # over a: X̂[0, k]
+            torch.zeros(p, d_mlp, dtype=flat.dtype).index_add_(0, (a + b) % p, flat),  # X̂[k, k]
+            torch.zeros(p, d_mlp, dtype=flat.dtype).index_add_(0, (a - b) % p, flat),  # X̂[k, −k]
+        ]
+    )  # [4, x, d_mlp]
+    spectrum = torch.fft.rfft(sums, dim=1)[:, 1:]  # [4, freq, d_mlp], k = 1 … p//2
+    power = (spectrum.real.square() + spectrum.imag.square()) / (p * p)
+    # Each coefficient's conjugate (at −k) has the same power, except at a Nyquist k = p/2
+    # (even p), where −k ≡ k, and the a − b sum there is the same coefficient as the a + b one.
+    weight = torch.full((4, power.shape[1], 1), 2.0, dtype=power.dtype)
+    if p % 2 == 0:
+        weight[:, -1] = torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=power.dtype)[:, None]
+    block = (power * weight).sum(0)
+    mean = flat.mean(0)
+    total = flat.square().sum(0) - p * p * mean.square()
+    return block, total
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_basis(p: int) -> Tensor:
+    return fourier_basis(p)
+
+
+def _is_fourier_basis(basis: Tensor) -> bool:
+    """True when `basis` is `fourier_basis(p)` (any float dtype), so the FFT shortcut applies."""
+    p = basis.shape[0]
+    if basis.ndim != 2 or basis.shape[1] != p:
+        return False
+    tol = 1e-10 if basis.dtype == torch.float64 else 1e-5
+    return bool(torch.allclose(basis.double(), _cached_basis(p), atol=tol, rtol=0))
 
 
 def key_frequencies_from_clusters(clusters: NeuronClusters, p: int, min_frac: float = 0.01) -> list[int]:

@@ -26,6 +26,12 @@
    spectrum is not one.
    The members of the maximizing set with at least twice a flat share (S_k ≥ 2S/n) are
    reported as the checkpoint's `train_key_frequencies`.
+5. Chance correction by a permutation null: the same concentration computed after
+   relabeling the answers by random permutations (rows and columns of A together) keeps
+   a lookup table's statistics but destroys any structure tied to the group. With ν the
+   mean null value (16 fixed-seed permutations), circuit_score = (raw − ν)/(1 − ν),
+   clipped to [0, 1]. This removes the bias of picking the best j of n noisy frequencies,
+   which is large when there are few training examples per answer.
 
 Meaning: 0 = the training signal is spread over frequencies as a lookup table's is (or
 there is no signal yet); 1 = all of it is carried by a few answer frequencies, as the
@@ -39,6 +45,7 @@ a fiber with no training example (tiny p·train fraction) makes the score undefi
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +90,48 @@ def _fiber_stats(
     return means[:, columns], variances[:, columns]
 
 
+@functools.lru_cache(maxsize=16)
+def _frequency_tables(m: int) -> tuple[Tensor, Tensor]:
+    """(cyclic diagonal index of each (y, y') cell, weighted cosines [freq, d])."""
+    y = torch.arange(m)
+    diagonal_of = (y[:, None] - y[None, :]).remainder(m).flatten()
+    ks = torch.arange(1, m // 2 + 1, dtype=torch.float64)
+    weights = torch.full_like(ks, 2.0 / m)
+    weights[ks * 2 == m] = 1.0 / m  # a Nyquist row (even m) is a single cosine
+    cosines = torch.cos(2 * math.pi * ks[:, None] * torch.arange(m, dtype=torch.float64)[None] / m)
+    return diagonal_of, weights[:, None] * cosines / m
+
+
+def _frequency_signal(A: Float[Tensor, "... m m"]) -> Float[Tensor, "... freq"]:
+    """S_k = tr(P_k A)/m for k = 1 … m//2, with P_k the projector on frequency k over Z_m.
+
+    P_k[y, y'] = (2/m) cos(2πk(y − y')/m) (1/m for a Nyquist row); summing A along its
+    cyclic diagonals first (d = y − y' mod m) makes this O(m²). Batched over leading axes.
+    """
+    m = A.shape[-1]
+    diagonal_of, table = _frequency_tables(m)
+    flat = A.transpose(-1, -2).reshape(-1, m * m)
+    diag_sums = torch.zeros(flat.shape[0], m, dtype=torch.float64).index_add_(1, diagonal_of, flat)
+    return (diag_sums @ table.T).reshape(*A.shape[:-2], -1)
+
+
+def _concentration(freq_signal: Tensor, signal: float, max_keys: int) -> tuple[float, int, Tensor]:
+    """max_j (Σ_top-j S_k − (j/n)·S) / ((1 − j/n)·D): excess of the best j frequencies over flat."""
+    n_freq = freq_signal.numel()
+    # D = max(S, Σ|S_k|) equals S when every frequency adds to the answer and is larger when
+    # components cancel (structure unrelated to the labels), which keeps that from scoring.
+    denominator = max(signal, float(freq_signal.abs().sum()))
+    ordered, order = freq_signal.sort(descending=True)
+    cumulative = ordered.cumsum(0)
+    best, best_j = 0.0, 0
+    for j in range(1, min(n_freq // 2, max_keys) + 1):
+        chance = j / n_freq
+        value = (float(cumulative[j - 1]) - chance * signal) / ((1 - chance) * denominator)
+        if value > best:
+            best, best_j = value, j
+    return best, best_j, order
+
+
 def circuit_score(
     logits: Float[Tensor, "example d_vocab_out"],
     labels: Int[Tensor, " example"],
@@ -91,56 +140,68 @@ def circuit_score(
     *,
     min_z: float = 5.0,
     max_keys: int = 8,
+    n_null: int = 16,
 ) -> CircuitScore:
     """The memorization-vs-circuit share of the training signal (module docstring)."""
     group = answer_group(operation, p)
     stats = _fiber_stats(logits, labels, group)
     m = group.m
     n_freq = m // 2
-    empty = CircuitScore(0.0, [], 0.0, torch.zeros(max(n_freq, 0), dtype=torch.float64))
     if stats is None or n_freq < 2:
-        return empty
+        return CircuitScore(0.0, [], 0.0, torch.zeros(max(n_freq, 0), dtype=torch.float64))
     A, var_A = stats
-    # S_k = tr(P_k A)/m with P_k[y, y'] = (2/m) cos(2πk(y − y')/m) (1/m for a Nyquist row).
-    # Summing A along its cyclic diagonals first (d = y − y' mod m) makes this O(m²).
-    y = torch.arange(m)
-    diagonal_of = (y[:, None] - y[None, :]).remainder(m).flatten()
-    diag_sums = torch.zeros(m, dtype=torch.float64).index_add_(0, diagonal_of, A.T.flatten())
-    ks = torch.arange(1, n_freq + 1, dtype=torch.float64)
-    weights = torch.full_like(ks, 2.0 / m)
-    weights[ks * 2 == m] = 1.0 / m  # a Nyquist row (even m) is a single cosine
-    cosines = torch.cos(2 * math.pi * ks[:, None] * torch.arange(m, dtype=torch.float64)[None] / m)
-    freq_signal = weights * (cosines @ diag_sums) / m
+    freq_signal = _frequency_signal(A)
     signal = float(A.diagonal().mean())
     # Sampling noise of S (fiber means are averages of a few examples each): below `min_z`
     # standard errors the model has no clear training signal yet, and shares are noise.
     signal_se = float(var_A.diagonal().sum().sqrt()) / m
     if signal <= min_z * signal_se:
         return CircuitScore(0.0, [], signal, freq_signal)
-    # Normalize by D = max(S, Σ|S_k|): equal to S when every frequency adds to the answer,
-    # larger when components cancel (structure unrelated to the labels, e.g. at init).
-    denominator = max(signal, float(freq_signal.abs().sum()))
-    ordered, order = freq_signal.sort(descending=True)
-    cumulative = ordered.cumsum(0)
-    shares = ordered / signal
-    best, best_j = 0.0, 0
-    for j in range(1, min(n_freq // 2, max_keys) + 1):
-        chance = j / n_freq
-        value = (float(cumulative[j - 1]) - chance * signal) / ((1 - chance) * denominator)
-        if value > best:
-            best, best_j = value, j
+    raw, best_j, order = _concentration(freq_signal, signal, max_keys)
+    # Permutation null: relabel answers by a random permutation (rows and columns together).
+    # A lookup table's statistics do not change, a circuit ordered by the group is destroyed;
+    # the mean null score is the concentration that noise alone produces at this sample size.
+    generator = torch.Generator().manual_seed(0)
+    perms = torch.stack([torch.randperm(m, generator=generator) for _ in range(n_null)])
+    permuted = A[perms[:, :, None], perms[:, None, :]]  # [n_null, m, m]
+    null = sum(_concentration(fs, signal, max_keys)[0] for fs in _frequency_signal(permuted)) / n_null
+    score = (raw - null) / (1 - null) if null < 1 else 0.0
+    shares = freq_signal[order[:best_j]] / signal
     # Key frequencies: members of the best set carrying at least twice a flat share.
-    keys = sorted(int(k) + 1 for k, share in zip(order[:best_j], shares[:best_j]) if share >= 2 / n_freq)
-    return CircuitScore(min(max(best, 0.0), 1.0), keys, signal, freq_signal)
+    keys = sorted(int(k) + 1 for k, share in zip(order[:best_j], shares) if share >= 2 / n_freq)
+    return CircuitScore(min(max(score, 0.0), 1.0), keys, signal, freq_signal)
 
 
 def make_modular_evaluator(operation: str, p: int):
-    """Training-time evaluator: circuit_score from the training logits the trainer already has."""
+    """Training-time evaluator: the progress measures, from logits the trainer already has.
+
+    During training the final key frequencies are not known yet, so the restricted and
+    excluded losses here use the checkpoint's own `train_key_frequencies` (the answer
+    frequencies that carry its training signal); `interp analyze` recomputes them with the
+    final checkpoint's key frequencies, as Nanda et al. do.
+    """
+    from circuits import fourier
+
+    basis = fourier.fourier_basis(p)
+    group = fourier.answer_group(operation, p)
 
     def evaluate(model: Any, task: Any, by_split: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Any]:
         logits, labels = by_split["train"]
         result = circuit_score(logits.cpu(), labels.cpu(), operation, p)
-        return {"circuit_score": result.score, "train_key_frequencies": result.key_frequencies}
+        row: dict[str, Any] = {"circuit_score": result.score, "train_key_frequencies": result.key_frequencies}
+        W_L = model.blocks[-1].mlp.W_out @ model.W_U
+        spectrum = fourier.embedding_spectrum(model.W_E.cpu(), W_L.cpu(), basis)
+        row["gini_embed"], row["gini_unembed"] = spectrum.gini_embed, spectrum.gini_unembed
+        if result.key_frequencies:
+            full = torch.zeros(task.n_examples, logits.shape[1], dtype=torch.float64)
+            for name, (split_logits, _) in by_split.items():
+                full[task.splits[name]] = split_logits.cpu().double()
+            directions = fourier.answer_directions(task.labels, group, result.key_frequencies)
+            losses = fourier.restricted_and_excluded_loss(
+                full, task.labels, task.splits["train"], task.splits["test"], directions
+            )
+            row["restricted_loss"], row["excluded_loss"] = losses.restricted_loss, losses.excluded_loss
+        return row
 
     return evaluate
 

@@ -69,10 +69,12 @@ def train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or auto (overrides train.device).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0 = torch's default). 1 is faster when other jobs share the cores.")] = 0,
 ) -> None:
     """Train a model and checkpoint it into a run folder."""
     if out is None:
         raise CliError("--out: required (the run folder to write)")
+    _set_threads(threads)
     if resume:
         from interp.training import resume as resume_run
 
@@ -105,10 +107,12 @@ def analyze(
     patching: Annotated[bool, typer.Option("--patching", help="Entity tasks: causal tracing per (layer, position).")] = False,
     probes: Annotated[bool, typer.Option("--probes", help="Entity tasks: linear probes for the bridge entity / values per layer, with baselines.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the figures page here.")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the self-contained HTML report here (it is always written to RUN_DIR/analysis/report.html unless --no-figures).")] = None,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the plotly figures (faster).")] = False,
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0 = torch's default). 1 is faster when other jobs share the cores.")] = 0,
 ) -> int:
     """Analyze every complete checkpoint of a run (no flag: every analysis that applies)."""
+    _set_threads(threads)
     from circuits.analyze import analyze_run, dumps, write_analysis
     from interp.runs import load_run
 
@@ -116,7 +120,7 @@ def analyze(
     parts = tuple(name for name, on in (("fourier", fourier), ("attention", attention), ("attribution", attribution),
                                         ("logit_lens", logit_lens), ("patching", patching), ("probes", probes)) if on)
     result = analyze_run(run, parts or None)
-    info = write_analysis(result, figures=not no_figures)
+    info = write_analysis(result, figures=not no_figures or html is not None)
     if html is not None and info.get("figures"):
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_bytes(Path(info["figures"]).read_bytes())
@@ -128,6 +132,15 @@ def analyze(
     for file, reason in result.skipped:
         typer.echo(f"skipped: {reason}", err=True)
     raise typer.Exit(EXIT_SKIPPED if result.skipped else EXIT_OK)
+
+
+def _set_threads(threads: int) -> None:
+    if threads < 0:
+        raise CliError(f"--threads: must be >= 0, got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def human_summary(info: dict) -> str:
@@ -147,8 +160,29 @@ def human_summary(info: dict) -> str:
         f"table: {info['table']}",
     ]
     if info.get("figures"):
-        lines.append(f"figures: {info['figures']}")
+        lines.append(f"report: {info['figures']}")
     return "\n".join(lines)
+
+
+@app.command("import")
+def import_(
+    src: Annotated[Path, typer.Argument(help="Folder of TransformerLens state dicts (.safetensors/.pt/.pth, step number in each file name) with its config.json.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder to create (must not exist, or be empty).")] = None,
+    task: Annotated[Optional[Path], typer.Option("--task", help="Task spec JSON: operation, p, and train_indices, train_pairs or split_seed + train_frac.")] = None,
+    tl_config: Annotated[Optional[Path], typer.Option("--tl-config", help="TransformerLens config JSON (default: SRC/config.json or SRC/cfg.json).")] = None,
+) -> None:
+    """Import checkpoints trained elsewhere (TransformerLens HookedTransformer names) as a run folder."""
+    if out is None:
+        raise CliError("--out: required (the run folder to create)")
+    if task is None:
+        raise CliError("--task: required (a task spec JSON)")
+    from interp.importing import ImportCheckpointError, import_tl_checkpoints
+
+    try:
+        result = import_tl_checkpoints(src, out, task, tl_config=tl_config)
+    except ImportCheckpointError as exc:
+        raise CliError(str(exc)) from None
+    typer.echo(f"imported {len(result.steps)} checkpoints (steps {result.steps[0]}–{result.steps[-1]}) into {result.run_dir}")
 
 
 @app.command()

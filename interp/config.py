@@ -27,6 +27,7 @@ Normalization = Literal["none", "LN"]
 ActFn = Literal["relu", "gelu", "gelu_new", "silu"]
 InitMode = Literal["gpt2", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal"]
 GradFilter = Literal["none", "ema", "ma"]
+Loss = Literal["cross_entropy", "stablemax"]
 Device = Literal["cpu", "cuda", "auto"]
 
 #: Operations that need a multiplicative inverse mod p, hence a prime p.
@@ -89,6 +90,9 @@ class TaskConfig:
     max_eval: int = 3000
     #: Path of a JSONL/CSV knowledge base; "" = a random synthetic one.
     kb_file: str = ""
+    #: Memorization control: replace every answer by a random one (seeded by split_seed),
+    #: so nothing generalizes and the only solution is a lookup table.
+    shuffle_labels: bool = False
 
     def __post_init__(self) -> None:
         if self.kind == "modular":
@@ -212,6 +216,12 @@ class TrainConfig:
     grokfast_alpha: float = 0.98
     grokfast_lamb: float = 2.0
     grokfast_window: int = 100
+    #: Training loss: float64 cross-entropy, or StableMax cross-entropy (Prieto et al. 2025),
+    #: whose s(x) = x + 1 (x >= 0), 1 / (1 - x) (x < 0) replaces exp and cannot saturate.
+    loss: Loss = "cross_entropy"
+    #: ⊥Grad (Prieto et al. 2025): remove from each parameter's gradient its component
+    #: along the parameter, before the Grokfast filter and the optimizer step.
+    orthogonal_grad: bool = False
     #: A checkpoint every this many steps...
     ckpt_every: int = 100
     #: ...plus log-spaced checkpoints before this step, to resolve the fast early phase.

@@ -72,6 +72,22 @@ class MaFilter(GradFilter):
         }
 
 
+@torch.no_grad()
+def orthogonalize_grads_(named_params: dict[str, nn.Parameter]) -> None:
+    """⊥Grad (Prieto et al. 2025): g <- g - (g·w / w·w) w for each parameter tensor.
+
+    The removed component only scales the weights up (it is what drives the logits toward
+    softmax collapse); what remains changes the function the model computes.
+    """
+    for param in named_params.values():
+        if param.grad is None:
+            continue
+        w = param.detach()
+        norm_sq = (w * w).sum()
+        if norm_sq > 0:
+            param.grad.sub_(w * ((param.grad * w).sum() / norm_sq))
+
+
 def make_filter(kind: str, *, alpha: float, lamb: float, window: int) -> GradFilter | None:
     if kind == "none":
         return None

@@ -17,6 +17,19 @@ def cross_entropy_f64(logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Te
     return -log_probs.gather(-1, labels[:, None]).mean()
 
 
+def stablemax_cross_entropy_f64(logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Tensor, " batch"]) -> Tensor:
+    """Mean StableMax cross-entropy in float64 (Prieto et al. 2025).
+
+    StableMax(x)_i = s(x_i) / Σ_j s(x_j) with s(x) = x + 1 for x >= 0 and 1 / (1 - x) for
+    x < 0: it grows linearly, not exponentially, so the loss cannot collapse to exactly 0
+    ("softmax collapse") and the gradient never vanishes in floating point.
+    """
+    x = logits.double()
+    s = torch.where(x >= 0, x + 1, 1 / (1 - x.clamp(max=0)))
+    probs = s / s.sum(dim=-1, keepdim=True)
+    return -probs.gather(-1, labels[:, None]).log().mean()
+
+
 def accuracy(logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Tensor, " batch"]) -> float:
     if labels.numel() == 0:
         return float("nan")

@@ -8,7 +8,10 @@ A run folder is self-describing:
       checkpoints/step_000000100.safetensors   weights after 100 optimizer steps
       manifest.json                    the complete checkpoints, with sha256; written last
       metrics.jsonl                    one row per checkpoint
+      trainer/state_000000100.*        optimizer, RNG and data-order state of the latest
+                                       checkpoint, for exact resume (interp.trainer_state)
       analysis/                        `interp analyze` output
+      .writer.lock                     flock held by the one process training the run
 
 Every file is written to a temporary name, fsynced and renamed, so a reader sees either
 the old file or the new one. The manifest is rewritten after its checkpoint is on disk,
@@ -22,7 +25,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,8 @@ METRICS_FILE = "metrics.jsonl"
 ANALYSIS_DIR = "analysis"
 TRAINER_STATE_DIR = "trainer"
 SPLIT_PREFIX = "split."
+#: Held (flock) by the one process that writes a run; the OS drops it when that process dies.
+LOCK_FILE = ".writer.lock"
 
 
 def checkpoint_name(step: int) -> str:
@@ -59,14 +64,53 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; run folders are meant to be shared
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a failed write() does not say which file it was
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def acquire_writer_lock(run_dir: Path) -> int:
+    """Take the run's exclusive writer lock (non-blocking); returns the fd to release.
+
+    Two trainers writing one folder (a second `--resume` while the first still runs) would
+    interleave checkpoints and trainer states. An flock is released by the kernel when its
+    process exits, even by SIGKILL, so a killed run never leaves a stale lock behind.
+    """
+    import fcntl
+
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunError(f"{run_dir}: another process is writing this run (it holds {LOCK_FILE}); "
+                       "let it finish or stop it first") from None
+    return fd
+
+
+def release_writer_lock(fd: int) -> None:
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+def remove_temp_files(run_dir: Path) -> list[Path]:
+    """Delete the temporary files of atomic writes that a killed process left behind."""
+    removed = []
+    for folder in (run_dir, run_dir / CHECKPOINT_DIR, run_dir / TRAINER_STATE_DIR):
+        if folder.is_dir():
+            for path in folder.glob(".*.tmp"):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -123,7 +167,26 @@ def read_manifest(run_dir: Path) -> list[dict[str, Any]]:
     entries = data.get("checkpoints") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise RunError(f"{path}: expected an object with a 'checkpoints' list")
-    return sorted(entries, key=lambda e: int(e["step"]))
+    for number, entry in enumerate(entries):
+        _check_manifest_entry(path, number, entry)
+    return sorted(entries, key=lambda e: e["step"])
+
+
+def _check_manifest_entry(path: Path, number: int, entry: Any) -> None:
+    """A manifest entry must name a checkpoint file inside the run folder, by a relative path."""
+    where = f"{path}: checkpoints[{number}]"
+    if not isinstance(entry, dict):
+        raise RunError(f"{where}: expected an object with step, file, sha256")
+    step, file, digest = entry.get("step"), entry.get("file"), entry.get("sha256")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise RunError(f"{where}: 'step' must be a non-negative integer, got {step!r}")
+    if not isinstance(file, str) or not file.endswith(".safetensors"):
+        raise RunError(f"{where}: 'file' must name a .safetensors file, got {file!r}")
+    parts = Path(file).parts
+    if Path(file).is_absolute() or ".." in parts or not parts or parts[0] != CHECKPOINT_DIR:
+        raise RunError(f"{where}: 'file' must be a path under {CHECKPOINT_DIR}/, got {file!r}")
+    if digest is not None and not isinstance(digest, str):
+        raise RunError(f"{where}: 'sha256' must be a string, got {digest!r}")
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -163,6 +226,18 @@ def load_task(run_dir: Path, config: RunConfig) -> TaskData:
         token_names=task.token_names,
         extras=task.extras,
     )
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A checkpoint that could not be loaded: its step, its file and why."""
+
+    step: int
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"skipped step {self.step}: {self.reason}"
 
 
 @dataclass
@@ -229,12 +304,30 @@ class Run:
         model.eval()
         return model
 
-    def iter_models(self, steps: list[int] | None = None) -> Iterator[tuple[int, Any]]:
-        """(step, model) for each checkpoint, reusing one model object: O(1) memory in the run length."""
+    def iter_models(
+        self,
+        steps: list[int] | None = None,
+        *,
+        on_error: Callable[[Skipped], None] | None = None,
+    ) -> Iterator[tuple[int, Any]]:
+        """(step, model) for each checkpoint, reusing one model object: O(1) memory in the run length.
+
+        A checkpoint that is missing, truncated, corrupt (sha256 mismatch, bad safetensors)
+        or of the wrong shape raises RunError naming its file; with `on_error`, it is
+        reported as a `Skipped` and the iteration goes on with the next step. Callers
+        that must tell the user (e.g. `interp analyze`'s exit code) collect the Skipped.
+        """
         model = self.new_model()
         model.eval()
         for step in self.steps if steps is None else steps:
-            self.load_weights_into(model, step)
+            try:
+                self.load_weights_into(model, step)
+            except (RunError, KeyError) as exc:
+                if on_error is None:
+                    raise
+                path = self.path / self._entry(step)["file"] if step in self.steps else self.path
+                on_error(Skipped(step=step, path=path, reason=str(exc).strip("'\"")))
+                continue
             yield step, model
 
 

@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from interp import runs
+from interp import runs, trainer_state
 from interp.config import RunConfig
 from interp.errors import TrainingError
-from interp.grokfast import make_filter
-from interp.metrics import accuracy, cross_entropy_f64, sum_squared_weights
+from interp.grokfast import make_filter, orthogonalize_grads_
+from interp.metrics import accuracy, cross_entropy_f64, stablemax_cross_entropy_f64, sum_squared_weights
 from interp.model import answer_logits, build_model, parameters, state_dict
 from interp.tasks import TaskData, build_task
 
@@ -68,6 +68,10 @@ def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
             )
         if not (run_dir / runs.CONFIG_FILE).exists():
             raise TrainingError(f"--out {run_dir}: --overwrite only replaces a run folder, and this one has no {runs.CONFIG_FILE}")
+        try:
+            runs.release_writer_lock(runs.acquire_writer_lock(run_dir))
+        except runs.RunError as exc:
+            raise TrainingError(f"--out {exc}") from None
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -135,6 +139,12 @@ class Trainer:
         self._order: Tensor | None = None
         self._cursor = 0
         self._start_time = time.perf_counter()
+        #: Wall time spent before this process (a resumed run continues its clock).
+        self._time_offset = 0.0
+        self._lock_fd: int | None = None
+
+    def elapsed_s(self) -> float:
+        return self._time_offset + time.perf_counter() - self._start_time
 
     # -- data order -------------------------------------------------------------------------
     def _next_batch(self) -> tuple[Tensor, Tensor]:
@@ -153,7 +163,10 @@ class Trainer:
     def train_step(self) -> float:
         tokens, labels = self._next_batch()
         logits = answer_logits(self.model, tokens)
-        loss = cross_entropy_f64(logits, labels)
+        if self.config.train.loss == "stablemax":
+            loss = stablemax_cross_entropy_f64(logits, labels)
+        else:
+            loss = cross_entropy_f64(logits, labels)
         value = loss.item()
         if not math.isfinite(value):
             last = self.manifest[-1]["step"] if self.manifest else None
@@ -163,6 +176,8 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.config.train.orthogonal_grad:
+            orthogonalize_grads_(self.params)
         if self.grad_filter is not None:
             self.grad_filter.apply(self.params)
         if self.config.train.grad_clip > 0:
@@ -184,30 +199,144 @@ class Trainer:
         with torch.inference_mode():
             for evaluator in self.evaluators:
                 row.update(evaluator(self.model, self.task, by_split))
-        row["time_s"] = round(time.perf_counter() - self._start_time, 3)
+        row["time_s"] = round(self.elapsed_s(), 3)
         self.model.train()
 
-        file = runs.checkpoint_name(self.step)
-        digest = runs.save_tensors(self.run_dir / file, state_dict(self.model), metadata={"step": str(self.step)})
-        self.metrics = [r for r in self.metrics if r["step"] != self.step] + [row]
-        runs.atomic_write_bytes(
-            self.run_dir / runs.METRICS_FILE,
-            "".join(_json_line(r) for r in self.metrics).encode(),
-        )
-        self.manifest = [e for e in self.manifest if e["step"] != self.step]
-        self.manifest.append({"step": self.step, "file": file, "sha256": digest})
-        runs.atomic_write_json(self.run_dir / runs.MANIFEST_FILE, {"checkpoints": self.manifest})
+        try:
+            self._write_checkpoint(row)
+        except OSError as exc:
+            last = self.manifest[-1]["step"] if self.manifest else None
+            raise TrainingError(
+                f"cannot write the checkpoint for step {self.step}: {exc}. "
+                f"The manifest still lists step {last} as the last complete checkpoint in {self.run_dir}; "
+                f"free space and continue with `interp train --resume {self.run_dir}`"
+            ) from None
         return row
 
+    def _write_checkpoint(self, row: dict[str, Any]) -> None:
+        # Order matters for kill safety: weights and trainer state first, the manifest
+        # (which makes the checkpoint count) last, old trainer state deleted only after.
+        file = runs.checkpoint_name(self.step)
+        digest = runs.save_tensors(self.run_dir / file, state_dict(self.model), metadata={"step": str(self.step)})
+        trainer_state.save(self.run_dir, trainer_state.capture(self))
+        metrics = [r for r in self.metrics if r["step"] != self.step] + [row]
+        runs.atomic_write_bytes(
+            self.run_dir / runs.METRICS_FILE,
+            "".join(_json_line(r) for r in metrics).encode(),
+        )
+        manifest = [e for e in self.manifest if e["step"] != self.step]
+        manifest.append({"step": self.step, "file": file, "sha256": digest})
+        runs.atomic_write_json(self.run_dir / runs.MANIFEST_FILE, {"checkpoints": manifest})
+        self.metrics, self.manifest = metrics, manifest
+        trainer_state.remove_all_but(self.run_dir, self.step)
+
     def write_header(self) -> None:
-        runs.atomic_write_json(self.run_dir / runs.CONFIG_FILE, self.config.to_dict())
-        runs.save_split(self.run_dir, self.task)
+        try:
+            runs.atomic_write_json(self.run_dir / runs.CONFIG_FILE, self.config.to_dict())
+            runs.save_split(self.run_dir, self.task)
+        except OSError as exc:
+            raise TrainingError(f"--out {self.run_dir}: cannot write the run's config and split: {exc}") from None
 
     def _test_split(self) -> str:
         held_out = [s for s in self.task.splits if s not in self.task.train_splits]
         return held_out[0]
 
+    def _initial_streak(self, test_acc_key: str) -> int:
+        """Checkpoints in a row (ending at the latest) at or above the early-stop accuracy."""
+        threshold, streak = self.config.train.stop_at_test_acc, 0
+        if threshold <= 0:
+            return 0
+        for row in reversed(self.metrics):
+            # Step 0 never counts (as in an uninterrupted run, whose streak starts after it).
+            if row["step"] == 0 or row.get(test_acc_key, 0) < threshold:
+                break
+            streak += 1
+        return streak
+
+    @classmethod
+    def from_run_dir(
+        cls,
+        run_dir: str | Path,
+        *,
+        evaluators: Sequence[Evaluator] = (),
+        evaluator_factory: Callable[[RunConfig], Sequence[Evaluator]] | None = None,
+        progress: bool = True,
+    ) -> Trainer:
+        """A Trainer positioned exactly at the run's last complete checkpoint (see `resume`).
+
+        It holds the run's writer lock from here until its `run()` returns, so nothing else
+        can write the folder between reading the state and continuing from it.
+        """
+        run_dir = Path(run_dir)
+        try:
+            run = runs.load_run(run_dir)
+        except runs.RunError as exc:
+            raise TrainingError(f"--resume: {exc}") from None
+        if not run.steps:
+            raise TrainingError(
+                f"--resume {run_dir}: the manifest lists no complete checkpoint; "
+                "start again with --overwrite"
+            )
+        try:
+            lock_fd = runs.acquire_writer_lock(run_dir)
+        except (runs.RunError, OSError) as exc:
+            raise TrainingError(f"--resume {exc}") from None
+        try:
+            trainer = cls._restored(run_dir, evaluators, evaluator_factory, progress)
+        except BaseException:
+            runs.release_writer_lock(lock_fd)
+            raise
+        trainer._lock_fd = lock_fd
+        return trainer
+
+    @classmethod
+    def _restored(cls, run_dir: Path, evaluators, evaluator_factory, progress) -> Trainer:
+        # Read again now that we hold the writer lock: nobody can change the folder under us.
+        run = runs.load_run(run_dir)
+        step = run.steps[-1]
+        if evaluator_factory is not None:
+            evaluators = [*evaluators, *evaluator_factory(run.config)]
+        trainer = cls(run.config, run_dir, evaluators=evaluators, progress=progress)
+        try:
+            saved = runs.load_tensors(run_dir / runs.SPLIT_FILE)
+            for name, index in trainer.task.splits.items():
+                if not torch.equal(saved.get(runs.SPLIT_PREFIX + name, torch.empty(0)), index):
+                    raise runs.RunError(
+                        f"{run_dir / runs.SPLIT_FILE}: split {name!r} differs from the one the config generates"
+                    )
+            run.load_weights_into(trainer.model, step)
+            state = trainer_state.load(run_dir, step)
+            trainer_state.restore(trainer, state)
+        except runs.RunError as exc:
+            raise TrainingError(f"--resume {run_dir}: cannot resume exactly from step {step}: {exc}") from None
+        trainer.manifest = list(run.manifest)
+        trainer.metrics = [r for r in run.metrics if int(r["step"]) <= step]
+        trainer._time_offset = float(state.meta.get("elapsed_s", 0.0))
+        # Forget what a killed process wrote after the last complete checkpoint.
+        try:
+            runs.atomic_write_bytes(
+                run_dir / runs.METRICS_FILE, "".join(_json_line(r) for r in trainer.metrics).encode()
+            )
+            trainer_state.remove_all_but(run_dir, step)
+            runs.remove_temp_files(run_dir)
+        except OSError as exc:
+            raise TrainingError(f"--resume {run_dir}: cannot tidy the run folder: {exc}") from None
+        return trainer
+
     def run(self) -> TrainResult:
+        """Train to the end of the schedule, holding the run's writer lock throughout."""
+        if self._lock_fd is None:
+            try:
+                self._lock_fd = runs.acquire_writer_lock(self.run_dir)
+            except runs.RunError as exc:
+                raise TrainingError(f"--out {exc}") from None
+        try:
+            return self._run()
+        finally:
+            runs.release_writer_lock(self._lock_fd)
+            self._lock_fd = None
+
+    def _run(self) -> TrainResult:
         train = self.config.train
         checkpoints = [s for s in self.schedule if s > self.step]
         if self.step == 0:
@@ -217,7 +346,10 @@ class Trainer:
         else:
             last_row = self.metrics[-1] if self.metrics else {}
         test_acc_key = f"{self._test_split()}_acc"
-        streak, stopped_early = 0, False
+        streak, stopped_early = self._initial_streak(test_acc_key), False
+        if train.stop_at_test_acc > 0 and streak >= train.stop_patience:
+            # A resumed run that had already stopped early stays stopped.
+            return TrainResult(self.run_dir, self.step, last_row, True)
         bar = _progress_bar(total=train.steps, initial=self.step, enabled=self.progress)
         self.model.train()
         try:
@@ -256,6 +388,26 @@ def _progress_bar(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, leave=False)
 
 
+def resume(
+    run_dir: str | Path,
+    *,
+    evaluators: Sequence[Evaluator] = (),
+    evaluator_factory: Callable[[RunConfig], Sequence[Evaluator]] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Continue a run from its last complete checkpoint to the end of its schedule.
+
+    Weights, optimizer moments, the learning-rate schedule, RNG and data-order state and
+    the Grokfast filter are restored from disk, so on CPU the result is bit-identical to
+    an uninterrupted run. Metric rows after that checkpoint are dropped and recomputed.
+    `evaluator_factory(config)` builds evaluators from the run's own config (the CLI's way);
+    it is called only once that config has been read.
+    """
+    return Trainer.from_run_dir(
+        run_dir, evaluators=evaluators, evaluator_factory=evaluator_factory, progress=progress
+    ).run()
+
+
 def train(
     config: RunConfig,
     run_dir: str | Path,
@@ -266,5 +418,10 @@ def train(
 ) -> TrainResult:
     """Train a fresh run into `run_dir` (must be empty, or a run with `overwrite=True`)."""
     run_dir = Path(run_dir)
-    prepare_run_dir(run_dir, overwrite=overwrite)
-    return Trainer(config, run_dir, evaluators=evaluators, progress=progress).run()
+    # Build first (task, model, device): a config that cannot train fails before anything is written.
+    trainer = Trainer(config, run_dir, evaluators=evaluators, progress=progress)
+    try:
+        prepare_run_dir(run_dir, overwrite=overwrite)
+    except OSError as exc:
+        raise TrainingError(f"--out {run_dir}: cannot prepare the run folder: {exc}") from None
+    return trainer.run()

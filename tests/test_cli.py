@@ -26,7 +26,8 @@ def test_train_writes_a_self_describing_run(tmp_path, capsys):
     assert run.steps[0] == 0 and run.steps[-1] == 30 and 10 in run.steps
     assert [r["step"] for r in run.metrics] == run.steps
     row = run.metrics[-1]
-    for key in ("train_loss", "test_loss", "train_acc", "test_acc", "sum_sq_weights", "circuit_score", "lr"):
+    for key in ("train_loss", "test_loss", "train_acc", "test_acc", "sum_sq_weights", "circuit_score", "lr",
+                "gini_embed", "gini_unembed", "train_key_frequencies"):
         assert key in row
     assert any(k.startswith("sum_sq/") for k in row)
     model = run.model_at(30)

@@ -256,7 +256,7 @@ def test_kb_file_trains_and_analyzes_end_to_end(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["kind"] == "two_hop" and info["n_checkpoints"] == 3
     assert set(info["parts"]) == {"logit_lens", "patching", "probes"}
-    assert "query_acc" in info["final_splits"] and (out / "analysis" / "figures.html").exists()
+    assert "query_acc" in info["final_splits"] and info["figures"] and Path(info["figures"]).exists()
     header = (out / "analysis" / "table.csv").read_text().splitlines()[0].split(",")
     for key in ("step", "train_acc", "test_acc", "circuit_score", "train_atomic_acc", "test_ood_acc",
                 "lens_bridge_mrr_L1", "patch_mid_L1", "patch_r2_last_L0", "probe_bridge_acc_L1",

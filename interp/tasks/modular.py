@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from interp.config import TaskConfig
+from interp.config import ConfigError, TaskConfig
 from interp.tasks.base import TaskData
 
 OpFn = Callable[[Tensor, Tensor, int], Tensor]
@@ -67,12 +67,16 @@ def build_modular(config: TaskConfig) -> TaskData:
 
     valid = torch.nonzero(labels >= 0).squeeze(1)
     generator = torch.Generator().manual_seed(config.split_seed)
+    if config.shuffle_labels:
+        labels = labels.clone()
+        labels[valid] = torch.randint(0, p, (len(valid),), generator=generator)
     order = valid[torch.randperm(len(valid), generator=generator)]
     n_train = int(config.train_frac * len(valid))
     if n_train < 1 or n_train >= len(valid):
-        raise ValueError(
-            f"task.train_frac={config.train_frac} leaves {n_train} of {len(valid)} examples for training; "
-            "both splits need at least one"
+        # ConfigError (a ValueError) so the CLI reports it like any other bad field.
+        raise ConfigError(
+            f"task.train_frac: {config.train_frac} leaves {n_train} of {len(valid)} examples for training "
+            f"(p={p}); both splits need at least one"
         )
     splits = {"train": order[:n_train].sort().values, "test": order[n_train:].sort().values}
     names = tuple(str(i) for i in range(p)) + ("=",)

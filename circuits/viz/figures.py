@@ -1,0 +1,441 @@
+"""Plotly figures of a `RunAnalysis`, most with a checkpoint slider.
+
+Each `plot_*` takes analysis results and returns a `plotly.graph_objects.Figure`; nothing
+is shown. A checkpoint slider is a plotly slider whose steps restyle the traces with the
+data of one checkpoint (`method="update"`), so a figure is a single self-contained object
+that works in Jupyter, in a saved HTML file and in the report. Sliders show at most
+`max_steps` checkpoints (evenly chosen, always keeping the first, the last and the phase
+boundaries) so long runs stay light.
+
+Frequencies are named `k=…` (frequency k means cos/sin(2πk·x/p)); key frequencies are
+marked "(key)" and drawn in a darker colour.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+PHASE_COLORS = {"memorization": "#fde0dd", "circuit_formation": "#deebf7", "cleanup": "#e5f5e0"}
+PHASE_LABELS = {"memorization": "memorization", "circuit_formation": "circuit formation", "cleanup": "cleanup"}
+KEY_COLOR, OTHER_COLOR, EMBED_COLOR, UNEMBED_COLOR = "#08519c", "#9ecae1", "#1f77b4", "#ff7f0e"
+
+
+def pick_steps(steps: Sequence[int], max_steps: int = 60, keep: Sequence[int | None] = ()) -> list[int]:
+    """At most `max_steps` of `steps` (evenly spaced by index), always the first, last and `keep`."""
+    steps = list(steps)
+    if len(steps) <= max_steps:
+        return steps
+    chosen = {steps[0], steps[-1]} | {s for s in keep if s is not None and s in steps}
+    n = max(max_steps - len(chosen), 1)
+    chosen |= {steps[round(i * (len(steps) - 1) / n)] for i in range(n + 1)}
+    return sorted(chosen)
+
+
+def phase_steps(result) -> list[int | None]:
+    phases = getattr(result, "phases", None)
+    return [phases.memorized, phases.cleanup_start, phases.generalized] if phases is not None else []
+
+
+def add_checkpoint_slider(fig: go.Figure, steps: list[int], restyles: list[dict[str, Any]],
+                          titles: list[str] | None = None, active: int | None = None,
+                          traces: list[int] | None = None) -> go.Figure:
+    """A slider over checkpoints: step i applies `restyles[i]` (trace attributes, each a list
+    with one value per trace in `traces`) and sets the title to `titles[i]`."""
+    active = len(steps) - 1 if active is None else active
+    slider_steps = []
+    for i, step in enumerate(steps):
+        layout = {"title.text": titles[i]} if titles else {}
+        args: list[Any] = [restyles[i], layout]
+        if traces is not None:
+            args.append(traces)
+        slider_steps.append({"method": "update", "label": str(step), "args": args})
+    fig.update_layout(sliders=[{
+        "active": active,
+        # The current step is printed at the right end, clear of the x-axis title above the slider.
+        "currentvalue": {"prefix": "checkpoint step: ", "font": {"size": 14, "color": "#222"}, "xanchor": "right"},
+        "pad": {"t": 90},
+        "steps": slider_steps,
+        # Tick labels of long sliders overlap; the current value is printed above instead.
+        "font": {"size": 10 if len(steps) <= 20 else 1, "color": "#444" if len(steps) <= 20 else "rgba(0,0,0,0)"},
+        "name": "checkpoint",
+    }])
+    # Start on the active step.
+    for key, values in restyles[active].items():
+        for j, value in enumerate(values):
+            _set(fig.data[traces[j] if traces is not None else j], key, value)
+    if titles:
+        fig.update_layout(title_text=titles[active])
+    return fig
+
+
+def _set(trace: Any, key: str, value: Any) -> None:
+    trace.update(_nested(key, value))
+
+
+def _nested(key: str, value: Any) -> dict[str, Any]:
+    head, _, rest = key.partition(".")
+    return {head: _nested(rest, value) if rest else value}
+
+
+def freq_label(k: int, keys: Sequence[int] = ()) -> str:
+    return f"k={k}" + (" (key)" if k in keys else "")
+
+
+# --------------------------------------------------------------------------------------
+# Transition timeline
+# --------------------------------------------------------------------------------------
+
+
+#: The timeline's panels: (title, y-axis title, log scale, relative height).
+TIMELINE_PANELS = {
+    1: ("Loss (float64 cross-entropy, log scale)", "loss", True, 0.34),
+    2: ("Accuracy and circuit score", "fraction", False, 0.26),
+    3: ("Fourier sparsity (Gini) and clustered neurons", "Gini / fraction", False, 0.2),
+    4: ("Sum of squared weights", "Σ w²", False, 0.2),
+}
+
+
+def plot_timeline(result, phases=None) -> go.Figure:
+    """Losses, accuracies and circuit score, Fourier sparsity, weight norm; phases marked.
+
+    Panels: (1) train / test loss and the restricted (test) / excluded (train) loss, log
+    scale; (2) train / test accuracy and `circuit_score`; (3) Gini coefficients of the
+    Fourier norms of W_E and W_L and the fraction of neurons in a frequency cluster;
+    (4) the sum of squared weights. Panels without data are left out; other tasks' split
+    accuracies and losses (train_inferred, test_id, …) join panels 1 and 2. Phase
+    boundaries (`phases`, default the analysis's own) are shaded and drawn as dashed lines.
+    """
+    rows = result.rows
+    steps = [r["step"] for r in rows]
+    has = lambda key: any(key in r and _finite(r[key]) for r in rows)  # noqa: E731
+    series = [
+        (1, "train_loss", "train loss", "#1f77b4", "solid"),
+        (1, "test_loss", "test loss", "#d62728", "solid"),
+        (1, "restricted_loss", "restricted loss (key freqs only, test)", "#2ca02c", "dash"),
+        (1, "excluded_loss", "excluded loss (key freqs removed, train)", "#9467bd", "dash"),
+        (2, "train_acc", "train accuracy", "#1f77b4", "solid"),
+        (2, "test_acc", "test accuracy", "#d62728", "solid"),
+        (2, "circuit_score", "circuit score (train only)", "#000000", "solid"),
+        (3, "gini_embed", "Gini of W_E Fourier norms", "#17becf", "solid"),
+        (3, "gini_unembed", "Gini of W_L Fourier norms", "#bcbd22", "solid"),
+        (3, "frac_neurons_clustered", "fraction of neurons clustered", "#8c564b", "dot"),
+        (4, "sum_sq_weights", "sum of squared weights", "#7f7f7f", "solid"),
+    ]
+    # Other tasks name their splits differently (train_inferred, test_id, test_ood, ...).
+    known = {key for _, key, *_ in series}
+    for key in sorted({k for r in rows for k in r} - known):
+        if key.endswith("_acc") and has(key):
+            series.append((2, key, key.removesuffix("_acc").replace("_", " ") + " accuracy", None, "solid"))
+        elif key.endswith("_loss") and has(key):
+            series.append((1, key, key.removesuffix("_loss").replace("_", " ") + " loss", None, "solid"))
+    series = [s for s in series if has(s[1])]
+    panels = sorted({s[0] for s in series}) or [2]
+    row_of = {panel: i + 1 for i, panel in enumerate(panels)}
+    weights = [TIMELINE_PANELS[p][3] for p in panels]
+    fig = make_subplots(
+        rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.05,
+        row_heights=[w / sum(weights) for w in weights], subplot_titles=[TIMELINE_PANELS[p][0] for p in panels],
+    )
+    for panel, key, name, color, dash in series:
+        ys = [r.get(key, math.nan) for r in rows]
+        ys = [(max(y, 1e-12) if panel == 1 else y) if _finite(y) else None for y in ys]
+        fig.add_trace(go.Scatter(
+            x=steps, y=ys, name=name, mode="lines", legendgroup=str(panel),
+            line={"color": color, "dash": dash, "width": 3 if key == "circuit_score" else 2},
+            hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>",
+        ), row=row_of[panel], col=1)
+    _add_phases(fig, result, n_rows=len(panels), phases=phases)
+    for panel, row in row_of.items():
+        _, y_title, log, _ = TIMELINE_PANELS[panel]
+        fig.update_yaxes(title_text=y_title, type="log" if log else "linear", row=row, col=1)
+        if panel in (2, 3):
+            fig.update_yaxes(range=[-0.02, 1.02], row=row, col=1)
+    fig.update_xaxes(title_text="training step", row=len(panels), col=1)
+    keys = getattr(result, "key_frequencies", [])
+    modular = getattr(result, "kind", "modular") == "modular" and (keys or 3 in panels)
+    title = "Transition timeline" + (
+        f" (key frequencies {', '.join(f'k={k}' for k in keys) or 'none found'})" if modular else "")
+    fig.update_layout(title=title, height=250 + 700 * sum(weights), hovermode="x unified",
+                      legend={"tracegroupgap": 120})
+    return fig
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _add_phases(fig: go.Figure, result, n_rows: int, phases=None) -> None:
+    phases = phases if phases is not None else getattr(result, "phases", None)
+    if phases is None or not result.steps:
+        return
+    last = result.steps[-1]
+    for name, span in phases.to_dict().items():
+        if name not in PHASE_COLORS or span["start"] is None:
+            continue
+        end = span["end"] if span["end"] is not None else last
+        for r in range(1, n_rows + 1):
+            fig.add_vrect(x0=span["start"], x1=end, fillcolor=PHASE_COLORS[name], opacity=0.6, line_width=0,
+                          layer="below", row=r, col=1)
+        fig.add_annotation(x=(span["start"] + end) / 2, y=1.0, yref="y domain", text=PHASE_LABELS[name],
+                           showarrow=False, font={"size": 11, "color": "#333"}, row=1, col=1)
+    for label, step in (("train fitted", phases.memorized), ("test acc ≥ 50%", phases.cleanup_start),
+                        ("test acc ≥ 99%", phases.generalized)):
+        if step is None:
+            continue
+        for r in range(1, n_rows + 1):
+            fig.add_vline(x=step, line_dash="dash", line_color="#555", line_width=1, row=r, col=1)
+        last_axis = "y" if n_rows == 1 else f"y{n_rows}"
+        fig.add_annotation(x=step, y=0.0, yref=f"{last_axis} domain", text=f"{label}<br>step {step}", showarrow=False,
+                           xanchor="left", yanchor="bottom", font={"size": 10, "color": "#555"})
+
+
+# --------------------------------------------------------------------------------------
+# Fourier views
+# --------------------------------------------------------------------------------------
+
+
+def plot_embedding_spectrum(result, max_steps: int = 60) -> go.Figure:
+    """Fourier norm of W_E and of W_L = W_out·W_U per frequency, one checkpoint at a time."""
+    cps = _with(result, "embed_freq_norms", max_steps)
+    keys = result.key_frequencies
+    n_freq = cps[0].embed_freq_norms.shape[0] - 1
+    ks = list(range(1, n_freq + 1))
+    labels = [freq_label(k, keys) for k in ks]
+    fig = go.Figure([
+        go.Bar(x=labels, y=[0.0] * n_freq, name="embedding W_E", marker_color=EMBED_COLOR,
+               hovertemplate="%{x}<br>‖W_E in Fourier basis‖ = %{y:.3f}<extra>W_E</extra>"),
+        go.Bar(x=labels, y=[0.0] * n_freq, name="neuron→logit map W_L = W_out·W_U", marker_color=UNEMBED_COLOR,
+               hovertemplate="%{x}<br>‖W_L in Fourier basis‖ = %{y:.3f}<extra>W_L</extra>"),
+    ])
+    restyles = [{"y": [c.embed_freq_norms[1:].tolist(), c.unembed_freq_norms[1:].tolist()]} for c in cps]
+    titles = [f"Fourier norms of the embedding and W_L per frequency, step {c.step}" for c in cps]
+    add_checkpoint_slider(fig, [c.step for c in cps], restyles, titles)
+    top = max(max(max(r["y"][0]), max(r["y"][1])) for r in restyles)
+    fig.update_layout(barmode="group", xaxis_title="frequency k (cos/sin 2πk·x/p)", yaxis_title="L2 norm",
+                      yaxis_range=[0, top * 1.05 if top > 0 else 1], height=520, xaxis_tickangle=-60)
+    return fig
+
+
+def plot_embedding_norms_over_training(result) -> go.Figure:
+    """Heatmap: Fourier norm of the embedding per frequency (rows) at every checkpoint (columns)."""
+    cps = [c for c in result.checkpoints if c.embed_freq_norms is not None]
+    z = torch.stack([c.embed_freq_norms for c in cps]).T[1:]
+    labels = [freq_label(k, result.key_frequencies) for k in range(1, z.shape[0] + 1)]
+    fig = go.Figure(go.Heatmap(z=z.tolist(), x=[c.step for c in cps], y=labels, colorscale="Viridis",
+                               colorbar={"title": {"text": "‖F W_E‖"}},
+                               hovertemplate="step %{x}<br>%{y}<br>norm %{z:.3f}<extra></extra>"))
+    fig.update_layout(title="Embedding Fourier norms per frequency over training", xaxis_title="training step",
+                      yaxis_title="frequency k", height=max(400, 12 * z.shape[0] + 150))
+    return fig
+
+
+def plot_neuron_clusters(result, max_steps: int = 60) -> go.Figure:
+    """Number of MLP neurons whose activation is dominated by each frequency, per checkpoint.
+
+    A neuron belongs to frequency k when ≥ 85 % of its variance over the p² inputs lies in
+    the {const, cos k, sin k}² block of the 2-D Fourier transform; the rest are "unclustered".
+    """
+    cps = _with(result, "neuron_frequency", max_steps)
+    keys = result.key_frequencies
+    n_freq = result.p // 2 if result.p else int(max(int(c.neuron_frequency.max()) for c in cps))
+    labels = [freq_label(k, keys) for k in range(1, n_freq + 1)] + ["unclustered"]
+    colors = [KEY_COLOR if k in keys else OTHER_COLOR for k in range(1, n_freq + 1)] + ["#bbbbbb"]
+    d_mlp = cps[0].neuron_frequency.numel()
+
+    def counts(c) -> list[int]:
+        freq = c.neuron_frequency
+        per_k = torch.bincount(freq[freq > 0], minlength=n_freq + 1)[1:].tolist()
+        return per_k + [int((freq < 1).sum())]
+
+    fig = go.Figure(go.Bar(x=labels, y=[0] * len(labels), marker_color=colors, name="neurons",
+                           customdata=[d_mlp] * len(labels),
+                           hovertemplate="%{x}: %{y} neurons of %{customdata}<extra></extra>"))
+    restyles = [{"y": [counts(c)]} for c in cps]
+    titles = [f"MLP neurons per frequency cluster, step {c.step} ({sum(counts(c)[:-1])} of {d_mlp} clustered)"
+              for c in cps]
+    add_checkpoint_slider(fig, [c.step for c in cps], restyles, titles)
+    fig.update_layout(xaxis_title="frequency k of the neuron's cluster", yaxis_title="number of neurons",
+                      yaxis_range=[0, d_mlp * 1.02], height=480, xaxis_tickangle=-60, showlegend=False)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# Attribution and attention over training
+# --------------------------------------------------------------------------------------
+
+
+def plot_attribution(result, max_steps: int = 60) -> go.Figure:
+    """Direct logit attribution per component at one checkpoint (bars), with a slider."""
+    cps = _with(result, "dla", max_steps)
+    names = cps[0].dla_names or [f"component {i}" for i in range(cps[0].dla.numel())]
+    fig = go.Figure(go.Bar(x=names, y=[0.0] * len(names), name="direct logit attribution",
+                           hovertemplate="%{x}<br>contribution %{y:.3f}<extra></extra>"))
+
+    def colors(values: list[float]) -> list[str]:
+        return ["#2ca02c" if v >= 0 else "#d62728" for v in values]
+
+    restyles, titles = [], []
+    for c in cps:
+        values = c.dla.tolist()
+        restyles.append({"y": [values], "marker.color": [colors(values)]})
+        total = c.row.get("dla/total")
+        titles.append(f"Direct logit attribution to the correct answer, step {c.step}"
+                      + (f" (model's centered correct logit {total:.2f})" if _finite(total) else ""))
+    add_checkpoint_slider(fig, [c.step for c in cps], restyles, titles)
+    lo = min(min(r["y"][0]) for r in restyles)
+    hi = max(max(r["y"][0]) for r in restyles)
+    pad = 0.05 * (hi - lo or 1.0)
+    fig.update_layout(xaxis_title="component (embedding, head LlHh, bias, MLP)",
+                      yaxis_title="mean contribution to centered correct logit", yaxis_range=[min(lo, 0) - pad, hi + pad],
+                      height=460, showlegend=False)
+    return fig
+
+
+def plot_attribution_over_training(result) -> go.Figure:
+    cps = [c for c in result.checkpoints if c.dla is not None]
+    values = torch.stack([c.dla for c in cps])
+    fig = go.Figure()
+    for i, name in enumerate(cps[0].dla_names or []):
+        fig.add_trace(go.Scatter(x=[c.step for c in cps], y=values[:, i].tolist(), mode="lines", name=name,
+                                 hovertemplate=f"{name}: %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(title="Direct logit attribution to the correct answer over training",
+                      xaxis_title="training step", yaxis_title="mean contribution to centered correct logit",
+                      hovermode="x unified", height=450)
+    return fig
+
+
+def plot_attention_over_training(result, position_names: Sequence[str] = ("a", "b", "=")) -> go.Figure:
+    """Mean attention from the answer position to each input position, per head, over training."""
+    cps = [c for c in result.checkpoints if c.final_attention is not None]
+    att = torch.stack([c.final_attention for c in cps])  # [step, layer, head, key_pos]
+    fig = go.Figure()
+    dashes = ["solid", "dash", "dot", "dashdot"]
+    for layer in range(att.shape[1]):
+        for head in range(att.shape[2]):
+            for pos in range(att.shape[3]):
+                name = f"L{layer}H{head} → {position_names[pos] if pos < len(position_names) else pos}"
+                fig.add_trace(go.Scatter(x=[c.step for c in cps], y=att[:, layer, head, pos].tolist(), mode="lines",
+                                         name=name, legendgroup=f"L{layer}H{head}",
+                                         line={"dash": dashes[pos % len(dashes)]},
+                                         hovertemplate=f"{name}: %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(title="Attention from the answer position to each input position, per head",
+                      xaxis_title="training step", yaxis_title="mean attention weight", yaxis_range=[0, 1],
+                      hovermode="x unified", height=450)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# Layer × position heatmaps (logit lens of the entity tasks)
+# --------------------------------------------------------------------------------------
+
+
+def plot_layer_position(steps: Sequence[int], values: torch.Tensor, position_names: Sequence[str],
+                        title: str, value_name: str, layer_names: Sequence[str] | None = None,
+                        zmin: float | None = 0.0, zmax: float | None = 1.0, x_title: str = "position") -> go.Figure:
+    """A heatmap of values[step, layer, pos] (layer × position) with a checkpoint slider."""
+    values = values.double()
+    n_layers = values.shape[1]
+    layer_names = list(layer_names or ["embed"] + [f"after L{l}" for l in range(n_layers - 1)])
+    fig = go.Figure(go.Heatmap(
+        z=values[-1].tolist(), x=list(position_names), y=layer_names, colorscale="Blues", zmin=zmin, zmax=zmax,
+        colorbar={"title": {"text": value_name}},
+        hovertemplate=f"%{{y}}, position %{{x}}<br>{value_name} %{{z:.3f}}<extra></extra>",
+    ))
+    restyles = [{"z": [values[i].tolist()]} for i in range(len(steps))]
+    add_checkpoint_slider(fig, list(steps), restyles, [f"{title}, step {s}" for s in steps])
+    fig.update_layout(xaxis_title=x_title, yaxis_title="layer (residual stream)", height=450)
+    return fig
+
+
+_LENS_COLUMN = re.compile(r"^lens_(?P<target>.+)_mrr_L(?P<layer>\d+)$")
+_PATCH_COLUMN = re.compile(r"^patch_(?P<site>first|mid|last)_L(?P<layer>\d+)$")
+#: Where each logit-lens target of the entity tasks is read (`circuits.entity`).
+LENS_TARGET_POSITION = {"bridge": "r1", "answer": "r2 (last)", "v1": "e1", "v2": "e2", "answer_cmp": "e2 (last)"}
+
+
+def _grid_from_rows(rows: Sequence[dict[str, Any]], pattern: re.Pattern, column_key: str) -> tuple[list[int], list[str], torch.Tensor] | None:
+    """values[step, layer, column] from table columns named like `lens_bridge_mrr_L2`."""
+    found: dict[tuple[str, int], str] = {}
+    for key in rows[0] if rows else {}:
+        m = pattern.match(key)
+        if m:
+            found[(m.group(column_key), int(m.group("layer")))] = key
+    if not found:
+        return None
+    columns = list(dict.fromkeys(c for c, _ in found))
+    n_layers = 1 + max(l for _, l in found)
+    values = torch.full((len(rows), n_layers, len(columns)), math.nan, dtype=torch.float64)
+    for i, row in enumerate(rows):
+        for (c, l), key in found.items():
+            v = row.get(key)
+            if _finite(v):
+                values[i, l, columns.index(c)] = float(v)
+    return [int(r["step"]) for r in rows], columns, values
+
+
+def plot_logit_lens(result) -> go.Figure | None:
+    """Logit lens of an entity-task analysis: MRR of each target (bridge at r1, answer at the
+    last position, …) at every layer, per checkpoint. None when the analysis has no lens.
+
+    Reads the table columns `lens_{target}_mrr_L{layer}` written by `circuits.entity`
+    (layer 0 = embeddings, layer l = after block l).
+    """
+    grid = _grid_from_rows(getattr(result, "rows", []), _LENS_COLUMN, "target")
+    if grid is None:
+        return None
+    steps, targets, values = grid
+    names = [f"{t} @ {LENS_TARGET_POSITION.get(t, '?')}" for t in targets]
+    layers = ["embed"] + [f"after block {l}" for l in range(values.shape[1] - 1)]
+    return plot_layer_position(steps, values, names, "Logit lens: MRR of each target per layer", "MRR",
+                               layer_names=layers, x_title="target @ position")
+
+
+def plot_entity_measures(result) -> go.Figure | None:
+    """Entity tasks over training: logit-lens MRR of the intermediate entity (bridge, or v1)
+    and probe accuracy per layer; None when the table has neither."""
+    rows = getattr(result, "rows", [])
+    if not rows:
+        return None
+    target = "bridge" if any(k.startswith("lens_bridge_") or k.startswith("probe_bridge_") for k in rows[0]) else "v1"
+    steps = [r["step"] for r in rows]
+    fig = go.Figure()
+    for prefix, dash, what in ((f"lens_{target}_mrr_L", "solid", "logit-lens MRR"),
+                               (f"probe_{target}_acc_L", "dot", "probe accuracy")):
+        layers = sorted(int(k[len(prefix):]) for k in rows[0] if k.startswith(prefix) and k[len(prefix):].isdigit())
+        for layer in layers:
+            name = f"{what}, layer {layer}"
+            fig.add_trace(go.Scatter(x=steps, y=[r.get(f"{prefix}{layer}") for r in rows], name=name, mode="lines",
+                                     line={"dash": dash}, hovertemplate=f"{name}: %{{y:.3f}}<extra></extra>"))
+    if not fig.data:
+        return None
+    fig.update_layout(title=f"Is the {target} readable from the residual stream? (per layer, over training)",
+                      xaxis_title="training step", yaxis_title="MRR / accuracy", yaxis_range=[-0.02, 1.02],
+                      hovermode="x unified", height=450)
+    return fig
+
+
+def plot_causal_tracing(result) -> go.Figure | None:
+    """Causal tracing of an entity-task analysis: fraction of answers moved to the
+    counterfactual by patching (layer, position), per checkpoint; None without that analysis."""
+    grid = _grid_from_rows(getattr(result, "rows", []), _PATCH_COLUMN, "site")
+    if grid is None:
+        return None
+    steps, sites, values = grid
+    layers = ["embed"] + [f"after block {l}" for l in range(values.shape[1] - 1)]
+    return plot_layer_position(steps, values, sites, "Causal tracing: answers transferred by patching", "fraction",
+                               layer_names=layers, x_title="position (first / mid / last)")
+
+
+def _with(result, attribute: str, max_steps: int) -> list:
+    cps = [c for c in result.checkpoints if getattr(c, attribute, None) is not None]
+    if not cps:
+        raise ValueError(f"the analysis has no {attribute!r}; run it with the part that computes it")
+    keep = set(pick_steps([c.step for c in cps], max_steps, phase_steps(result)))
+    return [c for c in cps if c.step in keep]

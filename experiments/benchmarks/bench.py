@@ -1,0 +1,503 @@
+"""One benchmark run, one table: training throughput, time-to-grok, analysis throughput, start-up.
+
+    python -m experiments.benchmarks.bench            # full (~10-20 min on 2 busy cores)
+    python -m experiments.benchmarks.bench --quick    # a few minutes
+    python -m experiments.benchmarks.bench --grok-results /tmp/grok.jsonl --anchor-run /work/runs/mod-add
+
+Compared variants are measured interleaved in this one process (A, B, A, B, ...) and
+reported as medians, so load from other processes hits both alike. Nothing here is a
+unit test: there are no timed assertions anywhere in `tests/`.
+
+Time-to-grok runs take minutes to hours, so they are run by `experiments.benchmarks.grok`
+(in the background) and read here from `--grok-results`; `--grok-seeds N` runs N seeds of
+`mod-add-fast` in this process instead. The anchor recipe's wall-clock, when no anchor run
+finished, is extrapolated: its steps to grok (from `--anchor-run`, a project-trainer run
+of `mod-add`: the same initial weights and the same function as the reference) divided by
+the reference's steps/s measured here. The table says which numbers are extrapolated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python experiments/benchmarks/bench.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import torch
+
+from interp.config import RunConfig
+from interp.presets import PRESETS
+
+ROWS: list[tuple[str, str, str, str]] = []  # (section, measurement, value, note)
+
+
+def row(section: str, measurement: str, value: str, note: str = "") -> None:
+    ROWS.append((section, measurement, value, note))
+    print(f"  {section:10s} {measurement:55s} {value:>14s}  {note}", flush=True)
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+# --------------------------------------------------------------------------------------
+# Machine
+# --------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": model,
+        "nproc": str(os.cpu_count()),
+        "torch_threads": str(torch.get_num_threads()),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "load_avg_start": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+    }
+    return info
+
+
+def matmul_peak(n: int, repeats: int = 5) -> float:
+    """fp32 GFLOP/s of one large torch.matmul, best of `repeats` (the machine's practical peak)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return max(rates)
+
+
+# --------------------------------------------------------------------------------------
+# Training throughput
+# --------------------------------------------------------------------------------------
+
+
+def step_flops(config: RunConfig, batch: int, *, all_positions: bool) -> float:
+    """Analytic FLOPs of one forward + backward (backward = 2 x forward) of the 1-layer model.
+
+    `all_positions`: the reference (Q, K, V, O, MLP, unembedding at every position). Else the
+    project's shortcut: Q/K/V on the (position, token) tables, the rest at the last position.
+    """
+    m, t = config.model, config.task
+    d, hd, mlp, v_out, seq = m.d_model, m.n_heads * m.d_head, m.d_mlp, t.d_vocab_out, t.n_ctx
+    attn = 2 * 2 * m.n_heads * seq * m.d_head  # scores + pattern @ v, per query
+    per_query = attn + 2 * hd * d + 2 * 2 * d * mlp + 2 * d * v_out  # attention, O, MLP, unembed
+    if all_positions:
+        forward = batch * seq * (3 * 2 * d * hd + per_query)
+    else:
+        tables = (2 * seq + 1) * t.d_vocab * 2 * d * hd  # K, V on every position's table, Q on the last
+        forward = tables + batch * per_query
+    return 3.0 * forward
+
+
+def training_throughput(rounds: int, block: int, peak: float) -> dict[str, float]:
+    from experiments.benchmarks.reference import make_optimizer, reference_from_config, reference_step
+    from interp.training import Trainer
+
+    config = PRESETS["mod-add"]
+    trainer = Trainer(config, Path("/tmp/interp_bench_unused"), progress=False)  # writes nothing
+    reference = reference_from_config(config)
+    opt, sched = make_optimizer(reference, config)
+    x, y = trainer.train_tokens, trainer.train_labels
+    n = len(y)
+
+    def time_block(fn) -> float:
+        start = time.perf_counter()
+        for _ in range(block):
+            fn()
+        return block / (time.perf_counter() - start)
+
+    project = lambda: trainer.train_step()  # noqa: E731
+    plain = lambda: reference_step(reference, opt, sched, x, y)  # noqa: E731
+    project(), plain()  # warm-up
+    rates = {"project": [], "reference": []}
+    for _ in range(rounds):  # interleaved: contention hits both alike
+        rates["project"].append(time_block(project))
+        rates["reference"].append(time_block(plain))
+    row("train", "torch threads", str(torch.get_num_threads()), "")
+    p_rate, r_rate = median(rates["project"]), median(rates["reference"])
+    p_flops = step_flops(config, n, all_positions=False)
+    r_flops = step_flops(config, n, all_positions=True)
+    row("train", f"project Trainer step, mod-add full batch ({n} ex.)", f"{p_rate:.2f} steps/s",
+        f"median of {rounds}x{block} steps; {p_flops / 1e9:.2f} GFLOP/step -> {p_rate * p_flops / 1e9:.1f} GFLOP/s "
+        f"({100 * p_rate * p_flops / 1e9 / peak:.0f}% of peak)")
+    row("train", "plain PyTorch reference, every position", f"{r_rate:.2f} steps/s",
+        f"{r_flops / 1e9:.2f} GFLOP/step -> {r_rate * r_flops / 1e9:.1f} GFLOP/s ({100 * r_rate * r_flops / 1e9 / peak:.0f}% of peak)")
+    row("train", "speed-up project / reference (target >= 1.8x)", f"{p_rate / r_rate:.2f}x",
+        f"per-round ratios {', '.join(f'{a / b:.2f}' for a, b in zip(rates['project'], rates['reference']))}")
+    return {"project_steps_s": p_rate, "reference_steps_s": r_rate}
+
+
+def multiseed_throughput(seed_counts: list[int], rounds: int, block: int, device: str) -> None:
+    from interp.multiseed import MultiSeedTrainer
+
+    config = PRESETS["mod-add"]
+    trainers = {s: MultiSeedTrainer(config, list(range(999, 999 + s)), device=device) for s in seed_counts}
+    for t in trainers.values():
+        t.train_step()
+    rates: dict[int, list[float]] = {s: [] for s in seed_counts}
+    for _ in range(rounds):
+        for s, t in trainers.items():
+            start = time.perf_counter()
+            for _ in range(block):
+                t.train_step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            rates[s].append(block * s / (time.perf_counter() - start))
+    base = median(rates[seed_counts[0]]) / seed_counts[0]
+    for s in seed_counts:
+        r = median(rates[s])
+        row("multiseed", f"{s} seed(s) of mod-add in one process ({device})", f"{r:.2f} seed-steps/s",
+            f"{r / (base * s):.2f}x of {s} x single-seed rate")
+
+
+# --------------------------------------------------------------------------------------
+# Time-to-grok
+# --------------------------------------------------------------------------------------
+
+
+def grok_from_run(run_dir: Path, target: float = 0.99) -> tuple[int | None, int]:
+    """(first step with test_acc >= target, last step) from a run's metrics.jsonl."""
+    last, first = 0, None
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        last = max(last, r["step"])
+        if first is None and r.get("test_acc", 0) >= target:
+            first = r["step"]
+    return first, last
+
+
+def time_to_grok(results: Path | None, anchor_run: Path | None, grok_seeds: int, reference_rate: float,
+                 project_rate: float) -> None:
+    from experiments.benchmarks.grok import time_to_grok_trainer
+
+    lines = [json.loads(x) for x in results.read_text().splitlines()] if results and results.exists() else []
+    fast = [r for r in lines if r["recipe"] == "mod-add-fast" and not r.get("overrides")]
+    for seed in range(999, 999 + grok_seeds):
+        config = PRESETS["mod-add-fast"].with_overrides([f"model.seed={seed}"])
+        r = time_to_grok_trainer(config, Path(f"/tmp/interp_bench_grok_s{seed}"))
+        r.update(recipe="mod-add-fast", seed=seed)
+        fast.append(r)
+    fast_secs = fast_steps = None
+    if fast:
+        done = [r for r in fast if r["grok_step"] is not None]
+        seeds = "; ".join(f"seed {r['seed']}: {r['grok_step']} steps, {r['seconds']:.0f} s" for r in fast)
+        if done:
+            fast_secs = median([r["seconds"] for r in done])
+            fast_steps = median([r["grok_step"] for r in done])
+            row("grok", f"(b) mod-add-fast, median of {len(done)} seed(s) (of {len(fast)} run)",
+                f"{fast_steps:.0f} steps / {fast_secs:.0f} s",
+                f"measured, wall-clock incl. checkpoints + evaluation every 25 steps ({seeds})")
+    anchors = [r for r in lines if r["recipe"] == "anchor" and r["grok_step"] is not None]
+    anchor_secs = anchor_steps = None
+    lower_bound = False
+    if anchors:
+        anchor_secs = median([r["seconds"] for r in anchors])
+        anchor_steps = median([r["grok_step"] for r in anchors])
+        row("grok", f"(a) anchor recipe in the reference, median of {len(anchors)} seed(s)",
+            f"{anchor_steps:.0f} steps / {anchor_secs:.0f} s", "measured")
+    elif anchor_run is not None and (anchor_run / "metrics.jsonl").exists():
+        first, last = grok_from_run(anchor_run)
+        lower_bound = first is None
+        anchor_steps = last if lower_bound else first
+        anchor_secs = anchor_steps / reference_rate
+        what = f"still < 99 % test acc at step {last}" if lower_bound else f"99 % at step {first}"
+        row("grok", "(a) anchor recipe, seed 999", f"{'>' if lower_bound else ''}{anchor_steps} steps / "
+            f"{'>' if lower_bound else ''}{anchor_secs:.0f} s",
+            f"steps from {anchor_run} (project trainer, same init and function as the reference; {what}); "
+            f"seconds EXTRAPOLATED = steps / reference {reference_rate:.2f} steps/s measured above")
+    if fast_secs and anchor_secs:
+        sign = ">=" if lower_bound else ""
+        row("grok", "wall-clock speed-up (a) / (b) (target >= 10x)", f"{sign}{anchor_secs / fast_secs:.1f}x",
+            "(b) measured under its own load; (a) as above")
+        if anchor_steps and fast_steps:
+            row("grok", "  same, load-independent: step ratio x per-step speed ratio",
+                f"{sign}{anchor_steps / fast_steps * project_rate / reference_rate:.1f}x",
+                f"({anchor_steps}/{fast_steps:.0f}) x ({project_rate:.2f}/{reference_rate:.2f}); excludes (b)'s evaluation")
+
+
+# --------------------------------------------------------------------------------------
+# Analysis throughput
+# --------------------------------------------------------------------------------------
+
+
+def synthetic_run(p: int, n_checkpoints: int, root: Path = Path("/tmp/interp_bench_runs")) -> Path:
+    """A run folder of the mod-add shape with `n_checkpoints` checkpoints (cached).
+
+    Weights: the preset's initial weights plus a small random walk. The analysis does the
+    same work whatever the values, and training 400+ real checkpoints would take longer
+    than the benchmark itself; `--analysis-run` analyzes a real run instead.
+    """
+    from interp import runs
+    from interp.model import build_model, state_dict
+    from interp.tasks import build_task
+
+    run_dir = root / f"p{p}_n{n_checkpoints}"
+    if (run_dir / runs.MANIFEST_FILE).exists():
+        return run_dir
+    config = PRESETS["mod-add"].with_overrides([f"task.p={p}", f"train.steps={n_checkpoints - 1}"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runs.atomic_write_json(run_dir / runs.CONFIG_FILE, config.to_dict())
+    task = build_task(config.task)
+    runs.save_split(run_dir, task)
+    t = config.task
+    weights = state_dict(build_model(config.model, d_vocab=t.d_vocab, d_vocab_out=t.d_vocab_out, n_ctx=t.n_ctx))
+    generator = torch.Generator().manual_seed(0)
+    manifest = []
+    for step in range(n_checkpoints):
+        weights = {k: v + 1e-3 * torch.randn(v.shape, generator=generator) for k, v in weights.items()}
+        file = runs.checkpoint_name(step)
+        digest = runs.save_tensors(run_dir / file, weights, metadata={"step": str(step)})
+        manifest.append({"step": step, "file": file, "sha256": digest})
+    (run_dir / runs.METRICS_FILE).write_text("")
+    runs.atomic_write_json(run_dir / runs.MANIFEST_FILE, {"checkpoints": manifest})
+    return run_dir
+
+
+class PeakRSS:
+    """Peak resident memory during a block, sampled from /proc/self/statm every 5 ms."""
+
+    def __enter__(self):
+        self.peak = self.start = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _rss(self) -> int:
+        try:
+            return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+
+@dataclass
+class Curve:
+    times: list[float]  # seconds after the start at which each checkpoint finished
+    rss: list[int]  # peak RSS so far (bytes) at each checkpoint
+
+
+def analyze_with_curve(run_dir: Path, steps: list[int] | None = None) -> Curve:
+    """`analyze_run(run, ("fourier",))`, timing each checkpoint (instrumented, not changed)."""
+    from circuits import analyze
+    from interp.runs import load_run
+
+    run = load_run(run_dir)
+    curve = Curve([], [])
+    original = analyze.analyze_checkpoint
+    with PeakRSS() as mem:
+        start = time.perf_counter()
+
+        def timed(*args, **kwargs):
+            out = original(*args, **kwargs)
+            curve.times.append(time.perf_counter() - start)
+            curve.rss.append(mem.peak)
+            return out
+
+        analyze.analyze_checkpoint = timed
+        try:
+            analyze.analyze_run(run, ("fourier",), steps=steps)
+        finally:
+            analyze.analyze_checkpoint = original
+    curve.times.insert(0, 0.0)  # the key-frequency pass before the first checkpoint is in times[1]
+    return curve
+
+
+def naive_analysis(run_dir: Path, n: int) -> float:
+    """The loop without the project's reuse: per checkpoint a new model, a new Fourier basis and
+    task context, TransformerLens run_with_cache on all p² inputs, the O(p³) basis transform."""
+    from circuits import analyze, fourier
+    from circuits.activations import final_position_activations_hooked
+    from interp.runs import load_run
+
+    run = load_run(run_dir)
+    steps = run.steps[:n]
+    saved = analyze.final_position_activations, fourier._is_fourier_basis
+    analyze.final_position_activations = final_position_activations_hooked
+    fourier._is_fourier_basis = lambda basis: False
+    try:
+        keys = analyze.analyze_run(run, ("fourier",), steps=steps[-1:]).key_frequencies
+        start = time.perf_counter()
+        for step in steps:
+            ctx = analyze._ModularContext(run)  # rebuilds the basis and task every time
+            ctx.set_key_frequencies(keys)
+            model = run.model_at(step)  # rebuilds the model every time
+            analyze.analyze_checkpoint(model, step, ctx, ("fourier",))
+        return (time.perf_counter() - start) / len(steps)
+    finally:
+        analyze.final_position_activations, fourier._is_fourier_basis = saved
+
+
+def analysis_throughput(p_main: int, n_main: int, p_values: list[int], n_small: int, p_naive: int, n_naive: int,
+                        n_full: int, real_run: Path | None, p_full: int = 113) -> None:
+    main = real_run or synthetic_run(p_main, n_main)
+    label = f"real run {real_run}" if real_run else f"synthetic p={p_main}"
+    curve = analyze_with_curve(main)
+    n = len(curve.times) - 1
+    total = curve.times[-1]
+    row("analysis", f"analyze --fourier, {n} checkpoints ({label})", f"{n / total:.2f} ckpt/s",
+        f"{total:.1f} s in all, import excluded")
+    marks = sorted({max(1, n // 4), max(1, n // 2), n})
+    per = [curve.times[m] / m for m in marks]
+    row("analysis", "  linear in checkpoints: s/ckpt after " + ", ".join(map(str, marks)),
+        " / ".join(f"{x:.3f}" for x in per), "equal values = linear")
+    rss = [curve.rss[m - 1] / 2**20 for m in marks]
+    row("analysis", "  peak RSS after " + ", ".join(map(str, marks)) + " ckpts (MiB)",
+        " / ".join(f"{x:.0f}" for x in rss), "flat = streamed (one model object reused)")
+    rates = {}
+    for p in p_values:
+        c = analyze_with_curve(synthetic_run(p, n_small))
+        rates[p] = (c.times[-1] - c.times[1]) / (len(c.times) - 2)  # steady state, key-frequency pass excluded
+        row("analysis", f"  p={p}: s per checkpoint ({n_small} ckpts)", f"{rates[p]:.3f} s", "")
+    if len(p_values) >= 2:
+        import math
+
+        lo, hi = min(p_values), max(p_values)
+        row("analysis", f"  growth with p ({lo}->{hi})", f"~p^{math.log(rates[hi] / rates[lo]) / math.log(hi / lo):.1f}",
+            "p² inputs x d_mlp neurons")
+    if n_naive:
+        naive = naive_analysis(synthetic_run(p_naive, n_small), n_naive)
+        fast = rates[p_naive]
+        row("analysis", f"  naive loop (rebuild model+basis, run_with_cache, p={p_naive})", f"{naive:.3f} s/ckpt",
+            f"{naive / fast:.1f}x slower than the project's analyze_run ({n_naive} ckpts)")
+    threads_row(p_values[1] if len(p_values) > 1 else p_values[0], n_small)
+    if p_full in rates:
+        row("analysis", f"all {n_full} ckpts of a 40k-step mod-add run (p={p_full})", f"{n_full * rates[p_full]:.0f} s",
+            "extrapolated from the linear rate; target < 30 s")
+
+
+def threads_row(p: int, n: int, rounds: int = 3) -> None:
+    """Per-checkpoint analysis time with 1 vs 2 torch threads, interleaved (oversubscription check)."""
+    from circuits import analyze
+    from interp.runs import load_run
+
+    run = load_run(synthetic_run(p, n))
+    steps = run.steps[:2]
+    saved = torch.get_num_threads()
+    times: dict[int, list[float]] = {1: [], 2: []}
+    try:
+        for _ in range(rounds):
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                start = time.perf_counter()
+                analyze.analyze_run(run, ("fourier",), steps=steps)
+                times[threads].append((time.perf_counter() - start) / (len(steps) + 1))
+    finally:
+        torch.set_num_threads(saved)
+    one, two = median(times[1]), median(times[2])
+    row("analysis", f"  p={p}: s/ckpt with 1 vs 2 torch threads (interleaved)", f"{one:.3f} / {two:.3f}",
+        "2 threads lose when the cores are oversubscribed (OpenMP threads wait on each other)")
+
+
+# --------------------------------------------------------------------------------------
+# Start-up
+# --------------------------------------------------------------------------------------
+
+
+def startup(repeats: int) -> None:
+    exe = Path(sys.executable).with_name("interp")
+    cmd = [str(exe), "--help"] if exe.exists() else [sys.executable, "-m", "interp.cli", "--help"]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    row("startup", "interp --help wall time (target < 1 s)", f"{median(times):.2f} s", f"median of {repeats}")
+    code = "import sys, interp.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+    row("startup", "import interp.cli imports torch?", out, "tested in tests/test_cli.py")
+
+
+# --------------------------------------------------------------------------------------
+
+
+def print_table(info: dict[str, str]) -> str:
+    lines = [
+        f"machine: {info['cpu']}, nproc {info['nproc']}, torch {info['torch']} ({info['torch_threads']} threads), "
+        f"python {info['python']}, CUDA: {info['cuda']}; load average at start {info['load_avg_start']}, "
+        f"at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
+        "",
+        "| section | measurement | value | note |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {s} | {m.strip()} | {v} | {n} |" for s, m, v, n in ROWS]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a short version (minutes)")
+    parser.add_argument("--grok-results", type=Path, help="JSON lines from experiments.benchmarks.grok")
+    parser.add_argument("--anchor-run", type=Path, help="a project-trainer run of mod-add (steps to grok of the anchor)")
+    parser.add_argument("--grok-seeds", type=int, default=0, help="run this many seeds of mod-add-fast here")
+    parser.add_argument("--analysis-run", type=Path, help="analyze this real run instead of a synthetic one")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--skip", action="append", default=[], help="section to skip (train, multiseed, grok, analysis, startup)")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = machine()
+    print(f"machine: {info}", flush=True)
+    q = args.quick
+    peak = matmul_peak(1024 if q else 2048)
+    row("machine", f"fp32 matmul peak ({1024 if q else 2048}² torch.matmul, best of 5)", f"{peak:.1f} GFLOP/s", "")
+    rates = {"project_steps_s": float("nan"), "reference_steps_s": float("nan")}
+    if "train" not in args.skip:
+        rates = training_throughput(rounds=3 if q else 7, block=2 if q else 5, peak=peak)
+    if "multiseed" not in args.skip:
+        multiseed_throughput([1, 2] if q else [1, 2, 4], rounds=2 if q else 3, block=2 if q else 3, device=args.device)
+    if "grok" not in args.skip:
+        time_to_grok(args.grok_results, args.anchor_run, args.grok_seeds, rates["reference_steps_s"], rates["project_steps_s"])
+    if "analysis" not in args.skip:
+        from interp.training import checkpoint_schedule
+
+        n_full = len(checkpoint_schedule(40_000, 100, 1000))
+        if q:
+            analysis_throughput(59, 40, [31, 59, 113], 5, 59, 2, n_full, args.analysis_run)
+        else:
+            analysis_throughput(113, n_full, [31, 59, 113], 12, 113, 3, n_full, args.analysis_run)
+    if "startup" not in args.skip:
+        startup(3)
+    table = print_table(info)
+    print("\n" + table)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "rows": ROWS}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

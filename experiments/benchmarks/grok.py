@@ -1,0 +1,80 @@
+"""Time-to-grok of one recipe and seed, appended as a JSON line (for long background runs).
+
+    python -m experiments.benchmarks.grok anchor --seed 999 --out /tmp/grok.jsonl
+    python -m experiments.benchmarks.grok mod-add-fast --seed 999 --out /tmp/grok.jsonl
+
+`anchor` is Nanda et al.'s recipe (the `mod-add` preset's optimizer settings) in the plain
+full-sequence reference; any other name is a preset trained by the project's Trainer.
+Both stop at the first evaluation with test accuracy >= 0.99. `bench.py --grok-results`
+reads these lines into its table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+
+def time_to_grok_trainer(config, run_dir: Path, target: float = 0.99) -> dict:
+    """Wall-clock of `interp train` (checkpoints and evaluation included) until test acc >= target."""
+    from interp.training import train
+
+    train_cfg = replace(config.train, stop_at_test_acc=target, stop_patience=1)
+    config = replace(config, train=train_cfg)
+    start = time.perf_counter()
+    result = train(config, run_dir, progress=False, overwrite=True)
+    seconds = time.perf_counter() - start
+    grokked = result.stopped_early
+    return {"grok_step": result.final_step if grokked else None, "seconds": seconds, "steps_run": result.final_step}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe")
+    parser.add_argument("--seed", type=int, default=999)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--max-steps", type=int, default=40_000)
+    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from interp.presets import PRESETS
+
+    name = "mod-add" if args.recipe == "anchor" else args.recipe
+    config = PRESETS[name].with_overrides([f"model.seed={args.seed}", f"train.steps={args.max_steps}", *args.overrides])
+    if args.recipe == "anchor":
+        from experiments.benchmarks.reference import train_reference_to_grok
+
+        log_file = args.out.with_suffix(f".anchor_s{args.seed}.log")
+        with open(log_file, "a") as log:
+            res = train_reference_to_grok(
+                config, max_steps=args.max_steps, eval_every=args.eval_every,
+                log=lambda line: (log.write(line + "\n"), log.flush()),
+            )
+        row = {"grok_step": res.grok_step, "seconds": res.seconds, "steps_run": res.steps_run}
+    else:
+        config = config.with_overrides([f"train.ckpt_every={args.eval_every}"])
+        import hashlib
+
+        tag = hashlib.sha1(" ".join(args.overrides).encode()).hexdigest()[:8]
+        row = time_to_grok_trainer(config, Path(f"/tmp/interp_grok_{name}_s{args.seed}_{tag}"))
+        row["run_dir"] = f"/tmp/interp_grok_{name}_s{args.seed}_{tag}"
+    row.update(recipe=args.recipe, seed=args.seed, threads=torch.get_num_threads(),
+               overrides=args.overrides, finished=time.strftime("%H:%M:%S"))
+    with open(args.out, "a") as handle:
+        handle.write(json.dumps(row) + "\n")
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

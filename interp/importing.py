@@ -1,0 +1,449 @@
+"""`interp import`: bring TransformerLens checkpoints trained elsewhere into a run folder.
+
+Input: a folder of state dicts in the older `HookedTransformer` naming
+
+    embed.W_E [d_vocab, d_model]           pos_embed.W_pos [n_ctx, d_model]
+    blocks.L.attn.W_Q/W_K/W_V [n_heads, d_model, d_head]   b_Q/b_K/b_V [n_heads, d_head]
+    blocks.L.attn.W_O [n_heads, d_head, d_model]           b_O [d_model]
+    blocks.L.mlp.W_in [d_model, d_mlp]  b_in [d_mlp]       W_out [d_mlp, d_model]  b_out [d_model]
+    blocks.L.ln1.w/b, blocks.L.ln2.w/b, ln_final.w/b       (normalization_type "LN" only)
+    unembed.W_U [d_model, d_vocab_out]  b_U [d_vocab_out]
+
+one file per step (`step_1200.safetensors`, `checkpoint_1200.pt`: the last number in the
+name is the step), a TransformerLens-style config JSON (d_model, n_layers, n_heads, d_head,
+d_mlp, d_vocab, d_vocab_out, n_ctx, act_fn, normalization_type) and a task spec JSON
+(operation, p, and the train split as `train_indices`, `train_pairs` or
+`split_seed` + `train_frac`). Output: a normal run folder (config, split, checkpoints,
+manifest, metrics computed with `interp.training.evaluate`), so `interp analyze` works.
+
+Conversions (our native model uses `nn.Linear`, weight [out, in], and one q/k/v/o Linear
+over n_heads * d_head, head-major, which is how TL's W_Q [h, m, d] flattens):
+W_Q -> q.weight = W_Q as [(h d), m]; W_O -> o.weight = W_O as [m, (h d)]; W_in/W_out/W_U are
+transposed; LN w/b are LayerNorm weight/bias. `LNPre` (TL's folded, parameter-free LN) is
+imported as LN with weight 1 and bias 0, which computes the same function.
+
+Not convertible, and refused with a message: a non-zero `b_U` (our unembedding has no
+bias; a constant per-class bias cannot be folded into W_U because the final residual has
+no constant direction), attention-only models, rotary or other positional embeddings,
+gated MLPs, other norms, and any config whose vocabulary does not match the task
+(d_vocab = p + 1 with `=` as token p, d_vocab_out = p, n_ctx = 3).
+
+Safety: `.safetensors` is read with safetensors; `.pt`/`.pth` only with
+`torch.load(weights_only=True)`, which refuses arbitrary pickled objects. Nothing is
+written until every input has been read and converted, and the run folder appears by a
+single rename, so a failed import leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args
+
+import torch
+from einops import rearrange
+from torch import Tensor
+
+from interp import runs
+from interp.config import ActFn, ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig
+from interp.tasks import TaskData, build_task
+
+#: File names looked for in the source folder when no config path is given.
+TL_CONFIG_NAMES = ("config.json", "cfg.json", "tl_config.json")
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth")
+IMPORT_FILE = "import.json"
+
+#: TL state-dict entries that are buffers, not weights: ignored.
+_IGNORED_SUFFIXES = (".attn.mask", ".attn.IGNORE")
+
+#: TL config keys that change the computation, with the values we can import.
+_MUST_BE = {
+    "attn_only": (False,),
+    "positional_embedding_type": ("standard",),
+    "gated_mlp": (False,),
+    "final_rms": (False,),
+    "parallel_attn_mlp": (False,),
+    "use_local_attn": (False,),
+    "attention_dir": ("causal",),
+    "use_attn_scale": (True,),
+    "scale_attn_by_inverse_layer_idx": (False,),
+    "use_qk_norm": (False,),
+    "n_key_value_heads": (None,),
+    "rotary_dim": (None,),
+    "use_normalization_before_and_after": (False,),
+    "post_embedding_ln": (False,),
+    "final_ln": (True,),
+    "num_experts": (None,),
+    "attn_scores_soft_cap": (-1, -1.0, 0, 0.0),
+    "output_logits_soft_cap": (-1, -1.0, 0, 0.0),
+}
+
+_TASK_KEYS = {"kind", "operation", "p", "train_indices", "train_pairs", "split_seed", "train_frac"}
+
+
+class ImportCheckpointError(ValueError):
+    """The input cannot be imported; the message names the file (or key) and what is wrong."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    run_dir: Path
+    steps: list[int]
+    config: RunConfig
+
+
+# -- reading the inputs -------------------------------------------------------------------------
+
+
+def _read_json_file(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ImportCheckpointError(f"{path}: no such {what} file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ImportCheckpointError(f"{path}: {what} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ImportCheckpointError(f"{path}: {what} must be a JSON object")
+    return data
+
+
+def _tl_int(cfg: dict[str, Any], key: str, where: str) -> int:
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ImportCheckpointError(f"{where}: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+def model_config_from_tl(cfg: dict[str, Any], where: str = "TL config") -> tuple[ModelConfig, int, int, int, str]:
+    """Our ModelConfig from a TransformerLens config dict; also (d_vocab, d_vocab_out, n_ctx, norm)."""
+    dims = {k: _tl_int(cfg, k, where) for k in ("d_model", "n_layers", "n_heads", "d_head", "d_vocab", "n_ctx")}
+    d_mlp = cfg.get("d_mlp")
+    dims["d_mlp"] = _tl_int(cfg, "d_mlp", where) if d_mlp is not None else 4 * dims["d_model"]
+    d_vocab_out = cfg.get("d_vocab_out", -1)
+    d_vocab_out = dims["d_vocab"] if d_vocab_out in (-1, None) else _tl_int(cfg, "d_vocab_out", where)
+    for key, allowed in _MUST_BE.items():
+        if key in cfg and cfg[key] not in allowed:
+            raise ImportCheckpointError(
+                f"{where}: {key}={cfg[key]!r} is not supported; importable: {', '.join(map(repr, allowed))}"
+            )
+    if "attn_scale" in cfg and cfg["attn_scale"] not in (None, -1, -1.0):
+        if not math.isclose(float(cfg["attn_scale"]), math.sqrt(dims["d_head"]), rel_tol=1e-6):
+            raise ImportCheckpointError(
+                f"{where}: attn_scale={cfg['attn_scale']!r} is not supported; only sqrt(d_head)"
+            )
+    norm = cfg.get("normalization_type")
+    if norm not in (None, "LN", "LNPre"):
+        raise ImportCheckpointError(
+            f"{where}: normalization_type={norm!r} is not supported; importable: null, 'LN', 'LNPre'"
+        )
+    if norm is not None and not math.isclose(float(cfg.get("eps", 1e-5)), 1e-5):
+        raise ImportCheckpointError(f"{where}: eps={cfg['eps']!r} is not supported; only 1e-5")
+    act_fn = cfg.get("act_fn")
+    if act_fn not in get_args(ActFn):
+        raise ImportCheckpointError(f"{where}: act_fn={act_fn!r} is not supported; importable: {', '.join(get_args(ActFn))}")
+    try:
+        model = ModelConfig(
+            n_layers=dims["n_layers"], d_model=dims["d_model"], n_heads=dims["n_heads"],
+            d_head=dims["d_head"], d_mlp=dims["d_mlp"], act_fn=act_fn,
+            normalization="none" if norm is None else "LN",
+        )
+    except ConfigError as exc:
+        raise ImportCheckpointError(f"{where}: {exc}") from None
+    return model, dims["d_vocab"], d_vocab_out, dims["n_ctx"], "none" if norm is None else norm
+
+
+def task_from_spec(spec: dict[str, Any], where: str = "task spec") -> TaskData:
+    """The modular task with the split the checkpoints were trained on."""
+    unknown = sorted(set(spec) - _TASK_KEYS)
+    if unknown:
+        raise ImportCheckpointError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(_TASK_KEYS))}")
+    if spec.get("kind", "modular") != "modular":
+        raise ImportCheckpointError(f"{where}: kind={spec['kind']!r}; only 'modular' tasks can be imported")
+    for key in ("operation", "p"):
+        if key not in spec:
+            raise ImportCheckpointError(f"{where}: missing {key!r}")
+    explicit = [k for k in ("train_indices", "train_pairs") if k in spec]
+    if len(explicit) > 1 or (explicit and "train_frac" in spec):
+        raise ImportCheckpointError(f"{where}: give the split once: train_indices, train_pairs or split_seed + train_frac")
+    if not explicit and "train_frac" not in spec:
+        raise ImportCheckpointError(f"{where}: missing the split: train_indices, train_pairs or split_seed + train_frac")
+    try:
+        base = RunConfig.from_dict(
+            {"task": {k: spec[k] for k in ("operation", "p", "split_seed", "train_frac") if k in spec}}
+        ).task
+    except ConfigError as exc:
+        raise ImportCheckpointError(f"{where}: {exc}") from None
+    if not explicit:
+        try:
+            return build_task(base)
+        except ValueError as exc:
+            raise ImportCheckpointError(f"{where}: {exc}") from None
+
+    p = base.p
+    full = build_task(_any_split(base))
+    raw = spec[explicit[0]]
+    if not isinstance(raw, list) or not raw:
+        raise ImportCheckpointError(f"{where}: {explicit[0]} must be a non-empty list")
+    try:
+        if explicit[0] == "train_pairs":
+            pairs = torch.tensor(raw, dtype=torch.long)
+            if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.min() < 0 or pairs.max() >= p:
+                raise ValueError
+            index = pairs[:, 0] * p + pairs[:, 1]
+        else:
+            index = torch.tensor(raw, dtype=torch.long)
+            if index.ndim != 1 or index.min() < 0 or index.max() >= p * p:
+                raise ValueError
+    except (ValueError, TypeError, RuntimeError):
+        what = "[a, b] pairs with 0 <= a, b < p" if explicit[0] == "train_pairs" else "integers a*p + b in [0, p^2)"
+        raise ImportCheckpointError(f"{where}: {explicit[0]} must be a list of {what} (p = {p})") from None
+    if len(index.unique()) != len(index):
+        raise ImportCheckpointError(f"{where}: {explicit[0]} lists an example twice")
+    if (full.labels[index] < 0).any():
+        raise ImportCheckpointError(f"{where}: {explicit[0]} contains examples with no answer (e.g. division by 0)")
+    valid = torch.nonzero(full.labels >= 0).squeeze(1)
+    is_train = torch.zeros(full.n_examples, dtype=torch.bool)
+    is_train[index] = True
+    train, test = index.sort().values, valid[~is_train[valid]]
+    if len(test) == 0:
+        raise ImportCheckpointError(f"{where}: {explicit[0]} covers every example; nothing is held out")
+    return TaskData(tokens=full.tokens, labels=full.labels, splits={"train": train, "test": test},
+                    train_splits=full.train_splits, token_names=full.token_names)
+
+
+def _any_split(task: TaskConfig) -> TaskConfig:
+    from dataclasses import replace
+
+    return replace(task, train_frac=0.5)
+
+
+def checkpoint_files(src_dir: Path) -> list[tuple[int, Path]]:
+    """(step, file) for every checkpoint in `src_dir`, by the last number in its name."""
+    found: dict[int, Path] = {}
+    for path in sorted(src_dir.iterdir()):
+        if not path.is_file() or path.suffix not in CHECKPOINT_SUFFIXES:
+            continue
+        numbers = re.findall(r"\d+", path.stem)
+        if not numbers:
+            raise ImportCheckpointError(f"{path}: no step number in the file name (expected e.g. step_1200{path.suffix})")
+        step = int(numbers[-1])
+        if step in found:
+            raise ImportCheckpointError(f"{path}: step {step} also comes from {found[step].name}")
+        found[step] = path
+    if not found:
+        raise ImportCheckpointError(f"{src_dir}: no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
+    return sorted(found.items())
+
+
+def read_state_dict(path: Path) -> dict[str, Tensor]:
+    """Tensors of one checkpoint file; never unpickles anything but plain tensors and containers."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load
+
+        try:
+            return load(path.read_bytes())
+        except Exception as exc:  # safetensors raises its own error types
+            raise ImportCheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for anything that is not plain tensors
+        # Quote only torch's diagnosis (e.g. "Unsupported global: GLOBAL posix.system"), never
+        # its suggestion to retry with weights_only=False: that would run the file's code.
+        lines = [line.strip() for line in str(exc).splitlines()]
+        detail = next((line for line in lines if line.startswith("Unsupported")), type(exc).__name__)
+        raise ImportCheckpointError(
+            f"{path}: refused: not a plain tensor state dict; loading it would run code from the file "
+            f"(torch.load weights_only=True: {detail})"
+        ) from None
+    for key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+            break
+    if not isinstance(data, dict) or not all(isinstance(v, Tensor) for v in data.values()):
+        raise ImportCheckpointError(f"{path}: expected a dict of tensors (a state_dict)")
+    return dict(data)
+
+
+# -- converting ------------------------------------------------------------------------------------
+
+
+def tl_to_native(tl: dict[str, Tensor], model: ModelConfig, d_vocab: int, d_vocab_out: int, n_ctx: int,
+                 norm: str, where: str) -> dict[str, Tensor]:
+    """Convert TL HookedTransformer names and layouts to our native names (canonical, no wrappers)."""
+    m, h, d, mlp = model.d_model, model.n_heads, model.d_head, model.d_mlp
+    expected: dict[str, tuple[int, ...]] = {
+        "embed.W_E": (d_vocab, m),
+        "pos_embed.W_pos": (n_ctx, m),
+        "unembed.W_U": (m, d_vocab_out),
+    }
+    for layer in range(model.n_layers):
+        a, f = f"blocks.{layer}.attn.", f"blocks.{layer}.mlp."
+        expected.update({a + "W_Q": (h, m, d), a + "W_K": (h, m, d), a + "W_V": (h, m, d),
+                         a + "b_Q": (h, d), a + "b_K": (h, d), a + "b_V": (h, d),
+                         a + "W_O": (h, d, m), a + "b_O": (m,),
+                         f + "W_in": (m, mlp), f + "b_in": (mlp,), f + "W_out": (mlp, m), f + "b_out": (m,)})
+        if norm == "LN":
+            for ln in ("ln1", "ln2"):
+                expected.update({f"blocks.{layer}.{ln}.w": (m,), f"blocks.{layer}.{ln}.b": (m,)})
+    if norm == "LN":
+        expected.update({"ln_final.w": (m,), "ln_final.b": (m,)})
+    optional = {"unembed.b_U": (d_vocab_out,)}
+
+    weights = {k: v for k, v in tl.items() if not k.endswith(_IGNORED_SUFFIXES)}
+    unexpected = sorted(set(weights) - set(expected) - set(optional))
+    if unexpected:
+        raise ImportCheckpointError(f"{where}: unexpected tensor {unexpected[0]!r} for this config")
+    missing = sorted(set(expected) - set(weights))
+    if missing:
+        raise ImportCheckpointError(f"{where}: missing tensor {missing[0]!r}")
+    for key, shape in {**expected, **optional}.items():
+        if key in weights and tuple(weights[key].shape) != shape:
+            raise ImportCheckpointError(
+                f"{where}: {key} has shape {tuple(weights[key].shape)}, the config needs {shape}"
+            )
+        if key in weights and not weights[key].is_floating_point():
+            raise ImportCheckpointError(f"{where}: {key} has dtype {weights[key].dtype}, expected floating point")
+    if "unembed.b_U" in weights and weights["unembed.b_U"].abs().max() > 0:
+        raise ImportCheckpointError(
+            f"{where}: unembed.b_U is non-zero (max |b_U| = {weights['unembed.b_U'].abs().max():.3g}); "
+            "our unembedding has no bias and a per-class bias cannot be folded into W_U"
+        )
+
+    w = {k: v.detach().float() for k, v in weights.items()}
+    native = {
+        "tok_embed.weight": w["embed.W_E"],
+        "pos.weight": w["pos_embed.W_pos"],
+        "head.weight": w["unembed.W_U"].T,
+    }
+    if norm in ("LN", "LNPre"):
+        ones, zeros = torch.ones(m), torch.zeros(m)
+        native["ln_out.weight"] = w.get("ln_final.w", ones)
+        native["ln_out.bias"] = w.get("ln_final.b", zeros)
+    for layer in range(model.n_layers):
+        a, f, n = f"blocks.{layer}.attn.", f"blocks.{layer}.mlp.", f"layers.{layer}."
+        for tl_name, ours in (("Q", "q"), ("K", "k"), ("V", "v")):
+            native[f"{n}attn.{ours}.weight"] = rearrange(w[a + f"W_{tl_name}"], "head d_model d_head -> (head d_head) d_model")
+            native[f"{n}attn.{ours}.bias"] = rearrange(w[a + f"b_{tl_name}"], "head d_head -> (head d_head)")
+        native[f"{n}attn.o.weight"] = rearrange(w[a + "W_O"], "head d_head d_model -> d_model (head d_head)")
+        native[f"{n}attn.o.bias"] = w[a + "b_O"]
+        native[f"{n}mlp.fc_in.weight"] = w[f + "W_in"].T
+        native[f"{n}mlp.fc_in.bias"] = w[f + "b_in"]
+        native[f"{n}mlp.fc_out.weight"] = w[f + "W_out"].T
+        native[f"{n}mlp.fc_out.bias"] = w[f + "b_out"]
+        if norm in ("LN", "LNPre"):
+            for ln in ("ln1", "ln2"):
+                native[f"{n}{ln}.weight"] = w.get(f"blocks.{layer}.{ln}.w", torch.ones(m))
+                native[f"{n}{ln}.bias"] = w.get(f"blocks.{layer}.{ln}.b", torch.zeros(m))
+    return {k: v.contiguous() for k, v in native.items()}
+
+
+def canonical_name(parameter_name: str) -> str:
+    """Our parameter names without the bridge's wrapper segments: `layers.0.attn.q.weight`."""
+    return parameter_name.replace("_original_component.", "")
+
+
+# -- the import --------------------------------------------------------------------------------------
+
+
+def import_tl_checkpoints(
+    src_dir: str | Path,
+    out_run_dir: str | Path,
+    task_spec: str | Path | dict[str, Any],
+    *,
+    tl_config: str | Path | dict[str, Any] | None = None,
+) -> ImportResult:
+    """Convert a folder of TL checkpoints into a run folder at `out_run_dir` (which must not
+    exist or be empty). `tl_config` defaults to config.json / cfg.json in `src_dir`."""
+    from interp.metrics import sum_squared_weights
+    from interp.model import build_model, load_state, parameters, state_dict
+    from interp.training import evaluate
+
+    src_dir, out_run_dir = Path(src_dir), Path(out_run_dir)
+    if not src_dir.is_dir():
+        raise ImportCheckpointError(f"{src_dir}: no such folder")
+    if out_run_dir.exists() and (not out_run_dir.is_dir() or any(out_run_dir.iterdir())):
+        raise ImportCheckpointError(f"--out {out_run_dir}: exists and is not an empty folder")
+
+    if isinstance(task_spec, dict):
+        spec, spec_where = task_spec, "task spec"
+    else:
+        spec, spec_where = _read_json_file(Path(task_spec), "task spec"), str(task_spec)
+    if tl_config is None:
+        candidates = [src_dir / name for name in TL_CONFIG_NAMES if (src_dir / name).is_file()]
+        if not candidates:
+            raise ImportCheckpointError(f"{src_dir}: no TL config ({' or '.join(TL_CONFIG_NAMES)}); pass one")
+        tl_config = candidates[0]
+    if isinstance(tl_config, dict):
+        cfg, cfg_where = tl_config, "TL config"
+    else:
+        cfg, cfg_where = _read_json_file(Path(tl_config), "TL config"), str(tl_config)
+
+    model_config, d_vocab, d_vocab_out, n_ctx, norm = model_config_from_tl(cfg, cfg_where)
+    task = task_from_spec(spec, spec_where)
+    p = int(spec["p"])
+    if (d_vocab, d_vocab_out, n_ctx) != (p + 1, p, 3):
+        raise ImportCheckpointError(
+            f"{cfg_where}: d_vocab={d_vocab}, d_vocab_out={d_vocab_out}, n_ctx={n_ctx} do not fit the task "
+            f"(p={p} needs d_vocab={p + 1} with '=' as token {p}, d_vocab_out={p}, n_ctx=3)"
+        )
+    files = checkpoint_files(src_dir)
+    n_valid = int((task.labels >= 0).sum())
+    n_train = sum(len(task.splits[s]) for s in task.train_splits)
+    task_config = RunConfig.from_dict({"task": {
+        "operation": spec["operation"], "p": p, "split_seed": spec.get("split_seed", 0),
+        "train_frac": spec.get("train_frac", n_train / n_valid)}}).task
+    config = RunConfig(task=task_config, model=model_config,
+                       train=TrainConfig(steps=max(1, files[-1][0])), name=f"imported:{src_dir.name}")
+
+    model = build_model(model_config, d_vocab=d_vocab, d_vocab_out=d_vocab_out, n_ctx=n_ctx)
+    model.eval()
+    real_name = {canonical_name(name): name for name in parameters(model)}
+    converted: list[tuple[int, Path, dict[str, Tensor], dict[str, Any]]] = []
+    device = torch.device("cpu")
+    for step, path in files:
+        native = tl_to_native(read_state_dict(path), model_config, d_vocab, d_vocab_out, n_ctx, norm, str(path))
+        if set(native) != set(real_name):  # pragma: no cover - guards the name mapping itself
+            raise ImportCheckpointError(f"{path}: internal name mapping mismatch {sorted(set(native) ^ set(real_name))[:3]}")
+        load_state(model, {real_name[k]: v for k, v in native.items()})
+        row, _ = evaluate(model, task, device)
+        row = {"step": step, **row, **sum_squared_weights(parameters(model))}
+        # state_dict() aliases the live parameters on CPU: clone before the next load overwrites them.
+        converted.append((step, path, {k: v.clone() for k, v in state_dict(model).items()}, row))
+
+    # Everything is read and converted: write a complete folder beside the target, then rename.
+    out_run_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_run_dir.parent, prefix=f".{out_run_dir.name}.import-"))
+    try:
+        runs.atomic_write_json(staging / runs.CONFIG_FILE, config.to_dict())
+        runs.save_split(staging, task)
+        manifest = []
+        for step, _path, weights, _row in converted:
+            file = runs.checkpoint_name(step)
+            manifest.append({"step": step, "file": file,
+                             "sha256": runs.save_tensors(staging / file, weights, metadata={"step": str(step)})})
+        runs.atomic_write_bytes(
+            staging / runs.METRICS_FILE,
+            "".join(json.dumps(row, sort_keys=True) + "\n" for *_, row in converted).encode(),
+        )
+        runs.atomic_write_json(staging / IMPORT_FILE, {
+            "source": str(src_dir.resolve()),
+            "tl_config": cfg,
+            "task_spec": {k: v for k, v in spec.items() if k not in ("train_indices", "train_pairs")},
+            "files": [{"step": s, "file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+                      for s, p, *_ in converted],
+        })
+        runs.atomic_write_json(staging / runs.MANIFEST_FILE, {"checkpoints": manifest})
+        if out_run_dir.exists():
+            out_run_dir.rmdir()  # empty, checked above
+        os.replace(staging, out_run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ImportResult(run_dir=out_run_dir, steps=[s for s, *_ in converted], config=config)

@@ -1,0 +1,56 @@
+"""StableMax, ⊥Grad, the mod-add-fast preset and the benchmark's plain reference."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from interp.grokfast import orthogonalize_grads_
+from interp.metrics import cross_entropy_f64, stablemax_cross_entropy_f64
+from interp.presets import PRESETS
+from interp.training import train
+from tests.conftest import tiny_config
+
+
+def test_stablemax_known_value_and_no_collapse():
+    logits = torch.tensor([[0.0, 1.0, -1.0]])
+    # s = (1, 2, 1/2): probability of class 1 is 2 / 3.5
+    assert float(stablemax_cross_entropy_f64(logits, torch.tensor([1]))) == pytest.approx(-math.log(2 / 3.5))
+    huge = torch.tensor([[200.0, 0.0, -200.0]])
+    assert float(cross_entropy_f64(huge.float(), torch.tensor([0]))) == 0.0  # softmax collapse
+    assert float(stablemax_cross_entropy_f64(huge, torch.tensor([0]))) > 0.0
+
+
+def test_orthogonal_grad_removes_the_parallel_component():
+    param = torch.nn.Parameter(torch.randn(5, 3))
+    param.grad = torch.randn(5, 3) + 2 * param.detach()
+    orthogonalize_grads_({"w": param})
+    assert float((param.grad * param.detach()).sum()) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_options_train_and_round_trip(tmp_path):
+    config = tiny_config(train__loss="stablemax", train__orthogonal_grad=True, train__grad_filter="ema", train__steps=20)
+    assert type(config).from_dict(config.to_dict()) == config
+    result = train(config, tmp_path / "run", progress=False)
+    assert math.isfinite(result.last_row["train_loss"])
+
+
+def test_mod_add_fast_keeps_mod_add_task_and_model():
+    fast, anchor = PRESETS["mod-add-fast"], PRESETS["mod-add"]
+    assert fast.task == anchor.task and fast.model == anchor.model
+    assert fast.train.orthogonal_grad and fast.train.grad_filter == "ema"
+
+
+def test_benchmark_reference_equals_the_project_model():
+    from experiments.benchmarks.reference import reference_from_config
+    from interp.model import answer_logits, build_model
+
+    config = tiny_config()
+    reference = reference_from_config(config)
+    t = config.task
+    model = build_model(config.model, d_vocab=t.d_vocab, d_vocab_out=t.d_vocab_out, n_ctx=t.n_ctx)
+    tokens = torch.randint(0, t.d_vocab, (40, 3))
+    with torch.no_grad():
+        torch.testing.assert_close(reference(tokens)[:, -1], answer_logits(model, tokens), rtol=1e-5, atol=1e-6)
