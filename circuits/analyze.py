@@ -197,6 +197,20 @@ def _subset(acts: FinalActs, index: Tensor) -> FinalActs:
     )
 
 
+def _skipping_loader(run: Run, model, skipped: list[tuple[str, str]]):
+    """load(step) -> bool: fill `model` with that checkpoint, or record (file, reason) and skip it."""
+
+    def load(step: int) -> bool:
+        try:
+            run.load_weights_into(model, step)
+            return True
+        except RunError as exc:
+            skipped.append((str(run.checkpoint_path(step)), str(exc)))
+            return False
+
+    return load
+
+
 def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int] | None = None) -> RunAnalysis:
     """Analyze the run's complete checkpoints; damaged ones are skipped and reported."""
     parts = tuple(parts or available_parts(run))
@@ -214,14 +228,7 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
     model = run.new_model()
     model.eval()
     skipped: list[tuple[str, str]] = []
-
-    def load(step: int) -> bool:
-        try:
-            run.load_weights_into(model, step)
-            return True
-        except RunError as exc:
-            skipped.append((str(run.checkpoint_path(step)), str(exc)))
-            return False
+    load = _skipping_loader(run, model, skipped)
 
     # Key frequencies come from the last checkpoint that loads.
     keys: list[int] = []
@@ -254,12 +261,10 @@ def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int]) -> R
     model.eval()
     random_model = random_init_model(run.config) if "probes" in parts else None
     skipped: list[tuple[str, str]] = []
+    load = _skipping_loader(run, model, skipped)
     results = []
     for step in steps:
-        try:
-            run.load_weights_into(model, step)
-        except RunError as exc:
-            skipped.append((str(run.checkpoint_path(step)), str(exc)))
+        if not load(step):
             continue
         row = {"step": step, **analyze_entity_checkpoint(model, task, run.config, set(parts), random_model=random_model)}
         results.append(CheckpointAnalysis(step=step, row=row))

@@ -52,6 +52,13 @@ def tiny_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+def randomize_weights(model, std: float = 0.3) -> None:
+    """Give every parameter (biases and LayerNorm weights too) non-trivial random values."""
+    with torch.no_grad():
+        for param in model.original_model.parameters():
+            param.normal_(0, std)
+
+
 def handbuilt_fourier_model(p: int, frequencies: list[int], d_model: int = 32, d_mlp: int = 128, n_phases: int = 16):
     """A 1-layer model whose weights implement the Fourier algorithm for (a + b) mod p by hand.
 

@@ -13,12 +13,8 @@ from interp.config import ModelConfig, TaskConfig
 from interp.model import answer_activations, build_model, supports_answer_activations
 from interp.runs import load_run
 from interp.tasks import build_task
+from tests.conftest import randomize_weights
 
-
-def _randomize(model):
-    with torch.no_grad():
-        for param in model.original_model.parameters():
-            param.normal_(0, 0.3)
 
 
 @pytest.mark.parametrize(
@@ -30,7 +26,7 @@ def _randomize(model):
 )
 def test_answer_activations_equal_run_with_cache(config):
     model = build_model(config, d_vocab=14, d_vocab_out=13, n_ctx=3)
-    _randomize(model)
+    randomize_weights(model)
     model.eval()
     tokens = build_task(TaskConfig(p=13)).tokens
     assert supports_answer_activations(model)

@@ -7,12 +7,8 @@ import torch
 
 from interp.config import ModelConfig
 from interp.model import answer_logits, build_model, load_state, state_dict
+from tests.conftest import randomize_weights
 
-
-def _randomize(model):
-    with torch.no_grad():
-        for param in model.original_model.parameters():
-            param.normal_(0, 0.3)
 
 
 @pytest.mark.parametrize(
@@ -25,7 +21,7 @@ def _randomize(model):
 )
 def test_fast_answer_logits_equal_the_hooked_forward(config):
     model = build_model(config, d_vocab=20, d_vocab_out=19, n_ctx=4)
-    _randomize(model)  # biases and LN weights non-trivial
+    randomize_weights(model)  # biases and LN weights non-trivial
     tokens = torch.randint(0, 20, (64, 4))
     with torch.no_grad():
         expected = model(tokens)[:, -1]
@@ -35,7 +31,7 @@ def test_fast_answer_logits_equal_the_hooked_forward(config):
 
 def test_fast_path_gradients_match():
     model = build_model(ModelConfig(d_model=16, n_heads=2, d_head=8, d_mlp=32), d_vocab=8, d_vocab_out=7, n_ctx=3)
-    _randomize(model)
+    randomize_weights(model)
     tokens = torch.randint(0, 8, (32, 3))
     labels = torch.randint(0, 7, (32,))
     grads = []
