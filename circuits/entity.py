@@ -118,7 +118,6 @@ def counterfactuals(task: TaskData, index: Tensor, swap: str = "auto", seed: int
     if kind == "two_hop":
         swap = "head" if swap == "auto" else swap
         kb = task.extras["kb_tail"]
-        n_e = kb.shape[0]
         h, r1, r2, b = (task.extras[k][index] for k in ("head", "r1", "r2", "bridge"))
         t = task.labels[index]
         if swap == "head":

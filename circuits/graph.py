@@ -200,7 +200,7 @@ def circuit_graph(
     for group, index in groups.items():
         out = W_out[index].double()  # [n_group, d_model]
 
-        def through_group(acts_in_group: Tensor) -> tuple[Tensor, Tensor]:
+        def through_group(acts_in_group: Tensor, out: Tensor = out) -> tuple[Tensor, Tensor]:
             if is_ln:
                 return factor(acts_in_group.double() @ out)
             return acts_in_group, out @ W_U

@@ -10,7 +10,6 @@ progress-measure evaluators from `circuits/`, which `interp` itself never import
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -129,7 +128,7 @@ def analyze(
         typer.echo(dumps(info))
     else:
         typer.echo(human_summary(info))
-    for file, reason in result.skipped:
+    for _file, reason in result.skipped:
         typer.echo(f"skipped: {reason}", err=True)
     raise typer.Exit(EXIT_SKIPPED if result.skipped else EXIT_OK)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-import torch
 from sklearn.base import clone
 
 from probes.linear import LinearProbe, probe_accuracy

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from circuits.analyze import analyze_run
 from interp.runs import load_run
