@@ -13,6 +13,7 @@ checkpoint; the restricted and excluded losses of every checkpoint use that one 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -197,18 +198,15 @@ def _subset(acts: FinalActs, index: Tensor) -> FinalActs:
     )
 
 
-def _skipping_loader(run: Run, model, skipped: list[tuple[str, str]]):
-    """load(step) -> bool: fill `model` with that checkpoint, or record (file, reason) and skip it."""
-
-    def load(step: int) -> bool:
-        try:
-            run.load_weights_into(model, step)
-            return True
-        except RunError as exc:
-            skipped.append((str(run.checkpoint_path(step)), str(exc)))
-            return False
-
-    return load
+def _map_checkpoints(run: Run, steps: list[int], analyze_one) -> tuple[list[CheckpointAnalysis], list[tuple[str, str]]]:
+    """analyze_one(model, step) over every checkpoint that loads (`Run.iter_models`, one model
+    object reused); the others are collected as (file, reason) instead of aborting the run."""
+    skipped: list[tuple[str, str]] = []
+    on_error = lambda s: skipped.append((str(s.path), s.reason))  # noqa: E731
+    results = [analyze_one(model, step) for step, model in run.iter_models(steps, on_error=on_error)]
+    if not results:
+        raise RunError(f"{run.path}: none of the {len(steps)} checkpoints could be loaded")
+    return results, skipped
 
 
 def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int] | None = None) -> RunAnalysis:
@@ -225,22 +223,13 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
     if parts and set(parts) <= set(ENTITY_PARTS) and run.config.task.kind != "modular":
         return _analyze_entity_run(run, parts, steps)
     ctx = _ModularContext(run)
-    model = run.new_model()
-    model.eval()
-    skipped: list[tuple[str, str]] = []
-    load = _skipping_loader(run, model, skipped)
-
-    # Key frequencies come from the last checkpoint that loads.
+    # Key frequencies come from the last checkpoint that loads (damage is reported below).
     keys: list[int] = []
-    for step in reversed(steps):
-        if load(step):
-            keys = _final_key_frequencies(model, ctx)
-            break
-    skipped.clear()
+    for _step, model in run.iter_models(list(reversed(steps)), on_error=lambda s: None):
+        keys = _final_key_frequencies(model, ctx)
+        break
     ctx.set_key_frequencies(keys)
-    results = [analyze_checkpoint(model, step, ctx, parts) for step in steps if load(step)]
-    if not results:
-        raise RunError(f"{run.path}: none of the {len(steps)} checkpoints could be loaded")
+    results, skipped = _map_checkpoints(run, steps, lambda model, step: analyze_checkpoint(model, step, ctx, parts))
     return RunAnalysis(
         run_dir=run.path,
         parts=parts,
@@ -257,19 +246,13 @@ def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int]) -> R
     from circuits.entity import analyze_entity_checkpoint, random_init_model
 
     task = run.task
-    model = run.new_model()
-    model.eval()
     random_model = random_init_model(run.config) if "probes" in parts else None
-    skipped: list[tuple[str, str]] = []
-    load = _skipping_loader(run, model, skipped)
-    results = []
-    for step in steps:
-        if not load(step):
-            continue
+
+    def analyze_one(model, step: int) -> CheckpointAnalysis:
         row = {"step": step, **analyze_entity_checkpoint(model, task, run.config, set(parts), random_model=random_model)}
-        results.append(CheckpointAnalysis(step=step, row=row))
-    if not results:
-        raise RunError(f"{run.path}: none of the {len(steps)} checkpoints could be loaded")
+        return CheckpointAnalysis(step=step, row=row)
+
+    results, skipped = _map_checkpoints(run, steps, analyze_one)
     return RunAnalysis(
         run_dir=run.path,
         parts=parts,
@@ -289,17 +272,12 @@ def _format(value: Any) -> Any:
 
 def write_table(rows: list[dict[str, Any]], path: Path) -> None:
     columns = BASE_COLUMNS + sorted({k for row in rows for k in row} - set(BASE_COLUMNS))
-    lines: list[str] = []
-
-    class _Sink:
-        def write(self, text: str) -> None:
-            lines.append(text)
-
-    writer = csv.DictWriter(_Sink(), fieldnames=columns, extrasaction="ignore")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _format(v) for k, v in row.items()})
-    atomic_write_bytes(path, "".join(lines).encode())
+    atomic_write_bytes(path, buffer.getvalue().encode())
 
 
 def summary(result: RunAnalysis, out_dir: Path) -> dict[str, Any]:
