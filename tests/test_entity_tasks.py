@@ -17,14 +17,6 @@ from interp.tasks.vocab import EntityVocab
 DATA = Path(__file__).resolve().parents[1] / "experiments" / "data"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: thread hand-offs cost more than they save.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def tiny_task(kind: str = "two_hop", **overrides) -> TaskConfig:
     base = dict(kind=kind, n_entities=20, n_relations=5, out_degree=3, n_attributes=3, n_values=6,

@@ -12,14 +12,6 @@ from interp.tasks import build_task
 from tests.test_entity_tasks import tiny_entity_run, tiny_task
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: thread hand-offs cost more than they save.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def two_hop():

@@ -13,13 +13,6 @@ from interp.tasks import build_task
 from tests.test_entity_tasks import tiny_entity_run, tiny_task
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _model(kind):
     config = tiny_entity_run(tiny_task(kind))
