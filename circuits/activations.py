@@ -22,11 +22,12 @@ class FinalActs:
 
     logits: Float[Tensor, "batch d_vocab_out"]
     embed: Float[Tensor, "batch d_model"]  # hook_embed + hook_pos_embed
-    z: Float[Tensor, "layer batch head d_head"]  # blocks.L.attn.hook_z
     pattern: Float[Tensor, "layer batch head key_pos"]  # blocks.L.attn.hook_pattern, last query
-    mlp_out: Float[Tensor, "layer batch d_model"]  # blocks.L.hook_mlp_out
     mlp_post: Float[Tensor, "batch d_mlp"]  # last layer's blocks.L.mlp.hook_post
-    resid_final: Float[Tensor, "batch d_model"]  # blocks.{-1}.hook_resid_post
+    # Read only by direct logit attribution; None when gathered with attribution=False.
+    z: Float[Tensor, "layer batch head d_head"] | None = None  # blocks.L.attn.hook_z
+    mlp_out: Float[Tensor, "layer batch d_model"] | None = None  # blocks.L.hook_mlp_out
+    resid_final: Float[Tensor, "batch d_model"] | None = None  # blocks.{-1}.hook_resid_post
 
 
 def hook_names(n_layers: int) -> list[str]:
@@ -37,7 +38,10 @@ def hook_names(n_layers: int) -> list[str]:
 
 
 @torch.inference_mode()
-def final_position_activations(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 8192) -> FinalActs:
+def final_position_activations(
+    model, tokens: Int[Tensor, "batch pos"], batch_size: int = 8192, *, attribution: bool = True
+) -> FinalActs:
+    """`attribution=False` may leave `z`, `mlp_out` and `resid_final` out (DLA's inputs only)."""
     from interp.model import answer_activations, supports_answer_activations
 
     if not supports_answer_activations(model):
@@ -46,15 +50,18 @@ def final_position_activations(model, tokens: Int[Tensor, "batch pos"], batch_si
     chunk = max(batch_size, 32_768)
     parts: dict[str, list[Tensor]] = {}
     for start in range(0, tokens.shape[0], chunk):
-        for name, value in answer_activations(model, tokens[start : start + chunk]).items():
+        for name, value in answer_activations(model, tokens[start : start + chunk], attribution=attribution).items():
             parts.setdefault(name, []).append(value)
     batch_axis = {"z": 1, "pattern": 1, "mlp_out": 1}
     return FinalActs(**{k: v[0] if len(v) == 1 else torch.cat(v, dim=batch_axis.get(k, 0)) for k, v in parts.items()})
 
 
 @torch.inference_mode()
-def final_position_activations_hooked(model, tokens: Int[Tensor, "batch pos"], batch_size: int = 8192) -> FinalActs:
-    """The same record from TransformerLens hooks (`run_with_cache`): the reference path."""
+def final_position_activations_hooked(
+    model, tokens: Int[Tensor, "batch pos"], batch_size: int = 8192, *, attribution: bool = True
+) -> FinalActs:
+    """The same record from TransformerLens hooks (`run_with_cache`): the reference path
+    (always complete; `attribution` is accepted for a drop-in signature)."""
     n_layers = model.cfg.n_layers
     wanted = set(hook_names(n_layers))
     parts: dict[str, list[Tensor]] = {}

@@ -108,12 +108,15 @@ def analyze(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     html: Annotated[Optional[Path], typer.Option("--html", help="Also write the self-contained HTML report here (it is always written to RUN_DIR/analysis/report.html unless --no-figures).")] = None,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the plotly figures (faster).")] = False,
-    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0 = torch's default). 1 is faster when other jobs share the cores.")] = 0,
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0 = torch's default). Modular runs analyze this many checkpoints in parallel, one thread each.")] = 0,
 ) -> int:
     """Analyze every complete checkpoint of a run (no flag: every analysis that applies)."""
     _set_threads(threads)
     from circuits.analyze import analyze_run, dumps, write_analysis
+    from interp.memory import keep_freed_memory
     from interp.runs import load_run
+
+    keep_freed_memory()  # ~30 % faster: no page faults for the per-checkpoint temporaries
 
     run = load_run(run_dir)
     parts = tuple(name for name, on in (("fourier", fourier), ("attention", attention), ("attribution", attribution),

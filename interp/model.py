@@ -233,18 +233,102 @@ def supports_answer_activations(bridge) -> bool:
     )
 
 
-def answer_activations(bridge, tokens: Int[Tensor, "batch pos"]) -> dict[str, Tensor]:
+def _is_identity(module: nn.Module) -> bool:
+    return isinstance(getattr(module, "original_component", module), nn.Identity)
+
+
+def _one_layer_tables_apply(native: nn.Module) -> bool:
+    """A 1-layer model without normalization: its answer-position residual is linear in tables."""
+    block = native.layers[0] if len(native.layers) == 1 else None
+    return block is not None and all(_is_identity(m) for m in (block.ln1, block.ln2, native.ln_out))
+
+
+def _one_layer_answer_activations(
+    native: nn.Module, tokens: Int[Tensor, "batch pos"], *, attribution: bool = True
+) -> dict[str, Tensor]:
+    """`answer_activations` of a 1-layer, normalization-free model from per-(head, position,
+    token) tables (analysis only; training keeps `_answer_forward`, whose gradients are tested).
+
+    Without LayerNorm every input reaches the answer position's MLP as a pattern-weighted sum
+    of vectors that depend on one (position, token) each: the value of head h at source
+    position s is v_h(E[s, x_s]), so attention output and MLP pre-activation are
+        attn_out = Σ_{h,s} pattern[h, s] · v_h(E[s, x_s]) W_O^h + b_O,
+        pre      = Σ_{h,s} pattern[h, s] · v_h(E[s, x_s]) W_O^h W_in + (E[-1, x_-1] + b_O) W_in + b_in.
+    The products are tabulated once per checkpoint (H·n_ctx·d_vocab rows) and summed with
+    `F.embedding_bag(per_sample_weights=pattern)`: ~12 table rows per input instead of the
+    d_model × d_mlp matmul, about half the multiply-adds of the answer-position forward.
+    Attention scores come from a [last token, head, position, token] table the same way.
+    """
+    block = native.layers[0]
+    attn, mlp = block.attn, block.mlp
+    batch, seq = tokens.shape
+    n_heads, d_head = attn.n_heads, attn.d_head
+    vocab = native.tok_embed.weight.shape[0]
+    embed_table = native.tok_embed.weight[None] + native.pos.weight[:seq, None]  # [pos, vocab, d_model]
+    last = tokens[:, -1]
+    q = attn.q(embed_table[seq - 1]).view(vocab, n_heads, d_head)  # by the last token
+    k = attn.k(embed_table).view(seq, vocab, n_heads, d_head)
+    v = attn.v(embed_table).view(seq, vocab, n_heads, d_head)
+    score_table = torch.einsum("lhd,svhd->lhsv", q, k) / attn.scale  # [last, head, pos, token]
+    head = torch.arange(n_heads, device=tokens.device)
+    pos = torch.arange(seq, device=tokens.device)
+    # Row (h, s, x) of the flattened tables belongs to head h, source position s, token x.
+    rows = ((head[None, :, None] * seq + pos[None, None, :]) * vocab + tokens[:, None, :])  # [batch, head, pos]
+    per_last = n_heads * seq * vocab
+    scores = score_table.reshape(-1).take(last[:, None, None] * per_last + rows)  # [batch, head, key_pos]
+    pattern = F.softmax(scores, dim=-1)  # [batch, head, key_pos]; a causal last query sees every key
+    # One bag per input: its H·n_ctx (head, position, token) rows weighted by the pattern, plus
+    # one row indexed by the last token with weight 1 for the terms that do not pass attention.
+    bag = torch.cat([rows.reshape(batch, -1), (n_heads * seq * vocab + last)[:, None]], dim=1)
+    weights = torch.cat([pattern.reshape(batch, -1), pattern.new_ones(batch, 1)], dim=1)
+
+    def bag_sum(table: Tensor) -> Tensor:
+        return F.embedding_bag(bag, table, per_sample_weights=weights, mode="sum")
+
+    v_hsx = v.permute(2, 0, 1, 3)  # [head, pos, vocab, d_head]
+    W_O = attn.o.weight.view(-1, n_heads, d_head)  # [d_model, head, d_head]
+    out_table = torch.einsum("hsxd,mhd->hsxm", v_hsx, W_O).reshape(-1, W_O.shape[0])  # v_h W_O^h
+    embed_last = embed_table[seq - 1]  # [vocab, d_model], by the last token
+    resid_table = torch.cat([out_table, embed_last + attn.o.bias])
+    W_in = mlp.fc_in.weight  # [d_mlp, d_model]
+    pre = bag_sum(torch.cat([out_table @ W_in.T, resid_table[-vocab:] @ W_in.T + mlp.fc_in.bias]))
+    post = pre.clamp_(min=0) if mlp.act is F.relu else mlp.act(pre)
+    out = {"embed": embed_last.index_select(0, last), "pattern": pattern[None], "mlp_post": post}
+    if attribution:
+        # z: a block-structured table, head h's values in columns h·d_head … (h+1)·d_head.
+        z_table = v.new_zeros(n_heads, seq, vocab, n_heads, d_head)
+        z_table[head, :, :, head] = v_hsx
+        z = bag_sum(torch.cat([z_table.view(-1, n_heads * d_head), v.new_zeros(vocab, n_heads * d_head)]))
+        out["z"] = z.view(1, batch, n_heads, d_head)
+        mlp_out = mlp.fc_out(post)
+        resid_final = bag_sum(resid_table) + mlp_out
+        return out | {"logits": native.head(resid_final), "mlp_out": mlp_out[None], "resid_final": resid_final}
+    # Logits without the residual: resid_mid W_U (tabulated) + post (W_U W_out), one matmul.
+    unembed = native.head.weight  # [d_vocab_out, d_model]
+    W_L = unembed @ mlp.fc_out.weight  # [d_vocab_out, d_mlp]
+    logit_table = resid_table @ unembed.T
+    logit_table[-vocab:] += unembed @ mlp.fc_out.bias + native.head.bias  # the weight-1 rows
+    direct_logits = bag_sum(logit_table)
+    return out | {"logits": torch.addmm(direct_logits, post, W_L.T)}
+
+
+def answer_activations(bridge, tokens: Int[Tensor, "batch pos"], *, attribution: bool = True) -> dict[str, Tensor]:
     """Last-position activations by the shortcut forward, no hooks (analysis fast path).
 
     Returns `logits [batch, d_vocab_out]`, `embed [batch, d_model]` (hook_embed +
     hook_pos_embed), `z [layer, batch, head, d_head]`, `pattern [layer, batch, head,
     key_pos]`, `mlp_out [layer, batch, d_model]`, `mlp_post [batch, d_mlp]` (last layer)
     and `resid_final [batch, d_model]`: the values TransformerLens's hooks of those names
-    hold at the last position (`tests/test_model.py` compares them with `run_with_cache`).
+    hold at the last position (`tests/test_fast_paths.py` compares them with `run_with_cache`).
+    A 1-layer model without normalization takes `_one_layer_answer_activations`; there
+    `attribution=False` leaves out `z`, `mlp_out` and `resid_final` (only direct logit
+    attribution reads them) and gets the logits from one d_mlp × d_vocab_out matmul.
     """
     native = native_model(bridge)
     if not supports_answer_activations(bridge):
         raise ValueError("answer_activations: architecture not covered; use run_with_cache")
+    if _one_layer_tables_apply(native):
+        return _one_layer_answer_activations(native, tokens, attribution=attribution)
     n_layers = len(native.layers)
     records: list[dict[str, Tensor]] = [{} for _ in range(n_layers + 1)]
     logits = _answer_forward(native, tokens, records)

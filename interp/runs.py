@@ -26,7 +26,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ from interp.errors import RunError
 from interp.tasks import TaskData, build_task
 
 CONFIG_FILE = "config.json"
+#: The copy of task.kb_file inside the run folder (plus the source's suffix, .jsonl or .csv).
+KB_FILE = "kb"
 SPLIT_FILE = "split.safetensors"
 CHECKPOINT_DIR = "checkpoints"
 MANIFEST_FILE = "manifest.json"
@@ -152,11 +154,31 @@ def _read_json(path: Path) -> Any:
 
 
 def read_config(run_dir: Path) -> RunConfig:
+    """The run's config; a relative `task.kb_file` names the copy inside the run folder."""
     data = _read_json(run_dir / CONFIG_FILE)
     try:
-        return RunConfig.from_dict(data)
+        config = RunConfig.from_dict(data)
     except ConfigError as exc:
         raise RunError(f"{run_dir / CONFIG_FILE}: {exc}") from None
+    kb_file = config.task.kb_file
+    if kb_file and not Path(kb_file).is_absolute() and (run_dir / kb_file).is_file():
+        config = replace(config, task=replace(config.task, kb_file=str(run_dir / kb_file)))
+    return config
+
+
+def store_kb_file(run_dir: Path, config: RunConfig) -> RunConfig:
+    """Copy a bring-your-own knowledge base into the run folder (KB_FILE + its suffix) and return
+    the config to save, which names the copy: the run then no longer depends on the working
+    directory or on later edits of the original file."""
+    source = config.task.kb_file
+    if not source:
+        return config
+    name = KB_FILE + Path(source).suffix.lower()
+    try:
+        atomic_write_bytes(run_dir / name, Path(source).read_bytes())
+    except OSError as exc:
+        raise RunError(f"task.kb_file: {source}: cannot copy into the run folder: {exc}") from None
+    return replace(config, task=replace(config.task, kb_file=name))
 
 
 def read_manifest(run_dir: Path) -> list[dict[str, Any]]:
@@ -309,15 +331,18 @@ class Run:
         steps: list[int] | None = None,
         *,
         on_error: Callable[[Skipped], None] | None = None,
+        model: Any | None = None,
     ) -> Iterator[tuple[int, Any]]:
         """(step, model) for each checkpoint, reusing one model object: O(1) memory in the run length.
+
+        `model` (from `new_model`) is the object to reuse; by default a new one is built.
 
         A checkpoint that is missing, truncated, corrupt (sha256 mismatch, bad safetensors)
         or of the wrong shape raises RunError naming its file; with `on_error`, it is
         reported as a `Skipped` and the iteration goes on with the next step. Callers
         that must tell the user (e.g. `interp analyze`'s exit code) collect the Skipped.
         """
-        model = self.new_model()
+        model = self.new_model() if model is None else model
         model.eval()
         for step in self.steps if steps is None else steps:
             try:

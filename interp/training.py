@@ -232,7 +232,8 @@ class Trainer:
 
     def write_header(self) -> None:
         try:
-            runs.atomic_write_json(self.run_dir / runs.CONFIG_FILE, self.config.to_dict())
+            stored = runs.store_kb_file(self.run_dir, self.config)
+            runs.atomic_write_json(self.run_dir / runs.CONFIG_FILE, stored.to_dict())
             runs.save_split(self.run_dir, self.task)
         except OSError as exc:
             raise TrainingError(f"--out {self.run_dir}: cannot write the run's config and split: {exc}") from None
@@ -358,7 +359,7 @@ class Trainer:
                     self.train_step()
                     bar.update(1)
                 last_row = self.checkpoint()
-                bar.set_postfix(_postfix(last_row, test_acc_key), refresh=False)
+                bar.set_postfix(_postfix(last_row, f"{self.task.train_splits[-1]}_loss", test_acc_key), refresh=False)
                 if train.stop_at_test_acc > 0:
                     streak = streak + 1 if last_row.get(test_acc_key, 0) >= train.stop_at_test_acc else 0
                     if streak >= train.stop_patience:
@@ -375,8 +376,10 @@ def _json_line(row: dict[str, Any]) -> str:
     return json.dumps(row, sort_keys=True) + "\n"
 
 
-def _postfix(row: dict[str, Any], test_acc_key: str) -> dict[str, str]:
-    out = {"train_loss": f"{row.get('train_loss', float('nan')):.3g}", "test_acc": f"{row.get(test_acc_key, float('nan')):.3f}"}
+def _postfix(row: dict[str, Any], train_loss_key: str, test_acc_key: str) -> dict[str, str]:
+    """Live metrics under the split names (train_loss/test_acc, or e.g. train_inferred_loss/test_id_acc)."""
+    out = {train_loss_key: f"{row.get(train_loss_key, float('nan')):.3g}",
+           test_acc_key: f"{row.get(test_acc_key, float('nan')):.3f}"}
     if "circuit_score" in row:
         out["circuit"] = f"{row['circuit_score']:.2f}"
     return out

@@ -228,16 +228,27 @@ def test_kb_csv_errors_name_the_line(tmp_path):
         build_task(TaskConfig(kind="comparison", kb_file=str(path)))
 
 
-def test_kb_file_trains_and_analyzes_end_to_end(tmp_path, capsys):
-    """A knowledge base from a file, through the CLI: train (circuit_score logged) -> analyze."""
+def test_kb_file_trains_and_analyzes_end_to_end(tmp_path, capsys, monkeypatch):
+    """A knowledge base from a file, through the CLI: train (circuit_score logged) -> analyze.
+
+    The file is given by a path relative to the working directory; the run keeps its own copy,
+    so analysis works from elsewhere after the original is gone."""
     from interp.cli import main
     from interp.runs import load_run
 
-    config = tiny_entity_run(TaskConfig(kind="two_hop", kb_file=str(DATA / "family.jsonl"), phi=2.0))
+    source_dir = tmp_path / "facts"
+    source_dir.mkdir()
+    (source_dir / "family.jsonl").write_bytes((DATA / "family.jsonl").read_bytes())
+    monkeypatch.chdir(source_dir)
+    config = tiny_entity_run(TaskConfig(kind="two_hop", kb_file="family.jsonl", phi=2.0))
     config_file = tmp_path / "family.json"
     config_file.write_text(json.dumps(config.to_dict()))
     out = tmp_path / "run"
     assert main(["train", str(config_file), "--out", str(out), "-q"]) == 0
+    assert json.loads((out / "config.json").read_text())["task"]["kb_file"] == "kb.jsonl"
+    assert (out / "kb.jsonl").read_bytes() == (DATA / "family.jsonl").read_bytes()
+    (source_dir / "family.jsonl").unlink()
+    monkeypatch.chdir(tmp_path)
     run = load_run(out)
     assert run.steps == [0, 15, 30]
     assert set(run.task.splits) == {"train_atomic", "train_inferred", "test_id", "test_ood", "query"}
