@@ -25,3 +25,24 @@ def test_synthetic_run_is_analyzable(tmp_path):
     curve = bench.analyze_with_curve(run_dir)
     assert len(curve.times) == 4 and curve.times == sorted(curve.times)
     assert len(analyze_run(run, ("fourier",)).rows) == 3
+
+
+def test_anchor_steps_are_the_median_over_seeds(tmp_path):
+    """(a)'s steps: the median over project-trainer anchor runs (JSON lines + --anchor-run)."""
+    import json
+
+    lines = [{"recipe": "mod-add", "seed": 1000, "grok_step": 30_000},
+             {"recipe": "mod-add", "seed": 1001, "grok_step": 10_000},
+             {"recipe": "mod-add-fast", "seed": 999, "grok_step": 400, "seconds": 60.0}]
+    results = tmp_path / "grok.jsonl"
+    results.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    run = tmp_path / "anchor"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"model": {"seed": 999}}))
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "test_acc": a}) + "\n"
+                                               for s, a in [(0, 0.0), (20_000, 0.98), (22_700, 0.995)]))
+    bench.ROWS.clear()
+    bench.time_to_grok(results, run, 0, reference_rate=2.0, project_rate=8.0)
+    rows = {measurement: value for _section, measurement, value, _note in bench.ROWS}
+    assert rows["(a) anchor recipe, median of 3 seed(s)"] == f"22700 steps / {22_700 / 2.0:.0f} s"
+    assert rows["wall-clock speed-up (a) / (b) (target >= 10x)"] == f"{22_700 / 2.0 / 60.0:.1f}x"
