@@ -16,6 +16,8 @@ import csv
 import io
 import json
 import math
+import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
@@ -248,8 +250,8 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
                 workers: int | None = None) -> RunAnalysis:
     """Analyze the run's complete checkpoints; damaged ones are skipped and reported.
 
-    Modular runs analyze `workers` checkpoints in parallel (default: `default_workers()`);
-    entity runs one at a time (their patching hooks and probes share a random-init model).
+    `workers` checkpoints are analyzed in parallel (default: `default_workers()`, one per
+    torch thread), each worker with its own model objects.
     """
     parts = tuple(parts or available_parts(run))
     unknown = set(parts) - set(available_parts(run))
@@ -260,8 +262,9 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
     steps = list(run.steps if steps is None else steps)
     if not steps:
         raise RunError(f"{run.path}: no complete checkpoints to analyze")
+    workers = default_workers() if workers is None else workers
     if parts and set(parts) <= set(ENTITY_PARTS) and run.config.task.kind != "modular":
-        return _analyze_entity_run(run, parts, steps)
+        return _analyze_entity_run(run, parts, steps, workers)
     ctx = _ModularContext(run)
     # Key frequencies come from the last checkpoint that loads (damage is reported below).
     keys: list[int] = []
@@ -270,8 +273,7 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
         break
     ctx.set_key_frequencies(keys)
     results, skipped = _map_checkpoints(
-        run, steps, lambda model, step: analyze_checkpoint(model, step, ctx, parts),
-        workers=default_workers() if workers is None else workers,
+        run, steps, lambda model, step: analyze_checkpoint(model, step, ctx, parts), workers=workers
     )
     return RunAnalysis(
         run_dir=run.path,
@@ -284,18 +286,27 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
     )
 
 
-def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int]) -> RunAnalysis:
+def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], workers: int) -> RunAnalysis:
     """The entity-task analyses (`circuits.entity.analyze_entity_checkpoint`) of every checkpoint."""
     from circuits.entity import analyze_entity_checkpoint, random_init_model
 
     task = run.task
-    random_model = random_init_model(run.config) if "probes" in parts else None
+    workers = max(1, min(workers, len(steps) // 2))
+    # The probes' random-init baseline: one model per worker thread (hooks are per model object).
+    spare = queue.SimpleQueue()
+    if "probes" in parts:
+        for _ in range(workers):
+            spare.put(random_init_model(run.config))
+    mine = threading.local()
 
     def analyze_one(model, step: int) -> CheckpointAnalysis:
+        if "probes" in parts and not hasattr(mine, "random_model"):
+            mine.random_model = spare.get()
+        random_model = getattr(mine, "random_model", None)
         row = {"step": step, **analyze_entity_checkpoint(model, task, run.config, set(parts), random_model=random_model)}
         return CheckpointAnalysis(step=step, row=row)
 
-    results, skipped = _map_checkpoints(run, steps, analyze_one)
+    results, skipped = _map_checkpoints(run, steps, analyze_one, workers=workers)
     return RunAnalysis(
         run_dir=run.path,
         parts=parts,

@@ -333,13 +333,15 @@ def analyze_entity_checkpoint(
     """
     parts = _normalize_parts(parts)
     row: dict[str, float] = {}
+    logits_of: dict[str, Tensor] = {}  # one forward per split, reused for the base columns
     for name in task.splits:
         tokens, labels = task.split(name)
-        row[f"{name}_acc"] = accuracy(answer_logits(model, tokens), labels) if len(tokens) else float("nan")
+        logits_of[name] = answer_logits(model, tokens) if len(tokens) else torch.zeros(0, model.cfg.d_vocab_out)
+        row[f"{name}_acc"] = accuracy(logits_of[name], labels)
     # The table's base columns: train = all trained examples, test = test-ID (the trainer's test split).
     held_out = [s for s in task.splits if s not in task.train_splits][0]
-    for base, index in (("train", task.train_index), ("test", task.splits[held_out])):
-        logits = answer_logits(model, task.tokens[index])
+    train_logits = torch.cat([logits_of[name] for name in task.train_splits])  # task.train_index's order
+    for base, index, logits in (("train", task.train_index, train_logits), ("test", task.splits[held_out], logits_of[held_out])):
         row[f"{base}_acc"] = accuracy(logits, task.labels[index])
         row[f"{base}_loss"] = float(cross_entropy_f64(logits, task.labels[index]))
     score = circuit_score(model, task, n_examples=n_examples)

@@ -266,3 +266,22 @@ def test_kb_file_trains_and_analyzes_end_to_end(tmp_path, capsys, monkeypatch):
         assert key in header, key
     capsys.readouterr()
     assert main(["analyze", str(out), "--fourier"]) == 2  # a modular analysis on an entity run
+
+
+def test_entity_analysis_with_parallel_workers_equals_serial(tmp_path):
+    """Checkpoints analyzed by 2 worker threads (own models, own random-init baselines)."""
+    from circuits.analyze import analyze_run
+    from interp.cli import evaluators_for
+    from interp.runs import load_run
+    from interp.training import train
+
+    config = tiny_entity_run(tiny_task("comparison"), steps=45)
+    train(config, tmp_path / "run", evaluators=evaluators_for(config), progress=False)
+    run = load_run(tmp_path / "run")
+    serial = analyze_run(run, workers=1)
+    parallel = analyze_run(run, workers=2)
+    assert parallel.steps == serial.steps == [0, 15, 30, 45]
+    for row_par, row_ser in zip(parallel.rows, serial.rows, strict=True):
+        assert row_par.keys() == row_ser.keys()
+        for key, value in row_ser.items():
+            assert row_par[key] == pytest.approx(value, rel=1e-6, abs=1e-9, nan_ok=True), key
