@@ -32,13 +32,17 @@ scores ~0 instead of a ratio of noise. `circuit_layer` is the maximizing layer;
 under the same patch), which additionally needs the upper layers to apply r2 correctly to
 the patched bridge and so trails test-ID accuracy.
 
+Comparison subtracts a value-invariance control: e1 is the token at MID, so all of e1's
+influence passes through the MID state and the plain mediated fraction is ~1 for any model,
+a lookup included. With C_l = sum_i |M(clean_i) - M(clean_i with the MID state at layer l
+from a counterfactual whose e1 has the same value)|, comparison's score is
+max_l clip(IE_l - C_l, 0) / max(TE, n * 1 nat): a value-reading circuit ignores the
+same-value swap, a lookup keyed on e1's identity does not.
+
 Caveats: layer 0 (the token embedding) is excluded — for comparison the swapped e1 *is*
 the token at MID, so patching it there is the whole counterfactual — and the last layer's
 state at MID is read by nothing, so the maximum is over the middle layers and a 1-layer
-model scores 0. For comparison the e1 state also carries e1's identity at every layer, so a
-model that reads e1's identity from that position late (a lookup) is counted as well;
-there the score is weaker evidence than for two_hop, where the swapped token (h) is at
-another position than the site (r1). A memorizing model that keys its lookup on the (h, r1) state at
+model scores 0. A memorizing model that keys its lookup on the (h, r1) state at
 r1 rather than on the tokens would also score high; the logit lens and the probes
 (`lens_bridge_mrr_L*`, `probe_bridge_acc_L*`) tell whether that state holds the bridge
 itself. It is one site and one kind of swap; `patch_*` columns give the whole
@@ -107,8 +111,9 @@ def counterfactuals(task: TaskData, index: Tensor, swap: str = "auto", seed: int
     two_hop `swap="head"` (default): h -> h' with bridge b' = tail(h', r1) != b and answer
     tail(b', r2) != t. `swap="r2"`: r2 -> r2' with tail(b, r2') != t (bridge unchanged).
     comparison `swap="e1"` (default) or `"e2"`: the entity -> one whose value changes the
-    outcome. The replacement is drawn uniformly (seeded) among the valid ones; examples
-    without any are dropped.
+    outcome; `"e1_same_value"`: e1 -> another entity with the same value (same answer).
+    The replacement is drawn uniformly (seeded) among the valid ones; examples without any
+    are dropped.
     """
     kind = task_kind(task)
     vocab = _vocab(task, kind)
@@ -142,15 +147,19 @@ def counterfactuals(task: TaskData, index: Tensor, swap: str = "auto", seed: int
         swap = "e1" if swap == "auto" else swap
         kb = task.extras["kb_value"]
         a, v1, v2 = (task.extras[k][index] for k in ("attribute", "v1", "v2"))
-        if swap not in ("e1", "e2"):
-            raise ValueError(f"swap: {swap!r} is not one of e1, e2 for comparison")
-        other = v2 if swap == "e1" else v1
+        if swap not in ("e1", "e2", "e1_same_value"):
+            raise ValueError(f"swap: {swap!r} is not one of e1, e2, e1_same_value for comparison")
+        other = v2 if swap != "e2" else v1
         sign = torch.sign(v1 - v2)
         v_alt = kb[:, a].T  # [batch, entity]
-        sign_alt = torch.sign(v_alt - other[:, None]) if swap == "e1" else torch.sign(other[:, None] - v_alt)
-        valid = (v_alt >= 0) & (sign_alt != sign[:, None])
+        sign_alt = torch.sign(other[:, None] - v_alt) if swap == "e2" else torch.sign(v_alt - other[:, None])
+        if swap == "e1_same_value":  # another entity with e1's value: the answer must not change
+            e1 = task.extras["e1"][index]
+            valid = (v_alt == v1[:, None]) & (torch.arange(v_alt.shape[1])[None] != e1[:, None])
+        else:
+            valid = (v_alt >= 0) & (sign_alt != sign[:, None])
         pick = _pick(valid, generator)
-        position = POS_MID if swap == "e1" else POS_LAST
+        position = POS_LAST if swap == "e2" else POS_MID
         cf_tokens[:, position] = vocab.entity(pick.clamp(min=0))
         cf_answer = vocab.answer(sign_alt.gather(1, pick.clamp(min=0)[:, None]).squeeze(1))
         keep = pick >= 0
@@ -217,13 +226,25 @@ MIN_TOTAL_EFFECT = 1.0
 def circuit_score(model, task: TaskData, n_examples: int = 300, seed: int = 0) -> CircuitScore:
     """See the module docstring. Uses only training examples and atomic facts."""
     index = sample_examples(task, "train_inferred", n_examples, seed)
-    swap = "head" if task_kind(task) == "two_hop" else "e1"
-    cf = counterfactuals(task, index, swap=swap, seed=seed)
+    two_hop = task_kind(task) == "two_hop"
+    same = None
+    if not two_hop:  # examples that also have a same-value control
+        same = counterfactuals(task, index, swap="e1_same_value", seed=seed + 1)
+        index = same.index
+    cf = counterfactuals(task, index, swap="head" if two_hop else "e1", seed=seed)
     n = len(cf.index)
     if n == 0:
         return CircuitScore(float("nan"), -1, torch.zeros(0), torch.zeros(0), 0)
-    result = mediation(model, cf.clean_tokens, cf.tokens, task.labels[cf.index], cf.answer, POS_MID)
-    by_layer = (result.indirect.clamp(min=0) / max(result.total, n * MIN_TOTAL_EFFECT)).clamp(max=1.0)
+    clean_answer = task.labels[cf.index]
+    result = mediation(model, cf.clean_tokens, cf.tokens, clean_answer, cf.answer, POS_MID)
+    mediated = result.indirect
+    if same is not None:
+        # Value invariance: what the e1 state carries beyond its value (identity, read by a
+        # lookup) also moves the answer when e1 is swapped for an entity of the same value.
+        keep = torch.isin(same.index, cf.index)
+        control = mediation(model, cf.clean_tokens, same.tokens[keep], clean_answer, cf.answer, POS_MID)
+        mediated = mediated - control.indirect_abs
+    by_layer = (mediated.clamp(min=0) / max(result.total, n * MIN_TOTAL_EFFECT)).clamp(max=1.0)
     # Layer 0 is the token embedding: for comparison the swapped token sits at MID itself, so
     # patching it there is the whole counterfactual (mediation 1 by construction); for two_hop
     # it is the unchanged r1 token (0). Either way it says nothing about a computed state.

@@ -59,6 +59,8 @@ def patched_logits(
 class MediationResult:
     #: sum over examples of the indirect effect through (layer, position), per layer
     indirect: Float[Tensor, " layer"]
+    #: the same with each example's effect taken in absolute value (a change of either sign)
+    indirect_abs: Float[Tensor, " layer"]
     #: sum over examples of the total effect of the swap
     total: float
     #: fraction of examples whose top-1 answer becomes the counterfactual answer, per layer
@@ -83,12 +85,15 @@ def mediation(
     clean = logit_diff(model(clean_tokens)[:, -1])
     total = float((clean - logit_diff(model(counterfactual_tokens)[:, -1])).sum())
     stack = residual_stack(model, counterfactual_tokens)
-    indirect, transferred = [], []
+    indirect, indirect_abs, transferred = [], [], []
     for layer in range(model.cfg.n_layers + 1):
         patched = patched_logits(model, clean_tokens, stack[layer, :, position], layer, position)
-        indirect.append(float((clean - logit_diff(patched)).sum()))
+        effect = clean - logit_diff(patched)
+        indirect.append(float(effect.sum()))
+        indirect_abs.append(float(effect.abs().sum()))
         transferred.append(float((patched.argmax(dim=-1) == counterfactual_answer).double().mean()))
-    return MediationResult(torch.tensor(indirect), total, torch.tensor(transferred), int(clean_tokens.shape[0]))
+    return MediationResult(torch.tensor(indirect), torch.tensor(indirect_abs), total, torch.tensor(transferred),
+                           int(clean_tokens.shape[0]))
 
 
 @torch.inference_mode()

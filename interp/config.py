@@ -91,7 +91,8 @@ class TaskConfig:
     #: Path of a JSONL/CSV knowledge base; "" = a random synthetic one.
     kb_file: str = ""
     #: Memorization control: replace every answer by a random one (seeded by split_seed),
-    #: so nothing generalizes and the only solution is a lookup table.
+    #: so nothing generalizes and the only solution is a lookup table. Entity tasks: the
+    #: training inferred facts get random answers (atomic facts and test splits keep theirs).
     shuffle_labels: bool = False
 
     def __post_init__(self) -> None:

@@ -285,3 +285,16 @@ def test_entity_analysis_with_parallel_workers_equals_serial(tmp_path):
         assert row_par.keys() == row_ser.keys()
         for key, value in row_ser.items():
             assert row_par[key] == pytest.approx(value, rel=1e-6, abs=1e-9, nan_ok=True), key
+
+
+@pytest.mark.parametrize("kind", ["two_hop", "comparison"])
+def test_shuffle_labels_randomizes_only_training_inferred_answers(kind):
+    true = build_task(tiny_task(kind))
+    shuffled = build_task(tiny_task(kind, shuffle_labels=True))
+    assert torch.equal(true.tokens, shuffled.tokens)
+    for name, index in true.splits.items():
+        same = torch.equal(true.labels[index], shuffled.labels[index])
+        assert same == (name != "train_inferred"), name
+    inferred = true.splits["train_inferred"]
+    assert set(shuffled.labels[inferred].tolist()) <= set(true.labels[inferred].tolist())
+    assert (true.labels[inferred] == shuffled.labels[inferred]).double().mean() < 0.6
