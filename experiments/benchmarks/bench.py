@@ -374,7 +374,8 @@ def naive_analysis(run_dir: Path, n: int) -> float:
 
 
 def analysis_throughput(p_main: int, n_main: int, p_values: list[int], n_small: int, p_naive: int, n_naive: int,
-                        n_full: int, real_run: Path | None, p_full: int = 113, workers: int = 1) -> None:
+                        n_full: int, real_run: Path | None, p_full: int = 113, workers: int = 1,
+                        n_workers_row: int = 40) -> None:
     main = real_run or synthetic_run(p_main, n_main)
     label = f"real run {real_run}" if real_run else f"synthetic p={p_main}"
     curve = analyze_with_curve(main, workers=workers)
@@ -405,7 +406,7 @@ def analysis_throughput(p_main: int, n_main: int, p_values: list[int], n_small: 
         fast = rates[p_naive]
         row("analysis", f"  naive loop (rebuild model+basis, run_with_cache, p={p_naive})", f"{naive:.3f} s/ckpt",
             f"{naive / fast:.1f}x slower than the project's analyze_run ({n_naive} ckpts)")
-    workers_row(p_full if p_full in rates else p_values[-1], max(n_small, 8))
+    workers_row(p_full if p_full in rates else p_values[-1], n_workers_row)
     if p_full in rates and (real_run is not None or (p_main, n_main) != (p_full, n_full)):
         row("analysis", f"all {n_full} ckpts of a 40k-step mod-add run (p={p_full}), 1 worker", f"{n_full * rates[p_full]:.0f} s",
             "extrapolated from the linear rate; target < 30 s")
@@ -413,7 +414,9 @@ def analysis_throughput(p_main: int, n_main: int, p_values: list[int], n_small: 
 
 def workers_row(p: int, n: int, rounds: int = 3) -> None:
     """Per-checkpoint analysis time with 1 vs 2 checkpoint workers (one torch thread each),
-    and with 1 worker using 2 torch threads: whole checkpoints in parallel vs split ops."""
+    and with 1 worker using 2 torch threads: whole checkpoints in parallel vs split ops.
+    Per-run costs (model objects, the key-frequency pass) are included, so use enough
+    checkpoints for them not to dominate."""
     from circuits import analyze
     from interp.runs import load_run
 
@@ -508,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         n_full = len(checkpoint_schedule(40_000, 100, 1000))
         w = args.analysis_workers
         if q:
-            analysis_throughput(59, 40, [31, 59, 113], 5, 59, 2, n_full, args.analysis_run, workers=w)
+            analysis_throughput(59, 40, [31, 59, 113], 5, 59, 2, n_full, args.analysis_run, workers=w, n_workers_row=8)
         else:
             analysis_throughput(113, n_full, [31, 59, 113], 12, 113, 3, n_full, args.analysis_run, workers=w)
     if "startup" not in args.skip:
