@@ -16,8 +16,6 @@ import csv
 import io
 import json
 import math
-import queue
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
@@ -206,11 +204,13 @@ def _subset(acts: FinalActs, index: Tensor) -> FinalActs:
 
 
 def _map_checkpoints(
-    run: Run, steps: list[int], analyze_one, workers: int = 1
+    run: Run, steps: list[int], make_analyze_one, workers: int = 1
 ) -> tuple[list[CheckpointAnalysis], list[tuple[str, str]]]:
     """analyze_one(model, step) over every checkpoint that loads (`Run.iter_models`); the others
     are collected as (file, reason) instead of aborting the run.
 
+    `make_analyze_one()` is called once per worker, in this thread (model construction is not
+    thread-safe), so each worker gets its own state (e.g. a random-init baseline model).
     With `workers` > 1 the checkpoints are dealt round-robin to that many threads, each with
     its own model object and torch running one intra-op thread: torch releases the GIL inside
     its kernels, and whole checkpoints in parallel scale better than splitting each small op
@@ -220,19 +220,20 @@ def _map_checkpoints(
     on_error = lambda s: skipped.append((str(s.path), s.reason))  # noqa: E731
     workers = max(1, min(workers, len(steps) // 2))
     if workers == 1:
+        analyze_one = make_analyze_one()
         results = [analyze_one(model, step) for step, model in run.iter_models(steps, on_error=on_error)]
     else:
-        models = [run.new_model() for _ in range(workers)]  # built here: model init is not thread-safe
+        jobs = [(steps[i::workers], run.new_model(), make_analyze_one()) for i in range(workers)]
 
-        def shard(i: int) -> list[CheckpointAnalysis]:
-            it = run.iter_models(steps[i::workers], on_error=on_error, model=models[i])
-            return [analyze_one(model, step) for step, model in it]
+        def shard(job) -> list[CheckpointAnalysis]:
+            shard_steps, model, analyze_one = job
+            return [analyze_one(m, step) for step, m in run.iter_models(shard_steps, on_error=on_error, model=model)]
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             with ThreadPoolExecutor(workers, thread_name_prefix="analyze") as pool:
-                results = sorted(chain.from_iterable(pool.map(shard, range(workers))), key=lambda r: r.step)
+                results = sorted(chain.from_iterable(pool.map(shard, jobs)), key=lambda r: r.step)
         finally:
             torch.set_num_threads(threads)
         skipped.sort()
@@ -273,7 +274,7 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
         break
     ctx.set_key_frequencies(keys)
     results, skipped = _map_checkpoints(
-        run, steps, lambda model, step: analyze_checkpoint(model, step, ctx, parts), workers=workers
+        run, steps, lambda: lambda model, step: analyze_checkpoint(model, step, ctx, parts), workers=workers
     )
     return RunAnalysis(
         run_dir=run.path,
@@ -291,22 +292,18 @@ def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], work
     from circuits.entity import analyze_entity_checkpoint, random_init_model
 
     task = run.task
-    workers = max(1, min(workers, len(steps) // 2))
-    # The probes' random-init baseline: one model per worker thread (hooks are per model object).
-    spare = queue.SimpleQueue()
-    if "probes" in parts:
-        for _ in range(workers):
-            spare.put(random_init_model(run.config))
-    mine = threading.local()
 
-    def analyze_one(model, step: int) -> CheckpointAnalysis:
-        if "probes" in parts and not hasattr(mine, "random_model"):
-            mine.random_model = spare.get()
-        random_model = getattr(mine, "random_model", None)
-        row = {"step": step, **analyze_entity_checkpoint(model, task, run.config, set(parts), random_model=random_model)}
-        return CheckpointAnalysis(step=step, row=row)
+    def make_analyze_one():
+        # The probes' random-init baseline: one model per worker (hooks are per model object).
+        random_model = random_init_model(run.config) if "probes" in parts else None
 
-    results, skipped = _map_checkpoints(run, steps, analyze_one, workers=workers)
+        def analyze_one(model, step: int) -> CheckpointAnalysis:
+            row = {"step": step, **analyze_entity_checkpoint(model, task, run.config, set(parts), random_model=random_model)}
+            return CheckpointAnalysis(step=step, row=row)
+
+        return analyze_one
+
+    results, skipped = _map_checkpoints(run, steps, make_analyze_one, workers=workers)
     return RunAnalysis(
         run_dir=run.path,
         parts=parts,
