@@ -168,16 +168,6 @@ def answer_directions(
     return torch.stack(rows)
 
 
-def project_onto(
-    logits: Float[Tensor, "example d_vocab_out"], directions: Float[Tensor, "direction example"]
-) -> Float[Tensor, "example d_vocab_out"]:
-    """Σ_d d dᵀ L: the part of each output column along the given (orthonormal) directions."""
-    if directions.shape[0] == 0:
-        return torch.zeros_like(logits, dtype=torch.float64)
-    coef = directions @ logits.double()
-    return directions.T @ coef
-
-
 # --------------------------------------------------------------------------------------
 # Embeddings, neurons, losses
 # --------------------------------------------------------------------------------------
@@ -322,10 +312,7 @@ def restricted_and_excluded_loss(
     valid = labels >= 0
     weights = valid.double()
     n_valid = weights.sum()
-    if directions.shape[0] == 0:
-        coef = logits.new_zeros(0, logits.shape[1])
-    else:
-        coef = directions @ logits  # [direction, d_vocab_out]
+    coef = directions @ logits  # [direction, d_vocab_out]; no directions: an empty key part
     # mean over answered rows of (L − DᵀDL) = (wᵀL − (D w)ᵀ coef) / n, w = answered indicator
     removed_mean = (weights @ logits - (directions @ weights) @ coef) / n_valid
     restricted = directions[:, test_index].T @ coef + removed_mean

@@ -17,7 +17,7 @@ so only the centered logit matters):
 
 Each edge also has a **generalization share**: the fraction of its correct-logit
 contribution that lies in the key-frequency Fourier directions of the answer (the
-projection P_K of the restricted loss, `circuits.fourier.project_onto`). A Fourier circuit
+projection P_K of the restricted loss, `circuits.fourier.restricted_and_excluded_loss`). A Fourier circuit
 puts all of it there (share 1); a memorized lookup table spreads it over all p² inputs
 (share ≈ 2|K|/p). The shares are clipped to [0, 1]. Without key frequencies the share is
 undefined and reported as NaN.
