@@ -69,13 +69,13 @@ PRESETS["two-hop"] = RunConfig(
     train=TrainConfig(steps=30_000, lr=1e-3, weight_decay=1.0, beta1=0.9, beta2=0.98, warmup_steps=100,
                       batch_size=128, grad_clip=1.0, ckpt_every=200, ckpt_log_until=1000),
 )
+# Comparison: the same optimizer, weaker weight decay, 10k steps, denser checkpoints.
 PRESETS["comparison"] = RunConfig(
     name="comparison",
     task=TaskConfig(kind="comparison", n_entities=100, n_attributes=10, n_values=20, ood_frac=0.1,
                     phi=7.2, test_id_frac=0.1, split_seed=0),
     model=_ENTITY_MODEL,
-    train=TrainConfig(steps=10_000, lr=1e-3, weight_decay=0.3, beta1=0.9, beta2=0.98, warmup_steps=100,
-                      batch_size=128, grad_clip=1.0, ckpt_every=100, ckpt_log_until=1000),
+    train=replace(PRESETS["two-hop"].train, steps=10_000, weight_decay=0.3, ckpt_every=100),
 )
 
 

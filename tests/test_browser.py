@@ -109,28 +109,26 @@ def _check_attention_slider(page: Loaded) -> None:
     assert after != before and after[0].startswith("block") and int(after[0].split(":")[1]) > 100, (before, after)
 
 
+def _check_interactive_page(page: Loaded, min_figures: int, screenshot: Path) -> None:
+    """Figures drawn, sliders move them, no JS errors, no network requests; keeps a screenshot."""
+    _check_page(page, min_figures=min_figures)
+    _check_attention_slider(page)
+    page.page.screenshot(path=str(screenshot), full_page=True)
+    print(f"screenshot: {screenshot}")
+    assert not page.errors, page.errors
+    assert not page.requests, page.requests
+
+
 def test_report_in_the_browser(browser, tiny_run, tmp_path_factory):
     from interp.cli import main
 
     assert main(["analyze", str(tiny_run)]) == 0
     page = Loaded(browser, tiny_run / "analysis" / "report.html")
-    _check_page(page, min_figures=7)
-    _check_attention_slider(page)
-    shots = tmp_path_factory.mktemp("screenshots")
-    page.page.screenshot(path=str(shots / "report.png"), full_page=True)
-    print(f"screenshot: {shots / 'report.png'}")
-    assert not page.errors, page.errors
-    assert not page.requests, page.requests
+    _check_interactive_page(page, 7, tmp_path_factory.mktemp("screenshots") / "report.png")
 
 
 def test_executed_notebook_in_the_browser(browser, tmp_path_factory):
     from tests.notebook_run import notebook_html
 
     page = Loaded(browser, notebook_html("grokking_walkthrough.ipynb"))
-    _check_page(page, min_figures=5)
-    _check_attention_slider(page)
-    shots = tmp_path_factory.mktemp("screenshots")
-    page.page.screenshot(path=str(shots / "notebook.png"), full_page=True)
-    print(f"screenshot: {shots / 'notebook.png'}")
-    assert not page.errors, page.errors
-    assert not page.requests, page.requests
+    _check_interactive_page(page, 5, tmp_path_factory.mktemp("screenshots") / "notebook.png")

@@ -152,6 +152,13 @@ def _index(names: list[str], lookup: dict[str, int], name: str) -> int:
     return lookup[name]
 
 
+def _known(lookup: dict[str, int], name: str, kind: str, path: str, line: int) -> int:
+    """The index of a name a query uses; unknown names are a KBFileError naming the line."""
+    if name not in lookup:
+        raise KBFileError(f"{path}:{line}: unknown {kind} {name!r} in a query")
+    return lookup[name]
+
+
 def _two_hop_kb(path: str, facts, queries) -> KnowledgeBase:
     entities: list[str] = []
     relations: list[str] = []
@@ -173,12 +180,8 @@ def _two_hop_kb(path: str, facts, queries) -> KnowledgeBase:
     asked = []
     for line, rec in queries:
         h, r1, r2 = rec["query"]
-        if h not in e_ix:
-            raise KBFileError(f"{path}:{line}: unknown entity {h!r} in a query")
-        for r in (r1, r2):
-            if r not in r_ix:
-                raise KBFileError(f"{path}:{line}: unknown relation {r!r} in a query")
-        asked.append((e_ix[h], r_ix[r1], r_ix[r2], line))
+        asked.append((_known(e_ix, h, "entity", path, line), _known(r_ix, r1, "relation", path, line),
+                      _known(r_ix, r2, "relation", path, line), line))
     return KnowledgeBase(table, (entities, relations), asked)
 
 
@@ -205,11 +208,7 @@ def _comparison_kb(path: str, facts, queries) -> KnowledgeBase:
     asked = []
     for line, rec in queries:
         a, e1, e2 = rec["query"]
-        if a not in a_ix:
-            raise KBFileError(f"{path}:{line}: unknown attribute {a!r} in a query")
-        for e in (e1, e2):
-            if e not in e_ix:
-                raise KBFileError(f"{path}:{line}: unknown entity {e!r} in a query")
-        asked.append((a_ix[a], e_ix[e1], e_ix[e2], line))
+        asked.append((_known(a_ix, a, "attribute", path, line), _known(e_ix, e1, "entity", path, line),
+                      _known(e_ix, e2, "entity", path, line), line))
     value_names = [f"{v:g}" for v in values]
     return KnowledgeBase(table, (entities, attributes, value_names), asked)
