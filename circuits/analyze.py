@@ -30,8 +30,10 @@ from circuits.activations import FinalActs, final_position_activations
 from circuits.attention import attention_columns, attention_summary
 from circuits.attribution import attribution_columns, direct_logit_attribution
 from circuits.progress import Phases, circuit_score, compute_phases, first_crossing
-from interp.metrics import per_example_cross_entropy
-from interp.runs import ANALYSIS_DIR, Run, RunError, atomic_write_bytes, atomic_write_json
+from interp.collapse import CollapseEvent, detect_collapses, rule_for_splits
+from interp.metrics import SMALL_SPLIT, per_example_cross_entropy, wilson_interval
+from interp.runs import (ANALYSIS_DIR, Run, RunError, atomic_write_bytes, atomic_write_json, no_checkpoints_message,
+                         read_best)
 
 MODULAR_PARTS = ("fourier", "attention", "attribution")
 #: Analyses of the entity tasks (two_hop, comparison): `circuits.entity`.
@@ -69,6 +71,17 @@ class RunAnalysis:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     p: int = 0
     kind: str = "modular"
+    #: collapse events found in this table by the task's rule (`interp.collapse`)
+    collapses: list[CollapseEvent] = field(default_factory=list)
+    #: examples behind each accuracy column ({"test_acc": 8939, "test_ood_acc": 19, ...})
+    split_sizes: dict[str, int] = field(default_factory=dict)
+    #: the manifest's `best` checkpoint (selected on validation or training metrics), if any
+    best: dict[str, Any] | None = None
+
+    def interval(self, column: str, value: float) -> tuple[float, float] | None:
+        """95 % Wilson interval of an accuracy column whose split has < SMALL_SPLIT examples."""
+        n = self.split_sizes.get(column)
+        return wilson_interval(value, n) if n is not None and n < SMALL_SPLIT else None
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -99,6 +112,8 @@ class _ModularContext:
         self.basis = fourier.fourier_basis(cfg.p)
         self.train_index = self.task.splits["train"]
         self.test_index = self.task.splits["test"]
+        # train, val (when the run has one) and test, in that order
+        self.splits = {name: self.task.splits[name] for name in ("train", "val", "test") if name in self.task.splits}
         self.position_names = ["a", "b", "="]
         self.directions: Tensor | None = None
 
@@ -113,7 +128,7 @@ def _accuracy_columns(all_logits: Tensor, ctx: _ModularContext) -> dict[str, flo
     nll, predicted = per_example_cross_entropy(all_logits, labels)
     correct = (predicted == labels).double()
     row: dict[str, float] = {}
-    for name, index in (("train", ctx.train_index), ("test", ctx.test_index)):
+    for name, index in ctx.splits.items():
         row[f"{name}_loss"] = float(nll[index].mean())
         row[f"{name}_acc"] = float(correct[index].mean())
     return row
@@ -262,7 +277,7 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
         raise ConfigError(f"analysis parts {sorted(unknown)} do not apply to task kind {run.config.task.kind!r}")
     steps = list(run.steps if steps is None else steps)
     if not steps:
-        raise RunError(f"{run.path}: no complete checkpoints to analyze")
+        raise RunError(no_checkpoints_message(run.path))
     workers = default_workers() if workers is None else workers
     if parts and set(parts) <= set(ENTITY_PARTS) and run.config.task.kind != "modular":
         return _analyze_entity_run(run, parts, steps, workers)
@@ -284,7 +299,21 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
         phases=compute_phases([r.row for r in results]),
         skipped=skipped,
         p=ctx.p,
+        **_run_facts(run, results),
     )
+
+
+def _run_facts(run: Run, results: list[CheckpointAnalysis]) -> dict[str, Any]:
+    """Collapse events (the task's rule on this table), split sizes and the `best` pointer."""
+    task = run.task
+    sizes = {f"{name}_acc": len(index) for name, index in task.splits.items()}
+    sizes["train_acc"] = len(task.train_index)
+    if "test_acc" not in sizes:  # entity tasks: the base test columns are the first held-out split
+        held_out = [s for s in task.splits if s not in task.train_splits and s != "val"]
+        sizes["test_acc"] = len(task.splits[held_out[0]])
+    rule = rule_for_splits(task.train_splits)
+    return {"collapses": detect_collapses([r.row for r in results], rule), "split_sizes": sizes,
+            "best": read_best(run.path)}
 
 
 def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], workers: int) -> RunAnalysis:
@@ -312,6 +341,7 @@ def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], work
         phases=compute_phases([r.row for r in results]),
         skipped=skipped,
         kind=run.config.task.kind,
+        **_run_facts(run, results),
     )
 
 
@@ -331,6 +361,17 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
+def _intervals(result: RunAnalysis, row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{column: {n, low, high}} for the accuracies of `row` measured on small splits."""
+    out = {}
+    for column, value in row.items():
+        if column.endswith("_acc") and isinstance(value, float) and math.isfinite(value):
+            interval = result.interval(column, value)
+            if interval is not None:
+                out[column] = {"n": result.split_sizes[column], "low": interval[0], "high": interval[1]}
+    return out
+
+
 def summary(result: RunAnalysis, out_dir: Path) -> dict[str, Any]:
     last = result.checkpoints[-1].row
     return {
@@ -344,13 +385,23 @@ def summary(result: RunAnalysis, out_dir: Path) -> dict[str, Any]:
         "kind": result.kind,
         "final": {k: last[k] for k in BASE_COLUMNS if k in last},
         **({"final_splits": {k: v for k, v in last.items() if k.endswith("_acc")}} if result.kind != "modular" else {}),
-        "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
+        "final_intervals": _intervals(result, last),
+        "split_sizes": result.split_sizes,
+        "collapses": [e.to_dict() for e in result.collapses],
+        "best": result.best,
+        "skipped": [{"step": _step_of(f), "file": f, "reason": r} for f, r in result.skipped],
         "table": str(out_dir / TABLE_FILE),
         "figures": str(out_dir / FIGURES_FILE),
     }
 
 
-def write_analysis(result: RunAnalysis, out_dir: Path | None = None, *, figures: bool = True) -> dict[str, Any]:
+def _step_of(file: str) -> int | None:
+    stem = Path(file).stem
+    return int(stem.removeprefix("step_")) if stem.startswith("step_") and stem[5:].isdigit() else None
+
+
+def write_analysis(
+result: RunAnalysis, out_dir: Path | None = None, *, figures: bool = True) -> dict[str, Any]:
     """Write the table, the summary and the figures; returns the summary."""
     out_dir = Path(out_dir) if out_dir is not None else result.run_dir / ANALYSIS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,16 @@ change: a new bridge b' = tail(h', r1) with answer t' = tail(b', r2) != t, or a 
 v1' with a different comparison outcome t'. t and t' come from the atomic facts (all of
 which are training data): no test label is used. The total effect is floored at 1 nat per
 example so that a model whose answer does not yet depend on the entity (at initialization)
-scores ~0 instead of a ratio of noise. `circuit_layer` is the maximizing layer;
+scores ~0 instead of a ratio of noise.
+
+two_hop measures the effects on a chance-corrected metric instead of logit[t] - logit[t']:
+M(run) = mean logit of the other entities - logit[t'] (all entities but t and t'). A patch
+that only *disrupts* the clean answer (lowers logit[t]) moves the plain difference but not
+this one; only a state that carries the new bridge b' lifts t' above the other entities.
+This is the null: with the plain difference, a random-answer memorizer, which reads part of
+the head's identity from the r1 state but has no bridge there, scored 0.17-0.21; with the
+corrected metric it scores ~0 (docs/entity_tasks.md has the measurements).
+ `circuit_layer` is the maximizing layer;
 `circuit_transfer` is the stricter top-1 version (the fraction of answers that become t'
 under the same patch), which additionally needs the upper layers to apply r2 correctly to
 the patched bridge and so trails test-ID accuracy.
@@ -236,7 +245,8 @@ def circuit_score(model, task: TaskData, n_examples: int = 300, seed: int = 0) -
     if n == 0:
         return CircuitScore(float("nan"), -1, torch.zeros(0), torch.zeros(0), 0)
     clean_answer = task.labels[cf.index]
-    result = mediation(model, cf.clean_tokens, cf.tokens, clean_answer, cf.answer, POS_MID)
+    metric = _specific_metric(task, clean_answer, cf.answer) if two_hop else None
+    result = mediation(model, cf.clean_tokens, cf.tokens, clean_answer, cf.answer, POS_MID, metric=metric)
     mediated = result.indirect
     if same is not None:
         # Value invariance: what the e1 state carries beyond its value (identity, read by a
@@ -253,7 +263,29 @@ def circuit_score(model, task: TaskData, n_examples: int = 300, seed: int = 0) -
     return CircuitScore(float(by_layer[layer]), layer, by_layer, result.transferred, n)
 
 
-def make_entity_evaluator(config: RunConfig | TaskConfig, n_examples: int = 300) -> Callable[[Any, TaskData, dict], dict[str, float]]:
+def _specific_metric(task: TaskData, clean_answer: Tensor, counterfactual_answer: Tensor) -> Callable[[Tensor], Tensor]:
+    """two_hop's chance-corrected metric: the mean logit of the other entities minus the
+    counterfactual answer's logit (lower = the answer has moved specifically to t').
+
+    The plain logit difference logit[t] − logit[t'] also falls when a patch merely disrupts
+    the clean answer t, which any model that reads part of the head's identity at r1 shows
+    (a random-answer memorizer scored ~0.2 with it). Against the other entities' mean, a
+    disruption moves nothing; only a state that carries the bridge b' raises t' above them.
+    """
+    entities = _vocab(task, "two_hop").entity_tokens
+    n_other = len(entities) - 2
+
+    def metric(logits: Tensor) -> Tensor:
+        logits = logits.double()
+        t, t_alt = logits.gather(1, clean_answer[:, None]), logits.gather(1, counterfactual_answer[:, None])
+        others = (logits[:, entities].sum(dim=1, keepdim=True) - t - t_alt) / n_other
+        return (others - t_alt).squeeze(1)
+
+    return metric
+
+
+def make_entity_evaluator(
+config: RunConfig | TaskConfig, n_examples: int = 300) -> Callable[[Any, TaskData, dict], dict[str, float]]:
     """A training `Evaluator` that logs `circuit_score` (and its layer) at every checkpoint."""
 
     def evaluate(model, task: TaskData, by_split: dict) -> dict[str, float]:

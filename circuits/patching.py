@@ -18,6 +18,7 @@ sum(IE) / sum(TE) over the examples (causal mediation analysis, Vig et al. 2020)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -76,11 +77,19 @@ def mediation(
     clean_answer: Int[Tensor, " batch"],
     counterfactual_answer: Int[Tensor, " batch"],
     position: int,
+    metric: Callable[[Tensor], Tensor] | None = None,
 ) -> MediationResult:
-    """Indirect effect of the swap through the residual stream at `position`, per layer."""
+    """Indirect effect of the swap through the residual stream at `position`, per layer.
+
+    `metric(last_position_logits) -> [batch]` is what the effects are measured on; by
+    default the logit difference between the clean and the counterfactual answer.
+    """
 
     def logit_diff(logits: Tensor) -> Tensor:
+        if metric is not None:
+            return metric(logits).double()
         return (logits.gather(1, clean_answer[:, None]) - logits.gather(1, counterfactual_answer[:, None])).squeeze(1).double()
+
 
     clean = logit_diff(model(clean_tokens)[:, -1])
     total = float((clean - logit_diff(model(counterfactual_tokens)[:, -1])).sum())

@@ -31,7 +31,18 @@
    a lookup table's statistics but destroys any structure tied to the group. With ν the
    mean null value (16 fixed-seed permutations), circuit_score = (raw − ν)/(1 − ν),
    clipped to [0, 1]. This removes the bias of picking the best j of n noisy frequencies,
-   which is large when there are few training examples per answer.
+   which is large when there are few training examples per answer. Call the result the
+   *concentration*.
+6. The circuit must be in use: circuit_score = concentration × `decided`, the fraction of
+   training examples the model answers correctly. The concentration reads fiber *means*,
+   which keep the Fourier pattern even when it no longer decides anything: after a collapse
+   (⊥Grad with weight decay shrinks the weights until the direct path and the biases
+   outweigh the MLP) the means stay 99 % Fourier while train accuracy falls to 5 %. Per-
+   example gates based on the key frequencies alone were tried and rejected: with the 2–3
+   frequencies a fast run uses, the cut-down logit row has near-ties (cos 2π·7d/113 ≈ 1 at
+   d = 16), so grokked checkpoints read 0.77–1.0 from one checkpoint to the next. During
+   circuit formation the memorized part keeps train accuracy at 1, so the gate does not
+   delay the lead; a grokked model has decided ≈ 1 and the score equals the concentration.
 
 Meaning: 0 = the training signal is spread over frequencies as a lookup table's is (or
 there is no signal yet); 1 = all of it is carried by a few answer frequencies, as the
@@ -59,10 +70,14 @@ from circuits.fourier import AnswerGroup, answer_group
 
 @dataclass(frozen=True)
 class CircuitScore:
-    score: float
+    score: float  # concentration × decided
     key_frequencies: list[int]
     signal: float  # S: fiber-balanced mean centered correct logit on the training set
     frequency_signal: Float[Tensor, " freq"]  # S_k for k = 1 … m//2 (index 0 = k=1)
+    #: chance-corrected share of S in the best few frequencies (steps 1-5 of the docstring)
+    concentration: float = 0.0
+    #: fraction of the training examples the model answers correctly (step 6)
+    decided: float = 0.0
 
 
 def _fiber_stats(
@@ -165,11 +180,13 @@ def circuit_score(
     perms = torch.stack([torch.randperm(m, generator=generator) for _ in range(n_null)])
     permuted = A[perms[:, :, None], perms[:, None, :]]  # [n_null, m, m]
     null = sum(_concentration(fs, signal, max_keys)[0] for fs in _frequency_signal(permuted)) / n_null
-    score = (raw - null) / (1 - null) if null < 1 else 0.0
+    concentration = min(max((raw - null) / (1 - null) if null < 1 else 0.0, 0.0), 1.0)
     shares = freq_signal[order[:best_j]] / signal
     # Key frequencies: members of the best set carrying at least twice a flat share.
     keys = sorted(int(k) + 1 for k, share in zip(order[:best_j], shares) if share >= 2 / n_freq)
-    return CircuitScore(min(max(score, 0.0), 1.0), keys, signal, freq_signal)
+    # The circuit must decide the training answers, not just shape their averages.
+    decided = float((logits.argmax(dim=-1) == labels).double().mean())
+    return CircuitScore(concentration * decided, keys, signal, freq_signal, concentration, decided)
 
 
 def make_modular_evaluator(operation: str, p: int):

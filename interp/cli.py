@@ -69,6 +69,7 @@ def train(
     device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or auto (overrides train.device).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0 = torch's default). 1 is faster when other jobs share the cores.")] = 0,
+    stop_on_collapse: Annotated[bool, typer.Option("--stop-on-collapse", help="Stop at the first collapse (train accuracy > 20 points below its best for 3 checkpoints); sets train.stop_on_collapse.")] = False,
 ) -> None:
     """Train a model and checkpoint it into a run folder."""
     if out is None:
@@ -77,8 +78,8 @@ def train(
     if resume:
         from interp.training import resume as resume_run
 
-        if preset_or_config or set_:
-            raise CliError("--resume: continues the run's own config; do not pass a preset or --set")
+        if preset_or_config or set_ or stop_on_collapse:
+            raise CliError("--resume: continues the run's own config; do not pass a preset, --set or --stop-on-collapse")
         result = resume_run(out, evaluator_factory=evaluators_for, progress=not quiet)
     else:
         if not preset_or_config:
@@ -86,6 +87,8 @@ def train(
         overrides = list(set_ or [])
         if device is not None:
             overrides.append(f"train.device={device}")
+        if stop_on_collapse:
+            overrides.append("train.stop_on_collapse=true")
         config = resolve_config(preset_or_config, overrides)
         from interp.training import train as train_run
 
@@ -93,7 +96,16 @@ def train(
     row = result.last_row
     shown = {k: row[k] for k in ("train_acc", "test_acc", "circuit_score") if k in row}
     shown_text = ", ".join(f"{k} {v:.3f}" for k, v in shown.items())
-    typer.echo(f"trained {result.final_step} steps into {result.run_dir} ({shown_text})")
+    stopped = {"val_acc": " (stopped early: validation accuracy held)",
+               "collapse": " (stopped: collapse)"}.get(result.stop_reason or "", "")
+    typer.echo(f"trained {result.final_step} steps into {result.run_dir} ({shown_text}){stopped}")
+    for event in result.collapses:
+        typer.echo(event.describe())
+    from interp.runs import read_best
+
+    best = read_best(Path(out))
+    if best is not None:
+        typer.echo(f"best checkpoint: step {best['step']} ({best['criterion']} {best['value']:.4g}; never a test metric)")
 
 
 @app.command()
@@ -131,9 +143,24 @@ def analyze(
         typer.echo(dumps(info))
     else:
         typer.echo(human_summary(info))
-    for _file, reason in result.skipped:
-        typer.echo(f"skipped: {reason}", err=True)
+    for item in info["skipped"]:
+        typer.echo(f"skipped step {item['step']}: {item['reason']}", err=True)
     raise typer.Exit(EXIT_SKIPPED if result.skipped else EXIT_OK)
+
+
+@app.command()
+def relist(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder whose manifest.json was lost.")],
+) -> int:
+    """Rebuild a lost manifest: verify that each checkpoint file loads, and list those that do."""
+    from interp.runs import relist_checkpoints
+
+    steps, skipped = relist_checkpoints(run_dir)
+    span = f" (steps {steps[0]}–{steps[-1]})" if steps else ""
+    typer.echo(f"listed {len(steps)} checkpoints{span} in {run_dir / 'manifest.json'}")
+    for item in skipped:
+        typer.echo(f"left out: {item}", err=True)
+    raise typer.Exit(EXIT_SKIPPED if skipped else EXIT_OK)
 
 
 def _set_threads(threads: int) -> None:
@@ -145,6 +172,14 @@ def _set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def _accuracy_text(info: dict, key: str, value: float) -> str:
+    """An accuracy, with its 95 % Wilson interval when its split is small."""
+    interval = info.get("final_intervals", {}).get(key)
+    if interval is None:
+        return f"{key} {value:.4g}"
+    return f"{key} {value:.3f} [{interval['low']:.3f}, {interval['high']:.3f}] (n={interval['n']})"
+
+
 def human_summary(info: dict) -> str:
     final = info["final"]
     phases = info["phases"]
@@ -152,8 +187,9 @@ def human_summary(info: dict) -> str:
         f"analyzed {info['n_checkpoints']} checkpoints (steps {info['steps'][0]}–{info['steps'][1]}) of {info['run']}",
         f"key frequencies: {info['key_frequencies'] or 'none found'}"
         if info.get("kind", "modular") == "modular"
-        else "per split: " + ", ".join(f"{k} {v:.4g}" for k, v in info.get("final_splits", {}).items()),
-        "final: " + ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k != "step"),
+        else "per split: " + ", ".join(_accuracy_text(info, k, v) for k, v in info.get("final_splits", {}).items()),
+        "final: " + ", ".join(_accuracy_text(info, k, v) if k.endswith("_acc") else f"{k} {v:.4g}"
+                              for k, v in final.items() if k != "step"),
         "phases: " + "; ".join(
             f"{name.replace('_', ' ')} {span['start']}–{span['end'] if span['end'] is not None else '…'}"
             for name, span in phases.items() if span["start"] is not None
@@ -161,6 +197,14 @@ def human_summary(info: dict) -> str:
         "leads: " + ", ".join(f"{k} at step {v}" for k, v in info["leads"].items()),
         f"table: {info['table']}",
     ]
+    for event in info.get("collapses", []):
+        lines.insert(-1, f"collapse at step {event['step']}: {event['metric']} {event['value']:.3f} "
+                         f"(best {event['best']:.3f} at step {event['best_step']}, down since step {event['first_step']})")
+    if info.get("best"):
+        best = info["best"]
+        lines.insert(-1, f"best checkpoint: step {best['step']} ({best['criterion']} {best['value']:.4g})")
+
+
     if info.get("figures"):
         lines.append(f"report: {info['figures']}")
     return "\n".join(lines)

@@ -90,6 +90,11 @@ class TaskConfig:
     max_eval: int = 3000
     #: Path of a JSONL/CSV knowledge base; "" = a random synthetic one.
     kb_file: str = ""
+    #: modular: fraction of the held-out pairs set aside as a validation split (`val`) for
+    #: early stopping and the `best` checkpoint; the rest stay `test`. 0 = no validation
+    #: split (the split is then exactly the one of earlier versions). The training pairs
+    #: never change, so a recipe's training set is the same with or without it.
+    val_frac: float = 0.0
     #: Memorization control: replace every answer by a random one (seeded by split_seed),
     #: so nothing generalizes and the only solution is a lookup table. Entity tasks: the
     #: training inferred facts get random answers (atomic facts and test splits keep theirs).
@@ -115,8 +120,11 @@ class TaskConfig:
             "task.train_frac",
             f"must be in the open interval (0, 1), got {self.train_frac}",
         )
+        _check(0.0 <= self.val_frac < 1.0, "task.val_frac", f"must be in [0, 1), got {self.val_frac}")
 
     def _validate_entity(self) -> None:
+        _check(self.val_frac == 0, "task.val_frac",
+               f"validation splits exist for modular tasks only (entity tasks select on training metrics), got {self.val_frac}")
         _check(0.0 <= self.ood_frac < 1.0, "task.ood_frac", f"must be in [0, 1), got {self.ood_frac}")
         _check(self.phi > 0, "task.phi", f"must be > 0, got {self.phi}")
         _check(0.0 < self.test_id_frac < 1.0, "task.test_id_frac", f"must be in (0, 1), got {self.test_id_frac}")
@@ -223,13 +231,24 @@ class TrainConfig:
     #: ⊥Grad (Prieto et al. 2025): remove from each parameter's gradient its component
     #: along the parameter, before the Grokfast filter and the optimizer step.
     orthogonal_grad: bool = False
+    #: Floor on the total L2 norm of the weights, as a multiple of its value at
+    #: initialization; 0 = off. After each optimizer step, weights whose joint norm fell
+    #: below it are rescaled together up to it (a one-sided version of Omnigrok's fixed-norm
+    #: constraint). With ⊥Grad, which removes the gradient's push to regrow the weights,
+    #: weight decay would otherwise shrink them without end and the circuit collapses.
+    weight_norm_floor: float = 0.0
     #: A checkpoint every this many steps...
     ckpt_every: int = 100
     #: ...plus log-spaced checkpoints before this step, to resolve the fast early phase.
     ckpt_log_until: int = 1000
-    #: Stop early once test accuracy has stayed >= this for `stop_patience` checkpoints; 0 = never.
-    stop_at_test_acc: float = 0.0
+    #: Stop early once *validation* accuracy has stayed >= this for `stop_patience`
+    #: checkpoints; 0 = never. Needs a validation split (task.val_frac > 0): selection never
+    #: looks at the test split.
+    stop_at_val_acc: float = 0.0
     stop_patience: int = 5
+    #: Stop at the first collapse event (`interp.collapse`): the main training accuracy more
+    #: than 20 points below its best for 3 checkpoints in a row.
+    stop_on_collapse: bool = False
     device: Device = "cpu"
 
     def __post_init__(self) -> None:
@@ -244,12 +263,14 @@ class TrainConfig:
         _check(self.grad_clip >= 0, "train.grad_clip", f"must be >= 0, got {self.grad_clip}")
         _check(0 <= self.grokfast_alpha < 1, "train.grokfast_alpha", f"must be in [0, 1), got {self.grokfast_alpha}")
         _check(self.grokfast_window >= 1, "train.grokfast_window", f"must be >= 1, got {self.grokfast_window}")
+        _check(self.weight_norm_floor >= 0, "train.weight_norm_floor",
+               f"must be >= 0 (0 = off), got {self.weight_norm_floor}")
         _check(self.ckpt_every >= 1, "train.ckpt_every", f"must be >= 1, got {self.ckpt_every}")
         _check(self.ckpt_log_until >= 0, "train.ckpt_log_until", f"must be >= 0, got {self.ckpt_log_until}")
         _check(
-            0 <= self.stop_at_test_acc <= 1,
-            "train.stop_at_test_acc",
-            f"must be in [0, 1], got {self.stop_at_test_acc}",
+            0 <= self.stop_at_val_acc <= 1,
+            "train.stop_at_val_acc",
+            f"must be in [0, 1], got {self.stop_at_val_acc}",
         )
         _check(self.stop_patience >= 1, "train.stop_patience", f"must be >= 1, got {self.stop_patience}")
 
@@ -324,7 +345,16 @@ def resolve_key(key: str) -> tuple[str, str]:
     return matches[0]
 
 
+#: Fields renamed since earlier versions: (section, old name) -> new name. A config.json
+#: written before keeps loading; its value moves to the new field.
+_RENAMED = {("train", "stop_at_test_acc"): "stop_at_val_acc"}
+
+
 def _build_section(section: str, cls: type, raw: dict[str, Any]) -> Any:
+    raw = dict(raw)
+    for (renamed_section, old), new in _RENAMED.items():
+        if renamed_section == section and old in raw and new not in raw:
+            raw[new] = raw.pop(old)
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(raw) - known)

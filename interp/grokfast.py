@@ -88,6 +88,25 @@ def orthogonalize_grads_(named_params: dict[str, nn.Parameter]) -> None:
             param.grad.sub_(w * ((param.grad * w).sum() / norm_sq))
 
 
+def total_norm(named_params: dict[str, nn.Parameter]) -> float:
+    """L2 norm of all parameters together (float64 accumulation)."""
+    return float(sum(p.detach().double().pow(2).sum() for p in named_params.values())) ** 0.5
+
+
+@torch.no_grad()
+def raise_norm_to_floor_(named_params: dict[str, nn.Parameter], floor: float) -> None:
+    """Rescale all parameters together so that their joint L2 norm is at least `floor`.
+
+    Multiplying every weight by one factor keeps the direction the optimizer chose and
+    undoes only the part of the weight decay that went below the floor.
+    """
+    norm = total_norm(named_params)
+    if 0 < norm < floor:
+        scale = floor / norm
+        for param in named_params.values():
+            param.mul_(scale)
+
+
 def make_filter(kind: str, *, alpha: float, lamb: float, window: int) -> GradFilter | None:
     if kind == "none":
         return None

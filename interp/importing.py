@@ -439,7 +439,7 @@ def import_tl_checkpoints(
             "files": [{"step": s, "file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
                       for s, p, *_ in converted],
         })
-        runs.atomic_write_json(staging / runs.MANIFEST_FILE, {"checkpoints": manifest})
+        runs.write_manifest(staging, manifest)
         if out_run_dir.exists():
             out_run_dir.rmdir()  # empty, checked above
         os.replace(staging, out_run_dir)

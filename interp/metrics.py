@@ -60,3 +60,29 @@ def sum_squared_weights(named_params: dict[str, Tensor]) -> dict[str, float]:
     """Total and per-parameter sums of squared weights (falls during cleanup, ANCHORS §1)."""
     per_param = {name: float(p.detach().double().pow(2).sum()) for name, p in named_params.items()}
     return {"sum_sq_weights": sum(per_param.values()), **{f"sum_sq/{k}": v for k, v in per_param.items()}}
+
+
+#: Splits smaller than this get a 95 % interval next to every accuracy they report.
+SMALL_SPLIT = 1000
+
+
+def wilson_interval(accuracy: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of an accuracy measured on `n` examples.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not zero-width at 0 or 1
+    correct answers, which is where small held-out splits (e.g. a 19-example OOD split)
+    usually sit.
+    """
+    if n <= 0:
+        return (0.0, 1.0)
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def format_accuracy(accuracy: float, n: int | None) -> str:
+    """`0.053 [0.015, 0.25] (n=19)` for a split under SMALL_SPLIT examples, else `0.953`."""
+    if n is None or n >= SMALL_SPLIT:
+        return f"{accuracy:.4g}"
+    low, high = wilson_interval(accuracy, n)
+    return f"{accuracy:.3f} [{low:.3f}, {high:.3f}] (n={n})"

@@ -48,8 +48,8 @@ class MultiSeedTrainer:
         m, t, train = config.model, config.task, config.train
         if m.n_layers != 1 or m.normalization != "none" or m.tied_embeddings:
             raise ValueError("MultiSeedTrainer: supports 1-layer models without LayerNorm or tied embeddings")
-        if train.batch_size != 0 or train.grad_clip > 0 or train.grad_filter == "ma":
-            raise ValueError("MultiSeedTrainer: full batch only, no grad_clip, no MA filter")
+        if train.batch_size != 0 or train.grad_clip > 0 or train.grad_filter == "ma" or train.weight_norm_floor:
+            raise ValueError("MultiSeedTrainer: full batch only, no grad_clip, no MA filter, no weight_norm_floor")
         self.config, self.seeds = config, list(seeds)
         self.device = resolve_device(device or train.device)
         self.task = build_task(t)

@@ -211,6 +211,25 @@ def _check_manifest_entry(path: Path, number: int, entry: Any) -> None:
         raise RunError(f"{where}: 'sha256' must be a string, got {digest!r}")
 
 
+def write_manifest(run_dir: Path, checkpoints: list[dict[str, Any]], best: Any = None) -> None:
+    """The manifest: complete checkpoints, and the `best` one (chosen on validation or
+    training metrics, `interp.collapse.best_checkpoint`) when known."""
+    data: dict[str, Any] = {"checkpoints": checkpoints}
+    if best is not None:
+        data["best"] = best.to_dict()
+    atomic_write_json(run_dir / MANIFEST_FILE, data)
+
+
+def read_best(run_dir: Path) -> dict[str, Any] | None:
+    """The manifest's `best` pointer ({step, criterion, value}), or None."""
+    path = run_dir / MANIFEST_FILE
+    if not path.exists():
+        return None
+    data = _read_json(path)
+    best = data.get("best") if isinstance(data, dict) else None
+    return best if isinstance(best, dict) and isinstance(best.get("step"), int) else None
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / METRICS_FILE
     if not path.exists():
@@ -312,10 +331,18 @@ class Run:
         )
 
     def load_weights_into(self, model, step: int) -> None:
+        """Load a checkpoint; RunError (naming the file) if it is damaged, of the wrong shape,
+        or holds NaN or infinite weights (intact file, valid hash: a run that diverged)."""
         from interp.model import load_state
 
+        weights = self.weights_at(step)
+        bad = sorted(name for name, tensor in weights.items()
+                     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()))
+        if bad:
+            raise RunError(f"{self.checkpoint_path(step)}: weights hold NaN or inf ({', '.join(bad[:3])}"
+                           f"{', …' if len(bad) > 3 else ''}); the file is intact but the model diverged")
         try:
-            load_state(model, self.weights_at(step))
+            load_state(model, weights)
         except ValueError as exc:
             raise RunError(f"{self.checkpoint_path(step)}: {exc}") from None
 
@@ -354,6 +381,47 @@ class Run:
                 on_error(Skipped(step=step, path=path, reason=str(exc).strip("'\"")))
                 continue
             yield step, model
+
+
+def no_checkpoints_message(run_dir: Path) -> str:
+    """Why a run has nothing to analyze or resume, and what to do about a lost manifest."""
+    files = sorted((run_dir / CHECKPOINT_DIR).glob("step_*.safetensors"))
+    if not (run_dir / MANIFEST_FILE).exists() and files:
+        return (f"{run_dir / MANIFEST_FILE} is missing, but {len(files)} checkpoint files are in "
+                f"{run_dir / CHECKPOINT_DIR}; `interp relist {run_dir}` verifies that each one loads "
+                "and writes a new manifest of those that do")
+    return f"{run_dir}: no complete checkpoints (the manifest lists none)"
+
+
+def relist_checkpoints(run_dir: str | Path) -> tuple[list[int], list[Skipped]]:
+    """Rebuild a lost manifest from the checkpoint files that load.
+
+    Each `checkpoints/step_*.safetensors` is read, its step taken from the file name, and
+    loaded into a model of the run's shape; only those that load with finite weights are
+    listed, with their sha256 computed now. Returns (steps listed, files left out).
+    """
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    if (run_dir / MANIFEST_FILE).exists() and read_manifest(run_dir):
+        raise RunError(f"{run_dir / MANIFEST_FILE}: exists and lists checkpoints; nothing to relist")
+    candidates = []
+    for path in sorted((run_dir / CHECKPOINT_DIR).glob("step_*.safetensors")):
+        try:
+            step = int(path.stem.removeprefix("step_"))
+        except ValueError:
+            continue
+        candidates.append({"step": step, "file": f"{CHECKPOINT_DIR}/{path.name}",
+                           "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    run = Run(path=run_dir, config=config, manifest=candidates)
+    skipped: list[Skipped] = []
+    loaded = {step for step, _ in run.iter_models(on_error=skipped.append)}
+    kept = [entry for entry in candidates if entry["step"] in loaded]
+    from interp.collapse import best_checkpoint
+
+    rows = [r for r in read_metrics(run_dir) if r.get("step") in loaded]
+    best = best_checkpoint(rows, run.task.train_splits, has_validation="val" in run.task.splits)
+    write_manifest(run_dir, kept, best)
+    return [entry["step"] for entry in kept], skipped
 
 
 def load_run(path: str | Path) -> Run:

@@ -76,6 +76,7 @@ def capture(trainer) -> TrainerState:
         "scheduler": trainer.scheduler.state_dict(),
         "grad_filter": trainer.config.train.grad_filter,
         "elapsed_s": trainer.elapsed_s(),
+        "norm_floor_armed": trainer.norm_floor_armed,
     }
     return TrainerState(step=trainer.step, tensors=tensors, meta=meta)
 
@@ -155,3 +156,5 @@ def _restore(trainer, state: TrainerState) -> None:
     trainer._order = tensors[_ORDER].to(trainer.device) if _ORDER in tensors else None
     trainer._cursor = int(meta["cursor"])
     trainer.step = state.step
+    # States written before the floor existed have no flag: a run without a floor needs none.
+    trainer.norm_floor_armed = bool(meta.get("norm_floor_armed", False)) and trainer.norm_floor > 0

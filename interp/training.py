@@ -19,9 +19,10 @@ import torch
 from torch import Tensor
 
 from interp import runs, trainer_state
+from interp.collapse import CollapseEvent, best_checkpoint, detect_collapses, rule_for_splits
 from interp.config import RunConfig
 from interp.errors import TrainingError
-from interp.grokfast import make_filter, orthogonalize_grads_
+from interp.grokfast import make_filter, orthogonalize_grads_, raise_norm_to_floor_, total_norm
 from interp.metrics import accuracy, cross_entropy_f64, stablemax_cross_entropy_f64, sum_squared_weights
 from interp.model import answer_logits, build_model, parameters, state_dict
 from interp.tasks import TaskData, build_task
@@ -36,6 +37,10 @@ class TrainResult:
     final_step: int
     last_row: dict[str, Any]
     stopped_early: bool
+    #: every collapse event of the run so far (`interp.collapse`), also in metrics.jsonl
+    collapses: tuple[CollapseEvent, ...] = ()
+    #: why it stopped before the end of its schedule: "val_acc", "collapse" or None
+    stop_reason: str | None = None
 
 
 def checkpoint_schedule(steps: int, every: int, log_until: int, per_decade: int = 8) -> list[int]:
@@ -117,6 +122,12 @@ class Trainer:
         )
         self.params = parameters(self.model)
         train = config.train
+        # The floor is relative to the initial weights, which the model seed fixes: a resumed
+        # run rebuilds the same initial model here before loading its checkpoint.
+        self.norm_floor = train.weight_norm_floor * total_norm(self.params) if train.weight_norm_floor else 0.0
+        #: The floor binds once the norm has reached it (a floor above the initial norm does
+        #: not rescale the initial weights); saved with the trainer state for exact resume.
+        self.norm_floor_armed = self.norm_floor > 0 and total_norm(self.params) >= self.norm_floor
         self.optimizer = torch.optim.AdamW(
             self.params.values(), lr=train.lr, weight_decay=train.weight_decay, betas=(train.beta1, train.beta2)
         )
@@ -130,6 +141,12 @@ class Trainer:
         )
         self.data_generator = torch.Generator().manual_seed(train.seed)
         train_index = self.task.train_index
+        if train.stop_at_val_acc > 0 and "val" not in self.task.splits:
+            raise TrainingError(
+                "train.stop_at_val_acc: early stopping selects on a validation split and this task has "
+                "none; set task.val_frac > 0 (modular tasks) or train.stop_at_val_acc=0"
+            )
+        self.collapse_rule = rule_for_splits(self.task.train_splits)
         self.train_tokens = self.task.tokens[train_index].to(self.device)
         self.train_labels = self.task.labels[train_index].to(self.device)
         self.schedule = checkpoint_schedule(train.steps, train.ckpt_every, train.ckpt_log_until)
@@ -183,6 +200,11 @@ class Trainer:
         if self.config.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params.values(), self.config.train.grad_clip)
         self.optimizer.step()
+        if self.norm_floor:
+            if self.norm_floor_armed:
+                raise_norm_to_floor_(self.params, self.norm_floor)
+            else:
+                self.norm_floor_armed = total_norm(self.params) >= self.norm_floor
         self.scheduler.step()
         self.step += 1
         return value
@@ -201,6 +223,11 @@ class Trainer:
                 row.update(evaluator(self.model, self.task, by_split))
         row["time_s"] = round(self.elapsed_s(), 3)
         self.model.train()
+        fired = [e for e in detect_collapses([*self.metrics, row], self.collapse_rule) if e.step == self.step]
+        if fired:
+            row["events"] = [e.to_dict() for e in fired]
+            for event in fired:
+                _warn(f"warning: {event.describe()} ({self.run_dir})")
 
         try:
             self._write_checkpoint(row)
@@ -226,7 +253,8 @@ class Trainer:
         )
         manifest = [e for e in self.manifest if e["step"] != self.step]
         manifest.append({"step": self.step, "file": file, "sha256": digest})
-        runs.atomic_write_json(self.run_dir / runs.MANIFEST_FILE, {"checkpoints": manifest})
+        best = best_checkpoint(metrics, self.task.train_splits, has_validation="val" in self.task.splits)
+        runs.write_manifest(self.run_dir, manifest, best)
         self.metrics, self.manifest = metrics, manifest
         trainer_state.remove_all_but(self.run_dir, self.step)
 
@@ -239,20 +267,23 @@ class Trainer:
             raise TrainingError(f"--out {self.run_dir}: cannot write the run's config and split: {exc}") from None
 
     def _test_split(self) -> str:
-        held_out = [s for s in self.task.splits if s not in self.task.train_splits]
-        return held_out[0]
+        """The held-out split shown in the progress bar (never used to select anything)."""
+        return [s for s in self.task.splits if s not in self.task.train_splits and s != "val"][0]
 
-    def _initial_streak(self, test_acc_key: str) -> int:
-        """Checkpoints in a row (ending at the latest) at or above the early-stop accuracy."""
-        threshold, streak = self.config.train.stop_at_test_acc, 0
+    def _initial_streak(self) -> int:
+        """Checkpoints in a row (ending at the latest) at or above the early-stop validation accuracy."""
+        threshold, streak = self.config.train.stop_at_val_acc, 0
         if threshold <= 0:
             return 0
         for row in reversed(self.metrics):
             # Step 0 never counts (as in an uninterrupted run, whose streak starts after it).
-            if row["step"] == 0 or row.get(test_acc_key, 0) < threshold:
+            if row["step"] == 0 or row.get("val_acc", 0) < threshold:
                 break
             streak += 1
         return streak
+
+    def collapses(self) -> tuple[CollapseEvent, ...]:
+        return tuple(detect_collapses(self.metrics, self.collapse_rule))
 
     @classmethod
     def from_run_dir(
@@ -274,10 +305,7 @@ class Trainer:
         except runs.RunError as exc:
             raise TrainingError(f"--resume: {exc}") from None
         if not run.steps:
-            raise TrainingError(
-                f"--resume {run_dir}: the manifest lists no complete checkpoint; "
-                "start again with --overwrite"
-            )
+            raise TrainingError(f"--resume {runs.no_checkpoints_message(run_dir)}; or start again with --overwrite")
         try:
             lock_fd = runs.acquire_writer_lock(run_dir)
         except (runs.RunError, OSError) as exc:
@@ -347,12 +375,15 @@ class Trainer:
         else:
             last_row = self.metrics[-1] if self.metrics else {}
         test_acc_key = f"{self._test_split()}_acc"
-        streak, stopped_early = self._initial_streak(test_acc_key), False
-        if train.stop_at_test_acc > 0 and streak >= train.stop_patience:
-            # A resumed run that had already stopped early stays stopped.
-            return TrainResult(self.run_dir, self.step, last_row, True)
+        streak = self._initial_streak()
+        # A resumed run that had already stopped early stays stopped.
+        if train.stop_at_val_acc > 0 and streak >= train.stop_patience:
+            return self._result(last_row, "val_acc")
+        if train.stop_on_collapse and self.collapses():
+            return self._result(last_row, "collapse")
         bar = _progress_bar(total=train.steps, initial=self.step, enabled=self.progress)
         self.model.train()
+        stop_reason = None
         try:
             for target in checkpoints:
                 while self.step < target:
@@ -360,14 +391,29 @@ class Trainer:
                     bar.update(1)
                 last_row = self.checkpoint()
                 bar.set_postfix(_postfix(last_row, f"{self.task.train_splits[-1]}_loss", test_acc_key), refresh=False)
-                if train.stop_at_test_acc > 0:
-                    streak = streak + 1 if last_row.get(test_acc_key, 0) >= train.stop_at_test_acc else 0
+                if train.stop_on_collapse and last_row.get("events"):
+                    stop_reason = "collapse"
+                    break
+                if train.stop_at_val_acc > 0:
+                    streak = streak + 1 if last_row.get("val_acc", 0) >= train.stop_at_val_acc else 0
                     if streak >= train.stop_patience:
-                        stopped_early = True
+                        stop_reason = "val_acc"
                         break
         finally:
             bar.close()
-        return TrainResult(self.run_dir, self.step, last_row, stopped_early)
+        return self._result(last_row, stop_reason)
+
+    def _result(self, last_row: dict[str, Any], stop_reason: str | None) -> TrainResult:
+        return TrainResult(self.run_dir, self.step, last_row, stop_reason is not None, self.collapses(), stop_reason)
+
+
+def _warn(message: str) -> None:
+    """A line on stderr that does not break a running progress bar."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=sys.stderr)
 
 
 def _json_line(row: dict[str, Any]) -> str:

@@ -29,7 +29,7 @@ def test_planted_circuit_scores_one_and_lookup_table_scores_low(operation):
     pos_y = group.position[labels].double()[:, None]
     pos_c = group.position[torch.arange(p)].double()[None]
     circuit = sum(torch.cos(2 * math.pi * k * (pos_y - pos_c) / group.m) for k in keys)
-    circuit = circuit + 0.3 * torch.randn(len(labels), p, dtype=torch.float64)
+    circuit = circuit + 0.1 * torch.randn(len(labels), p, dtype=torch.float64)
     lookup = 5 * torch.nn.functional.one_hot(labels, p).double() + torch.randn(len(labels), p, dtype=torch.float64)
     scored = circuit_score(circuit, labels, operation, p)
     assert scored.score > 0.95 and scored.key_frequencies == keys
@@ -72,3 +72,18 @@ def test_phases_are_computed_from_metrics():
     assert (phases.memorized, phases.cleanup_start, phases.generalized) == (100, 300, 400)
     assert compute_phases(rows[:2]).cleanup_start is None
     assert phases.to_dict()["circuit_formation"] == {"start": 100, "end": 300}
+
+
+def test_a_pattern_that_no_longer_decides_the_answers_scores_low():
+    """Fiber means stay Fourier, but per-example noise decides the arg-max: not a circuit in use."""
+    p, keys = 59, [3, 17, 22]
+    labels = _train_labels("add", p)
+    d = labels.double()[:, None] - torch.arange(p, dtype=torch.float64)[None]
+    circuit = sum(torch.cos(2 * math.pi * k * d / p) for k in keys)
+    noisy = circuit + 4 * torch.randn(len(labels), p, dtype=torch.float64)
+    result = circuit_score(noisy, labels, "add", p)
+    accuracy = float((noisy.argmax(-1) == labels).double().mean())
+    assert result.concentration > 0.8  # the averages alone still look like a circuit
+    assert accuracy < 0.3 and result.decided == pytest.approx(accuracy)
+    assert result.score == pytest.approx(result.concentration * accuracy) and result.score < 0.3
+

@@ -73,6 +73,14 @@ RESUME_CASES = {
         dict(train__grad_filter="ma", train__grokfast_window=4, train__batch_size=16), 20, True),
     "ma-fullbatch-between-steps": (dict(train__grad_filter="ma", train__grokfast_window=4), 13, False),
     "no-filter-minibatch-clip": (dict(train__batch_size=8, train__grad_clip=0.5), 31, False),
+    # ⊥Grad + weight decay with a norm floor: binding from the first step (the rescaled weights
+    # must resume exactly), and armed only after the interruption (the flag is saved state).
+    "orthogonal-ema-norm-floor-binding": (dict(task__p=23, train__lr=1e-2, train__weight_decay=2.0,
+                                               train__orthogonal_grad=True, train__grad_filter="ema",
+                                               train__weight_norm_floor=1.0, train__steps=60), 35, False),
+    "orthogonal-ema-norm-floor-arms-later": (dict(task__p=23, train__lr=1e-2, train__orthogonal_grad=True,
+                                                  train__grad_filter="ema", train__weight_norm_floor=1.05,
+                                                  train__steps=40), 5, False),
 }
 
 
@@ -562,8 +570,8 @@ def test_a_second_writer_is_refused_while_one_holds_the_run(tmp_path, monkeypatc
 
 
 def test_resume_of_an_early_stopped_run_stays_stopped(tmp_path):
-    # stop_at_test_acc=1e-9 is met by any checkpoint: the run stops after 2 in a row (after step 0).
-    config = tiny_config(train__stop_at_test_acc=1e-9, train__stop_patience=2, train__lr=1e-4)
+    # stop_at_val_acc=1e-9 is met by any checkpoint: the run stops after 2 in a row (after step 0).
+    config = tiny_config(task__val_frac=0.3, train__stop_at_val_acc=1e-9, train__stop_patience=2, train__lr=1e-4)
     first = train(config, tmp_path / "run", progress=False)
     assert first.stopped_early and first.final_step == 20
     again = resume(tmp_path / "run", progress=False)
@@ -572,8 +580,8 @@ def test_resume_of_an_early_stopped_run_stays_stopped(tmp_path):
 
 
 def test_resume_mid_streak_stops_where_the_uninterrupted_run_stops(tmp_path, monkeypatch):
-    # lr 1e-4 keeps test accuracy near chance (> 0) at every checkpoint, so the streak is unbroken.
-    config = tiny_config(train__stop_at_test_acc=1e-9, train__stop_patience=3, train__lr=1e-4)
+    # lr 1e-4 keeps validation accuracy near chance (> 0) at every checkpoint, so the streak is unbroken.
+    config = tiny_config(task__val_frac=0.3, train__stop_at_val_acc=1e-9, train__stop_patience=3, train__lr=1e-4)
     straight = train(config, tmp_path / "straight", progress=False)
     _train_until_interrupted(config, tmp_path / "run", monkeypatch, at_step=25, during_checkpoint=False)
     resumed = resume(tmp_path / "run", progress=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 from interp.grokfast import orthogonalize_grads_
 from interp.metrics import cross_entropy_f64, stablemax_cross_entropy_f64
 from interp.presets import PRESETS
+from interp.tasks import build_task
 from interp.training import train
 from tests.conftest import tiny_config
 
@@ -39,7 +41,12 @@ def test_options_train_and_round_trip(tmp_path):
 
 def test_mod_add_fast_keeps_mod_add_task_and_model():
     fast, anchor = PRESETS["mod-add-fast"], PRESETS["mod-add"]
-    assert fast.task == anchor.task and fast.model == anchor.model
+    assert fast.model == anchor.model
+    # Same task and training pairs; only a validation split is carved from the held-out pairs.
+    assert replace(fast.task, val_frac=0.0) == anchor.task and fast.task.val_frac > 0
+    fast_task, anchor_task = build_task(fast.task), build_task(anchor.task)
+    assert torch.equal(fast_task.splits["train"], anchor_task.splits["train"])
+    assert fast.train.stop_at_val_acc > 0 and fast.train.weight_norm_floor > 0
     assert fast.train.orthogonal_grad and fast.train.grad_filter == "ema"
 
 

@@ -146,12 +146,15 @@ def plot_timeline(result, phases=None) -> go.Figure:
     for panel, key, name, color, dash in series:
         ys = [r.get(key, math.nan) for r in rows]
         ys = [(max(y, 1e-12) if panel == 1 else y) if _finite(y) else None for y in ys]
+        if panel == 2 and hasattr(result, "interval"):
+            _add_interval_band(fig, result, key, name, steps, ys, row_of[panel])
         fig.add_trace(go.Scatter(
             x=steps, y=ys, name=name, mode="lines", legendgroup=str(panel),
             line={"color": color, "dash": dash, "width": 3 if key == "circuit_score" else 2},
             hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>",
         ), row=row_of[panel], col=1)
     _add_phases(fig, result, n_rows=len(panels), phases=phases)
+    _add_collapses(fig, result, n_rows=len(panels))
     for panel, row in row_of.items():
         _, y_title, log, _ = TIMELINE_PANELS[panel]
         fig.update_yaxes(title_text=y_title, type="log" if log else "linear", row=row, col=1)
@@ -171,7 +174,34 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def _add_interval_band(fig: go.Figure, result, key: str, name: str, steps: list, ys: list, row: int) -> None:
+    """A shaded 95 % Wilson band under an accuracy measured on a small split (< 1,000 examples)."""
+    bounds = [result.interval(key, y) if y is not None else None for y in ys]
+    if not any(bounds):
+        return
+    n = result.split_sizes[key]
+    low = [b[0] if b else None for b in bounds]
+    high = [b[1] if b else None for b in bounds]
+    fig.add_trace(go.Scatter(x=steps, y=high, mode="lines", line={"width": 0}, showlegend=False,
+                             name=f"{name}: 95 % interval, upper", legendgroup=f"band {key}",
+                             hovertemplate=f"{name} 95 % interval, n={n}: ≤ %{{y:.3f}}<extra></extra>"), row=row, col=1)
+    fig.add_trace(go.Scatter(x=steps, y=low, mode="lines", line={"width": 0}, fill="tonexty",
+                             fillcolor="rgba(120,120,120,0.18)", name=f"{name}: 95 % interval (n={n})",
+                             legendgroup=f"band {key}",
+                             hovertemplate=f"{name} 95 % interval, n={n}: ≥ %{{y:.3f}}<extra></extra>"), row=row, col=1)
+
+
+def _add_collapses(fig: go.Figure, result, n_rows: int) -> None:
+    """A red dotted line at each collapse event (the step the task's rule fired)."""
+    for event in getattr(result, "collapses", []):
+        for r in range(1, n_rows + 1):
+            fig.add_vline(x=event.step, line_dash="dot", line_color="#d62728", line_width=2, row=r, col=1)
+        fig.add_annotation(x=event.step, y=0.9, yref="y domain", text=f"collapse<br>step {event.step}",
+                           showarrow=False, xanchor="left", font={"size": 11, "color": "#d62728"}, row=1, col=1)
+
+
 def _add_phases(fig: go.Figure, result, n_rows: int, phases=None) -> None:
+
     phases = phases if phases is not None else getattr(result, "phases", None)
     if phases is None or not result.steps:
         return

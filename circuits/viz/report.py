@@ -137,7 +137,15 @@ def write_report(result, path: str | Path, run=None, **kwargs: Any) -> Report:
     return report
 
 
+def _value_text(result, key: str, value: float) -> str:
+    interval = result.interval(key, value) if hasattr(result, "interval") and key.endswith("_acc") else None
+    if interval is None:
+        return f"{key} {value:.4g}"
+    return f"{key} {value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}] (n={result.split_sizes[key]})"
+
+
 def _intro(result, config) -> str:
+
     rows: list[tuple[str, str]] = []
     if config is not None:
         t, m, tr = config.task, config.model, config.train
@@ -158,8 +166,20 @@ def _intro(result, config) -> str:
         for n, s in phases.items() if s["start"] is not None) or "train set not yet fitted"))
     last = result.rows[-1]
     rows.append(("final checkpoint", ", ".join(
-        f"{k} {last[k]:.4g}" for k in ("train_acc", "test_acc", "train_loss", "test_loss", "circuit_score")
+        _value_text(result, k, last[k]) for k in ("train_acc", "test_acc", "train_loss", "test_loss", "circuit_score")
         if isinstance(last.get(k), (int, float)))))
+    small = [k for k in sorted(last) if k.endswith("_acc") and k not in ("train_acc", "test_acc")
+             and isinstance(last[k], float) and hasattr(result, "interval") and result.interval(k, last[k])]
+    if small:
+        rows.append(("small splits (95 % Wilson interval)", ", ".join(_value_text(result, k, last[k]) for k in small)))
+    for event in getattr(result, "collapses", []):
+        rows.append(("collapse", event.describe()))
+    if getattr(result, "best", None):
+        best = result.best
+        rows.append(("best checkpoint", f"step {best['step']} ({best['criterion']} {best['value']:.4g}; "
+                                        "selected without test data)"))
+    for file, reason in getattr(result, "skipped", []):
+        rows.append(("skipped checkpoint", reason))
     leads = result.leads() if hasattr(result, "leads") else {}
     if leads:
         rows.append(("first steps", ", ".join(f"{k} at {v if v is not None else '—'}" for k, v in leads.items())))

@@ -5,7 +5,8 @@
 
 `anchor` is Nanda et al.'s recipe (the `mod-add` preset's optimizer settings) in the plain
 full-sequence reference; any other name is a preset trained by the project's Trainer.
-Both stop at the first evaluation with test accuracy >= 0.99. `bench.py --grok-results`
+Both stop at the first evaluation with test accuracy >= 0.99 (a measurement of when the
+held-out accuracy crosses 99 %, not a selection). `bench.py --grok-results`
 reads these lines into its table.
 """
 
@@ -19,17 +20,37 @@ from dataclasses import replace
 from pathlib import Path
 
 
-def time_to_grok_trainer(config, run_dir: Path, target: float = 0.99) -> dict:
-    """Wall-clock of `interp train` (checkpoints and evaluation included) until test acc >= target."""
-    from interp.training import train
+class _Grokked(Exception):
+    """Raised by the measuring evaluator at the first evaluation with test accuracy >= target."""
 
-    train_cfg = replace(config.train, stop_at_test_acc=target, stop_patience=1)
-    config = replace(config, train=train_cfg)
+
+def time_to_grok_trainer(config, run_dir: Path, target: float = 0.99) -> dict:
+    """Wall-clock of `interp train` (checkpoints and evaluation included) until test acc >= target.
+
+    This *measures* when the held-out accuracy crosses the target, which is what a
+    time-to-grok is; it selects nothing. The trainer's own early stopping reads only the
+    validation split, so the measurement is taken by an evaluator that ends the run.
+    """
+    from interp.training import Trainer, prepare_run_dir
+
+    config = replace(config, train=replace(config.train, stop_at_val_acc=0.0))
     start = time.perf_counter()
-    result = train(config, run_dir, progress=False, overwrite=True)
+
+    def watch(model, task, by_split):
+        logits, labels = by_split["test"]
+        if float((logits.argmax(-1) == labels).double().mean()) >= target:
+            raise _Grokked
+        return {}
+
+    trainer = Trainer(config, run_dir, evaluators=[watch], progress=False)
+    prepare_run_dir(Path(run_dir), overwrite=True)
+    try:
+        result = trainer.run()
+        grok_step, steps_run = None, result.final_step
+    except _Grokked:
+        grok_step = steps_run = trainer.step
     seconds = time.perf_counter() - start
-    grokked = result.stopped_early
-    return {"grok_step": result.final_step if grokked else None, "seconds": seconds, "steps_run": result.final_step}
+    return {"grok_step": grok_step, "seconds": seconds, "steps_run": steps_run}
 
 
 def main(argv: list[str] | None = None) -> int:

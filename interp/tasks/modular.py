@@ -78,6 +78,17 @@ def build_modular(config: TaskConfig) -> TaskData:
             f"task.train_frac: {config.train_frac} leaves {n_train} of {len(valid)} examples for training "
             f"(p={p}); both splits need at least one"
         )
-    splits = {"train": order[:n_train].sort().values, "test": order[n_train:].sort().values}
+    # Validation pairs come from the held-out pairs, after the training ones: the training
+    # set is the same whatever val_frac is.
+    n_val = int(config.val_frac * (len(valid) - n_train))
+    if config.val_frac > 0 and not 1 <= n_val < len(valid) - n_train:
+        raise ConfigError(
+            f"task.val_frac: {config.val_frac} of the {len(valid) - n_train} held-out pairs leaves "
+            f"{n_val} for validation (p={p}); validation and test need at least one each"
+        )
+    splits = {"train": order[:n_train].sort().values}
+    if n_val:
+        splits["val"] = order[n_train : n_train + n_val].sort().values
+    splits["test"] = order[n_train + n_val :].sort().values
     names = tuple(str(i) for i in range(p)) + ("=",)
     return TaskData(tokens=tokens, labels=labels, splits=splits, token_names=names)
