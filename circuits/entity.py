@@ -35,7 +35,10 @@ that only *disrupts* the clean answer (lowers logit[t]) moves the plain differen
 this one; only a state that carries the new bridge b' lifts t' above the other entities.
 This is the null: with the plain difference, a random-answer memorizer, which reads part of
 the head's identity from the r1 state but has no bridge there, scored 0.17-0.21; with the
-corrected metric it scores ~0 (docs/entity_tasks.md has the measurements).
+corrected metric it scores ~0 (docs/entity_tasks.md has the measurements). Its remaining
+blips (one layer at one checkpoint, up to 0.13) were within 2 standard errors of 0, so an
+indirect effect below MIN_Z = 3 standard errors (from the per-example spread) counts as 0.
+
  `circuit_layer` is the maximizing layer;
 `circuit_transfer` is the stricter top-1 version (the fraction of answers that become t'
 under the same patch), which additionally needs the upper layers to apply r2 correctly to
@@ -229,6 +232,9 @@ class CircuitScore:
 
 #: Floor of the mean total effect (nats of logit difference) in the circuit_score denominator.
 MIN_TOTAL_EFFECT = 1.0
+#: two_hop: indirect effects below this many standard errors (over examples) count as 0. With
+#: the maximum taken over 3 middle layers, 3 SE keeps a false positive under ~1 % per checkpoint.
+MIN_Z = 3.0
 
 
 @torch.inference_mode()
@@ -254,6 +260,10 @@ def circuit_score(model, task: TaskData, n_examples: int = 300, seed: int = 0) -
         keep = torch.isin(same.index, cf.index)
         control = mediation(model, cf.clean_tokens, same.tokens[keep], clean_answer, cf.answer, POS_MID)
         mediated = mediated - control.indirect_abs
+    if two_hop:
+        # Significance gate: an indirect effect within MIN_Z standard errors of 0 is noise (a
+        # memorizer's checkpoints showed single-layer blips of up to 0.13 that were < 2 SE).
+        mediated = torch.where(mediated > MIN_Z * result.indirect_se, mediated, torch.zeros_like(mediated))
     by_layer = (mediated.clamp(min=0) / max(result.total, n * MIN_TOTAL_EFFECT)).clamp(max=1.0)
     # Layer 0 is the token embedding: for comparison the swapped token sits at MID itself, so
     # patching it there is the whole counterfactual (mediation 1 by construction); for two_hop

@@ -67,6 +67,8 @@ class MediationResult:
     #: fraction of examples whose top-1 answer becomes the counterfactual answer, per layer
     transferred: Float[Tensor, " layer"]
     n_examples: int
+    #: standard error of `indirect` (its sum over examples), from the per-example spread
+    indirect_se: Float[Tensor, " layer"] | None = None
 
 
 @torch.inference_mode()
@@ -94,15 +96,17 @@ def mediation(
     clean = logit_diff(model(clean_tokens)[:, -1])
     total = float((clean - logit_diff(model(counterfactual_tokens)[:, -1])).sum())
     stack = residual_stack(model, counterfactual_tokens)
-    indirect, indirect_abs, transferred = [], [], []
+    indirect, indirect_abs, transferred, indirect_se = [], [], [], []
     for layer in range(model.cfg.n_layers + 1):
         patched = patched_logits(model, clean_tokens, stack[layer, :, position], layer, position)
         effect = clean - logit_diff(patched)
         indirect.append(float(effect.sum()))
         indirect_abs.append(float(effect.abs().sum()))
+        indirect_se.append(float(effect.std() * len(effect) ** 0.5) if len(effect) > 1 else 0.0)
         transferred.append(float((patched.argmax(dim=-1) == counterfactual_answer).double().mean()))
     return MediationResult(torch.tensor(indirect), torch.tensor(indirect_abs), total, torch.tensor(transferred),
-                           int(clean_tokens.shape[0]))
+                           int(clean_tokens.shape[0]), torch.tensor(indirect_se))
+
 
 
 @torch.inference_mode()

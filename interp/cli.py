@@ -93,9 +93,15 @@ def train(
         from interp.training import train as train_run
 
         result = train_run(config, out, evaluators=evaluators_for(config), progress=not quiet, overwrite=overwrite)
+    from interp.metrics import format_accuracy
+
     row = result.last_row
-    shown = {k: row[k] for k in ("train_acc", "test_acc", "circuit_score") if k in row}
-    shown_text = ", ".join(f"{k} {v:.3f}" for k, v in shown.items())
+    shown = [f"{k} {format_accuracy(row[k], result.split_sizes.get(k))}"
+             for k in sorted(row) if k.endswith("_acc") and isinstance(row[k], float)]
+    if "circuit_score" in row:
+        shown.append(f"circuit_score {row['circuit_score']:.3f}")
+    shown_text = ", ".join(shown)
+
     stopped = {"val_acc": " (stopped early: validation accuracy held)",
                "collapse": " (stopped: collapse)"}.get(result.stop_reason or "", "")
     typer.echo(f"trained {result.final_step} steps into {result.run_dir} ({shown_text}){stopped}")

@@ -11,7 +11,8 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ class TrainResult:
     collapses: tuple[CollapseEvent, ...] = ()
     #: why it stopped before the end of its schedule: "val_acc", "collapse" or None
     stop_reason: str | None = None
+    #: examples behind each `{split}_acc` column of the rows, e.g. {"test_ood_acc": 95}
+    split_sizes: dict[str, int] = field(default_factory=dict)
 
 
 def checkpoint_schedule(steps: int, every: int, log_until: int, per_decade: int = 8) -> list[int]:
@@ -404,7 +407,9 @@ class Trainer:
         return self._result(last_row, stop_reason)
 
     def _result(self, last_row: dict[str, Any], stop_reason: str | None) -> TrainResult:
-        return TrainResult(self.run_dir, self.step, last_row, stop_reason is not None, self.collapses(), stop_reason)
+        sizes = {f"{name}_acc": len(index) for name, index in self.task.splits.items()}
+        return TrainResult(self.run_dir, self.step, last_row, stop_reason is not None, self.collapses(), stop_reason,
+                           sizes)
 
 
 def _warn(message: str) -> None:
