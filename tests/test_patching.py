@@ -98,3 +98,47 @@ def test_mediation_known_answers(two_hop):
     result = mediation(model, cf.clean_tokens, cf.tokens, clean_answer, cf.answer, position=cf.swapped_position)
     assert abs(result.indirect[0].item() - result.total) < 1e-3 * max(1.0, abs(result.total))
     assert abs(result.indirect[-1].item()) < 1e-3
+
+
+def test_two_hop_specific_metric_ignores_disruption_and_counts_the_counterfactual_answer():
+    from circuits.entity import _specific_metric
+
+    task = build_task(tiny_task())
+    index = sample_examples(task, n=10)
+    cf = counterfactuals(task, index, swap="head")
+    t, t_alt = task.labels[cf.index], cf.answer
+    metric = _specific_metric(task, t, t_alt)
+    rows = torch.arange(len(t))
+    clean = torch.randn(len(t), task.tokens.max().item() + 1, dtype=torch.float64)
+    disrupted = clean.clone()
+    disrupted[rows, t] -= 5.0  # the clean answer falls; nothing moves toward t'
+    assert torch.allclose(metric(clean), metric(disrupted))
+    moved = clean.clone()
+    moved[rows, t_alt] += 2.0
+    assert torch.allclose(metric(clean) - metric(moved), torch.full((len(t),), 2.0, dtype=torch.float64))
+
+
+def test_two_hop_memorizer_scores_zero_where_the_plain_mediated_fraction_does_not(tmp_path):
+    """Random answers for the training inferred facts (the memorization control): the model
+    learns them by heart, and some of the head's identity reaches the last position through
+    the r1 state. The plain logit-difference fraction reads that as mediation; the
+    chance-corrected, significance-gated score does not."""
+    from dataclasses import replace
+
+    from circuits.patching import mediation
+    from interp.cli import evaluators_for
+    from interp.runs import load_run
+    from interp.training import train
+
+    config = tiny_entity_run(tiny_task(shuffle_labels=True, n_entities=30), steps=400, lr=1e-2,
+                             weight_decay=0.0, ckpt_every=100)
+    config = replace(config, model=replace(config.model, n_layers=3))
+    train(config, tmp_path / "mem", evaluators=evaluators_for(config), progress=False)
+    run = load_run(tmp_path / "mem")
+    rows = run.metrics
+    assert rows[-1]["train_inferred_acc"] > 0.95 and rows[-1]["test_id_acc"] < 0.2
+    assert max(r["circuit_score"] for r in rows) <= 0.05
+    task = run.task
+    cf = counterfactuals(task, sample_examples(task, n=300), swap="head")
+    plain = mediation(run.model_at(run.steps[-1]), cf.clean_tokens, cf.tokens, task.labels[cf.index], cf.answer, 1)
+    assert float(plain.indirect[1:-1].max()) / max(plain.total, len(cf.index)) > 0.1
