@@ -147,7 +147,8 @@ class Trainer:
         if train.stop_at_val_acc > 0 and "val" not in self.task.splits:
             raise TrainingError(
                 "train.stop_at_val_acc: early stopping selects on a validation split and this task has "
-                "none; set task.val_frac > 0 (modular tasks) or train.stop_at_val_acc=0"
+                "none; set task.val_frac > 0 (modular tasks) or train.stop_at_val_acc=0 (for a run folder written "
+                "by an earlier version, whose stop_at_test_acc became stop_at_val_acc, edit its config.json)"
             )
         self.collapse_rule = rule_for_splits(self.task.train_splits)
         self.train_tokens = self.task.tokens[train_index].to(self.device)
