@@ -169,3 +169,16 @@ def test_weight_norm_floor_holds_the_norm_and_the_circuit(tmp_path):
     assert min(r["sum_sq_weights"] for r in rows[armed:]) == pytest.approx(floor_sq, rel=1e-5)  # it did bind
     assert result.collapses == ()
     assert rows[-1]["train_acc"] > 0.9
+
+
+@pytest.mark.parametrize("k,n", [(0, 19), (1, 19), (19, 19), (50, 100), (3, 95), (900, 1000)])
+def test_wilson_interval_matches_scipy(k, n):
+    from scipy.stats import binomtest
+
+    from interp.metrics import format_accuracy, wilson_interval
+
+    low, high = wilson_interval(k / n, n)
+    reference = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert low == pytest.approx(reference.low, abs=1e-6) and high == pytest.approx(reference.high, abs=1e-6)
+    text = format_accuracy(k / n, n)
+    assert (f"(n={n})" in text) == (n < 1000)

@@ -259,6 +259,14 @@ def test_kb_file_trains_and_analyzes_end_to_end(tmp_path, capsys, monkeypatch):
     assert info["kind"] == "two_hop" and info["n_checkpoints"] == 3
     assert set(info["parts"]) == {"logit_lens", "patching", "probes"}
     assert "query_acc" in info["final_splits"] and info["figures"] and Path(info["figures"]).exists()
+    # Small held-out splits carry a 95 % Wilson interval, with the n behind it.
+    n_ood = len(run.task.splits["test_ood"])
+    ood = info["final_intervals"]["test_ood_acc"]
+    assert ood["n"] == n_ood < 1000 and ood["low"] <= info["final_splits"]["test_ood_acc"] <= ood["high"]
+    assert info["split_sizes"]["test_ood_acc"] == n_ood
+    capsys.readouterr()
+    assert main(["analyze", str(out), "--no-figures"]) == 0
+    assert f"test_ood_acc {info['final_splits']['test_ood_acc']:.3f} [" in capsys.readouterr().out
     header = (out / "analysis" / "table.csv").read_text().splitlines()[0].split(",")
     for key in ("step", "train_acc", "test_acc", "circuit_score", "train_atomic_acc", "test_ood_acc",
                 "lens_bridge_mrr_L1", "patch_mid_L1", "patch_r2_last_L0", "probe_bridge_acc_L1",
