@@ -51,7 +51,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from interp import runs
+from interp import provenance, runs
 from interp.config import ActFn, ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig
 from interp.tasks import TaskData, build_task
 
@@ -440,6 +440,7 @@ def import_tl_checkpoints(
                       for s, p, *_ in converted],
         })
         runs.write_manifest(staging, manifest)
+        provenance.record(staging, provenance.collect(config, "cpu", step=manifest[0]["step"]))
         if out_run_dir.exists():
             out_run_dir.rmdir()  # empty, checked above
         os.replace(staging, out_run_dir)

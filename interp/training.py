@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from interp import runs, trainer_state
+from interp import provenance, runs, trainer_state
 from interp.collapse import CollapseEvent, best_checkpoint, detect_collapses, rule_for_splits
 from interp.config import RunConfig
 from interp.errors import TrainingError
@@ -385,6 +385,10 @@ class Trainer:
             return self._result(last_row, "val_acc")
         if train.stop_on_collapse and self.collapses():
             return self._result(last_row, "collapse")
+        try:
+            provenance.record(self.run_dir, provenance.collect(self.config, self.device, self.step))
+        except OSError as exc:
+            raise TrainingError(f"--out {self.run_dir}: cannot write {provenance.PROVENANCE_FILE}: {exc}") from None
         bar = _progress_bar(total=train.steps, initial=self.step, enabled=self.progress)
         self.model.train()
         stop_reason = None

@@ -72,3 +72,26 @@ def test_a_lost_manifest_is_explained_and_relist_recovers_the_loadable_checkpoin
     assert main(["analyze", str(run_dir), "--no-figures"]) == 0
     # Relisting a folder that has its manifest is refused rather than overwriting it.
     assert main(["relist", str(run_dir)]) == 2
+
+
+def test_every_training_process_records_its_provenance(tmp_path):
+    """Versions, commit, CPU, device, threads and seeds: what a cross-machine comparison needs."""
+    from interp import provenance
+    from interp.training import resume, train
+    from tests.conftest import tiny_config
+
+    config = tiny_config(train__steps=40)
+    train(config, tmp_path / "run", progress=False)
+    (first,) = provenance.read(tmp_path / "run")
+    assert first["started_at_step"] == 0 and first["torch"] == torch.__version__
+    assert first["seeds"] == {"model": config.model.seed, "train": config.train.seed, "split": config.task.split_seed}
+    assert first["device"] == "cpu" and first["torch_threads"] == torch.get_num_threads()
+    assert first["transformer_lens"].startswith("4.") and first["cpu"]
+    assert first["git_commit"] is None or len(first["git_commit"]) == 40
+    # A resumed run appends a session starting where it continued.
+    raw = json.loads((tmp_path / "run" / "config.json").read_text())
+    raw["train"]["steps"] = 60
+    (tmp_path / "run" / "config.json").write_text(json.dumps(raw))
+    resume(tmp_path / "run", progress=False)
+    sessions = provenance.read(tmp_path / "run")
+    assert [s["started_at_step"] for s in sessions] == [0, 40]
