@@ -219,7 +219,7 @@ def _subset(acts: FinalActs, index: Tensor) -> FinalActs:
 
 
 def _map_checkpoints(
-    run: Run, steps: list[int], make_analyze_one, workers: int = 1
+    run: Run, steps: list[int], make_analyze_one, workers: int = 1, progress: str | None = None
 ) -> tuple[list[CheckpointAnalysis], list[tuple[str, str]]]:
     """analyze_one(model, step) over every checkpoint that loads (`Run.iter_models`); the others
     are collected as (file, reason) instead of aborting the run.
@@ -231,14 +231,32 @@ def _map_checkpoints(
     its kernels, and whole checkpoints in parallel scale better than splitting each small op
     over cores. Memory stays flat: `workers` models and activation sets at any time.
     """
+    from tqdm.auto import tqdm
+
     skipped: list[tuple[str, str]] = []
-    on_error = lambda s: skipped.append((str(s.path), s.reason))  # noqa: E731
+    bar = tqdm(total=len(steps), desc=progress, unit="ckpt", disable=progress is None, leave=False, dynamic_ncols=True)
+
+    def on_error(item) -> None:
+        skipped.append((str(item.path), item.reason))
+        bar.update(1)
+
+    def counted(analyze_one):
+        def run_one(model, step: int) -> CheckpointAnalysis:
+            result = analyze_one(model, step)
+            bar.update(1)  # tqdm serializes updates with its own lock
+            return result
+
+        return run_one
+
     workers = max(1, min(workers, len(steps) // 2))
     if workers == 1:
-        analyze_one = make_analyze_one()
-        results = [analyze_one(model, step) for step, model in run.iter_models(steps, on_error=on_error)]
+        analyze_one = counted(make_analyze_one())
+        try:
+            results = [analyze_one(model, step) for step, model in run.iter_models(steps, on_error=on_error)]
+        finally:
+            bar.close()
     else:
-        jobs = [(steps[i::workers], run.new_model(), make_analyze_one()) for i in range(workers)]
+        jobs = [(steps[i::workers], run.new_model(), counted(make_analyze_one())) for i in range(workers)]
 
         def shard(job) -> list[CheckpointAnalysis]:
             shard_steps, model, analyze_one = job
@@ -251,6 +269,7 @@ def _map_checkpoints(
                 results = sorted(chain.from_iterable(pool.map(shard, jobs)), key=lambda r: r.step)
         finally:
             torch.set_num_threads(threads)
+            bar.close()
         skipped.sort()
     if not results:
         raise RunError(f"{run.path}: none of the {len(steps)} checkpoints could be loaded")
@@ -263,11 +282,12 @@ def default_workers() -> int:
 
 
 def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int] | None = None, *,
-                workers: int | None = None) -> RunAnalysis:
+                workers: int | None = None, progress: bool = False) -> RunAnalysis:
     """Analyze the run's complete checkpoints; damaged ones are skipped and reported.
 
     `workers` checkpoints are analyzed in parallel (default: `default_workers()`, one per
-    torch thread), each worker with its own model objects.
+    torch thread), each worker with its own model objects. `progress` shows a bar over the
+    checkpoints (done/total, rate, ETA, and which parts) on stderr.
     """
     parts = tuple(parts or available_parts(run))
     unknown = set(parts) - set(available_parts(run))
@@ -279,8 +299,9 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
     if not steps:
         raise RunError(no_checkpoints_message(run.path))
     workers = default_workers() if workers is None else workers
+    label = f"analyze {'+'.join(parts)}" if progress else None
     if parts and set(parts) <= set(ENTITY_PARTS) and run.config.task.kind != "modular":
-        return _analyze_entity_run(run, parts, steps, workers)
+        return _analyze_entity_run(run, parts, steps, workers, label)
     ctx = _ModularContext(run)
     # Key frequencies come from the last checkpoint that loads (damage is reported below).
     keys: list[int] = []
@@ -289,7 +310,8 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
         break
     ctx.set_key_frequencies(keys)
     results, skipped = _map_checkpoints(
-        run, steps, lambda: lambda model, step: analyze_checkpoint(model, step, ctx, parts), workers=workers
+        run, steps, lambda: lambda model, step: analyze_checkpoint(model, step, ctx, parts), workers=workers,
+        progress=label,
     )
     return RunAnalysis(
         run_dir=run.path,
@@ -316,7 +338,8 @@ def _run_facts(run: Run, results: list[CheckpointAnalysis]) -> dict[str, Any]:
             "best": read_best(run.path)}
 
 
-def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], workers: int) -> RunAnalysis:
+def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], workers: int,
+                        progress: str | None = None) -> RunAnalysis:
     """The entity-task analyses (`circuits.entity.analyze_entity_checkpoint`) of every checkpoint."""
     from circuits.entity import analyze_entity_checkpoint, random_init_model
 
@@ -332,7 +355,8 @@ def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], work
 
         return analyze_one
 
-    results, skipped = _map_checkpoints(run, steps, make_analyze_one, workers=workers)
+    results, skipped = _map_checkpoints(run, steps, make_analyze_one, workers=workers, progress=progress)
+
     return RunAnalysis(
         run_dir=run.path,
         parts=parts,

@@ -127,6 +127,7 @@ def analyze(
     html: Annotated[Optional[Path], typer.Option("--html", help="Also write the self-contained HTML report here (it is always written to RUN_DIR/analysis/report.html unless --no-figures).")] = None,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the plotly figures (faster).")] = False,
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0 = torch's default). Modular runs analyze this many checkpoints in parallel, one thread each.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> int:
     """Analyze every complete checkpoint of a run (no flag: every analysis that applies)."""
     _set_threads(threads)
@@ -139,7 +140,8 @@ def analyze(
     run = load_run(run_dir)
     parts = tuple(name for name, on in (("fourier", fourier), ("attention", attention), ("attribution", attribution),
                                         ("logit_lens", logit_lens), ("patching", patching), ("probes", probes)) if on)
-    result = analyze_run(run, parts or None)
+    result = analyze_run(run, parts or None, progress=not quiet)
+
     info = write_analysis(result, figures=not no_figures or html is not None)
     if html is not None and info.get("figures"):
         html.parent.mkdir(parents=True, exist_ok=True)

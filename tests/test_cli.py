@@ -54,7 +54,13 @@ def test_analyze_writes_table_summary_and_figures(tiny_run, capsys):
 
 def test_analyze_parts_select_columns(tiny_run, capsys):
     assert main(["analyze", str(tiny_run), "--attention", "--no-figures", "--json"]) == 0
-    info = json.loads(capsys.readouterr().out)
+    said = capsys.readouterr()
+    info = json.loads(said.out)
+    # The progress bar (stderr) names the parts and counts checkpoints.
+    n = len(load_run(tiny_run).steps)
+    assert "analyze attention" in said.err and f"0/{n} " in said.err
+    assert main(["analyze", str(tiny_run), "--attention", "--no-figures", "-q"]) == 0
+    assert "analyze attention" not in capsys.readouterr().err
     with open(info["table"], newline="") as handle:
         header = next(csv.reader(handle))
     assert "attn/L0H0->=" in header and "restricted_loss" not in header and "dla/total" not in header
