@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from experiments.benchmarks import bench
 from interp.presets import PRESETS
 
@@ -46,3 +48,17 @@ def test_anchor_steps_are_the_median_over_seeds(tmp_path):
     rows = {measurement: value for _section, measurement, value, _note in bench.ROWS}
     assert rows["(a) anchor recipe, median of 3 seed(s)"] == f"22700 steps / {22_700 / 2.0:.0f} s"
     assert rows["wall-clock speed-up (a) / (b) (target >= 10x)"] == f"{22_700 / 2.0 / 60.0:.1f}x"
+
+
+def test_time_to_grok_trainer_stops_at_the_first_evaluation_over_target(tmp_path):
+    from experiments.benchmarks.grok import time_to_grok_trainer
+    from tests.conftest import tiny_config
+
+    config = tiny_config(train__steps=40, task__val_frac=0.3, train__stop_at_val_acc=0.5)
+    never = time_to_grok_trainer(config, tmp_path / "never", target=1.01)
+    assert never["grok_step"] is None and never["steps_run"] == 40  # the preset's own early stop is off
+    rows = [json.loads(line) for line in (tmp_path / "never" / "metrics.jsonl").read_text().splitlines()]
+    target = max(r["test_acc"] for r in rows)
+    first = min(r["step"] for r in rows if r["test_acc"] >= target)
+    hit = time_to_grok_trainer(config, tmp_path / "hit", target=target)
+    assert hit["grok_step"] == first and hit["steps_run"] == first

@@ -41,3 +41,18 @@ def test_memorization_control_stays_low(tmp_path):
     rows = load_run(tmp_path / "mem").metrics
     assert rows[-1]["train_acc"] == 1.0
     assert max(r["circuit_score"] for r in rows if r["train_acc"] == 1.0) < 0.2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [999, 1000])
+def test_mod_add_fast_groks_and_stays_grokked(tmp_path, seed):
+    """The preset groks within 500 steps and holds >= 99 % on train and test to 3x that step
+    with its early stop off (without its weight-norm floor every seed collapsed)."""
+    from experiments.stability import summarize
+
+    config = PRESETS["mod-add-fast"].with_overrides([f"model.seed={seed}", "train.stop_at_val_acc=0"])
+    result = train(config, tmp_path / "fast", evaluators=evaluators_for(config), progress=False)
+    summary = summarize(load_run(tmp_path / "fast").metrics)
+    assert summary["grok_step"] is not None and summary["grok_step"] <= 500
+    assert summary["stable"] and result.collapses == ()
+    assert summary["min_circuit_score_after"] > 0.9
