@@ -101,7 +101,6 @@ def train(
     if "circuit_score" in row:
         shown.append(f"circuit_score {row['circuit_score']:.3f}")
     shown_text = ", ".join(shown)
-
     stopped = {"val_acc": " (stopped early: validation accuracy held)",
                "collapse": " (stopped: collapse)"}.get(result.stop_reason or "", "")
     typer.echo(f"trained {result.final_step} steps into {result.run_dir} ({shown_text}){stopped}")
@@ -141,7 +140,6 @@ def analyze(
     parts = tuple(name for name, on in (("fourier", fourier), ("attention", attention), ("attribution", attribution),
                                         ("logit_lens", logit_lens), ("patching", patching), ("probes", probes)) if on)
     result = analyze_run(run, parts or None, progress=not quiet)
-
     info = write_analysis(result, figures=not no_figures or html is not None)
     if html is not None and info.get("figures"):
         html.parent.mkdir(parents=True, exist_ok=True)
@@ -182,10 +180,9 @@ def _set_threads(threads: int) -> None:
 
 def _accuracy_text(info: dict, key: str, value: float) -> str:
     """An accuracy, with its 95 % Wilson interval when its split is small."""
-    interval = info.get("final_intervals", {}).get(key)
-    if interval is None:
-        return f"{key} {value:.4g}"
-    return f"{key} {value:.3f} [{interval['low']:.3f}, {interval['high']:.3f}] (n={interval['n']})"
+    from interp.metrics import format_accuracy
+
+    return f"{key} {format_accuracy(value, info.get('split_sizes', {}).get(key))}"
 
 
 def human_summary(info: dict) -> str:
@@ -211,8 +208,6 @@ def human_summary(info: dict) -> str:
     if info.get("best"):
         best = info["best"]
         lines.insert(-1, f"best checkpoint: step {best['step']} ({best['criterion']} {best['value']:.4g})")
-
-
     if info.get("figures"):
         lines.append(f"report: {info['figures']}")
     return "\n".join(lines)

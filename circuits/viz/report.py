@@ -138,10 +138,11 @@ def write_report(result, path: str | Path, run=None, **kwargs: Any) -> Report:
 
 
 def _value_text(result, key: str, value: float) -> str:
-    interval = result.interval(key, value) if hasattr(result, "interval") and key.endswith("_acc") else None
-    if interval is None:
-        return f"{key} {value:.4g}"
-    return f"{key} {value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}] (n={result.split_sizes[key]})"
+    """`key value`, with the 95 % Wilson interval for an accuracy measured on a small split."""
+    from interp.metrics import format_accuracy
+
+    n = getattr(result, "split_sizes", {}).get(key) if key.endswith("_acc") else None
+    return f"{key} {format_accuracy(value, n)}"
 
 
 def _intro(result, config) -> str:
