@@ -318,7 +318,6 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
         parts=parts,
         checkpoints=results,
         key_frequencies=keys,
-        phases=compute_phases([r.row for r in results]),
         skipped=skipped,
         p=ctx.p,
         **_run_facts(run, results),
@@ -334,8 +333,9 @@ def _run_facts(run: Run, results: list[CheckpointAnalysis]) -> dict[str, Any]:
         held_out = [s for s in task.splits if s not in task.train_splits and s != "val"]
         sizes["test_acc"] = len(task.splits[held_out[0]])
     rule = rule_for_splits(task.train_splits)
-    return {"collapses": detect_collapses([r.row for r in results], rule), "split_sizes": sizes,
-            "best": read_best(run.path)}
+    collapses = detect_collapses([r.row for r in results], rule)
+    phases = compute_phases([r.row for r in results]).ended_by(collapses)
+    return {"collapses": collapses, "phases": phases, "split_sizes": sizes, "best": read_best(run.path)}
 
 
 def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], workers: int,
@@ -362,7 +362,6 @@ def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], work
         parts=parts,
         checkpoints=results,
         key_frequencies=[],
-        phases=compute_phases([r.row for r in results]),
         skipped=skipped,
         kind=run.config.task.kind,
         **_run_facts(run, results),

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -235,12 +235,14 @@ class Phases:
     memorization: [0, memorized) — until train accuracy first reaches `fit` (99 %).
     circuit formation: [memorized, cleanup_start) — train fitted, test accuracy still < 50 %.
     cleanup: [cleanup_start, generalized) — test accuracy rising from 50 % to 99 %.
-    stable: from `generalized` on (test accuracy ≥ 99 %).
+    stable: from `generalized` until the first checkpoint of a later collapse, if any
+    (`collapsed`, the event's `first_step`; see `interp.collapse`).
     """
 
     memorized: int | None
     cleanup_start: int | None
     generalized: int | None
+    collapsed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         end = {"memorization": self.memorized, "circuit_formation": self.cleanup_start, "cleanup": self.generalized}
@@ -248,7 +250,15 @@ class Phases:
         return {
             name: {"start": start[name], "end": end[name]}
             for name in ("memorization", "circuit_formation", "cleanup")
-        } | {"stable": {"start": self.generalized, "end": None}}
+        } | {"stable": {"start": self.generalized, "end": self.collapsed if self.generalized is not None else None}}
+
+    def ended_by(self, collapses) -> Phases:
+        """The same phases with `stable` ending where the first collapse after it began."""
+        if self.generalized is None:
+            return self
+        later = [e.first_step for e in collapses if e.first_step >= self.generalized]
+        return replace(self, collapsed=min(later)) if later else self
+
 
 
 def _first_step(rows: list[dict[str, Any]], key: str, threshold: float, after: int = -1) -> int | None:

@@ -182,3 +182,17 @@ def test_wilson_interval_matches_scipy(k, n):
     assert low == pytest.approx(reference.low, abs=1e-6) and high == pytest.approx(reference.high, abs=1e-6)
     text = format_accuracy(k / n, n)
     assert (f"(n={n})" in text) == (n < 1000)
+
+
+def test_a_collapse_ends_the_stable_phase():
+    from circuits.progress import compute_phases
+
+    rows = [{"step": s, "train_acc": tr, "test_acc": te} for s, tr, te in
+            [(0, 0.0, 0.0), (10, 1.0, 0.1), (20, 1.0, 0.6), (30, 1.0, 1.0), (40, 1.0, 1.0),
+             (50, 0.5, 0.4), (60, 0.4, 0.3), (70, 0.3, 0.2)]]
+    events = detect_collapses(rows, CollapseRule("train_acc"))
+    assert [(e.step, e.first_step) for e in events] == [(70, 50)]
+    phases = compute_phases(rows).ended_by(events)
+    assert phases.to_dict()["stable"] == {"start": 30, "end": 50}
+    assert compute_phases(rows).to_dict()["stable"] == {"start": 30, "end": None}
+    assert compute_phases(rows[:3]).ended_by(events).to_dict()["stable"] == {"start": None, "end": None}

@@ -121,7 +121,7 @@ def entity_phases(result):
     from circuits.progress import compute_phases
 
     train_key = "train_inferred_acc" if "train_inferred_acc" in rows[0] else "train_acc"
-    return compute_phases(rows, train_key=train_key, test_key="test_id_acc")
+    return compute_phases(rows, train_key=train_key, test_key="test_id_acc").ended_by(getattr(result, "collapses", []))
 
 
 def report_html(result, run=None, **kwargs: Any) -> str:
