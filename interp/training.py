@@ -128,9 +128,9 @@ class Trainer:
         # The floor is relative to the initial weights, which the model seed fixes: a resumed
         # run rebuilds the same initial model here before loading its checkpoint.
         self.norm_floor = train.weight_norm_floor * total_norm(self.params) if train.weight_norm_floor else 0.0
-        #: The floor binds once the norm has reached it (a floor above the initial norm does
-        #: not rescale the initial weights); saved with the trainer state for exact resume.
-        self.norm_floor_armed = self.norm_floor > 0 and total_norm(self.params) >= self.norm_floor
+        #: The floor binds once the norm has reached it, so a floor above the initial norm
+        #: (factor > 1) does not rescale the initial weights; saved with the trainer state.
+        self.norm_floor_armed = 0 < train.weight_norm_floor <= 1
         self.optimizer = torch.optim.AdamW(
             self.params.values(), lr=train.lr, weight_decay=train.weight_decay, betas=(train.beta1, train.beta2)
         )
