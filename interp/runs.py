@@ -253,9 +253,13 @@ def load_task(run_dir: Path, config: RunConfig) -> TaskData:
     """The run's dataset with the split it was trained on (read from disk, not regenerated)."""
     task = build_task(config.task)
     saved = load_tensors(run_dir / SPLIT_FILE)
-    splits = {k[len(SPLIT_PREFIX):]: v.long() for k, v in saved.items() if k.startswith(SPLIT_PREFIX)}
-    if set(splits) != set(task.splits):
-        raise RunError(f"{run_dir / SPLIT_FILE}: splits {sorted(splits)} do not match the task's {sorted(task.splits)}")
+    names = {k[len(SPLIT_PREFIX):] for k in saved if k.startswith(SPLIT_PREFIX)}
+    if names != set(task.splits):
+        raise RunError(f"{run_dir / SPLIT_FILE}: splits {sorted(names)} do not match the task's {sorted(task.splits)}")
+    # In the task's own order, not the file's: safetensors returns tensors in an order that
+    # changes from one load to the next, and the first held-out split is what the entity
+    # tasks' `test_acc` column measures (test-ID, `circuits.entity`).
+    splits = {name: saved[SPLIT_PREFIX + name].long() for name in task.splits}
     for name, index in splits.items():
         if index.numel() and (index.min() < 0 or index.max() >= task.n_examples):
             raise RunError(f"{run_dir / SPLIT_FILE}: split {name!r} indexes outside the {task.n_examples} examples")

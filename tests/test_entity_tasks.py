@@ -276,6 +276,23 @@ def test_kb_file_trains_and_analyzes_end_to_end(tmp_path, capsys, monkeypatch):
     assert main(["analyze", str(out), "--fourier"]) == 2  # a modular analysis on an entity run
 
 
+@pytest.mark.parametrize("kind", ["two_hop", "comparison"])
+def test_loaded_splits_keep_the_task_order(tmp_path, kind):
+    """safetensors hands back a file's tensors in an order that changes from load to load; the
+    loaded task must keep the generator's order, since its first held-out split (test-ID) is
+    the one the analysis table's `test_acc` column measures."""
+    from interp.runs import load_task, save_split
+
+    config = tiny_entity_run(tiny_task(kind))
+    task = build_task(config.task)
+    save_split(tmp_path, task)
+    assert list(task.splits)[2] == "test_id"
+    for _ in range(20):  # 4 splits: a random order is the right one 1 time in 24
+        loaded = load_task(tmp_path, config)
+        assert list(loaded.splits) == list(task.splits)
+        assert all(torch.equal(loaded.splits[name], task.splits[name]) for name in task.splits)
+
+
 def test_entity_analysis_with_parallel_workers_equals_serial(tmp_path):
     """Checkpoints analyzed by 2 worker threads (own models, own random-init baselines)."""
     from circuits.analyze import analyze_run
