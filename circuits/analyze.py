@@ -29,15 +29,14 @@ from circuits import fourier
 from circuits.activations import FinalActs, final_position_activations
 from circuits.attention import attention_columns, attention_summary
 from circuits.attribution import attribution_columns, direct_logit_attribution
-from circuits.progress import Phases, circuit_score, compute_phases, first_crossing
+from circuits.phases import Phases
+from circuits.progress import circuit_score
 from interp.collapse import CollapseEvent, detect_collapses, rule_for_splits
 from interp.metrics import SMALL_SPLIT, per_example_cross_entropy, wilson_interval
+from interp.registry import family_of, get_family
 from interp.runs import (ANALYSIS_DIR, Run, RunError, atomic_write_bytes, atomic_write_json, no_checkpoints_message,
                          read_best)
 
-MODULAR_PARTS = ("fourier", "attention", "attribution")
-#: Analyses of the entity tasks (two_hop, comparison): `circuits.entity`.
-ENTITY_PARTS = ("logit_lens", "patching", "probes")
 TABLE_FILE = "table.csv"
 SUMMARY_FILE = "summary.json"
 #: The self-contained HTML report (`circuits.viz.report`): every figure, offline.
@@ -46,7 +45,8 @@ BASE_COLUMNS = ["step", "train_acc", "test_acc", "train_loss", "test_loss", "cir
 
 
 def available_parts(run: Run) -> tuple[str, ...]:
-    return ENTITY_PARTS if run.config.task.kind in ("two_hop", "comparison") else MODULAR_PARTS
+    """The analysis parts the run's task family declares (`interp.registry.AnalysisPart`)."""
+    return tuple(part.name for part in family_of(run.config).parts)
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,8 @@ class RunAnalysis:
     phases: Phases
     skipped: list[tuple[str, str]] = field(default_factory=list)
     p: int = 0
-    kind: str = "modular"
+    #: the task family (`interp.registry`)
+    kind: str = ""
     #: collapse events found in this table by the task's rule (`interp.collapse`)
     collapses: list[CollapseEvent] = field(default_factory=list)
     #: examples behind each accuracy column ({"test_acc": 8939, "test_ood_acc": 19, ...})
@@ -91,14 +92,13 @@ class RunAnalysis:
     def steps(self) -> list[int]:
         return [c.step for c in self.checkpoints]
 
+    @property
+    def family(self):
+        return get_family(self.kind)
+
     def leads(self) -> dict[str, int | None]:
-        """First steps at which the progress measure and test accuracy reach 0.5."""
-        rows = self.rows
-        return {
-            "circuit_score>=0.5": first_crossing(rows, "circuit_score", 0.5),
-            "test_acc>=0.5": first_crossing(rows, "test_acc", 0.5),
-            "test_acc>=0.99": first_crossing(rows, "test_acc", 0.99),
-        }
+        """First steps at which the progress measure and test accuracy reach a level (by family)."""
+        return self.family.leads(self.rows)
 
 
 class _ModularContext:
@@ -285,23 +285,34 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
                 workers: int | None = None, progress: bool = False) -> RunAnalysis:
     """Analyze the run's complete checkpoints; damaged ones are skipped and reported.
 
-    `workers` checkpoints are analyzed in parallel (default: `default_workers()`, one per
-    torch thread), each worker with its own model objects. `progress` shows a bar over the
+    `parts` are the run's family's analysis parts (default: all of them). `workers`
+    checkpoints are analyzed in parallel (default: `default_workers()`, one per torch
+    thread), each worker with its own model objects. `progress` shows a bar over the
     checkpoints (done/total, rate, ETA, and which parts) on stderr.
     """
+    family = family_of(run.config)
     parts = tuple(parts or available_parts(run))
     unknown = set(parts) - set(available_parts(run))
     if unknown:
         from interp.config import ConfigError
 
-        raise ConfigError(f"analysis parts {sorted(unknown)} do not apply to task kind {run.config.task.kind!r}")
+        raise ConfigError(f"analysis parts {sorted(unknown)} do not apply to task kind {run.config.task.kind!r}; "
+                          f"its parts: {', '.join(available_parts(run)) or 'none'}")
     steps = list(run.steps if steps is None else steps)
     if not steps:
         raise RunError(no_checkpoints_message(run.path))
     workers = default_workers() if workers is None else workers
-    label = f"analyze {'+'.join(parts)}" if progress else None
-    if parts and set(parts) <= set(ENTITY_PARTS) and run.config.task.kind != "modular":
-        return _analyze_entity_run(run, parts, steps, workers, label)
+    return family.analyze(run, parts, steps, workers=workers, progress=progress)
+
+
+def _label(parts: tuple[str, ...], progress: bool) -> str | None:
+    return f"analyze {'+'.join(parts) or 'accuracy'}" if progress else None
+
+
+def analyze_modular_run(run: Run, parts: tuple[str, ...], steps: list[int], *, workers: int,
+                        progress: bool) -> RunAnalysis:
+    """The modular family's analysis: key frequencies from the last checkpoint, then every
+    checkpoint's accuracy, circuit score and requested parts (`analyze_checkpoint`)."""
     ctx = _ModularContext(run)
     # Key frequencies come from the last checkpoint that loads (damage is reported below).
     keys: list[int] = []
@@ -311,7 +322,7 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
     ctx.set_key_frequencies(keys)
     results, skipped = _map_checkpoints(
         run, steps, lambda: lambda model, step: analyze_checkpoint(model, step, ctx, parts), workers=workers,
-        progress=label,
+        progress=_label(parts, progress),
     )
     return RunAnalysis(
         run_dir=run.path,
@@ -320,6 +331,7 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
         key_frequencies=keys,
         skipped=skipped,
         p=ctx.p,
+        kind=run.config.task.kind,
         **_run_facts(run, results),
     )
 
@@ -329,18 +341,17 @@ def _run_facts(run: Run, results: list[CheckpointAnalysis]) -> dict[str, Any]:
     task = run.task
     sizes = {f"{name}_acc": len(index) for name, index in task.splits.items()}
     sizes["train_acc"] = len(task.train_index)
-    if "test_acc" not in sizes:  # entity tasks: the base test columns are the first held-out split
-        held_out = [s for s in task.splits if s not in task.train_splits and s != "val"]
-        sizes["test_acc"] = len(task.splits[held_out[0]])
+    if "test_acc" not in sizes:  # the base test columns are the first held-out split
+        sizes["test_acc"] = len(task.splits[task.held_out_splits[0]])
     rule = rule_for_splits(task.train_splits)
     collapses = detect_collapses([r.row for r in results], rule)
-    phases = compute_phases([r.row for r in results]).ended_by(collapses)
+    phases = family_of(run.config).phases([r.row for r in results], collapses)
     return {"collapses": collapses, "phases": phases, "split_sizes": sizes, "best": read_best(run.path)}
 
 
-def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], workers: int,
-                        progress: str | None = None) -> RunAnalysis:
-    """The entity-task analyses (`circuits.entity.analyze_entity_checkpoint`) of every checkpoint."""
+def analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], *, workers: int,
+                       progress: bool) -> RunAnalysis:
+    """The entity families' analysis (`circuits.entity.analyze_entity_checkpoint`) of every checkpoint."""
     from circuits.entity import analyze_entity_checkpoint, random_init_model
 
     task = run.task
@@ -349,23 +360,40 @@ def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], work
         # The probes' random-init baseline: one model per worker (hooks are per model object).
         random_model = random_init_model(run.config) if "probes" in parts else None
 
-        def analyze_one(model, step: int) -> CheckpointAnalysis:
-            row = {"step": step, **analyze_entity_checkpoint(model, task, run.config, set(parts), random_model=random_model)}
-            return CheckpointAnalysis(step=step, row=row)
+        def analyze_one(model, step: int):
+            return analyze_entity_checkpoint(model, task, run.config, parts, random_model=random_model, step=step)
 
         return analyze_one
 
-    results, skipped = _map_checkpoints(run, steps, make_analyze_one, workers=workers, progress=progress)
+    results, skipped = _map_checkpoints(run, steps, make_analyze_one, workers=workers,
+                                        progress=_label(parts, progress))
+    return RunAnalysis(run_dir=run.path, parts=parts, checkpoints=results, key_frequencies=[], skipped=skipped,
+                       kind=run.config.task.kind, **_run_facts(run, results))
 
-    return RunAnalysis(
-        run_dir=run.path,
-        parts=parts,
-        checkpoints=results,
-        key_frequencies=[],
-        skipped=skipped,
-        kind=run.config.task.kind,
-        **_run_facts(run, results),
-    )
+
+def analyze_basic_run(run: Run, parts: tuple[str, ...], steps: list[int], *, workers: int,
+                      progress: bool) -> RunAnalysis:
+    """Loss and accuracy on every split, `train`/`test` base columns and the family's
+    training evaluators (its progress measure), for a family without analyses of its own."""
+    from interp.training import evaluate
+
+    task = run.task
+    evaluators = family_of(run.config).evaluators(run.config)
+
+    def analyze_one(model, step: int) -> CheckpointAnalysis:
+        row, by_split = evaluate(model, task, torch.device("cpu"))
+        for base, split in (("train", task.train_splits[-1]), ("test", task.held_out_splits[0])):
+            row.setdefault(f"{base}_acc", row[f"{split}_acc"])
+            row.setdefault(f"{base}_loss", row[f"{split}_loss"])
+        with torch.inference_mode():
+            for evaluator in evaluators:
+                row.update(evaluator(model, task, by_split))
+        return CheckpointAnalysis(step=step, row={"step": step, **row})
+
+    results, skipped = _map_checkpoints(run, steps, lambda: analyze_one, workers=workers,
+                                        progress=_label(parts, progress))
+    return RunAnalysis(run_dir=run.path, parts=parts, checkpoints=results, key_frequencies=[], skipped=skipped,
+                       kind=run.config.task.kind, **_run_facts(run, results))
 
 
 def _format(value: Any) -> Any:
@@ -407,7 +435,7 @@ def summary(result: RunAnalysis, out_dir: Path) -> dict[str, Any]:
         "leads": result.leads(),
         "kind": result.kind,
         "final": {k: last[k] for k in BASE_COLUMNS if k in last},
-        **({"final_splits": {k: v for k, v in last.items() if k.endswith("_acc")}} if result.kind != "modular" else {}),
+        "final_splits": {k: v for k, v in last.items() if k.endswith("_acc")},
         "final_intervals": _intervals(result, last),
         "split_sizes": result.split_sizes,
         "collapses": [e.to_dict() for e in result.collapses],

@@ -1,5 +1,10 @@
 """Analyses of the entity tasks (two-hop composition, comparison) and their `circuit_score`.
 
+This module holds what both entity families share; what differs (counterfactual swaps,
+logit-lens and probe targets, the score's metric and control) is declared by each family
+(`circuits.families.two_hop`, `circuits.families.comparison`), found from the data's
+`TaskData.kind`.
+
 Sites (positions of `interp.tasks.two_hop` / `interp.tasks.comparison`):
 
     two_hop     h (0)      r1 (1)   r2 (2, answer read here)    hidden state: bridge b at r1
@@ -64,7 +69,7 @@ itself. It is one site and one kind of swap; `patch_*` columns give the whole
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -72,16 +77,14 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from circuits.logit_lens import LensTarget, logit_lens, residual_stack
-from circuits.patching import PatchingResult, causal_tracing, mediation
-from interp.config import RunConfig, TaskConfig
+from circuits.logit_lens import LensTarget, LogitLensResult, logit_lens, residual_stack
+from circuits.patching import mediation
 from interp.metrics import accuracy, cross_entropy_f64
 from interp.model import answer_logits
+from interp.registry import get_family
 from interp.tasks.base import TaskData
-from interp.tasks.vocab import EntityVocab
 
 POS_FIRST, POS_MID, POS_LAST = 0, 1, 2
-ANALYSIS_PARTS = frozenset({"logit_lens", "patching", "probes"})
 
 
 @dataclass(frozen=True)
@@ -104,17 +107,16 @@ def sample_examples(task: TaskData, split: str = "train_inferred", n: int = 300,
     return index
 
 
-def _vocab(task: TaskData, kind: str) -> EntityVocab:
-    if kind == "two_hop":
-        n_e, n_r = task.extras["kb_tail"].shape
-        return EntityVocab(kind, n_e, n_r)
-    n_e, n_a = task.extras["kb_value"].shape
-    n_values = len(task.token_names) - n_e - n_a - 4
-    return EntityVocab(kind, n_e, n_a, n_values)
+def family_of_task(task: TaskData):
+    """The entity family (`circuits.families.entity.EntityFamily`) that built `task`."""
+    return get_family(task.kind)
 
 
-def task_kind(task: TaskData) -> str:
-    return "two_hop" if "kb_tail" in task.extras else "comparison"
+def pick(valid: Tensor, generator: torch.Generator) -> Tensor:
+    """Per row, a uniformly random column where `valid`, or -1 where none is."""
+    scores = torch.rand(valid.shape, generator=generator).masked_fill(~valid, -1.0)
+    choice = scores.argmax(dim=1)
+    return torch.where(valid.any(dim=1), choice, torch.full_like(choice, -1))
 
 
 def counterfactuals(task: TaskData, index: Tensor, swap: str = "auto", seed: int = 0) -> Counterfactual:
@@ -127,62 +129,9 @@ def counterfactuals(task: TaskData, index: Tensor, swap: str = "auto", seed: int
     The replacement is drawn uniformly (seeded) among the valid ones; examples without any
     are dropped.
     """
-    kind = task_kind(task)
-    vocab = _vocab(task, kind)
-    generator = torch.Generator().manual_seed(seed)
-    tokens = task.tokens[index]
-    cf_tokens, cf_answer, keep = tokens.clone(), torch.full((len(index),), -1), torch.zeros(len(index), dtype=torch.bool)
-    if kind == "two_hop":
-        swap = "head" if swap == "auto" else swap
-        kb = task.extras["kb_tail"]
-        h, r1, r2, b = (task.extras[k][index] for k in ("head", "r1", "r2", "bridge"))
-        t = task.labels[index]
-        if swap == "head":
-            b_alt = kb[:, r1].T  # [batch, entity] bridge of (h', r1)
-            t_alt = torch.where(b_alt >= 0, kb[b_alt.clamp(min=0), r2[:, None]], -1)
-            valid = (b_alt >= 0) & (b_alt != b[:, None]) & (t_alt >= 0) & (t_alt != t[:, None])
-            pick = _pick(valid, generator)
-            cf_tokens[:, POS_FIRST] = vocab.entity(pick.clamp(min=0))
-            cf_answer = t_alt.gather(1, pick.clamp(min=0)[:, None]).squeeze(1)
-            position = POS_FIRST
-        elif swap == "r2":
-            t_alt = kb[b]  # [batch, relation]
-            valid = (t_alt >= 0) & (t_alt != t[:, None])
-            pick = _pick(valid, generator)
-            cf_tokens[:, POS_LAST] = vocab.relation(pick.clamp(min=0))
-            cf_answer = t_alt.gather(1, pick.clamp(min=0)[:, None]).squeeze(1)
-            position = POS_LAST
-        else:
-            raise ValueError(f"swap: {swap!r} is not one of head, r2 for two_hop")
-        keep = pick >= 0
-    else:
-        swap = "e1" if swap == "auto" else swap
-        kb = task.extras["kb_value"]
-        a, v1, v2 = (task.extras[k][index] for k in ("attribute", "v1", "v2"))
-        if swap not in ("e1", "e2", "e1_same_value"):
-            raise ValueError(f"swap: {swap!r} is not one of e1, e2, e1_same_value for comparison")
-        other = v2 if swap != "e2" else v1
-        sign = torch.sign(v1 - v2)
-        v_alt = kb[:, a].T  # [batch, entity]
-        sign_alt = torch.sign(other[:, None] - v_alt) if swap == "e2" else torch.sign(v_alt - other[:, None])
-        if swap == "e1_same_value":  # another entity with e1's value: the answer must not change
-            e1 = task.extras["e1"][index]
-            valid = (v_alt == v1[:, None]) & (torch.arange(v_alt.shape[1])[None] != e1[:, None])
-        else:
-            valid = (v_alt >= 0) & (sign_alt != sign[:, None])
-        pick = _pick(valid, generator)
-        position = POS_LAST if swap == "e2" else POS_MID
-        cf_tokens[:, position] = vocab.entity(pick.clamp(min=0))
-        cf_answer = vocab.answer(sign_alt.gather(1, pick.clamp(min=0)[:, None]).squeeze(1))
-        keep = pick >= 0
-    return Counterfactual(index[keep], tokens[keep], cf_tokens[keep], cf_answer[keep], position)
-
-
-def _pick(valid: Tensor, generator: torch.Generator) -> Tensor:
-    """Per row, a uniformly random column where `valid`, or -1 where none is."""
-    scores = torch.rand(valid.shape, generator=generator).masked_fill(~valid, -1.0)
-    choice = scores.argmax(dim=1)
-    return torch.where(valid.any(dim=1), choice, torch.full_like(choice, -1))
+    family = family_of_task(task)
+    swap = family.patch_swaps[0] if swap == "auto" else swap
+    return family.counterfactuals(task, index, swap, torch.Generator().manual_seed(seed))
 
 
 # -- logit lens ------------------------------------------------------------------------------
@@ -190,32 +139,14 @@ def _pick(valid: Tensor, generator: torch.Generator) -> Tensor:
 
 def entity_lens_targets(task: TaskData, index: Tensor) -> dict[str, LensTarget]:
     """two_hop: bridge at r1, answer at the last position; comparison: v1 at e1, v2 at e2, answer."""
-    kind = task_kind(task)
-    vocab = _vocab(task, kind)
-    labels = task.labels[index]
-    if kind == "two_hop":
-        return {
-            "bridge": LensTarget(POS_MID, task.extras["bridge"][index], vocab.entity_tokens),
-            "answer": LensTarget(POS_LAST, labels, vocab.entity_tokens),
-        }
-    return {
-        "v1": LensTarget(POS_MID, vocab.value(task.extras["v1"][index]), vocab.value_tokens),
-        "v2": LensTarget(POS_LAST, vocab.value(task.extras["v2"][index]), vocab.value_tokens),
-        "answer": LensTarget(POS_LAST, labels, vocab.answer_tokens),
-    }
+    return family_of_task(task).lens_targets(task, index)
 
 
-def entity_logit_lens(model, task: TaskData, index: Tensor):
+def entity_logit_lens(model, task: TaskData, index: Tensor) -> LogitLensResult:
     return logit_lens(model, task.tokens[index], entity_lens_targets(task, index))
 
 
-# -- causal tracing and the circuit score ----------------------------------------------------
-
-
-@torch.inference_mode()
-def entity_causal_tracing(model, task: TaskData, index: Tensor, swap: str = "auto", seed: int = 0) -> PatchingResult:
-    cf = counterfactuals(task, index, swap=swap, seed=seed)
-    return causal_tracing(model, cf.clean_tokens, cf.tokens, cf.answer)
+# -- the circuit score -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -241,29 +172,18 @@ MIN_Z = 3.0
 def circuit_score(model, task: TaskData, n_examples: int = 300, seed: int = 0) -> CircuitScore:
     """See the module docstring. Uses only training examples and atomic facts."""
     index = sample_examples(task, "train_inferred", n_examples, seed)
-    two_hop = task_kind(task) == "two_hop"
-    same = None
-    if not two_hop:  # examples that also have a same-value control
-        same = counterfactuals(task, index, swap="e1_same_value", seed=seed + 1)
-        index = same.index
-    cf = counterfactuals(task, index, swap="head" if two_hop else "e1", seed=seed)
+    return family_of_task(task).circuit_score(model, task, index, seed)
+
+
+def mediated_score(model, cf: Counterfactual, clean_answer: Tensor, *, metric=None, control: Tensor | None = None,
+                   min_z: float | None = None) -> CircuitScore:
+    """The score from the mediation of `cf` at MID: per layer, the indirect effect (minus a
+    `control`, gated at `min_z` standard errors when given) over max(TE, n · 1 nat)."""
     n = len(cf.index)
-    if n == 0:
-        return CircuitScore(float("nan"), -1, torch.zeros(0), torch.zeros(0), 0)
-    clean_answer = task.labels[cf.index]
-    metric = _specific_metric(task, clean_answer, cf.answer) if two_hop else None
     result = mediation(model, cf.clean_tokens, cf.tokens, clean_answer, cf.answer, POS_MID, metric=metric)
-    mediated = result.indirect
-    if same is not None:
-        # Value invariance: what the e1 state carries beyond its value (identity, read by a
-        # lookup) also moves the answer when e1 is swapped for an entity of the same value.
-        keep = torch.isin(same.index, cf.index)
-        control = mediation(model, cf.clean_tokens, same.tokens[keep], clean_answer, cf.answer, POS_MID)
-        mediated = mediated - control.indirect_abs
-    if two_hop:
-        # Significance gate: an indirect effect within MIN_Z standard errors of 0 is noise (a
-        # memorizer's checkpoints showed single-layer blips of up to 0.13 that were < 2 SE).
-        mediated = torch.where(mediated > MIN_Z * result.indirect_se, mediated, torch.zeros_like(mediated))
+    mediated = result.indirect if control is None else result.indirect - control
+    if min_z is not None:
+        mediated = torch.where(mediated > min_z * result.indirect_se, mediated, torch.zeros_like(mediated))
     by_layer = (mediated.clamp(min=0) / max(result.total, n * MIN_TOTAL_EFFECT)).clamp(max=1.0)
     # Layer 0 is the token embedding: for comparison the swapped token sits at MID itself, so
     # patching it there is the whole counterfactual (mediation 1 by construction); for two_hop
@@ -273,40 +193,25 @@ def circuit_score(model, task: TaskData, n_examples: int = 300, seed: int = 0) -
     return CircuitScore(float(by_layer[layer]), layer, by_layer, result.transferred, n)
 
 
-def _specific_metric(task: TaskData, clean_answer: Tensor, counterfactual_answer: Tensor) -> Callable[[Tensor], Tensor]:
-    """two_hop's chance-corrected metric: the mean logit of the other entities minus the
-    counterfactual answer's logit (lower = the answer has moved specifically to t').
-
-    The plain logit difference logit[t] − logit[t'] also falls when a patch merely disrupts
-    the clean answer t, which any model that reads part of the head's identity at r1 shows
-    (a random-answer memorizer scored ~0.2 with it). Against the other entities' mean, a
-    disruption moves nothing; only a state that carries the bridge b' raises t' above them.
-    """
-    entities = _vocab(task, "two_hop").entity_tokens
-    n_other = len(entities) - 2
-
-    def metric(logits: Tensor) -> Tensor:
-        logits = logits.double()
-        t, t_alt = logits.gather(1, clean_answer[:, None]), logits.gather(1, counterfactual_answer[:, None])
-        others = (logits[:, entities].sum(dim=1, keepdim=True) - t - t_alt) / n_other
-        return (others - t_alt).squeeze(1)
-
-    return metric
+def no_score() -> CircuitScore:
+    return CircuitScore(float("nan"), -1, torch.zeros(0), torch.zeros(0), 0)
 
 
-def make_entity_evaluator(
-config: RunConfig | TaskConfig, n_examples: int = 300) -> Callable[[Any, TaskData, dict], dict[str, float]]:
+def make_entity_evaluator(n_examples: int = 300) -> Callable[[Any, TaskData, dict], dict[str, float]]:
     """A training `Evaluator` that logs `circuit_score` (and its layer) at every checkpoint."""
 
     def evaluate(model, task: TaskData, by_split: dict) -> dict[str, float]:
-        result = circuit_score(model, task, n_examples=n_examples)
-        return {
-            "circuit_score": result.score,
-            "circuit_layer": float(result.layer),
-            "circuit_transfer": float(result.transferred.max()) if result.n_examples else float("nan"),
-        }
+        return score_columns(circuit_score(model, task, n_examples=n_examples))
 
     return evaluate
+
+
+def score_columns(score: CircuitScore) -> dict[str, float]:
+    return {
+        "circuit_score": score.score,
+        "circuit_layer": float(score.layer),
+        "circuit_transfer": float(score.transferred.max()) if score.n_examples else float("nan"),
+    }
 
 
 # -- probes ----------------------------------------------------------------------------------
@@ -319,16 +224,12 @@ def probe_data(model, task: TaskData, target: str, split: str = "train_inferred"
     (the r1 state depends only on (h, r1), the e1 state only on (attr, e1)), so held-out
     examples are never copies of training ones.
     """
+    targets = family_of_task(task).probe_targets
+    if target not in targets:
+        raise ValueError(f"target: {target!r} is not one of {', '.join(targets)}")
+    position = targets[target]
     index = task.splits[split]
-    tokens = task.tokens[index]
-    if target == "bridge":
-        position, labels = POS_MID, task.extras["bridge"][index]
-    elif target == "v1":
-        position, labels = POS_MID, task.extras["v1"][index]
-    elif target == "v2":
-        position, labels = POS_LAST, task.extras["v2"][index]
-    else:
-        raise ValueError(f"target: {target!r} is not one of bridge, v1, v2")
+    tokens, labels = task.tokens[index], task.extras[target][index]
     prefix = tokens[:, : position + 1]
     _, first = np.unique(prefix.numpy(), axis=0, return_index=True)
     keep = torch.as_tensor(np.sort(first))
@@ -340,35 +241,96 @@ def probe_data(model, task: TaskData, target: str, split: str = "train_inferred"
     return stack.float().numpy(), labels[keep].numpy()
 
 
-def entity_probes(model, task: TaskData, random_model=None, seed: int = 0) -> dict[str, float]:
-    """Held-out probe accuracy per layer for each hidden target, with the baselines."""
+@dataclass(frozen=True)
+class ProbeResult:
+    """Held-out probe accuracy per layer of one hidden target, with its baselines."""
+
+    target: str
+    accuracy: Tensor  # [layer]
+    shuffled: Tensor  # [layer] the same probe on shuffled labels (chance)
+    random: Tensor | None  # [layer] on a random-init model's states, if one was given
+
+
+def entity_probes(model, task: TaskData, random_model=None, seed: int = 0) -> tuple[ProbeResult, ...]:
+    """Probe accuracy per layer for each hidden target of the family, with the baselines."""
     from probes.linear import probe_accuracy
 
-    targets = ("bridge",) if task_kind(task) == "two_hop" else ("v1", "v2")
-    out: dict[str, float] = {}
-    for target in targets:
+    out = []
+    for target in family_of_task(task).probe_targets:
         X, y = probe_data(model, task, target)
         X_random = probe_data(random_model, task, target)[0] if random_model is not None else None
-        for layer in range(X.shape[0]):
-            out[f"probe_{target}_acc_L{layer}"] = probe_accuracy(X[layer], y, seed=seed).accuracy
-            out[f"probe_{target}_shuffled_L{layer}"] = probe_accuracy(X[layer], y, seed=seed, shuffle_labels=True).accuracy
-            if X_random is not None:
-                out[f"probe_{target}_random_L{layer}"] = probe_accuracy(X_random[layer], y, seed=seed).accuracy
-    return out
+        layers = range(X.shape[0])
+        out.append(ProbeResult(
+            target,
+            torch.tensor([probe_accuracy(X[l], y, seed=seed).accuracy for l in layers]),
+            torch.tensor([probe_accuracy(X[l], y, seed=seed, shuffle_labels=True).accuracy for l in layers]),
+            None if X_random is None else torch.tensor([probe_accuracy(X_random[l], y, seed=seed).accuracy
+                                                        for l in layers]),
+        ))
+    return tuple(out)
 
 
-# -- one checkpoint, as table columns --------------------------------------------------------
+# -- one checkpoint ----------------------------------------------------------------------------
 
 
-def _normalize_parts(parts) -> set[str]:
-    normalized = {p.replace("-", "_") for p in parts}
-    unknown = normalized - ANALYSIS_PARTS
-    if unknown:
-        raise ValueError(f"parts: unknown analysis {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(ANALYSIS_PARTS))}")
-    return normalized
+@dataclass(frozen=True)
+class TracingResult:
+    """Fraction of answers moved to the counterfactual's by patching (layer, position)."""
+
+    swap: str
+    transferred: Tensor  # [layer, pos]
 
 
-def random_init_model(config: RunConfig):
+@dataclass(frozen=True)
+class EntityCheckpoint:
+    """Everything `interp analyze` computes for one checkpoint of an entity task.
+
+    `row` is the table's view of it (written to CSV at the edge, never parsed back):
+    `{split}_acc` for every split; `train_acc`/`train_loss` (all trained examples) and
+    `test_acc`/`test_loss` (the first held-out split, test-ID); `circuit_score`,
+    `circuit_layer`, `circuit_transfer`; `lens_{target}_mrr_L{l}`; `patch_{site}_L{l}`
+    (site first/mid/last, first swap) and `patch_{swap}_last_L{l}` (second swap);
+    `probe_{target}_{acc,shuffled,random}_L{l}`.
+    """
+
+    step: int
+    accuracy: dict[str, float]
+    loss: dict[str, float]
+    score: CircuitScore
+    lens: LogitLensResult | None = None
+    tracing: tuple[TracingResult, ...] = ()
+    probes: tuple[ProbeResult, ...] = ()
+    row: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "row", self._row())
+
+    def _row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"step": self.step}
+        row.update({f"{k}_acc": v for k, v in self.accuracy.items()})
+        row.update({f"{k}_loss": v for k, v in self.loss.items()})
+        row.update(score_columns(self.score))
+        if self.lens is not None:
+            for name in self.lens.names:
+                for layer, value in enumerate(self.lens.mrr_of(name).tolist()):
+                    row[f"lens_{name}_mrr_L{layer}"] = value
+        for i, traced in enumerate(self.tracing):
+            for layer in range(traced.transferred.shape[0]):
+                if i == 0:
+                    for site, position in (("first", POS_FIRST), ("mid", POS_MID), ("last", POS_LAST)):
+                        row[f"patch_{site}_L{layer}"] = float(traced.transferred[layer, position])
+                else:
+                    row[f"patch_{traced.swap}_last_L{layer}"] = float(traced.transferred[layer, POS_LAST])
+        for probe in self.probes:
+            for layer in range(len(probe.accuracy)):
+                row[f"probe_{probe.target}_acc_L{layer}"] = float(probe.accuracy[layer])
+                row[f"probe_{probe.target}_shuffled_L{layer}"] = float(probe.shuffled[layer])
+                if probe.random is not None:
+                    row[f"probe_{probe.target}_random_L{layer}"] = float(probe.random[layer])
+        return row
+
+
+def random_init_model(config):
     """The run's architecture at initialization (the probes' random-model baseline)."""
     from interp.model import build_model
 
@@ -380,55 +342,41 @@ def random_init_model(config: RunConfig):
 
 
 @torch.inference_mode()
-def analyze_entity_checkpoint(
-    model, task: TaskData, config: RunConfig, parts=frozenset(ANALYSIS_PARTS), *, random_model=None, n_examples: int = 300
-) -> dict[str, float]:
-    """Table columns for one checkpoint of an entity task.
-
-    Always: `{split}_acc` for every split; `train_acc`/`train_loss` (all trained examples)
-    and `test_acc`/`test_loss` (test-ID); `circuit_score`, `circuit_layer`, `circuit_transfer`.
-    `logit_lens`: `lens_{target}_mrr_L{l}` (two_hop: bridge, answer; comparison: v1, v2, answer).
-    `patching`: `patch_{site}_L{l}` = fraction of answers transferred by patching (layer l,
-    site) from the head-swap (two_hop) / e1-swap (comparison) counterfactual, site in
-    first/mid/last, and `patch_r2_last_L{l}` / `patch_e2_last_L{l}` for the second swap.
-    `probes`: `probe_{target}_{acc,shuffled,random}_L{l}` (`random` needs `random_model`,
-    built from the config when not given).
-    """
-    parts = _normalize_parts(parts)
-    row: dict[str, float] = {}
+def analyze_entity_checkpoint(model, task: TaskData, config, parts=("logit_lens", "patching", "probes"), *,
+                              random_model=None, n_examples: int = 300, step: int = -1) -> EntityCheckpoint:
+    """Every requested part for one checkpoint of an entity task (see `EntityCheckpoint`).
+    `probes` needs a random-init baseline model, built from the config when not given."""
+    family = family_of_task(task)
+    unknown = set(parts) - {p.name for p in family.parts}
+    if unknown:
+        raise ValueError(f"parts: unknown analysis {sorted(unknown)[0]!r}; allowed: "
+                         f"{', '.join(p.name for p in family.parts)}")
+    accuracies, losses = {}, {}
     logits_of: dict[str, Tensor] = {}  # one forward per split, reused for the base columns
     for name in task.splits:
         tokens, labels = task.split(name)
         logits_of[name] = answer_logits(model, tokens) if len(tokens) else torch.zeros(0, model.cfg.d_vocab_out)
-        row[f"{name}_acc"] = accuracy(logits_of[name], labels)
+        accuracies[name] = accuracy(logits_of[name], labels)
     # The table's base columns: train = all trained examples, test = test-ID (the trainer's test split).
-    held_out = [s for s in task.splits if s not in task.train_splits][0]
+    held_out = task.held_out_splits[0]
     train_logits = torch.cat([logits_of[name] for name in task.train_splits])  # task.train_index's order
-    for base, index, logits in (("train", task.train_index, train_logits), ("test", task.splits[held_out], logits_of[held_out])):
-        row[f"{base}_acc"] = accuracy(logits, task.labels[index])
-        row[f"{base}_loss"] = float(cross_entropy_f64(logits, task.labels[index]))
+    for base, index, logits in (("train", task.train_index, train_logits),
+                                ("test", task.splits[held_out], logits_of[held_out])):
+        accuracies[base] = accuracy(logits, task.labels[index])
+        losses[base] = float(cross_entropy_f64(logits, task.labels[index]))
     score = circuit_score(model, task, n_examples=n_examples)
-    row["circuit_score"], row["circuit_layer"] = score.score, float(score.layer)
-    row["circuit_transfer"] = float(score.transferred.max()) if score.n_examples else float("nan")
     index = sample_examples(task, "train_inferred", n_examples)
-    n_layers = model.cfg.n_layers
-    if "logit_lens" in parts:
-        lens = entity_logit_lens(model, task, index)
-        for name in lens.names:
-            for layer in range(n_layers + 1):
-                row[f"lens_{name}_mrr_L{layer}"] = float(lens.mrr_of(name)[layer])
+    lens = entity_logit_lens(model, task, index) if "logit_lens" in parts else None
+    tracing: tuple[TracingResult, ...] = ()
     if "patching" in parts:
-        kind = task_kind(task)
-        first_swap, second_swap = ("head", "r2") if kind == "two_hop" else ("e1", "e2")
-        traced = entity_causal_tracing(model, task, index, swap=first_swap)
-        for layer in range(n_layers + 1):
-            for site, position in (("first", POS_FIRST), ("mid", POS_MID), ("last", POS_LAST)):
-                row[f"patch_{site}_L{layer}"] = float(traced.transferred[layer, position])
-        traced = entity_causal_tracing(model, task, index, swap=second_swap)
-        for layer in range(n_layers + 1):
-            row[f"patch_{second_swap}_last_L{layer}"] = float(traced.transferred[layer, POS_LAST])
+        from circuits.patching import causal_tracing
+
+        traced = []
+        for swap in family.patch_swaps:
+            cf = counterfactuals(task, index, swap=swap)
+            traced.append(TracingResult(swap, causal_tracing(model, cf.clean_tokens, cf.tokens, cf.answer).transferred))
+        tracing = tuple(traced)
+    probes: tuple[ProbeResult, ...] = ()
     if "probes" in parts:
-        if random_model is None:
-            random_model = random_init_model(config)
-        row.update(entity_probes(model, task, random_model))
-    return row
+        probes = entity_probes(model, task, random_model if random_model is not None else random_init_model(config))
+    return EntityCheckpoint(step, accuracies, losses, score, lens, tracing, probes)

@@ -40,6 +40,8 @@ class LogitLensResult:
     rank: Int[Tensor, "target layer batch"]
     #: mean reciprocal rank, 1 / (rank + 1) averaged over the batch
     mrr: Float[Tensor, "target layer"]
+    #: the position each target is read at
+    positions: tuple[int, ...] = ()
 
     def mrr_of(self, name: str) -> Float[Tensor, " layer"]:
         return self.mrr[self.names.index(name)]
@@ -70,4 +72,5 @@ def logit_lens(model, tokens: Int[Tensor, "batch pos"], targets: dict[str, LensT
         target_logit = cand.gather(-1, where[None, :, None].expand(cand.shape[0], -1, 1))
         ranks.append((cand > target_logit).sum(dim=-1))
     rank = torch.stack(ranks)
-    return LogitLensResult(tuple(targets), rank, (1.0 / (rank.double() + 1)).mean(dim=-1))
+    return LogitLensResult(tuple(targets), rank, (1.0 / (rank.double() + 1)).mean(dim=-1),
+                           tuple(t.position for t in targets.values()))

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -66,6 +66,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from circuits.fourier import AnswerGroup, answer_group
+from circuits.phases import MilestoneSpec, Phases, compute_phases, first_crossing  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -224,62 +225,26 @@ def make_modular_evaluator(operation: str, p: int):
 
 
 # --------------------------------------------------------------------------------------
-# Phases
+# Phases of the modular family
 # --------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Phases:
-    """Step boundaries computed from the metrics; None where a phase was not reached.
-
-    memorization: [0, memorized) — until train accuracy first reaches `fit` (99 %).
-    circuit formation: [memorized, cleanup_start) — train fitted, test accuracy still < 50 %.
-    cleanup: [cleanup_start, generalized) — test accuracy rising from 50 % to 99 %.
-    stable: from `generalized` until the first checkpoint of a later collapse, if any
-    (`collapsed`, the event's `first_step`; see `interp.collapse`).
-    """
-
-    memorized: int | None
-    cleanup_start: int | None
-    generalized: int | None
-    collapsed: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        end = {"memorization": self.memorized, "circuit_formation": self.cleanup_start, "cleanup": self.generalized}
-        start = {"memorization": 0, "circuit_formation": self.memorized, "cleanup": self.cleanup_start}
-        return {
-            name: {"start": start[name], "end": end[name]}
-            for name in ("memorization", "circuit_formation", "cleanup")
-        } | {"stable": {"start": self.generalized, "end": self.collapsed if self.generalized is not None else None}}
-
-    def ended_by(self, collapses) -> Phases:
-        """The same phases with `stable` ending where the first collapse after it began."""
-        if self.generalized is None:
-            return self
-        later = [e.first_step for e in collapses if e.first_step >= self.generalized]
-        return replace(self, collapsed=min(later)) if later else self
+#: memorization: [0, memorized) — until train accuracy first reaches 99 %.
+#: circuit formation: [memorized, cleanup_start) — train fitted, test accuracy still < 50 %.
+#: cleanup: [cleanup_start, generalized) — test accuracy rising from 50 % to 99 %.
+#: stable: from `generalized` until the first checkpoint of a later collapse, if any.
+MODULAR_MILESTONES = (
+    MilestoneSpec("memorized", "train fitted", "train_acc", 0.99),
+    MilestoneSpec("cleanup_start", "test acc ≥ 50%", "test_acc", 0.5, after="memorized"),
+    MilestoneSpec("generalized", "test acc ≥ 99%", "test_acc", 0.99, after="cleanup_start"),
+)
+MODULAR_SPANS = (
+    ("memorization", None, "memorized"),
+    ("circuit_formation", "memorized", "cleanup_start"),
+    ("cleanup", "cleanup_start", "generalized"),
+    ("stable", "generalized", None),
+)
 
 
-
-def _first_step(rows: list[dict[str, Any]], key: str, threshold: float, after: int = -1) -> int | None:
-    for row in rows:
-        value = row.get(key)
-        if row["step"] >= after and value is not None and not math.isnan(value) and value >= threshold:
-            return int(row["step"])
-    return None
-
-
-def compute_phases(rows: list[dict[str, Any]], train_key: str = "train_acc", test_key: str = "test_acc",
-                   fit: float = 0.99, half: float = 0.5) -> Phases:
-    rows = sorted(rows, key=lambda r: r["step"])
-    memorized = _first_step(rows, train_key, fit)
-    if memorized is None:
-        return Phases(None, None, None)
-    cleanup_start = _first_step(rows, test_key, half, after=memorized)
-    generalized = _first_step(rows, test_key, fit, after=cleanup_start) if cleanup_start is not None else None
-    return Phases(memorized, cleanup_start, generalized)
-
-
-def first_crossing(rows: list[dict[str, Any]], key: str, threshold: float) -> int | None:
-    """First step at which `key` reaches `threshold` (used to check that a measure leads another)."""
-    return _first_step(sorted(rows, key=lambda r: r["step"]), key, threshold)
+def modular_phases(rows: list[dict[str, Any]], collapses=()) -> Phases:
+    """The modular family's phases (above), the stable one ended by a later collapse."""
+    return compute_phases(rows, MODULAR_MILESTONES, MODULAR_SPANS).ended_by(collapses)

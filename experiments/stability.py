@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from interp.cli import evaluators_for, resolve_config
+    from interp.cli import resolve_config
     from interp.runs import read_metrics
     from interp.training import train
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         config = resolve_config(args.preset, overrides)
         run_dir = args.runs / f"{args.preset}_s{seed}_{args.steps}"
         start = time.perf_counter()
-        train(config, run_dir, evaluators=evaluators_for(config), progress=False, overwrite=True)
+        train(config, run_dir, progress=False, overwrite=True)
         row = {"preset": args.preset, "seed": seed, "overrides": args.overrides, "run_dir": str(run_dir),
                "seconds": round(time.perf_counter() - start, 1), **summarize(read_metrics(run_dir))}
         with open(args.out, "a") as handle:

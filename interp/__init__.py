@@ -3,6 +3,8 @@
 `import interp` is light (no torch): the notebook entry points load on first use.
 
     import interp
+    interp.train("demo", "runs/demo")    # a preset, a config file or a RunConfig; overrides=[...]
+    interp.analyze("runs/demo")          # table, summary and report in runs/demo/analysis/
     run = interp.load_run("runs/demo")   # .config .steps .metrics .task .model_at(step)
 """
 
@@ -11,14 +13,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from interp.api import analyze, train
     from interp.runs import Run, load_run
 
-__all__ = ["Run", "load_run"]
+__all__ = ["Run", "load_run", "train", "analyze"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in ("Run", "load_run"):
         from interp import runs
 
         return getattr(runs, name)
+    if name in ("train", "analyze"):
+        from interp import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'interp' has no attribute {name!r}")

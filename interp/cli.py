@@ -4,20 +4,24 @@
 input (unknown preset or field, wrong type, out-of-range value, a folder in the way)
 prints one line naming the flag or field and returns 2, before anything is written.
 Heavy libraries (torch, TransformerLens, plotly) are imported inside the commands, so
-`interp --help` is instant. The CLI is the composition root: it hands the trainer the
-progress-measure evaluators from `circuits/`, which `interp` itself never imports.
+`interp --help` is instant. The CLI is the composition root: it ties the layers together
+(training in `interp`, analyses and the report in `circuits`); what differs between task
+families (presets, progress measures, analysis parts and their flags, summary lines)
+comes from the families through `interp.registry`.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from interp.config import ConfigError, RunConfig, all_keys, load_config_file
-from interp.presets import PRESETS, preset_names
+from interp.config import all_keys
+from interp.presets import PRESETS, preset_names, resolve_config  # noqa: F401 (resolve_config: API)
+from interp.registry import AnalysisPart, all_families, family_of
 
 EXIT_OK, EXIT_SKIPPED, EXIT_USAGE = 0, 1, 2
 
@@ -31,32 +35,6 @@ app = typer.Typer(
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
-
-
-def resolve_config(preset_or_config: str, overrides: list[str]) -> RunConfig:
-    if preset_or_config in PRESETS:
-        config = PRESETS[preset_or_config]
-    elif preset_or_config.endswith((".toml", ".json")):
-        config = load_config_file(Path(preset_or_config))
-    else:
-        raise ConfigError(
-            f"PRESET_OR_CONFIG: unknown preset {preset_or_config!r}; presets: {', '.join(preset_names())}, "
-            "or a path to a .toml/.json config"
-        )
-    return config.with_overrides(overrides)
-
-
-def evaluators_for(config: RunConfig) -> list:
-    """Progress measures computed at every checkpoint during training."""
-    if config.task.kind == "modular":
-        from circuits.progress import make_modular_evaluator
-
-        return [make_modular_evaluator(config.task.operation, config.task.p)]
-    if config.task.kind in ("two_hop", "comparison"):
-        from circuits.entity import make_entity_evaluator
-
-        return [make_entity_evaluator(config)]
-    return []
 
 
 @app.command()
@@ -80,7 +58,7 @@ def train(
 
         if preset_or_config or set_ or stop_on_collapse:
             raise CliError("--resume: continues the run's own config; do not pass a preset, --set or --stop-on-collapse")
-        result = resume_run(out, evaluator_factory=evaluators_for, progress=not quiet)
+        result = resume_run(out, progress=not quiet)
     else:
         if not preset_or_config:
             raise CliError("PRESET_OR_CONFIG: required (a preset name or a config file)")
@@ -92,7 +70,7 @@ def train(
         config = resolve_config(preset_or_config, overrides)
         from interp.training import train as train_run
 
-        result = train_run(config, out, evaluators=evaluators_for(config), progress=not quiet, overwrite=overwrite)
+        result = train_run(config, out, progress=not quiet, overwrite=overwrite)
     from interp.metrics import format_accuracy
 
     row = result.last_row
@@ -113,22 +91,27 @@ def train(
         typer.echo(f"best checkpoint: step {best['step']} ({best['criterion']} {best['value']:.4g}; never a test metric)")
 
 
-@app.command()
+def _all_parts() -> dict[str, AnalysisPart]:
+    """Every family's analysis parts by name; help says which families have each."""
+    parts: dict[str, AnalysisPart] = {}
+    kinds: dict[str, list[str]] = {}
+    for family in all_families():
+        for part in family.parts:
+            parts.setdefault(part.name, part)
+            kinds.setdefault(part.name, []).append(family.kind)
+    return {name: AnalysisPart(name, f"{part.help} ({', '.join(kinds[name])})") for name, part in parts.items()}
+
+
 def analyze(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `interp train`.")],
-    fourier: Annotated[bool, typer.Option("--fourier", help="Fourier norms, neuron clusters, key frequencies, restricted/excluded loss, Gini.")] = False,
-    attention: Annotated[bool, typer.Option("--attention", help="Attention from the answer position, per head.")] = False,
-    attribution: Annotated[bool, typer.Option("--attribution", help="Direct logit attribution per component.")] = False,
-    logit_lens: Annotated[bool, typer.Option("--logit-lens", help="Entity tasks: rank/MRR of the bridge entity or attribute values per layer.")] = False,
-    patching: Annotated[bool, typer.Option("--patching", help="Entity tasks: causal tracing per (layer, position).")] = False,
-    probes: Annotated[bool, typer.Option("--probes", help="Entity tasks: linear probes for the bridge entity / values per layer, with baselines.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     html: Annotated[Optional[Path], typer.Option("--html", help="Also write the self-contained HTML report here (it is always written to RUN_DIR/analysis/report.html unless --no-figures).")] = None,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the plotly figures (faster).")] = False,
-    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0 = torch's default). Modular runs analyze this many checkpoints in parallel, one thread each.")] = 0,
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0 = torch's default). Checkpoints are analyzed this many at a time, one thread each.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    **selected: bool,
 ) -> int:
-    """Analyze every complete checkpoint of a run (no flag: every analysis that applies)."""
+    """Analyze every complete checkpoint of a run (no part flag: every analysis its task family has)."""
     _set_threads(threads)
     from circuits.analyze import analyze_run, dumps, write_analysis
     from interp.memory import keep_freed_memory
@@ -137,8 +120,13 @@ def analyze(
     keep_freed_memory()  # ~30 % faster: no page faults for the per-checkpoint temporaries
 
     run = load_run(run_dir)
-    parts = tuple(name for name, on in (("fourier", fourier), ("attention", attention), ("attribution", attribution),
-                                        ("logit_lens", logit_lens), ("patching", patching), ("probes", probes)) if on)
+    parts = tuple(name for name, on in selected.items() if on)
+    own = {part.name for part in family_of(run.config).parts}
+    foreign = [name for name in parts if name not in own]
+    if foreign:
+        flags = ", ".join(AnalysisPart(name, "").flag for name in foreign)
+        raise CliError(f"{flags}: not an analysis of {run.config.task.kind} tasks; "
+                       f"its flags: {', '.join(AnalysisPart(n, '').flag for n in sorted(own)) or 'none'}")
     result = analyze_run(run, parts or None, progress=not quiet)
     info = write_analysis(result, figures=not no_figures or html is not None)
     if html is not None and info.get("figures"):
@@ -148,10 +136,33 @@ def analyze(
     if as_json:
         typer.echo(dumps(info))
     else:
-        typer.echo(human_summary(info))
+        typer.echo(human_summary(info, result.family.summary_lines(info)))
     for item in info["skipped"]:
         typer.echo(f"skipped step {item['step']}: {item['reason']}", err=True)
     raise typer.Exit(EXIT_SKIPPED if result.skipped else EXIT_OK)
+
+
+def _with_part_flags(command):
+    """`command` with one `--part-name` flag per analysis part of the registered families
+    (typer reads the signature, so the flags and their help come from the declarations)."""
+    signature = inspect.signature(command, eval_str=True)
+    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    flags = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False,
+                          annotation=Annotated[bool, typer.Option(part.flag, help=part.help)])
+        for name, part in _all_parts().items()
+    ]
+
+    def wrapper(**kwargs):
+        named = {p.name: kwargs.pop(p.name) for p in fixed}
+        return command(**named, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[*fixed, *flags])
+    wrapper.__doc__, wrapper.__name__ = command.__doc__, command.__name__
+    return wrapper
+
+
+app.command("analyze")(_with_part_flags(analyze))
 
 
 @app.command()
@@ -185,19 +196,16 @@ def _accuracy_text(info: dict, key: str, value: float) -> str:
     return f"{key} {format_accuracy(value, info.get('split_sizes', {}).get(key))}"
 
 
-def human_summary(info: dict) -> str:
-    final = info["final"]
-    phases = info["phases"]
+def human_summary(info: dict, family_lines: list[str] = ()) -> str:
+    """The CLI's summary of `summary.json`; `family_lines` come from the run's task family."""
     lines = [
         f"analyzed {info['n_checkpoints']} checkpoints (steps {info['steps'][0]}–{info['steps'][1]}) of {info['run']}",
-        f"key frequencies: {info['key_frequencies'] or 'none found'}"
-        if info.get("kind", "modular") == "modular"
-        else "per split: " + ", ".join(_accuracy_text(info, k, v) for k, v in info.get("final_splits", {}).items()),
+        *family_lines,
         "final: " + ", ".join(_accuracy_text(info, k, v) if k.endswith("_acc") else f"{k} {v:.4g}"
-                              for k, v in final.items() if k != "step"),
+                              for k, v in info["final"].items() if k != "step"),
         "phases: " + "; ".join(
             f"{name.replace('_', ' ')} {span['start']}–{span['end'] if span['end'] is not None else '…'}"
-            for name, span in phases.items() if span["start"] is not None
+            for name, span in info["phases"].items() if span["start"] is not None
         ),
         "leads: " + ", ".join(f"{k} at step {v}" for k, v in info["leads"].items()),
         f"table: {info['table']}",
@@ -239,14 +247,9 @@ def presets() -> None:
     """List the built-in presets."""
     for name in preset_names():
         cfg = PRESETS[name]
-        if cfg.task.kind != "modular":
-            t = cfg.task
-            typer.echo(f"{name:16s} {t.kind} entities={t.n_entities} phi={t.phi} ood={t.ood_frac} "
-                       f"layers={cfg.model.n_layers} steps={cfg.train.steps} lr={cfg.train.lr} wd={cfg.train.weight_decay}")
-            continue
-        typer.echo(f"{name:16s} {cfg.task.kind} {cfg.task.operation} p={cfg.task.p} "
-                   f"frac={cfg.task.train_frac} layers={cfg.model.n_layers} steps={cfg.train.steps} "
-                   f"lr={cfg.train.lr} wd={cfg.train.weight_decay}")
+        family = family_of(cfg)
+        typer.echo(f"{name:16s} {cfg.task.kind}: {family.describe(cfg.task)}; layers={cfg.model.n_layers} "
+                   f"steps={cfg.train.steps} lr={cfg.train.lr} wd={cfg.train.weight_decay}")
 
 
 def main(argv: list[str] | None = None) -> int:

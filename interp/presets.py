@@ -1,4 +1,7 @@
-"""Named starting points for `interp train PRESET`.
+"""Named starting points for `interp train PRESET`, collected from the task families.
+
+Each family declares its presets next to its config (`interp.registry.Family.presets`);
+this module only gathers them. The built-in ones:
 
 `mod-add` is the Nanda et al. (2023) mainline recipe exactly (ANCHORS §1). `demo` is a
 smaller, faster variant that groks on 2 CPU cores in a few minutes. `demo-memorize` is
@@ -28,65 +31,57 @@ interval of at most +-5 points at the near-chance accuracy OOD stays at.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Iterator, Mapping
 
-from interp.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
+from pathlib import Path
 
-PRESETS: dict[str, RunConfig] = {
-    "mod-add": RunConfig(
-        name="mod-add",
-        task=TaskConfig(operation="add", p=113, train_frac=0.3, split_seed=598),
-        model=ModelConfig(n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="relu",
-                          normalization="none", seed=999),
-        train=TrainConfig(steps=40_000, lr=1e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
-                          warmup_steps=10, batch_size=0, ckpt_every=100, ckpt_log_until=1000),
-    ),
-    "demo": RunConfig(
-        name="demo",
-        task=TaskConfig(operation="add", p=59, train_frac=0.4, split_seed=598),
-        model=ModelConfig(n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="relu",
-                          normalization="none", seed=999),
-        train=TrainConfig(steps=1_500, lr=3e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
-                          warmup_steps=10, batch_size=0, ckpt_every=25, ckpt_log_until=200),
-    ),
-}
-PRESETS["mod-add-fast"] = RunConfig(
-    name="mod-add-fast",
-    task=replace(PRESETS["mod-add"].task, val_frac=0.1),
-    model=PRESETS["mod-add"].model,
-    train=TrainConfig(steps=1_500, lr=3e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
-                      warmup_steps=10, batch_size=0, grad_filter="ema", grokfast_alpha=0.98,
-                      grokfast_lamb=2.0, loss="cross_entropy", orthogonal_grad=True,
-                      weight_norm_floor=1.25, ckpt_every=25, ckpt_log_until=100,
-                      stop_at_val_acc=0.99, stop_patience=4),
-)
-PRESETS["demo-memorize"] = RunConfig(
-    name="demo-memorize",
-    task=replace(PRESETS["demo"].task, shuffle_labels=True),
-    model=PRESETS["demo"].model,
-    train=replace(PRESETS["demo"].train, weight_decay=0.0),
-)
+from interp.config import ConfigError, RunConfig, load_config_file
+from interp.registry import all_families
 
 
-_ENTITY_MODEL = ModelConfig(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="gelu",
-                            normalization="LN", tied_embeddings=True, seed=0)
-PRESETS["two-hop"] = RunConfig(
-    name="two-hop",
-    task=TaskConfig(kind="two_hop", n_entities=100, n_relations=20, out_degree=10, ood_frac=0.1,
-                    phi=7.2, test_id_frac=0.1, split_seed=0),
-    model=_ENTITY_MODEL,
-    train=TrainConfig(steps=30_000, lr=1e-3, weight_decay=1.0, beta1=0.9, beta2=0.98, warmup_steps=100,
-                      batch_size=128, grad_clip=1.0, ckpt_every=200, ckpt_log_until=1000),
-)
-# Comparison: the same optimizer, weaker weight decay, 10k steps, denser checkpoints.
-PRESETS["comparison"] = RunConfig(
-    name="comparison",
-    task=TaskConfig(kind="comparison", n_entities=100, n_attributes=10, n_values=20, ood_frac=0.1,
-                    phi=7.2, test_id_frac=0.1, split_seed=0),
-    model=_ENTITY_MODEL,
-    train=replace(PRESETS["two-hop"].train, steps=10_000, weight_decay=0.3, ckpt_every=100),
-)
+class _Presets(Mapping[str, RunConfig]):
+    """Every family's presets by name, gathered on first use."""
+
+    def __init__(self) -> None:
+        self._table: dict[str, RunConfig] | None = None
+
+    def _load(self) -> dict[str, RunConfig]:
+        if self._table is None:
+            table: dict[str, RunConfig] = {}
+            for family in all_families():
+                for name, config in family.presets().items():
+                    if name in table:
+                        raise ValueError(f"preset {name!r} is defined by two task families")
+                    table[name] = config
+            self._table = table
+        return self._table
+
+    def __getitem__(self, name: str) -> RunConfig:
+        return self._load()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+PRESETS: Mapping[str, RunConfig] = _Presets()
 
 
 def preset_names() -> list[str]:
     return sorted(PRESETS)
+
+
+def resolve_config(preset_or_config: str, overrides: list[str]) -> RunConfig:
+    """A preset by name or a .toml/.json config file, with `section.field=value` overrides."""
+    if preset_or_config in PRESETS:
+        config = PRESETS[preset_or_config]
+    elif preset_or_config.endswith((".toml", ".json")):
+        config = load_config_file(Path(preset_or_config))
+    else:
+        raise ConfigError(
+            f"PRESET_OR_CONFIG: unknown preset {preset_or_config!r}; presets: {', '.join(preset_names())}, "
+            "or a path to a .toml/.json config"
+        )
+    return config.with_overrides(overrides)

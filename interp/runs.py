@@ -160,7 +160,7 @@ def read_config(run_dir: Path) -> RunConfig:
         config = RunConfig.from_dict(data)
     except ConfigError as exc:
         raise RunError(f"{run_dir / CONFIG_FILE}: {exc}") from None
-    kb_file = config.task.kb_file
+    kb_file = getattr(config.task, "kb_file", "")  # families with a data file (the entity ones)
     if kb_file and not Path(kb_file).is_absolute() and (run_dir / kb_file).is_file():
         config = replace(config, task=replace(config.task, kb_file=str(run_dir / kb_file)))
     return config
@@ -170,7 +170,7 @@ def store_kb_file(run_dir: Path, config: RunConfig) -> RunConfig:
     """Copy a bring-your-own knowledge base into the run folder (KB_FILE + its suffix) and return
     the config to save, which names the copy: the run then no longer depends on the working
     directory or on later edits of the original file."""
-    source = config.task.kb_file
+    source = getattr(config.task, "kb_file", "")
     if not source:
         return config
     name = KB_FILE + Path(source).suffix.lower()
@@ -263,14 +263,7 @@ def load_task(run_dir: Path, config: RunConfig) -> TaskData:
     for name, index in splits.items():
         if index.numel() and (index.min() < 0 or index.max() >= task.n_examples):
             raise RunError(f"{run_dir / SPLIT_FILE}: split {name!r} indexes outside the {task.n_examples} examples")
-    return TaskData(
-        tokens=task.tokens,
-        labels=task.labels,
-        splits=splits,
-        train_splits=task.train_splits,
-        token_names=task.token_names,
-        extras=task.extras,
-    )
+    return replace(task, splits=splits)
 
 
 @dataclass(frozen=True)

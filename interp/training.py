@@ -1,8 +1,9 @@
 """The training loop: AdamW with linear warmup, optional Grokfast filter, checkpoints on a schedule.
 
 The trainer receives its collaborators: `evaluators` are called at every checkpoint with
-(model, task, logits by split) and return extra metric columns, so progress measures
-from `circuits/` run during training without `interp` importing `circuits`.
+(model, task, logits by split) and return extra metric columns. By default they are the
+task family's progress measures (`interp.registry.Family.evaluators`), found through the
+registry, so `interp` never imports `circuits` itself.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from interp.errors import TrainingError
 from interp.grokfast import make_filter, orthogonalize_grads_, raise_norm_to_floor_, total_norm
 from interp.metrics import accuracy, cross_entropy_f64, stablemax_cross_entropy_f64, sum_squared_weights
 from interp.model import answer_logits, build_model, parameters, state_dict
+from interp.registry import family_of
 from interp.tasks import TaskData, build_task
 
 #: (model, task, {split: (logits, labels)}) -> extra metric columns
@@ -107,12 +109,12 @@ class Trainer:
         config: RunConfig,
         run_dir: Path,
         *,
-        evaluators: Sequence[Evaluator] = (),
+        evaluators: Sequence[Evaluator] | None = None,
         progress: bool = True,
     ):
         self.config = config
         self.run_dir = Path(run_dir)
-        self.evaluators = list(evaluators)
+        self.evaluators = list(family_of(config).evaluators(config) if evaluators is None else evaluators)
         self.progress = progress
         self.device = resolve_device(config.train.device)
         self.task = build_task(config.task)
@@ -294,8 +296,7 @@ class Trainer:
         cls,
         run_dir: str | Path,
         *,
-        evaluators: Sequence[Evaluator] = (),
-        evaluator_factory: Callable[[RunConfig], Sequence[Evaluator]] | None = None,
+        evaluators: Sequence[Evaluator] | None = None,
         progress: bool = True,
     ) -> Trainer:
         """A Trainer positioned exactly at the run's last complete checkpoint (see `resume`).
@@ -315,7 +316,7 @@ class Trainer:
         except (runs.RunError, OSError) as exc:
             raise TrainingError(f"--resume {exc}") from None
         try:
-            trainer = cls._restored(run_dir, evaluators, evaluator_factory, progress)
+            trainer = cls._restored(run_dir, evaluators, progress)
         except BaseException:
             runs.release_writer_lock(lock_fd)
             raise
@@ -323,12 +324,10 @@ class Trainer:
         return trainer
 
     @classmethod
-    def _restored(cls, run_dir: Path, evaluators, evaluator_factory, progress) -> Trainer:
+    def _restored(cls, run_dir: Path, evaluators, progress) -> Trainer:
         # Read again now that we hold the writer lock: nobody can change the folder under us.
         run = runs.load_run(run_dir)
         step = run.steps[-1]
-        if evaluator_factory is not None:
-            evaluators = [*evaluators, *evaluator_factory(run.config)]
         trainer = cls(run.config, run_dir, evaluators=evaluators, progress=progress)
         try:
             saved = runs.load_tensors(run_dir / runs.SPLIT_FILE)
@@ -450,8 +449,7 @@ def _progress_bar(total: int, initial: int, enabled: bool):
 def resume(
     run_dir: str | Path,
     *,
-    evaluators: Sequence[Evaluator] = (),
-    evaluator_factory: Callable[[RunConfig], Sequence[Evaluator]] | None = None,
+    evaluators: Sequence[Evaluator] | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Continue a run from its last complete checkpoint to the end of its schedule.
@@ -459,11 +457,10 @@ def resume(
     Weights, optimizer moments, the learning-rate schedule, RNG and data-order state and
     the Grokfast filter are restored from disk, so on CPU the result is bit-identical to
     an uninterrupted run. Metric rows after that checkpoint are dropped and recomputed.
-    `evaluator_factory(config)` builds evaluators from the run's own config (the CLI's way);
-    it is called only once that config has been read.
+    `evaluators` default to the task family's progress measures for the run's own config.
     """
     return Trainer.from_run_dir(
-        run_dir, evaluators=evaluators, evaluator_factory=evaluator_factory, progress=progress
+        run_dir, evaluators=evaluators, progress=progress
     ).run()
 
 
@@ -471,7 +468,7 @@ def train(
     config: RunConfig,
     run_dir: str | Path,
     *,
-    evaluators: Sequence[Evaluator] = (),
+    evaluators: Sequence[Evaluator] | None = None,
     progress: bool = True,
     overwrite: bool = False,
 ) -> TrainResult:

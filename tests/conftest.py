@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
+from interp.config import ModelConfig, RunConfig, TaskConfig, task_config, TrainConfig
 
 # Tiny models are overhead-bound: one thread is faster, and far faster on a busy machine.
 torch.set_num_threads(1)
@@ -19,7 +19,7 @@ def tiny_config(**overrides) -> RunConfig:
     """A run that trains in seconds: p = 11, one layer, d_model 16. Override with section__field=value."""
     config = RunConfig(
         name="tiny",
-        task=TaskConfig(operation="add", p=11, train_frac=0.5, split_seed=1),
+        task=task_config(operation="add", p=11, train_frac=0.5, split_seed=1),
         model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=32, seed=3),
         train=TrainConfig(steps=60, lr=3e-3, weight_decay=1.0, ckpt_every=20, ckpt_log_until=10),
     )
@@ -43,12 +43,11 @@ def _seed_everything():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A real run folder on disk, trained once per test session through the CLI's trainer."""
-    from interp.cli import evaluators_for
     from interp.training import train
 
     config = tiny_config()
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    train(config, run_dir, evaluators=evaluators_for(config), progress=False)
+    train(config, run_dir, progress=False)
     return run_dir
 
 

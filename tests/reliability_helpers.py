@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from interp.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
+from interp.config import ModelConfig, RunConfig, TaskConfig, task_config, TrainConfig
 from interp.runs import load_run
 
 # Tiny models on a shared 2-core machine: one intra-op thread is ~10x faster than two
@@ -29,7 +29,7 @@ def tiny_config(**overrides) -> RunConfig:
         section, name = key.split("__")
         sections[section][name] = value
     return RunConfig(
-        task=TaskConfig(**sections["task"]),
+        task=task_config(**sections["task"]),
         model=ModelConfig(**sections["model"]),
         train=TrainConfig(**sections["train"]),
         name="tiny",

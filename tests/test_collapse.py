@@ -17,7 +17,7 @@ import torch
 
 from circuits.activations import final_position_activations
 from circuits.progress import circuit_score
-from interp.cli import evaluators_for, main
+from interp.cli import main
 from interp.collapse import CollapseRule, best_checkpoint, detect_collapses
 from interp.runs import MANIFEST_FILE, load_run, read_best
 from interp.training import train
@@ -68,7 +68,7 @@ def collapsed_run(tmp_path_factory):
     """The tiny model trained with ⊥Grad + weight decay and no floor: it groks, then collapses."""
     config = tiny_config(**COLLAPSING)
     run_dir = tmp_path_factory.mktemp("collapse") / "run"
-    result = train(config, run_dir, evaluators=evaluators_for(config), progress=False)
+    result = train(config, run_dir, progress=False)
     return run_dir, result
 
 
@@ -158,7 +158,7 @@ def test_stop_on_collapse_stops_at_the_event_and_analyze_reports_it(collapsed_ru
 def test_weight_norm_floor_holds_the_norm_and_the_circuit(tmp_path):
     config = tiny_config(**{**COLLAPSING, "train__weight_norm_floor": 1.3})
     run_dir = tmp_path / "floored"
-    result = train(config, run_dir, evaluators=evaluators_for(config), progress=False)
+    result = train(config, run_dir, progress=False)
     rows = load_run(run_dir).metrics
     floor_sq = 1.3**2 * rows[0]["sum_sq_weights"]
     # The floor binds once the norm has first risen past it (the initial weights are not
@@ -185,14 +185,14 @@ def test_wilson_interval_matches_scipy(k, n):
 
 
 def test_a_collapse_ends_the_stable_phase():
-    from circuits.progress import compute_phases
+    from circuits.progress import modular_phases
 
     rows = [{"step": s, "train_acc": tr, "test_acc": te} for s, tr, te in
             [(0, 0.0, 0.0), (10, 1.0, 0.1), (20, 1.0, 0.6), (30, 1.0, 1.0), (40, 1.0, 1.0),
              (50, 0.5, 0.4), (60, 0.4, 0.3), (70, 0.3, 0.2)]]
     events = detect_collapses(rows, CollapseRule("train_acc"))
     assert [(e.step, e.first_step) for e in events] == [(70, 50)]
-    phases = compute_phases(rows).ended_by(events)
+    phases = modular_phases(rows, events)
     assert phases.to_dict()["stable"] == {"start": 30, "end": 50}
-    assert compute_phases(rows).to_dict()["stable"] == {"start": 30, "end": None}
-    assert compute_phases(rows[:3]).ended_by(events).to_dict()["stable"] == {"start": None, "end": None}
+    assert modular_phases(rows).to_dict()["stable"] == {"start": 30, "end": None}
+    assert modular_phases(rows[:3], events).to_dict()["stable"] == {"start": None, "end": None}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from interp.config import ConfigError, RunConfig, TaskConfig, TrainConfig, load_config_file, resolve_key
+from interp.config import ConfigError, RunConfig, TaskConfig, task_config, TrainConfig, load_config_file, resolve_key
 from interp.presets import PRESETS
 
 
@@ -54,8 +54,8 @@ def test_bad_overrides_name_the_field(override, names):
 
 def test_division_needs_a_prime():
     with pytest.raises(ConfigError, match="task.p.*prime"):
-        TaskConfig(operation="div", p=12)
-    TaskConfig(operation="add", p=12)  # addition is fine mod a composite
+        task_config(operation="div", p=12)
+    task_config(operation="add", p=12)  # addition is fine mod a composite
 
 
 def test_unknown_field_in_file_names_file_and_field(tmp_path):

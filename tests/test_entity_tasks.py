@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp.config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig
+from dataclasses import fields
+
+from interp.registry import get_family
+from interp.config import ConfigError, ModelConfig, RunConfig, TaskConfig, task_config, TrainConfig
 from interp.model import answer_logits, build_model
 from interp.tasks import build_task
 from interp.tasks.kb_file import KBFileError
@@ -19,9 +22,10 @@ DATA = Path(__file__).resolve().parents[1] / "experiments" / "data"
 
 
 def tiny_task(kind: str = "two_hop", **overrides) -> TaskConfig:
-    base = dict(kind=kind, n_entities=20, n_relations=5, out_degree=3, n_attributes=3, n_values=6,
+    base = dict(n_entities=20, n_relations=5, out_degree=3, n_attributes=3, n_values=6,
                 ood_frac=0.2, phi=2.0, test_id_frac=0.1, split_seed=1)
-    return TaskConfig(**{**base, **overrides})
+    own = {f.name for f in fields(get_family(kind).config_class)}
+    return task_config(kind, **{k: v for k, v in {**base, **overrides}.items() if k in own})
 
 
 def tiny_entity_run(task: TaskConfig, **train) -> RunConfig:
@@ -40,7 +44,7 @@ def tiny_entity_run(task: TaskConfig, **train) -> RunConfig:
 def test_two_hop_inferred_answers_compose_atomic_facts():
     task = build_task(tiny_task())
     kb = task.extras["kb_tail"]
-    vocab = EntityVocab("two_hop", *kb.shape)
+    vocab = EntityVocab(*kb.shape)
     assert tuple(task.splits) == ("train_atomic", "train_inferred", "test_id", "test_ood")
     assert task.train_splits == ("train_atomic", "train_inferred")
     for name in ("train_inferred", "test_id", "test_ood"):
@@ -104,7 +108,7 @@ def test_comparison_labels_and_split():
     config = tiny_task("comparison")
     task = build_task(config)
     kb, kb_ood = task.extras["kb_value"], task.extras["kb_is_ood"]
-    vocab = EntityVocab("comparison", kb.shape[0], kb.shape[1], config.n_values)
+    vocab = EntityVocab(kb.shape[0], kb.shape[1], config.n_values)
     for name in ("train_inferred", "test_id", "test_ood"):
         index = task.splits[name]
         a, e1, e2 = (task.extras[k][index] for k in ("attribute", "e1", "e2"))
@@ -137,7 +141,7 @@ def test_entity_config_vocab_and_round_trip():
     assert RunConfig.from_dict(config.to_dict()) == config
     assert RunConfig().with_overrides(["task.kind=two_hop", "task.phi=3.6"]).task.phi == 3.6
     # modular behaviour unchanged
-    assert (TaskConfig().d_vocab, TaskConfig().d_vocab_out, TaskConfig().n_ctx) == (114, 113, 3)
+    assert (task_config().d_vocab, task_config().d_vocab_out, task_config().n_ctx) == (114, 113, 3)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +180,7 @@ def _write(tmp_path: Path, name: str, lines: list) -> str:
 
 
 def test_example_kb_files_load():
-    task = build_task(TaskConfig(kind="two_hop", kb_file=str(DATA / "family.jsonl"), phi=3.0))
+    task = build_task(task_config(kind="two_hop", kb_file=str(DATA / "family.jsonl"), phi=3.0))
     assert task.token_names[0] == "Ada" and "mother" in task.token_names
     assert len(task.splits["query"]) == 2
     # the query's answer is the composition of the named facts
@@ -185,7 +189,7 @@ def test_example_kb_files_load():
     names = task.token_names
     assert names[h] == "Ada" and names[r1] == "mother" and names[r2] == "boss"
     assert int(task.labels[task.splits["query"][0]]) == int(kb[kb[h, r1 - kb.shape[0]], r2 - kb.shape[0]])
-    task = build_task(TaskConfig(kind="comparison", kb_file=str(DATA / "people.csv"), phi=3.0, ood_frac=0.2))
+    task = build_task(task_config(kind="comparison", kb_file=str(DATA / "people.csv"), phi=3.0, ood_frac=0.2))
     assert "age" in task.token_names and len(task.splits["test_ood"]) > 0
 
 
@@ -212,20 +216,20 @@ def test_example_kb_files_load():
 def test_kb_file_errors_name_the_line(tmp_path, kind, lines, message):
     path = _write(tmp_path, "kb.jsonl", lines)
     with pytest.raises(KBFileError, match=message):
-        build_task(TaskConfig(kind=kind, kb_file=path))
+        build_task(task_config(kind=kind, kb_file=path))
 
 
 def test_kb_csv_errors_name_the_line(tmp_path):
     path = tmp_path / "kb.csv"
     path.write_text("entity,attribute,colour\na,age,3\n")
     with pytest.raises(KBFileError, match=r"kb.csv:1: unknown field 'colour'"):
-        build_task(TaskConfig(kind="comparison", kb_file=str(path)))
+        build_task(task_config(kind="comparison", kb_file=str(path)))
     path.write_text("entity,attribute,value\na,age,3\nb,age,x\n")
     with pytest.raises(KBFileError, match=r"kb.csv:3: bad value"):
-        build_task(TaskConfig(kind="comparison", kb_file=str(path)))
+        build_task(task_config(kind="comparison", kb_file=str(path)))
     path.write_text("entity,attribute,value\n")
     with pytest.raises(KBFileError, match="empty file"):
-        build_task(TaskConfig(kind="comparison", kb_file=str(path)))
+        build_task(task_config(kind="comparison", kb_file=str(path)))
 
 
 def test_kb_file_trains_and_analyzes_end_to_end(tmp_path, capsys, monkeypatch):
@@ -240,7 +244,7 @@ def test_kb_file_trains_and_analyzes_end_to_end(tmp_path, capsys, monkeypatch):
     source_dir.mkdir()
     (source_dir / "family.jsonl").write_bytes((DATA / "family.jsonl").read_bytes())
     monkeypatch.chdir(source_dir)
-    config = tiny_entity_run(TaskConfig(kind="two_hop", kb_file="family.jsonl", phi=2.0))
+    config = tiny_entity_run(task_config(kind="two_hop", kb_file="family.jsonl", phi=2.0))
     config_file = tmp_path / "family.json"
     config_file.write_text(json.dumps(config.to_dict()))
     out = tmp_path / "run"
@@ -296,12 +300,11 @@ def test_loaded_splits_keep_the_task_order(tmp_path, kind):
 def test_entity_analysis_with_parallel_workers_equals_serial(tmp_path):
     """Checkpoints analyzed by 2 worker threads (own models, own random-init baselines)."""
     from circuits.analyze import analyze_run
-    from interp.cli import evaluators_for
     from interp.runs import load_run
     from interp.training import train
 
     config = tiny_entity_run(tiny_task("comparison"), steps=45)
-    train(config, tmp_path / "run", evaluators=evaluators_for(config), progress=False)
+    train(config, tmp_path / "run", progress=False)
     run = load_run(tmp_path / "run")
     serial = analyze_run(run, workers=1)
     parallel = analyze_run(run, workers=2)

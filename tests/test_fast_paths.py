@@ -9,7 +9,7 @@ import torch
 
 from circuits import analyze, fourier
 from circuits.activations import final_position_activations, final_position_activations_hooked
-from interp.config import ModelConfig, TaskConfig
+from interp.config import ModelConfig, TaskConfig, task_config
 from interp.model import answer_activations, build_model, supports_answer_activations
 from interp.runs import load_run
 from interp.tasks import build_task
@@ -28,7 +28,7 @@ def test_answer_activations_equal_run_with_cache(config):
     model = build_model(config, d_vocab=14, d_vocab_out=13, n_ctx=3)
     randomize_weights(model)
     model.eval()
-    tokens = build_task(TaskConfig(p=13)).tokens
+    tokens = build_task(task_config(p=13)).tokens
     assert supports_answer_activations(model)
     fast = final_position_activations(model, tokens)
     hooked = final_position_activations_hooked(model, tokens, batch_size=50)  # several batches
@@ -42,7 +42,7 @@ def test_one_layer_tables_without_residual_give_the_same_logits():
     model = build_model(ModelConfig(d_model=32, n_heads=4, d_head=8, d_mlp=64), d_vocab=14, d_vocab_out=13, n_ctx=3)
     randomize_weights(model)
     model.eval()
-    tokens = build_task(TaskConfig(p=13)).tokens
+    tokens = build_task(task_config(p=13)).tokens
     with torch.inference_mode():
         full = answer_activations(model, tokens)
         lean = answer_activations(model, tokens, attribution=False)

@@ -9,7 +9,7 @@ import torch
 
 from circuits import fourier
 from circuits.activations import final_position_activations
-from interp.config import TaskConfig
+from interp.config import TaskConfig, task_config
 from interp.tasks import build_task
 from tests.conftest import handbuilt_fourier_model
 
@@ -41,7 +41,7 @@ def test_fft2d_equals_double_loop():
 
 def test_answer_directions_are_nandas_u_and_v_for_addition():
     p = 11
-    task = build_task(TaskConfig(p=p, train_frac=0.5))
+    task = build_task(task_config(p=p, train_frac=0.5))
     basis = fourier.fourier_basis(p)
     for k in (1, 3, 5):  # 5 = (p-1)/2: the frequency the original code skipped
         c, s = basis[2 * k - 1], basis[2 * k]
@@ -63,7 +63,7 @@ def test_discrete_log_orders_the_multiplicative_group():
 def test_planted_logit_table_restricted_and_excluded_loss():
     """A logit table cos(w_k(a+b-c)) is all key frequency: restricting keeps it, excluding kills it."""
     p, k = 23, 7
-    task = build_task(TaskConfig(p=p, train_frac=0.3))
+    task = build_task(task_config(p=p, train_frac=0.3))
     a, b = task.tokens[:, 0].double(), task.tokens[:, 1].double()
     c = torch.arange(p, dtype=torch.float64)
     logits = 8 * torch.cos(2 * math.pi * k * (a[:, None] + b[:, None] - c[None]) / p)
@@ -104,7 +104,7 @@ def test_gini_known_values():
 def test_handbuilt_fourier_model_is_recovered():
     p, keys = 31, [4, 9, 13]
     model = handbuilt_fourier_model(p, keys)
-    task = build_task(TaskConfig(p=p, train_frac=0.3))
+    task = build_task(task_config(p=p, train_frac=0.3))
     acts = final_position_activations(model, task.tokens)
     assert (acts.logits.argmax(-1) == task.labels).all()
     basis = fourier.fourier_basis(p)

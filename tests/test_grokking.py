@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from circuits.progress import first_crossing
-from interp.cli import evaluators_for, main
+from interp.cli import main
 from interp.presets import PRESETS
 from interp.runs import load_run
 from interp.training import train
@@ -15,7 +15,7 @@ from tests.conftest import tiny_config
 def test_a_model_trained_on_random_labels_memorizes_and_scores_low(tmp_path):
     config = tiny_config(task__p=23, task__shuffle_labels=True, train__weight_decay=0.0, train__lr=1e-2,
                          train__steps=150, model__d_model=32, model__d_head=16, model__d_mlp=64)
-    train(config, tmp_path / "mem", evaluators=evaluators_for(config), progress=False)
+    train(config, tmp_path / "mem", progress=False)
     rows = load_run(tmp_path / "mem").metrics
     assert rows[-1]["train_acc"] == 1.0 and rows[-1]["test_acc"] < 0.15
     assert max(r["circuit_score"] for r in rows if r["train_acc"] == 1.0) < 0.2
@@ -37,7 +37,7 @@ def test_demo_groks_and_circuit_score_leads(tmp_path, capsys):
 @pytest.mark.slow
 def test_memorization_control_stays_low(tmp_path):
     config = PRESETS["demo-memorize"]
-    train(config, tmp_path / "mem", evaluators=evaluators_for(config), progress=False)
+    train(config, tmp_path / "mem", progress=False)
     rows = load_run(tmp_path / "mem").metrics
     assert rows[-1]["train_acc"] == 1.0
     assert max(r["circuit_score"] for r in rows if r["train_acc"] == 1.0) < 0.2
@@ -51,7 +51,7 @@ def test_mod_add_fast_groks_and_stays_grokked(tmp_path, seed):
     from experiments.stability import summarize
 
     config = PRESETS["mod-add-fast"].with_overrides([f"model.seed={seed}", "train.stop_at_val_acc=0"])
-    result = train(config, tmp_path / "fast", evaluators=evaluators_for(config), progress=False)
+    result = train(config, tmp_path / "fast", progress=False)
     summary = summarize(load_run(tmp_path / "fast").metrics)
     assert summary["grok_step"] is not None and summary["grok_step"] <= 500
     assert summary["stable"] and result.collapses == ()

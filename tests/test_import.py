@@ -20,7 +20,7 @@ from interp.importing import ImportCheckpointError, import_tl_checkpoints
 from interp.model import answer_logits
 from interp.runs import load_run
 from interp.tasks import build_task
-from interp.config import TaskConfig
+from interp.config import TaskConfig, task_config
 
 # -- an independent HookedTransformer (older TL naming), written from the TL docs ---------------------
 
@@ -130,7 +130,7 @@ def test_imported_models_compute_the_independent_logits(tmp_path, case):
         spec = {"operation": "sub", "p": p, "train_indices": train_index}
     else:
         spec = {"operation": "add", "p": p, "split_seed": 4, "train_frac": 0.4}
-        train_index = build_task(TaskConfig(operation="add", p=p, split_seed=4, train_frac=0.4)).splits["train"].tolist()
+        train_index = build_task(task_config(operation="add", p=p, split_seed=4, train_frac=0.4)).splits["train"].tolist()
     (tmp_path / "task.json").write_text(json.dumps(spec))
 
     result = import_tl_checkpoints(tmp_path / "src", tmp_path / "run", tmp_path / "task.json")

@@ -101,13 +101,13 @@ def test_mediation_known_answers(two_hop):
 
 
 def test_two_hop_specific_metric_ignores_disruption_and_counts_the_counterfactual_answer():
-    from circuits.entity import _specific_metric
+    from circuits.families.two_hop import FAMILY, specific_metric
 
     task = build_task(tiny_task())
     index = sample_examples(task, n=10)
     cf = counterfactuals(task, index, swap="head")
     t, t_alt = task.labels[cf.index], cf.answer
-    metric = _specific_metric(task, t, t_alt)
+    metric = specific_metric(FAMILY.vocab(task), t, t_alt)
     rows = torch.arange(len(t))
     clean = torch.randn(len(t), task.tokens.max().item() + 1, dtype=torch.float64)
     disrupted = clean.clone()
@@ -126,14 +126,13 @@ def test_two_hop_memorizer_scores_zero_where_the_plain_mediated_fraction_does_no
     from dataclasses import replace
 
     from circuits.patching import mediation
-    from interp.cli import evaluators_for
     from interp.runs import load_run
     from interp.training import train
 
     config = tiny_entity_run(tiny_task(shuffle_labels=True, n_entities=30), steps=400, lr=1e-2,
                              weight_decay=0.0, ckpt_every=100)
     config = replace(config, model=replace(config.model, n_layers=3))
-    train(config, tmp_path / "mem", evaluators=evaluators_for(config), progress=False)
+    train(config, tmp_path / "mem", progress=False)
     run = load_run(tmp_path / "mem")
     rows = run.metrics
     assert rows[-1]["train_inferred_acc"] > 0.95 and rows[-1]["test_id_acc"] < 0.2

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from circuits.activations import final_position_activations
-from circuits.progress import circuit_score, compute_phases
-from interp.config import TaskConfig
+from circuits.progress import circuit_score, modular_phases
+from interp.config import TaskConfig, task_config
 from interp.tasks import build_task
 from tests.conftest import handbuilt_fourier_model
 
 
 def _train_labels(operation: str, p: int):
-    task = build_task(TaskConfig(operation=operation, p=p, train_frac=0.4, split_seed=3))
+    task = build_task(task_config(operation=operation, p=p, train_frac=0.4, split_seed=3))
     return task.labels[task.splits["train"]]
 
 
@@ -53,7 +53,7 @@ def test_frequency_signals_add_up_to_the_total():
 def test_handbuilt_model_scores_near_one():
     p = 31
     model = handbuilt_fourier_model(p, [4, 9, 13])
-    task = build_task(TaskConfig(p=p, train_frac=0.3))
+    task = build_task(task_config(p=p, train_frac=0.3))
     train = task.splits["train"]
     logits = final_position_activations(model, task.tokens[train]).logits
     result = circuit_score(logits, task.labels[train], "add", p)
@@ -68,9 +68,9 @@ def test_phases_are_computed_from_metrics():
         {"step": 300, "train_acc": 1.0, "test_acc": 0.6},
         {"step": 400, "train_acc": 1.0, "test_acc": 0.995},
     ]
-    phases = compute_phases(rows)
-    assert (phases.memorized, phases.cleanup_start, phases.generalized) == (100, 300, 400)
-    assert compute_phases(rows[:2]).cleanup_start is None
+    phases = modular_phases(rows)
+    assert [phases.milestone(n) for n in ("memorized", "cleanup_start", "generalized")] == [100, 300, 400]
+    assert modular_phases(rows[:2]).milestone("cleanup_start") is None
     assert phases.to_dict()["circuit_formation"] == {"start": 100, "end": 300}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.config import TaskConfig
+from interp.config import TaskConfig, task_config
 from interp.tasks import build_task
 
 REFERENCE = {
@@ -25,7 +25,7 @@ REFERENCE = {
 @pytest.mark.parametrize("operation", sorted(REFERENCE))
 def test_labels_match_reference(operation):
     p = 13
-    task = build_task(TaskConfig(operation=operation, p=p, train_frac=0.5))
+    task = build_task(task_config(operation=operation, p=p, train_frac=0.5))
     for row in range(task.n_examples):
         a, b, eq = task.tokens[row].tolist()
         assert eq == p
@@ -34,7 +34,7 @@ def test_labels_match_reference(operation):
 
 
 def test_split_is_a_partition_of_valid_examples_with_nanda_sizes():
-    task = build_task(TaskConfig(operation="add", p=113, train_frac=0.3))
+    task = build_task(task_config(operation="add", p=113, train_frac=0.3))
     train, test = task.splits["train"], task.splits["test"]
     assert (len(train), len(test)) == (3830, 8939)
     assert len(set(train.tolist()) & set(test.tolist())) == 0
@@ -42,14 +42,14 @@ def test_split_is_a_partition_of_valid_examples_with_nanda_sizes():
 
 
 def test_division_excludes_zero_divisor():
-    task = build_task(TaskConfig(operation="div", p=7, train_frac=0.5))
+    task = build_task(task_config(operation="div", p=7, train_frac=0.5))
     everything = torch.cat([task.splits["train"], task.splits["test"]])
     assert len(everything) == 7 * 6
     assert (task.tokens[everything, 1] != 0).all()
 
 
 def test_split_is_deterministic_in_the_seed():
-    a = build_task(TaskConfig(p=31, split_seed=5)).splits["train"]
-    b = build_task(TaskConfig(p=31, split_seed=5)).splits["train"]
-    c = build_task(TaskConfig(p=31, split_seed=6)).splits["train"]
+    a = build_task(task_config(p=31, split_seed=5)).splits["train"]
+    b = build_task(task_config(p=31, split_seed=5)).splits["train"]
+    c = build_task(task_config(p=31, split_seed=6)).splits["train"]
     assert torch.equal(a, b) and not torch.equal(a, c)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from circuits.analyze import analyze_run
 from interp.runs import load_run
@@ -23,10 +24,10 @@ def _graph_of(model, p: int, keys: list[int]):
     from circuits import fourier
     from circuits.activations import final_position_activations
     from circuits.graph import circuit_graph, neuron_groups
-    from interp.config import TaskConfig
+    from interp.config import TaskConfig, task_config
     from interp.tasks import build_task
 
-    task = build_task(TaskConfig(p=p, train_frac=0.5, split_seed=0))
+    task = build_task(task_config(p=p, train_frac=0.5, split_seed=0))
     acts = final_position_activations(model, task.tokens)
     clusters = fourier.neuron_clusters(acts.mlp_post.reshape(p, p, -1), fourier.fourier_basis(p))
     groups = neuron_groups(clusters.frequency, model.cfg.d_mlp, 0)
@@ -93,20 +94,27 @@ def test_timeline_marks_phases_and_names_every_measure(analysis):
     assert all(t.hovertemplate for t in fig.data)
 
 
-def test_logit_lens_and_causal_tracing_read_entity_columns():
+def test_logit_lens_and_causal_tracing_read_typed_entity_results():
     from types import SimpleNamespace
 
-    from circuits.viz.figures import plot_causal_tracing, plot_logit_lens
+    from circuits.entity import TracingResult
+    from circuits.logit_lens import LogitLensResult
+    from circuits.viz.entity_figures import plot_causal_tracing, plot_logit_lens
 
-    rows = [{"step": s, **{f"lens_{t}_mrr_L{l}": (s + l) / 10 for t in ("bridge", "answer") for l in range(3)},
-             **{f"patch_{site}_L{l}": 0.1 * l for site in ("first", "mid", "last") for l in range(3)}}
-            for s in (0, 5)]
-    result = SimpleNamespace(rows=rows)
-    lens = plot_logit_lens(result)
+    def checkpoint(step):
+        mrr = torch.tensor([[(step + layer) / 10 for layer in range(3)] for _ in range(2)])
+        lens = LogitLensResult(("bridge", "answer"), torch.zeros(2, 3, 1, dtype=torch.long), mrr, (1, 2))
+        tracing = (TracingResult("head", torch.tensor([[0.1 * layer] * 3 for layer in range(3)])),)
+        return SimpleNamespace(step=step, lens=lens, tracing=tracing)
+
+    result = SimpleNamespace(checkpoints=[checkpoint(0), checkpoint(5)])
+    lens = plot_logit_lens(result, ("h", "r1", "r2 (last)"))
     assert len(lens.layout.sliders[0].steps) == 2
     assert lens.data[0].x == ("bridge @ r1", "answer @ r2 (last)") and len(lens.data[0].z) == 3
+    # layer 2 of the last checkpoint: (5 + 2) / 10 for both targets
+    assert list(lens.data[0].z[2]) == pytest.approx([0.7, 0.7])
     assert plot_causal_tracing(result).data[0].x == ("first", "mid", "last")
-    assert plot_logit_lens(SimpleNamespace(rows=[{"step": 0, "train_acc": 1.0}])) is None
+    assert plot_logit_lens(SimpleNamespace(checkpoints=[SimpleNamespace(step=0, lens=None)])) is None
 
 
 def test_report_is_offline_with_each_library_once(analysis, tmp_path):

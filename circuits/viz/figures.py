@@ -14,7 +14,6 @@ marked "(key)" and drawn in a darker colour.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,8 +21,8 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-PHASE_COLORS = {"memorization": "#fde0dd", "circuit_formation": "#deebf7", "cleanup": "#e5f5e0"}
-PHASE_LABELS = {"memorization": "memorization", "circuit_formation": "circuit formation", "cleanup": "cleanup"}
+#: Shading of the phase spans in order (the last, stable span is not shaded).
+PHASE_COLORS = ("#fde0dd", "#deebf7", "#e5f5e0", "#fff2cc")
 KEY_COLOR, OTHER_COLOR, EMBED_COLOR, UNEMBED_COLOR = "#08519c", "#9ecae1", "#1f77b4", "#ff7f0e"
 
 
@@ -38,9 +37,10 @@ def pick_steps(steps: Sequence[int], max_steps: int = 60, keep: Sequence[int | N
     return sorted(chosen)
 
 
-def phase_steps(result) -> list[int | None]:
+def phase_steps(result) -> list[int]:
+    """The steps of the run's phase milestones (kept by checkpoint sliders)."""
     phases = getattr(result, "phases", None)
-    return [phases.memorized, phases.cleanup_start, phases.generalized] if phases is not None else []
+    return phases.boundaries() if phases is not None else []
 
 
 def add_checkpoint_slider(fig: go.Figure, steps: list[int], restyles: list[dict[str, Any]],
@@ -102,7 +102,7 @@ TIMELINE_PANELS = {
 }
 
 
-def plot_timeline(result, phases=None) -> go.Figure:
+def plot_timeline(result) -> go.Figure:
     """Losses, accuracies and circuit score, Fourier sparsity, weight norm; phases marked.
 
     Panels: (1) train / test loss and the restricted (test) / excluded (train) loss, log
@@ -110,7 +110,7 @@ def plot_timeline(result, phases=None) -> go.Figure:
     Fourier norms of W_E and W_L and the fraction of neurons in a frequency cluster;
     (4) the sum of squared weights. Panels without data are left out; other tasks' split
     accuracies and losses (train_inferred, test_id, …) join panels 1 and 2. Phase
-    boundaries (`phases`, default the analysis's own) are shaded and drawn as dashed lines.
+    spans (the task family's, `result.phases`) are shaded, their milestones drawn as dashed lines.
     """
     rows = result.rows
     steps = [r["step"] for r in rows]
@@ -153,7 +153,7 @@ def plot_timeline(result, phases=None) -> go.Figure:
             line={"color": color, "dash": dash, "width": 3 if key == "circuit_score" else 2},
             hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>",
         ), row=row_of[panel], col=1)
-    _add_phases(fig, result, n_rows=len(panels), phases=phases)
+    _add_phases(fig, result, n_rows=len(panels))
     _add_collapses(fig, result, n_rows=len(panels))
     for panel, row in row_of.items():
         _, y_title, log, _ = TIMELINE_PANELS[panel]
@@ -162,9 +162,9 @@ def plot_timeline(result, phases=None) -> go.Figure:
             fig.update_yaxes(range=[-0.02, 1.02], row=row, col=1)
     fig.update_xaxes(title_text="training step", row=len(panels), col=1)
     keys = getattr(result, "key_frequencies", [])
-    modular = getattr(result, "kind", "modular") == "modular" and (keys or 3 in panels)
+    fourier = keys or 3 in panels  # an analysis with Fourier columns
     title = "Transition timeline" + (
-        f" (key frequencies {', '.join(f'k={k}' for k in keys) or 'none found'})" if modular else "")
+        f" (key frequencies {', '.join(f'k={k}' for k in keys) or 'none found'})" if fourier else "")
     fig.update_layout(title=title, height=250 + 700 * sum(weights), hovermode="x unified",
                       legend={"tracegroupgap": 120})
     return fig
@@ -200,23 +200,22 @@ def _add_collapses(fig: go.Figure, result, n_rows: int) -> None:
                            showarrow=False, xanchor="left", font={"size": 11, "color": "#d62728"}, row=1, col=1)
 
 
-def _add_phases(fig: go.Figure, result, n_rows: int, phases=None) -> None:
-
-    phases = phases if phases is not None else getattr(result, "phases", None)
+def _add_phases(fig: go.Figure, result, n_rows: int) -> None:
+    phases = getattr(result, "phases", None)
     if phases is None or not result.steps:
         return
     last = result.steps[-1]
-    for name, span in phases.to_dict().items():
-        if name not in PHASE_COLORS or span["start"] is None:
+    for span, color in zip([s for s in phases.spans if s.name != "stable"], PHASE_COLORS):
+        if span.start is None:
             continue
-        end = span["end"] if span["end"] is not None else last
+        end = span.end if span.end is not None else last
         for r in range(1, n_rows + 1):
-            fig.add_vrect(x0=span["start"], x1=end, fillcolor=PHASE_COLORS[name], opacity=0.6, line_width=0,
+            fig.add_vrect(x0=span.start, x1=end, fillcolor=color, opacity=0.6, line_width=0,
                           layer="below", row=r, col=1)
-        fig.add_annotation(x=(span["start"] + end) / 2, y=1.0, yref="y domain", text=PHASE_LABELS[name],
+        fig.add_annotation(x=(span.start + end) / 2, y=1.0, yref="y domain", text=span.name.replace("_", " "),
                            showarrow=False, font={"size": 11, "color": "#333"}, row=1, col=1)
-    for label, step in (("train fitted", phases.memorized), ("test acc ≥ 50%", phases.cleanup_start),
-                        ("test acc ≥ 99%", phases.generalized)):
+    for milestone in phases.milestones:
+        label, step = milestone.label, milestone.step
         if step is None:
             continue
         for r in range(1, n_rows + 1):
@@ -382,85 +381,6 @@ def plot_layer_position(steps: Sequence[int], values: torch.Tensor, position_nam
     add_checkpoint_slider(fig, list(steps), restyles, [f"{title}, step {s}" for s in steps])
     fig.update_layout(xaxis_title=x_title, yaxis_title="layer (residual stream)", height=450)
     return fig
-
-
-_LENS_COLUMN = re.compile(r"^lens_(?P<target>.+)_mrr_L(?P<layer>\d+)$")
-_PATCH_COLUMN = re.compile(r"^patch_(?P<site>first|mid|last)_L(?P<layer>\d+)$")
-#: Where each logit-lens target of the entity tasks is read (`circuits.entity`).
-LENS_TARGET_POSITION = {"bridge": "r1", "answer": "r2 (last)", "v1": "e1", "v2": "e2", "answer_cmp": "e2 (last)"}
-
-
-def _grid_from_rows(rows: Sequence[dict[str, Any]], pattern: re.Pattern, column_key: str) -> tuple[list[int], list[str], torch.Tensor] | None:
-    """values[step, layer, column] from table columns named like `lens_bridge_mrr_L2`."""
-    found: dict[tuple[str, int], str] = {}
-    for key in rows[0] if rows else {}:
-        m = pattern.match(key)
-        if m:
-            found[(m.group(column_key), int(m.group("layer")))] = key
-    if not found:
-        return None
-    columns = list(dict.fromkeys(c for c, _ in found))
-    n_layers = 1 + max(l for _, l in found)
-    values = torch.full((len(rows), n_layers, len(columns)), math.nan, dtype=torch.float64)
-    for i, row in enumerate(rows):
-        for (c, l), key in found.items():
-            v = row.get(key)
-            if _finite(v):
-                values[i, l, columns.index(c)] = float(v)
-    return [int(r["step"]) for r in rows], columns, values
-
-
-def plot_logit_lens(result) -> go.Figure | None:
-    """Logit lens of an entity-task analysis: MRR of each target (bridge at r1, answer at the
-    last position, …) at every layer, per checkpoint. None when the analysis has no lens.
-
-    Reads the table columns `lens_{target}_mrr_L{layer}` written by `circuits.entity`
-    (layer 0 = embeddings, layer l = after block l).
-    """
-    grid = _grid_from_rows(getattr(result, "rows", []), _LENS_COLUMN, "target")
-    if grid is None:
-        return None
-    steps, targets, values = grid
-    names = [f"{t} @ {LENS_TARGET_POSITION.get(t, '?')}" for t in targets]
-    layers = ["embed"] + [f"after block {l}" for l in range(values.shape[1] - 1)]
-    return plot_layer_position(steps, values, names, "Logit lens: MRR of each target per layer", "MRR",
-                               layer_names=layers, x_title="target @ position")
-
-
-def plot_entity_measures(result) -> go.Figure | None:
-    """Entity tasks over training: logit-lens MRR of the intermediate entity (bridge, or v1)
-    and probe accuracy per layer; None when the table has neither."""
-    rows = getattr(result, "rows", [])
-    if not rows:
-        return None
-    target = "bridge" if any(k.startswith("lens_bridge_") or k.startswith("probe_bridge_") for k in rows[0]) else "v1"
-    steps = [r["step"] for r in rows]
-    fig = go.Figure()
-    for prefix, dash, what in ((f"lens_{target}_mrr_L", "solid", "logit-lens MRR"),
-                               (f"probe_{target}_acc_L", "dot", "probe accuracy")):
-        layers = sorted(int(k[len(prefix):]) for k in rows[0] if k.startswith(prefix) and k[len(prefix):].isdigit())
-        for layer in layers:
-            name = f"{what}, layer {layer}"
-            fig.add_trace(go.Scatter(x=steps, y=[r.get(f"{prefix}{layer}") for r in rows], name=name, mode="lines",
-                                     line={"dash": dash}, hovertemplate=f"{name}: %{{y:.3f}}<extra></extra>"))
-    if not fig.data:
-        return None
-    fig.update_layout(title=f"Is the {target} readable from the residual stream? (per layer, over training)",
-                      xaxis_title="training step", yaxis_title="MRR / accuracy", yaxis_range=[-0.02, 1.02],
-                      hovermode="x unified", height=450)
-    return fig
-
-
-def plot_causal_tracing(result) -> go.Figure | None:
-    """Causal tracing of an entity-task analysis: fraction of answers moved to the
-    counterfactual by patching (layer, position), per checkpoint; None without that analysis."""
-    grid = _grid_from_rows(getattr(result, "rows", []), _PATCH_COLUMN, "site")
-    if grid is None:
-        return None
-    steps, sites, values = grid
-    layers = ["embed"] + [f"after block {l}" for l in range(values.shape[1] - 1)]
-    return plot_layer_position(steps, values, sites, "Causal tracing: answers transferred by patching", "fraction",
-                               layer_names=layers, x_title="position (first / mid / last)")
 
 
 def _with(result, attribute: str, max_steps: int) -> list:

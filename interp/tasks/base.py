@@ -27,6 +27,8 @@ class TaskData:
     train_splits: tuple[str, ...] = ("train",)
     token_names: tuple[str, ...] = field(default=())
     extras: dict[str, Tensor] = field(default_factory=dict)
+    #: The task family that built it (`interp.registry`), set by `interp.tasks.build_task`.
+    kind: str = ""
 
     @property
     def n_examples(self) -> int:
@@ -41,5 +43,6 @@ class TaskData:
         return torch.cat([self.splits[name] for name in self.train_splits])
 
     @property
-    def eval_splits(self) -> tuple[str, ...]:
-        return tuple(self.splits)
+    def held_out_splits(self) -> tuple[str, ...]:
+        """Splits never trained on, in order; `val` (for selection) excluded."""
+        return tuple(s for s in self.splits if s not in self.train_splits and s != "val")

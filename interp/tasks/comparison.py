@@ -43,7 +43,7 @@ def build_comparison(config: TaskConfig) -> TaskData:
     if config.kb_file:
         from interp.tasks.kb_file import load_kb
 
-        kb = load_kb(config.kb_file, config.kind)
+        kb = load_kb(config.kb_file, "values")
         return comparison_from_kb(config, kb.table, names=kb.names, queries=kb.queries)
     generator = torch.Generator().manual_seed(config.split_seed)
     kb_value = torch.randint(0, config.n_values, (config.n_entities, config.n_attributes), generator=generator)
@@ -66,7 +66,7 @@ def comparison_from_kb(
     n_e, n_a = kb_value.shape
     if n_values is None:
         n_values = len(names[2]) if names is not None else int(kb_value.max()) + 1
-    vocab = EntityVocab("comparison", n_e, n_a, n_values)
+    vocab = EntityVocab(n_e, n_a, n_values)
 
     known = kb_value >= 0
     kb_is_ood = torch.zeros_like(known)

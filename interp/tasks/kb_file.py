@@ -28,12 +28,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from typing import Literal
+
 import torch
 from torch import Tensor
 
 from interp.config import ConfigError
 
-FIELDS = {"two_hop": ("head", "relation", "tail"), "comparison": ("entity", "attribute", "value")}
+#: The two file layouts: relational facts (two-hop composition) and attribute values (comparison).
+Layout = Literal["facts", "values"]
+FIELDS: dict[str, tuple[str, str, str]] = {"facts": ("head", "relation", "tail"), "values": ("entity", "attribute", "value")}
 
 
 class KBFileError(ConfigError):
@@ -50,34 +54,34 @@ class KnowledgeBase:
     queries: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
-def kb_sizes(path: str, kind: str) -> tuple[int, int, int]:
-    kb = load_kb(path, kind)
-    n_values = len(kb.names[2]) if kind == "comparison" else 0
-    return len(kb.names[0]), len(kb.names[1]), n_values
+def kb_sizes(path: str, layout: Layout) -> tuple[int, int, int]:
+    """(entities, relations or attributes, values; 0 for facts) of a knowledge-base file."""
+    kb = load_kb(path, layout)
+    return len(kb.names[0]), len(kb.names[1]), len(kb.names[2]) if len(kb.names) > 2 else 0
 
 
-def load_kb(path: str, kind: str) -> KnowledgeBase:
+def load_kb(path: str, layout: Layout) -> KnowledgeBase:
     file = Path(path)
     if not file.is_file():
         raise KBFileError(f"task.kb_file: {path}: no such file")
     stat = file.stat()
-    return _load_kb(str(file.resolve()), kind, stat.st_mtime_ns, stat.st_size)
+    return _load_kb(str(file.resolve()), layout, stat.st_mtime_ns, stat.st_size)
 
 
 @lru_cache(maxsize=8)
-def _load_kb(path: str, kind: str, _mtime: int, _size: int) -> KnowledgeBase:
-    records = list(_read_records(Path(path), kind))
+def _load_kb(path: str, layout: Layout, _mtime: int, _size: int) -> KnowledgeBase:
+    records = list(_read_records(Path(path), layout))
     facts = [(line, rec) for line, rec in records if "query" not in rec]
     if not facts:
         raise KBFileError(f"{path}: empty file: no facts")
-    if kind == "two_hop":
+    if layout == "facts":
         return _two_hop_kb(path, facts, [(line, rec) for line, rec in records if "query" in rec])
     return _comparison_kb(path, facts, [(line, rec) for line, rec in records if "query" in rec])
 
 
-def _read_records(path: Path, kind: str):
+def _read_records(path: Path, layout: Layout):
     """(line number, record) for every non-blank line, fields checked."""
-    expected = FIELDS[kind]
+    expected = FIELDS[layout]
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".csv":
         reader = csv.reader(io.StringIO(text))
@@ -97,7 +101,7 @@ def _read_records(path: Path, kind: str):
                 continue
             if len(row) != len(header):
                 raise KBFileError(f"{path}:{line}: expected {len(header)} columns, got {len(row)}")
-            yield line, _check_fields(path, line, dict(zip(header, (c.strip() for c in row))), kind)
+            yield line, _check_fields(path, line, dict(zip(header, (c.strip() for c in row))), layout)
         return
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
@@ -108,11 +112,11 @@ def _read_records(path: Path, kind: str):
             raise KBFileError(f"{path}:{line}: not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict):
             raise KBFileError(f"{path}:{line}: expected a JSON object, got {type(record).__name__}")
-        yield line, _check_fields(path, line, record, kind)
+        yield line, _check_fields(path, line, record, layout)
 
 
-def _check_fields(path: Path, line: int, record: dict, kind: str) -> dict:
-    expected = FIELDS[kind]
+def _check_fields(path: Path, line: int, record: dict, layout: Layout) -> dict:
+    expected = FIELDS[layout]
     if "query" in record:
         extra = sorted(set(record) - {"query"})
         if extra:
@@ -127,13 +131,13 @@ def _check_fields(path: Path, line: int, record: dict, kind: str) -> dict:
     for name in expected:
         if name not in record:
             raise KBFileError(f"{path}:{line}: missing field {name!r}")
-    names = expected if kind == "two_hop" else expected[:2]
+    names = expected if layout == "facts" else expected[:2]
     for name in names:
         value = record[name]
         if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value).strip() == "":
             raise KBFileError(f"{path}:{line}: bad value for {name!r}: expected a non-empty name, got {value!r}")
         record[name] = str(value).strip()
-    if kind == "comparison":
+    if layout == "values":
         value = record["value"]
         try:
             number = float(value) if not isinstance(value, bool) else math.nan
@@ -152,10 +156,10 @@ def _index(names: list[str], lookup: dict[str, int], name: str) -> int:
     return lookup[name]
 
 
-def _known(lookup: dict[str, int], name: str, kind: str, path: str, line: int) -> int:
+def _known(lookup: dict[str, int], name: str, what: str, path: str, line: int) -> int:
     """The index of a name a query uses; unknown names are a KBFileError naming the line."""
     if name not in lookup:
-        raise KBFileError(f"{path}:{line}: unknown {kind} {name!r} in a query")
+        raise KBFileError(f"{path}:{line}: unknown {what} {name!r} in a query")
     return lookup[name]
 
 

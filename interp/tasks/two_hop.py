@@ -51,7 +51,7 @@ def build_two_hop(config: TaskConfig) -> TaskData:
     if config.kb_file:
         from interp.tasks.kb_file import load_kb
 
-        kb = load_kb(config.kb_file, config.kind)
+        kb = load_kb(config.kb_file, "facts")
         return two_hop_from_kb(config, kb.table, names=kb.names, queries=kb.queries)
     generator = torch.Generator().manual_seed(config.split_seed)
     return two_hop_from_kb(config, random_graph(config, generator), generator=generator)
@@ -70,7 +70,7 @@ def two_hop_from_kb(
     if generator is None:
         generator = torch.Generator().manual_seed(config.split_seed)
     n_e, n_r = kb_tail.shape
-    vocab = EntityVocab("two_hop", n_e, n_r)
+    vocab = EntityVocab(n_e, n_r)
 
     # Atomic facts in (head, relation) order; a random ood_frac of them is OOD.
     heads, rels = torch.nonzero(kb_tail >= 0, as_tuple=True)

@@ -23,15 +23,18 @@ COMPARISON_ANSWERS = ("<", "=", ">")
 
 @dataclass(frozen=True)
 class EntityVocab:
-    kind: str
     n_entities: int
     n_relations: int  # relations for two_hop, attributes for comparison
-    n_values: int = 0  # comparison only
+    n_values: int = 0  # comparison only; > 0 marks the comparison layout
 
     @classmethod
     def for_config(cls, config) -> EntityVocab:
-        n_entities, n_relations, n_values = config.entity_sizes()
-        return cls(config.kind, n_entities, n_relations, n_values if config.kind == "comparison" else 0)
+        return cls(*config.entity_sizes())
+
+    @property
+    def compares(self) -> bool:
+        """The comparison layout: value tokens and the answers `<`, `=`, `>`."""
+        return self.n_values > 0
 
     # -- block offsets -----------------------------------------------------------------------
     @property
@@ -53,7 +56,7 @@ class EntityVocab:
 
     @property
     def d_vocab(self) -> int:
-        return self.end_token + 1 + (len(COMPARISON_ANSWERS) if self.kind == "comparison" else 0)
+        return self.end_token + 1 + (len(COMPARISON_ANSWERS) if self.compares else 0)
 
     # -- token ids -----------------------------------------------------------------------------
     def entity(self, index: Tensor | int) -> Tensor | int:
@@ -87,12 +90,12 @@ class EntityVocab:
         relations: list[str] | None = None,
         values: list[str] | None = None,
     ) -> tuple[str, ...]:
-        rel_prefix = "r" if self.kind == "two_hop" else "a"
+        rel_prefix = "a" if self.compares else "r"
         names = list(entities or [f"e{i}" for i in range(self.n_entities)])
         names += relations or [f"{rel_prefix}{i}" for i in range(self.n_relations)]
         names += values or [f"v{i}" for i in range(self.n_values)]
         names.append(END)
-        if self.kind == "comparison":
+        if self.compares:
             names += list(COMPARISON_ANSWERS)
         assert len(names) == self.d_vocab
         return tuple(names)

@@ -1,0 +1,77 @@
+"""The analysis side of a task family: what `interp analyze` and the report ask of it.
+
+`AnalyzedFamily` extends `interp.registry.Family` with the per-checkpoint analysis
+(`analyze`, returning a `circuits.analyze.RunAnalysis` of frozen per-checkpoint results),
+the family's one phase definition, the summary lines and the report's views. The
+defaults suit a family with `train`/`test` splits and no analysis parts of its own, so a
+new family can start from `build_task` alone and add parts later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from interp.registry import Family
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """One section of the report: `make()` returns a plotly figure, a circuitsvis item or
+    HTML (None = not computed by this analysis); `omitted` gives the reason up front when
+    the view cannot be drawn (then `make` is not called)."""
+
+    title: str
+    make: Callable[[], Any] | None = None
+    note: str = ""
+    omitted: str = ""
+
+
+class AnalyzedFamily(Family):
+    """A family that `interp analyze` can analyze and report (see the module docstring)."""
+
+    #: The note under the report's transition timeline: how the phases are defined.
+    timeline_note: str = ("Shaded spans are the task family's phases, dashed lines the milestones that bound "
+                          "them: memorization until train accuracy reaches 99 %, generalization until test "
+                          "accuracy does, then stable.")
+
+    def analyze(self, run, parts: tuple[str, ...], steps: list[int], *, workers: int, progress: bool):
+        """Every checkpoint in `steps`, the requested `parts` (already validated)."""
+        from circuits.analyze import analyze_basic_run
+
+        return analyze_basic_run(run, parts, steps, workers=workers, progress=progress)
+
+    def phases(self, rows: list[dict[str, Any]], collapses=()):
+        """The family's phases (`circuits.phases`): by default, memorization until train
+        accuracy reaches 99 %, generalization until test accuracy does, then stable."""
+        from circuits.phases import MilestoneSpec, compute_phases
+
+        specs = (MilestoneSpec("memorized", "train fitted", "train_acc", 0.99),
+                 MilestoneSpec("generalized", "test acc ≥ 99%", "test_acc", 0.99))
+        spans = (("memorization", None, "memorized"), ("generalization", "memorized", "generalized"),
+                 ("stable", "generalized", None))
+        return compute_phases(rows, specs, spans).ended_by(collapses)
+
+    def leads(self, rows: list[dict[str, Any]]) -> dict[str, int | None]:
+        """First steps at which the progress measure and test accuracy reach a level."""
+        from circuits.phases import first_crossing
+
+        return {"circuit_score>=0.5": first_crossing(rows, "circuit_score", 0.5),
+                "test_acc>=0.5": first_crossing(rows, "test_acc", 0.5),
+                "test_acc>=0.99": first_crossing(rows, "test_acc", 0.99)}
+
+    def summary_lines(self, info: dict[str, Any]) -> list[str]:
+        """Family-specific lines of the CLI summary (after the header line)."""
+        return []
+
+    def report_facts(self, result) -> list[tuple[str, str]]:
+        """Extra rows of the report's header table, e.g. the key frequencies."""
+        return []
+
+    def report_views(self, result, context) -> list[ReportView]:
+        """The family's report sections, after the header and the transition timeline.
+        `context` is a `circuits.viz.report.ReportContext` (the checkpoints the slider views show)."""
+        from circuits.viz.report import attention_view
+
+        return [attention_view(result, context)]

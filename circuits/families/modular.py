@@ -1,0 +1,174 @@
+"""The modular-arithmetic family: `a b =` -> op(a, b) mod p (Power et al. 2022; ANCHORS §1).
+
+Everything that is particular to this family is declared here: its config, its presets
+(Nanda et al.'s recipe and faster variants), its data (`interp.tasks.modular`), the
+training progress measure (`circuits.progress.circuit_score`), the analysis parts
+(Fourier, attention, attribution: `circuits.analyze`), the phases (memorization,
+circuit formation, cleanup, stable) and the report's views. Heavy modules are imported
+inside the methods, so importing this module (as `interp --help` does) stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from circuits.families.base import AnalyzedFamily, ReportView
+from interp.config import ModelConfig, RunConfig, TrainConfig
+from interp.config_base import TaskConfig, check
+from interp.registry import AnalysisPart, register
+
+Operation = Literal[
+    "add", "sub", "mul", "div", "sum_sq", "quad", "quad_x", "cube_xy", "cubic", "div_or_sub"
+]
+#: Operations that need a multiplicative inverse mod p, hence a prime p.
+NEEDS_PRIME: frozenset[str] = frozenset({"div", "div_or_sub"})
+
+
+def is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    return all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+@dataclass(frozen=True)
+class ModularTask(TaskConfig):
+    """`a b =` -> op(a, b) mod p; all p^2 pairs split once by `split_seed`."""
+
+    kind = "modular"
+    operation: Operation = "add"
+    p: int = 113
+    train_frac: float = 0.3
+    #: Fraction of the held-out pairs set aside as a validation split (`val`) for early
+    #: stopping and the `best` checkpoint; the rest stay `test`. 0 = no validation split
+    #: (the split is then exactly the one of earlier versions). The training pairs never
+    #: change, so a recipe's training set is the same with or without it.
+    val_frac: float = 0.0
+
+    def __post_init__(self) -> None:
+        check(self.p >= 3, "task.p", f"must be an integer >= 3, got {self.p}")
+        check(self.p <= 2048, "task.p", f"must be <= 2048 (p^2 inputs are enumerated), got {self.p}")
+        if self.operation in NEEDS_PRIME:
+            check(is_prime(self.p), "task.p",
+                  f"operation {self.operation!r} needs a prime modulus (it divides by y), got {self.p}")
+        check(0.0 < self.train_frac < 1.0, "task.train_frac",
+              f"must be in the open interval (0, 1), got {self.train_frac}")
+        check(0.0 <= self.val_frac < 1.0, "task.val_frac", f"must be in [0, 1), got {self.val_frac}")
+
+    @property
+    def d_vocab(self) -> int:
+        """The p numbers plus `=`."""
+        return self.p + 1
+
+    @property
+    def d_vocab_out(self) -> int:
+        """The p residues."""
+        return self.p
+
+    @property
+    def n_ctx(self) -> int:
+        return 3
+
+    @property
+    def equals_token(self) -> int:
+        return self.p
+
+
+def _presets() -> dict[str, RunConfig]:
+    """`mod-add` is Nanda et al.'s mainline recipe exactly; the others: `interp.presets`."""
+    nanda = ModelConfig(n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="relu",
+                        normalization="none", seed=999)
+    presets = {
+        "mod-add": RunConfig(
+            name="mod-add",
+            task=ModularTask(operation="add", p=113, train_frac=0.3, split_seed=598),
+            model=nanda,
+            train=TrainConfig(steps=40_000, lr=1e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
+                              warmup_steps=10, batch_size=0, ckpt_every=100, ckpt_log_until=1000),
+        ),
+        "demo": RunConfig(
+            name="demo",
+            task=ModularTask(operation="add", p=59, train_frac=0.4, split_seed=598),
+            model=nanda,
+            train=TrainConfig(steps=1_500, lr=3e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
+                              warmup_steps=10, batch_size=0, ckpt_every=25, ckpt_log_until=200),
+        ),
+    }
+    presets["mod-add-fast"] = RunConfig(
+        name="mod-add-fast",
+        task=replace(presets["mod-add"].task, val_frac=0.1),
+        model=nanda,
+        train=TrainConfig(steps=1_500, lr=3e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
+                          warmup_steps=10, batch_size=0, grad_filter="ema", grokfast_alpha=0.98,
+                          grokfast_lamb=2.0, loss="cross_entropy", orthogonal_grad=True,
+                          weight_norm_floor=1.25, ckpt_every=25, ckpt_log_until=100,
+                          stop_at_val_acc=0.99, stop_patience=4),
+    )
+    presets["demo-memorize"] = RunConfig(
+        name="demo-memorize",
+        task=replace(presets["demo"].task, shuffle_labels=True),
+        model=nanda,
+        train=replace(presets["demo"].train, weight_decay=0.0),
+    )
+    return presets
+
+
+class ModularFamily(AnalyzedFamily):
+    kind = "modular"
+    config_class = ModularTask
+    title = "binary operations mod p (grokking)"
+    parts = (
+        AnalysisPart("fourier", "Fourier norms, neuron clusters, key frequencies, restricted/excluded loss, Gini."),
+        AnalysisPart("attention", "Attention from the answer position, per head."),
+        AnalysisPart("attribution", "Direct logit attribution per component."),
+    )
+
+    timeline_note = (
+        "Phase boundaries are computed from the metrics: memorization until train accuracy reaches 99 %, "
+        "circuit formation until test accuracy reaches 50 %, cleanup until it reaches 99 %. The circuit score "
+        "uses training examples only; the restricted loss keeps only the key-frequency part of the logits "
+        "(test set), the excluded loss removes it (train set).")
+
+    def presets(self) -> dict[str, RunConfig]:
+        return _presets()
+
+    def build_task(self, config: ModularTask):
+        from interp.tasks.modular import build_modular
+
+        return build_modular(config)
+
+    def evaluators(self, config: RunConfig) -> list:
+        from circuits.progress import make_modular_evaluator
+
+        return [make_modular_evaluator(config.task.operation, config.task.p)]
+
+    def describe(self, config: ModularTask) -> str:
+        return (f"{config.operation} mod p={config.p}, train fraction {config.train_frac}"
+                + (f", validation fraction {config.val_frac}" if config.val_frac else "")
+                + (", shuffled labels" if config.shuffle_labels else ""))
+
+    # -- analysis --------------------------------------------------------------------------
+    def analyze(self, run, parts, steps, *, workers, progress):
+        from circuits.analyze import analyze_modular_run
+
+        return analyze_modular_run(run, parts, steps, workers=workers, progress=progress)
+
+    def phases(self, rows, collapses):
+        from circuits.progress import modular_phases
+
+        return modular_phases(rows, collapses)
+
+    def summary_lines(self, info) -> list[str]:
+        return [f"key frequencies: {info['key_frequencies'] or 'none found'}"]
+
+    def report_facts(self, result) -> list[tuple[str, str]]:
+        return [("key frequencies", ", ".join(f"k={k}" for k in result.key_frequencies) or "none found")]
+
+    def report_views(self, result, context) -> list[ReportView]:
+        from circuits.viz.modular_report import modular_views
+
+        return modular_views(result, context)
+
+
+FAMILY = register(ModularFamily())
