@@ -365,35 +365,51 @@ def analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], *, wo
 
         return analyze_one
 
+    return analyze_each(run, parts, steps, make_analyze_one, workers=workers, progress=progress)
+
+
+def analyze_each(run: Run, parts: tuple[str, ...], steps: list[int], make_analyze_one, *, workers: int = 1,
+                 progress: bool = False) -> RunAnalysis:
+    """The `RunAnalysis` of `analyze_one(model, step)` mapped over the checkpoints (damaged ones
+    skipped and reported), with the family's phases, collapses, split sizes and `best`.
+
+    `make_analyze_one()` is called once per worker and returns `analyze_one`, whose result is
+    a frozen per-checkpoint object with `.step` and `.row` (its table columns). This is what
+    a family's `analyze` needs to do beyond computing one checkpoint."""
     results, skipped = _map_checkpoints(run, steps, make_analyze_one, workers=workers,
                                         progress=_label(parts, progress))
     return RunAnalysis(run_dir=run.path, parts=parts, checkpoints=results, key_frequencies=[], skipped=skipped,
                        kind=run.config.task.kind, **_run_facts(run, results))
 
 
-def analyze_basic_run(run: Run, parts: tuple[str, ...], steps: list[int], *, workers: int,
-                      progress: bool) -> RunAnalysis:
-    """Loss and accuracy on every split, `train`/`test` base columns and the family's
-    training evaluators (its progress measure), for a family without analyses of its own."""
+def basic_columns(model, run: Run) -> tuple[dict[str, Any], dict[str, tuple[Tensor, Tensor]]]:
+    """Loss and accuracy on every split plus the `train`/`test` base columns (the last training
+    split and the first held-out one, when no split has those names), and the logits by split."""
     from interp.training import evaluate
 
+    task = run.task
+    row, by_split = evaluate(model, task, torch.device("cpu"))
+    for base, split in (("train", task.train_splits[-1]), ("test", task.held_out_splits[0])):
+        row.setdefault(f"{base}_acc", row[f"{split}_acc"])
+        row.setdefault(f"{base}_loss", row[f"{split}_loss"])
+    return row, by_split
+
+
+def analyze_basic_run(run: Run, parts: tuple[str, ...], steps: list[int], *, workers: int,
+                      progress: bool) -> RunAnalysis:
+    """`basic_columns` and the family's training evaluators (its progress measure), for a
+    family without analyses of its own."""
     task = run.task
     evaluators = family_of(run.config).evaluators(run.config)
 
     def analyze_one(model, step: int) -> CheckpointAnalysis:
-        row, by_split = evaluate(model, task, torch.device("cpu"))
-        for base, split in (("train", task.train_splits[-1]), ("test", task.held_out_splits[0])):
-            row.setdefault(f"{base}_acc", row[f"{split}_acc"])
-            row.setdefault(f"{base}_loss", row[f"{split}_loss"])
+        row, by_split = basic_columns(model, run)
         with torch.inference_mode():
             for evaluator in evaluators:
                 row.update(evaluator(model, task, by_split))
         return CheckpointAnalysis(step=step, row={"step": step, **row})
 
-    results, skipped = _map_checkpoints(run, steps, lambda: analyze_one, workers=workers,
-                                        progress=_label(parts, progress))
-    return RunAnalysis(run_dir=run.path, parts=parts, checkpoints=results, key_frequencies=[], skipped=skipped,
-                       kind=run.config.task.kind, **_run_facts(run, results))
+    return analyze_each(run, parts, steps, lambda: analyze_one, workers=workers, progress=progress)
 
 
 def _format(value: Any) -> Any:
@@ -466,11 +482,6 @@ result: RunAnalysis, out_dir: Path | None = None, *, figures: bool = True) -> di
         info["figures"] = None
     atomic_write_json(out_dir / SUMMARY_FILE, info)
     return info
-
-
-def load_table(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def dumps(info: dict[str, Any]) -> str:

@@ -131,7 +131,7 @@ class AnswerGroup:
 
 
 def answer_group(operation: str, p: int) -> AnswerGroup:
-    from circuits.families.modular import is_prime
+    from interp.config_base import is_prime
 
     if operation in MULTIPLICATIVE_OPS and is_prime(p):
         g = primitive_root(p)

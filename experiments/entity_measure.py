@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from circuits.entity import analyze_entity_checkpoint, random_init_model
+from interp.registry import family_of
 from interp.runs import load_run
 
 
@@ -42,13 +43,13 @@ def main() -> None:
                 continue
             run.load_weights_into(model, step)
             parts = {"logit_lens", "patching", "probes"} if full else {"logit_lens"}
-            row = {"step": step, **analyze_entity_checkpoint(model, run.task, run.config, parts, random_model=random_model)}
+            row = analyze_entity_checkpoint(model, run.task, run.config, parts, random_model=random_model, step=step).row
             rows[step] = row
             out.write(json.dumps(row) + "\n")
             out.flush()
     ordered = [rows[s] for s in sorted(rows)]
     n_layers = run.config.model.n_layers
-    mid = "bridge" if run.config.task.kind == "two_hop" else "v1"
+    mid = family_of(run.config).intermediate
     report = {
         **{f"{key}>={t}": first(ordered, key, t)
            for key in ("circuit_score", "circuit_transfer", "test_id_acc", "train_inferred_acc")

@@ -4,7 +4,6 @@
 
     import interp
     interp.train("demo", "runs/demo")    # a preset, a config file or a RunConfig; overrides=[...]
-    interp.analyze("runs/demo")          # table, summary and report in runs/demo/analysis/
     run = interp.load_run("runs/demo")   # .config .steps .metrics .task .model_at(step)
 """
 
@@ -13,10 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from interp.api import analyze, train
+    from interp.api import train
     from interp.runs import Run, load_run
 
-__all__ = ["Run", "load_run", "train", "analyze"]
+__all__ = ["Run", "load_run", "train"]
 
 
 def __getattr__(name: str) -> Any:
@@ -24,7 +23,7 @@ def __getattr__(name: str) -> Any:
         from interp import runs
 
         return getattr(runs, name)
-    if name in ("train", "analyze"):
+    if name == "train":
         from interp import api
 
         return getattr(api, name)

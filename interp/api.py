@@ -31,14 +31,3 @@ def train(preset_or_config: str | Path | RunConfig, out: str | Path, *, override
         config = resolve_config(str(preset_or_config), list(overrides))
     return training.train(config, out, progress=progress, overwrite=overwrite)
 
-
-def analyze(run_dir: str | Path, parts: Sequence[str] | None = None, *, figures: bool = True,
-            progress: bool = True):
-    """Analyze every checkpoint of a run and write its table, summary and report; returns
-    the `circuits.analyze.RunAnalysis`."""
-    from circuits.analyze import analyze_run, write_analysis
-    from interp.runs import load_run
-
-    result = analyze_run(load_run(Path(run_dir)), tuple(parts) if parts else None, progress=progress)
-    write_analysis(result, figures=figures)
-    return result

@@ -162,7 +162,14 @@ def _with_part_flags(command):
     return wrapper
 
 
-app.command("analyze")(_with_part_flags(analyze))
+def _install_analyze() -> None:
+    """(Re)register `analyze` with the flags of every family registered now (a family
+    registered after this module was imported, e.g. a plugin, gets its flags too)."""
+    app.registered_commands[:] = [c for c in app.registered_commands if c.name != "analyze"]
+    app.command("analyze")(_with_part_flags(analyze))
+
+
+_install_analyze()
 
 
 @app.command()
@@ -258,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from interp.errors import USER_ERRORS
 
+    _install_analyze()
     try:
         result = app(args=list(sys.argv[1:] if argv is None else argv), standalone_mode=False, prog_name="interp")
     except (CliError, *USER_ERRORS) as exc:

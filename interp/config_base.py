@@ -21,6 +21,12 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of range. The message names the field."""
 
 
+def is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    return all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
 def check(cond: bool, field_name: str, message: str) -> None:
     if not cond:
         raise ConfigError(f"{field_name}: {message}")

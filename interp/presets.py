@@ -40,20 +40,22 @@ from interp.registry import all_families
 
 
 class _Presets(Mapping[str, RunConfig]):
-    """Every family's presets by name, gathered on first use."""
+    """Every family's presets by name, gathered again when a family has been registered since."""
 
     def __init__(self) -> None:
-        self._table: dict[str, RunConfig] | None = None
+        self._table: dict[str, RunConfig] = {}
+        self._families: tuple = ()
 
     def _load(self) -> dict[str, RunConfig]:
-        if self._table is None:
+        families = tuple(all_families())
+        if families != self._families:
             table: dict[str, RunConfig] = {}
-            for family in all_families():
+            for family in families:
                 for name, config in family.presets().items():
                     if name in table:
                         raise ValueError(f"preset {name!r} is defined by two task families")
                     table[name] = config
-            self._table = table
+            self._table, self._families = table, families
         return self._table
 
     def __getitem__(self, name: str) -> RunConfig:

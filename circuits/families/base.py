@@ -9,23 +9,10 @@ new family can start from `build_task` alone and add parts later.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from circuits.viz.views import ReportView, attention_view
 from interp.registry import Family
-
-
-@dataclass(frozen=True)
-class ReportView:
-    """One section of the report: `make()` returns a plotly figure, a circuitsvis item or
-    HTML (None = not computed by this analysis); `omitted` gives the reason up front when
-    the view cannot be drawn (then `make` is not called)."""
-
-    title: str
-    make: Callable[[], Any] | None = None
-    note: str = ""
-    omitted: str = ""
 
 
 class AnalyzedFamily(Family):
@@ -72,6 +59,4 @@ class AnalyzedFamily(Family):
     def report_views(self, result, context) -> list[ReportView]:
         """The family's report sections, after the header and the transition timeline.
         `context` is a `circuits.viz.report.ReportContext` (the checkpoints the slider views show)."""
-        from circuits.viz.report import attention_view
-
         return [attention_view(result, context)]

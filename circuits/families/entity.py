@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from circuits.families.base import AnalyzedFamily, ReportView
+from circuits.families.base import AnalyzedFamily
+from circuits.viz.views import ReportView
 from interp.config_base import TaskConfig, check
 from interp.registry import AnalysisPart
 
@@ -164,7 +165,7 @@ class EntityFamily(AnalyzedFamily):
 
     def report_views(self, result, context) -> list[ReportView]:
         from circuits.viz import entity_figures as E
-        from circuits.viz.report import attention_view
+        from circuits.viz.views import attention_view
 
         return [
             ReportView("Intermediate entity per layer",

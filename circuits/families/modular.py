@@ -10,13 +10,13 @@ inside the methods, so importing this module (as `interp --help` does) stays che
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from circuits.families.base import AnalyzedFamily, ReportView
+from circuits.families.base import AnalyzedFamily
+from circuits.viz.views import ReportView
 from interp.config import ModelConfig, RunConfig, TrainConfig
-from interp.config_base import TaskConfig, check
+from interp.config_base import TaskConfig, check, is_prime  # noqa: F401 (is_prime: re-exported)
 from interp.registry import AnalysisPart, register
 
 Operation = Literal[
@@ -24,12 +24,6 @@ Operation = Literal[
 ]
 #: Operations that need a multiplicative inverse mod p, hence a prime p.
 NEEDS_PRIME: frozenset[str] = frozenset({"div", "div_or_sub"})
-
-
-def is_prime(n: int) -> bool:
-    if n < 2:
-        return False
-    return all(n % d for d in range(2, math.isqrt(n) + 1))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ and the timeline before them)."""
 
 from __future__ import annotations
 
-from circuits.families.base import ReportView
+from circuits.viz.views import ReportView
 from circuits.viz import figures as F
 
 _GRAPH_NOTE = (
@@ -22,7 +22,7 @@ _DLA_NOTE = ("How much each component writes to the correct answer's logit (minu
 
 
 def modular_views(result, context) -> list[ReportView]:
-    from circuits.viz.report import attention_view
+    from circuits.viz.views import attention_view
 
     parts = set(result.parts)
     views = [_graph_view(result, context)]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from circuits.families.base import ReportView
+from circuits.viz.views import ReportContext
 from circuits.viz import figures as F
 from circuits.viz.page import Page
 
@@ -40,30 +40,6 @@ class Report:
 
     def render(self) -> str:
         return self.page.render()
-
-
-@dataclass(frozen=True)
-class ReportContext:
-    """What the family's views may use besides the analysis: the run (None when it cannot be
-    opened, with the reason) and the checkpoints the slider views that need models show."""
-
-    run: Any
-    run_error: str
-    model_steps: list[int]
-
-
-def attention_view(result, context: ReportContext, position_names=None) -> ReportView:
-    """The circuitsvis attention patterns per head at the shown checkpoints (every family)."""
-    if context.run is None:
-        return ReportView("Attention patterns (circuitsvis)", omitted=context.run_error)
-
-    def make():
-        from circuits.viz.attention import attention_over_checkpoints
-
-        return attention_over_checkpoints(context.run, context.model_steps,
-                                          token_labels=list(position_names) if position_names else None)
-
-    return ReportView("Attention patterns (circuitsvis)", make, _ATTENTION_NOTE)
 
 
 def build_report(result, run=None, *, max_model_steps: int = MAX_MODEL_STEPS, title: str | None = None) -> Report:
@@ -282,5 +258,3 @@ _TIMELINE_NOTE = (
     "circuit formation until test accuracy reaches 50 %, cleanup until it reaches 99 %. The circuit score "
     "uses training examples only; the restricted loss keeps only the key-frequency part of the logits "
     "(test set), the excluded loss removes it (train set).")
-_ATTENTION_NOTE = ("Attention patterns per head, averaged over inputs (query position down, key position "
-                   "across). Click a head's thumbnail to enlarge it; the slider picks the checkpoint.")

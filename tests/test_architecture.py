@@ -1,0 +1,101 @@
+"""The shape of the code base, checked: task kinds are named only by the family modules and
+the registry, no import cycles (function-level imports included), layers point one way,
+and modules stay small."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("interp", "circuits", "probes", "experiments")
+KINDS = {"modular", "two_hop", "comparison"}
+#: The only modules that may name a task kind.
+FAMILY_MODULES = {"interp/registry.py", *(f"circuits/families/{p.name}" for p in (ROOT / "circuits/families").glob("*.py"))}
+MAX_LINES = 400
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Project modules imported anywhere in the file (top level or inside functions), except
+    under `if TYPE_CHECKING:` (annotations only, never executed)."""
+    found = set()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name:
+                found.add(name)
+    return found
+
+
+def test_no_module_outside_the_families_and_the_registry_names_a_task_kind():
+    hits = []
+    for name, path in _modules().items():
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in FAMILY_MODULES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in KINDS:
+                hits.append(f"{rel}:{node.lineno} {node.value!r}")
+    assert not hits, "task kinds named outside the family modules:\n" + "\n".join(hits)
+
+
+def test_no_import_cycles():
+    modules = _modules()
+    graph = {name: _imports(path, modules) - {name} for name, path in modules.items()}
+    # A package's __init__ importing its own submodules is not a cycle of layers.
+    graph = {m: {d for d in deps if not d.startswith(m + ".")} for m, deps in graph.items()}
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == "open":
+                cycles.append(" -> ".join(stack[stack.index(dep):] + [dep]))
+            elif dep not in state:
+                visit(dep, stack + [dep])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_layers_point_one_way():
+    """experiments -> circuits, probes -> interp: the foundation never imports the layers above
+    (the CLI, the composition root, is the one exception)."""
+    modules = _modules()
+    wrong = []
+    for name, path in modules.items():
+        for dep in _imports(path, modules):
+            layer, dep_layer = name.split(".")[0], dep.split(".")[0]
+            if layer == "interp" and dep_layer != "interp" and name != "interp.cli":
+                wrong.append(f"{name} imports {dep}")
+            if layer in ("circuits", "probes") and dep_layer == "experiments":
+                wrong.append(f"{name} imports {dep}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_modules_stay_small():
+    long = {p.relative_to(ROOT).as_posix(): n for p in _modules().values()
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
