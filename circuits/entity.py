@@ -10,7 +10,7 @@ Sites (positions of `interp.tasks.two_hop` / `interp.tasks.comparison`):
     two_hop     h (0)      r1 (1)   r2 (2, answer read here)    hidden state: bridge b at r1
     comparison  attr (0)   e1 (1)   e2 (2, answer read here)    hidden states: v1 at e1, v2 at e2
 
-## circuit_score (both tasks)
+## circuit_score (both tasks): `mediation_score`
 
 The generalizing circuit (Wang et al. 2024) resolves an intermediate entity state at a
 non-final position — the bridge b at r1, or the value v1 at e1 — and the upper layers of
@@ -150,7 +150,7 @@ def entity_logit_lens(model, task: TaskData, index: Tensor) -> LogitLensResult:
 
 
 @dataclass(frozen=True)
-class CircuitScore:
+class MediationScore:
     score: float
     #: layer index (0 = embeddings) where the mediated fraction is largest
     layer: int
@@ -169,14 +169,14 @@ MIN_Z = 3.0
 
 
 @torch.inference_mode()
-def circuit_score(model, task: TaskData, n_examples: int = 300, seed: int = 0) -> CircuitScore:
+def mediation_score(model, task: TaskData, n_examples: int = 300, seed: int = 0) -> MediationScore:
     """See the module docstring. Uses only training examples and atomic facts."""
     index = sample_examples(task, "train_inferred", n_examples, seed)
-    return family_of_task(task).circuit_score(model, task, index, seed)
+    return family_of_task(task).mediation_score(model, task, index, seed)
 
 
 def mediated_score(model, cf: Counterfactual, clean_answer: Tensor, *, metric=None, control: Tensor | None = None,
-                   min_z: float | None = None) -> CircuitScore:
+                   min_z: float | None = None) -> MediationScore:
     """The score from the mediation of `cf` at MID: per layer, the indirect effect (minus a
     `control`, gated at `min_z` standard errors when given) over max(TE, n · 1 nat)."""
     n = len(cf.index)
@@ -190,23 +190,23 @@ def mediated_score(model, cf: Counterfactual, clean_answer: Tensor, *, metric=No
     # it is the unchanged r1 token (0). Either way it says nothing about a computed state.
     by_layer[0] = 0.0
     layer = int(by_layer.argmax())
-    return CircuitScore(float(by_layer[layer]), layer, by_layer, result.transferred, n)
+    return MediationScore(float(by_layer[layer]), layer, by_layer, result.transferred, n)
 
 
-def no_score() -> CircuitScore:
-    return CircuitScore(float("nan"), -1, torch.zeros(0), torch.zeros(0), 0)
+def no_score() -> MediationScore:
+    return MediationScore(float("nan"), -1, torch.zeros(0), torch.zeros(0), 0)
 
 
 def make_entity_evaluator(n_examples: int = 300) -> Callable[[Any, TaskData, dict], dict[str, float]]:
     """A training `Evaluator` that logs `circuit_score` (and its layer) at every checkpoint."""
 
     def evaluate(model, task: TaskData, by_split: dict) -> dict[str, float]:
-        return score_columns(circuit_score(model, task, n_examples=n_examples))
+        return score_columns(mediation_score(model, task, n_examples=n_examples))
 
     return evaluate
 
 
-def score_columns(score: CircuitScore) -> dict[str, float]:
+def score_columns(score: MediationScore) -> dict[str, float]:
     return {
         "circuit_score": score.score,
         "circuit_layer": float(score.layer),
@@ -296,7 +296,7 @@ class EntityCheckpoint:
     step: int
     accuracy: dict[str, float]
     loss: dict[str, float]
-    score: CircuitScore
+    score: MediationScore
     lens: LogitLensResult | None = None
     tracing: tuple[TracingResult, ...] = ()
     probes: tuple[ProbeResult, ...] = ()
@@ -364,7 +364,7 @@ def analyze_entity_checkpoint(model, task: TaskData, config, parts=("logit_lens"
                                 ("test", task.splits[held_out], logits_of[held_out])):
         accuracies[base] = accuracy(logits, task.labels[index])
         losses[base] = float(cross_entropy_f64(logits, task.labels[index]))
-    score = circuit_score(model, task, n_examples=n_examples)
+    score = mediation_score(model, task, n_examples=n_examples)
     index = sample_examples(task, "train_inferred", n_examples)
     lens = entity_logit_lens(model, task, index) if "logit_lens" in parts else None
     tracing: tuple[TracingResult, ...] = ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuits.entity import circuit_score, counterfactuals, sample_examples
+from circuits.entity import counterfactuals, mediation_score, sample_examples
 from circuits.patching import causal_tracing, patched_logits
 from circuits.logit_lens import residual_stack
 from interp.model import build_model
@@ -73,7 +73,7 @@ def test_counterfactuals_change_the_intermediate_state_and_the_answer():
 
 def test_circuit_score_is_a_fraction_and_zero_for_one_layer():
     model, task = _model("comparison")
-    score = circuit_score(model, task, n_examples=50)
+    score = mediation_score(model, task, n_examples=50)
     assert 0.0 <= score.score <= 1.0 and score.by_layer.shape == (3,)
     config = tiny_entity_run(tiny_task())
     from dataclasses import replace
@@ -81,7 +81,7 @@ def test_circuit_score_is_a_fraction_and_zero_for_one_layer():
     one = build_model(replace(config.model, n_layers=1), d_vocab=config.task.d_vocab,
                       d_vocab_out=config.task.d_vocab_out, n_ctx=3)
     one.eval()
-    assert circuit_score(one, build_task(config.task), n_examples=50).score == 0.0
+    assert mediation_score(one, build_task(config.task), n_examples=50).score == 0.0
 
 
 def test_mediation_known_answers(two_hop):

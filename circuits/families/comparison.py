@@ -108,7 +108,7 @@ class ComparisonFamily(EntityFamily):
             "answer": LensTarget(POS_E2, task.labels[index], vocab.answer_tokens),
         }
 
-    def circuit_score(self, model, task, index, seed: int):
+    def mediation_score(self, model, task, index, seed: int):
         import torch
 
         from circuits.entity import POS_MID, counterfactuals, mediated_score, no_score

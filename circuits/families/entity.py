@@ -73,7 +73,7 @@ _LENS_NOTE = ("Each layer's residual stream read through the final norm and unem
 
 class EntityFamily(AnalyzedFamily):
     """Shared by two_hop and comparison; subclasses set the class attributes below and
-    implement `build`, `vocab`, `counterfactuals`, `lens_targets` and `circuit_score`."""
+    implement `build`, `vocab`, `counterfactuals`, `lens_targets` and `mediation_score`."""
 
     parts = (
         AnalysisPart("logit_lens", "Rank/MRR of the intermediate entity or attribute values per layer."),
@@ -115,7 +115,7 @@ class EntityFamily(AnalyzedFamily):
     def lens_targets(self, task, index) -> dict:
         raise NotImplementedError
 
-    def circuit_score(self, model, task, index, seed: int):
+    def mediation_score(self, model, task, index, seed: int):
         raise NotImplementedError
 
     def evaluators(self, config) -> list:

@@ -115,7 +115,7 @@ class TwoHopFamily(EntityFamily):
             "answer": LensTarget(POS_R2, task.labels[index], vocab.entity_tokens),
         }
 
-    def circuit_score(self, model, task, index, seed: int):
+    def mediation_score(self, model, task, index, seed: int):
         from circuits.entity import MIN_Z, counterfactuals, mediated_score, no_score
 
         cf = counterfactuals(task, index, swap="head", seed=seed)
