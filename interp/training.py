@@ -23,7 +23,7 @@ from interp import provenance, runs, trainer_state
 from interp.collapse import CollapseEvent, best_checkpoint, detect_collapses, rule_for_splits
 from interp.config import RunConfig
 from interp.errors import TrainingError
-from interp.grokfast import make_filter, orthogonalize_grads_, raise_norm_to_floor_, total_norm
+from interp.grokfast import make_filter, make_optimizer, orthogonalize_grads_, raise_norm_to_floor_, total_norm
 from interp.metrics import accuracy, cross_entropy_f64, stablemax_cross_entropy_f64, sum_squared_weights
 from interp.model import answer_logits, build_model, parameters, state_dict
 from interp.tasks import TaskData, build_task
@@ -131,14 +131,7 @@ class Trainer:
         #: The floor binds once the norm has reached it, so a floor above the initial norm
         #: (factor > 1) does not rescale the initial weights; saved with the trainer state.
         self.norm_floor_armed = 0 < train.weight_norm_floor <= 1
-        self.optimizer = torch.optim.AdamW(
-            self.params.values(), lr=train.lr, weight_decay=train.weight_decay, betas=(train.beta1, train.beta2)
-        )
-        warmup = train.warmup_steps
-        # Nanda et al.'s schedule: lr * min(step / warmup, 1).
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(step / warmup, 1.0) if warmup > 0 else 1.0
-        )
+        self.optimizer, self.scheduler = make_optimizer(self.params.values(), train)
         self.grad_filter = make_filter(
             train.grad_filter, alpha=train.grokfast_alpha, lamb=train.grokfast_lamb, window=train.grokfast_window
         )
