@@ -19,7 +19,7 @@ manifest, metrics computed with `interp.training.evaluate`), so `interp analyze`
 Names and layouts are converted by `interp.model` (`tl_name`, `from_tl_layout`: W_Q [h, m, d]
 becomes q.weight [(h d), m], W_in/W_out/W_U are transposed, LN w/b are LayerNorm weight/bias).
 `LNPre` (TL's folded, parameter-free LN) is imported as LN with weight 1 and bias 0, which
-computes the same function.
+computes the same function. The folder is written by `interp.run_writer`, as `interp train` does.
 
 Not convertible, and refused with a message: a non-zero `b_U` (our unembedding has no
 bias; a constant per-class bias cannot be folded into W_U because the final residual has
@@ -49,7 +49,7 @@ from typing import Any, get_args
 import torch
 from torch import Tensor
 
-from interp import provenance, runs
+from interp import provenance, run_writer, runs
 from interp.config import ActFn, ConfigError, ModelConfig, RunConfig, TrainConfig
 from interp.model import build_model, from_tl_layout, load_state, parameters, state_dict, tl_name, to_tl_layout
 from interp.tasks import TaskData, build_task
@@ -374,17 +374,10 @@ def import_tl_checkpoints(
     out_run_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_run_dir.parent, prefix=f".{out_run_dir.name}.import-"))
     try:
-        runs.atomic_write_json(staging / runs.CONFIG_FILE, config.to_dict())
-        runs.save_split(staging, task)
-        manifest = []
-        for step, _path, weights, _row in converted:
-            file = runs.checkpoint_name(step)
-            manifest.append({"step": step, "file": file,
-                             "sha256": runs.save_tensors(staging / file, weights, metadata={"step": str(step)})})
-        runs.atomic_write_bytes(
-            staging / runs.METRICS_FILE,
-            "".join(json.dumps(row, sort_keys=True) + "\n" for *_, row in converted).encode(),
-        )
+        run_writer.write_header(staging, config, task)
+        manifest = [run_writer.write_weights(staging, step, weights) for step, _path, weights, _row in converted]
+        rows = [row for *_, row in converted]
+        run_writer.write_metrics(staging, rows)
         runs.atomic_write_json(staging / IMPORT_FILE, {
             "source": str(src_dir.resolve()),
             "tl_config": cfg,
@@ -392,7 +385,7 @@ def import_tl_checkpoints(
             "files": [{"step": s, "file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
                       for s, p, *_ in converted],
         })
-        runs.write_manifest(staging, manifest)
+        run_writer.write_manifest(staging, manifest, rows, task)
         provenance.record(staging, provenance.collect(config, "cpu", step=manifest[0]["step"]))
         if out_run_dir.exists():
             out_run_dir.rmdir()  # empty, checked above

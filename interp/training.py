@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from interp import provenance, runs, trainer_state
-from interp.collapse import CollapseEvent, best_checkpoint, detect_collapses, rule_for_splits
+from interp import provenance, run_writer, runs, trainer_state
+from interp.collapse import CollapseEvent, detect_collapses, rule_for_splits
 from interp.config import RunConfig
 from interp.errors import TrainingError
 from interp.grokfast import make_filter, make_optimizer, orthogonalize_grads_, raise_norm_to_floor_, total_norm
@@ -240,26 +240,18 @@ class Trainer:
     def _write_checkpoint(self, row: dict[str, Any]) -> None:
         # Order matters for kill safety: weights and trainer state first, the manifest
         # (which makes the checkpoint count) last, old trainer state deleted only after.
-        file = runs.checkpoint_name(self.step)
-        digest = runs.save_tensors(self.run_dir / file, state_dict(self.model), metadata={"step": str(self.step)})
+        entry = run_writer.write_weights(self.run_dir, self.step, state_dict(self.model))
         trainer_state.save(self.run_dir, trainer_state.capture(self))
         metrics = [r for r in self.metrics if r["step"] != self.step] + [row]
-        runs.atomic_write_bytes(
-            self.run_dir / runs.METRICS_FILE,
-            "".join(_json_line(r) for r in metrics).encode(),
-        )
-        manifest = [e for e in self.manifest if e["step"] != self.step]
-        manifest.append({"step": self.step, "file": file, "sha256": digest})
-        best = best_checkpoint(metrics, self.task.train_splits, has_validation="val" in self.task.splits)
-        runs.write_manifest(self.run_dir, manifest, best)
+        run_writer.write_metrics(self.run_dir, metrics)
+        manifest = [e for e in self.manifest if e["step"] != self.step] + [entry]
+        run_writer.write_manifest(self.run_dir, manifest, metrics, self.task)
         self.metrics, self.manifest = metrics, manifest
         trainer_state.remove_all_but(self.run_dir, self.step)
 
     def write_header(self) -> None:
         try:
-            stored = runs.store_kb_file(self.run_dir, self.config)
-            runs.atomic_write_json(self.run_dir / runs.CONFIG_FILE, stored.to_dict())
-            runs.save_split(self.run_dir, self.task)
+            run_writer.write_header(self.run_dir, self.config, self.task)
         except OSError as exc:
             raise TrainingError(f"--out {self.run_dir}: cannot write the run's config and split: {exc}") from None
 

@@ -263,7 +263,7 @@ def synthetic_run(p: int, n_checkpoints: int, root: Path = Path("/tmp/interp_ben
     same work whatever the values, and training 400+ real checkpoints would take longer
     than the benchmark itself; `--analysis-run` analyzes a real run instead.
     """
-    from interp import runs
+    from interp import run_writer, runs
     from interp.model import build_model, state_dict
     from interp.tasks import build_task
 
@@ -272,20 +272,17 @@ def synthetic_run(p: int, n_checkpoints: int, root: Path = Path("/tmp/interp_ben
         return run_dir
     config = PRESETS["mod-add"].with_overrides([f"task.p={p}", f"train.steps={n_checkpoints - 1}"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    runs.atomic_write_json(run_dir / runs.CONFIG_FILE, config.to_dict())
     task = build_task(config.task)
-    runs.save_split(run_dir, task)
+    run_writer.write_header(run_dir, config, task)
     t = config.task
     weights = state_dict(build_model(config.model, d_vocab=t.d_vocab, d_vocab_out=t.d_vocab_out, n_ctx=t.n_ctx))
     generator = torch.Generator().manual_seed(0)
     manifest = []
     for step in range(n_checkpoints):
         weights = {k: v + 1e-3 * torch.randn(v.shape, generator=generator) for k, v in weights.items()}
-        file = runs.checkpoint_name(step)
-        digest = runs.save_tensors(run_dir / file, weights, metadata={"step": str(step)})
-        manifest.append({"step": step, "file": file, "sha256": digest})
-    (run_dir / runs.METRICS_FILE).write_text("")
-    runs.atomic_write_json(run_dir / runs.MANIFEST_FILE, {"checkpoints": manifest})
+        manifest.append(run_writer.write_weights(run_dir, step, weights))
+    run_writer.write_metrics(run_dir, [])
+    run_writer.write_manifest(run_dir, manifest, [], task)
     return run_dir
 
 
