@@ -51,7 +51,8 @@ from torch import Tensor
 
 from interp import provenance, run_writer, runs
 from interp.config import ActFn, ConfigError, ModelConfig, RunConfig, TrainConfig
-from interp.model import build_model, from_tl_layout, load_state, parameters, state_dict, tl_name, to_tl_layout
+from interp.model import (build_model, from_tl_layout, load_state, parameters, state_dict, tl_name,
+                          tl_named_parameters, to_tl_layout)
 from interp.tasks import TaskData, build_task
 
 #: File names looked for in the source folder when no config path is given.
@@ -366,7 +367,7 @@ def import_tl_checkpoints(
     for step, path in files:
         load_state(model, tl_to_native(read_state_dict(path), model, norm, str(path)))
         row, _ = evaluate(model, task, device)
-        row = {"step": step, **row, **sum_squared_weights(parameters(model))}
+        row = {"step": step, **row, **sum_squared_weights(tl_named_parameters(model))}
         # state_dict() aliases the live parameters on CPU: clone before the next load overwrites them.
         converted.append((step, path, {k: v.clone() for k, v in state_dict(model).items()}, row))
 

@@ -25,7 +25,7 @@ from interp.config import RunConfig
 from interp.errors import TrainingError
 from interp.grokfast import make_filter, make_optimizer, orthogonalize_grads_, raise_norm_to_floor_, total_norm
 from interp.metrics import accuracy, cross_entropy_f64, stablemax_cross_entropy_f64, sum_squared_weights
-from interp.model import answer_logits, build_model, parameters, state_dict
+from interp.model import answer_logits, build_model, parameters, state_dict, tl_named_parameters
 from interp.tasks import TaskData, build_task
 
 #: (model, task, {split: (logits, labels)}) -> extra metric columns
@@ -213,7 +213,7 @@ class Trainer:
         row: dict[str, Any] = {"step": self.step}
         measured, by_split = evaluate(self.model, self.task, self.device)
         row.update(measured)
-        row.update(sum_squared_weights(self.params))
+        row.update(sum_squared_weights(tl_named_parameters(self.model)))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         with torch.inference_mode():
             for evaluator in self.evaluators:
