@@ -143,7 +143,7 @@ def training_throughput(rounds: int, block: int, peak: float) -> dict[str, float
     row("train", f"project Trainer step, mod-add full batch ({n} ex.)", f"{p_rate:.2f} steps/s",
         f"median of {rounds}x{block} steps; {p_flops / 1e9:.2f} GFLOP/step -> {p_rate * p_flops / 1e9:.1f} GFLOP/s "
         f"({100 * p_rate * p_flops / 1e9 / peak:.0f}% of peak)")
-    row("train", "plain PyTorch reference, every position", f"{r_rate:.2f} steps/s",
+    row("train", "reference: TransformerLens forward, every position", f"{r_rate:.2f} steps/s",
         f"{r_flops / 1e9:.2f} GFLOP/step -> {r_rate * r_flops / 1e9:.1f} GFLOP/s ({100 * r_rate * r_flops / 1e9 / peak:.0f}% of peak)")
     row("train", "speed-up project / reference (target >= 1.8x)", f"{p_rate / r_rate:.2f}x",
         f"per-round ratios {', '.join(f'{a / b:.2f}' for a, b in zip(rates['project'], rates['reference']))}")
