@@ -177,7 +177,7 @@ def relist(
     run_dir: Annotated[Path, typer.Argument(help="A run folder whose manifest.json was lost.")],
 ) -> int:
     """Rebuild a lost manifest: verify that each checkpoint file loads, and list those that do."""
-    from interp.runs import relist_checkpoints
+    from interp.run_writer import relist_checkpoints
 
     steps, skipped = relist_checkpoints(run_dir)
     span = f" (steps {steps[0]}–{steps[-1]})" if steps else ""

@@ -1,17 +1,41 @@
-"""Grokfast gradient filters (Lee et al. 2024), applied between `backward()` and `optimizer.step()`.
+"""The optimizer step, one implementation for `Trainer` and `MultiSeedTrainer` (which uses all
+but the weight-norm floor).
+
+`make_optimizer`: AdamW with Nanda et al.'s linear warm-up. Between `backward()` and
+`optimizer.step()`: the Grokfast gradient filters (Lee et al. 2024) and ⊥Grad; after it,
+the weight-norm floor.
 
 EMA: mu_t = alpha * mu_{t-1} + (1 - alpha) * g_t (mu_0 = g_0), then g <- g + lamb * mu_t.
 MA:  g <- g + lamb * mean(last `window` gradients), only once the window is full.
 The filter state is plain tensors (`state_dict`/`load_state_dict`), so a resumed run
-continues with exactly the same filtered gradients.
+continues with exactly the same filtered gradients. Both filters are elementwise, so they
+apply unchanged to parameters stacked over seeds (the multi-seed trainer's leading axis);
+⊥Grad takes `seed_dims` to project each seed's tensor on its own.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
+
+from interp.config import TrainConfig
+
+
+def make_optimizer(
+    params: Iterable[nn.Parameter], train: TrainConfig
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW with `train`'s lr, weight decay and betas; Nanda et al.'s schedule lr * min(step / warmup, 1)."""
+    optimizer = torch.optim.AdamW(
+        params, lr=train.lr, weight_decay=train.weight_decay, betas=(train.beta1, train.beta2)
+    )
+    warmup = train.warmup_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(step / warmup, 1.0) if warmup > 0 else 1.0
+    )
+    return optimizer, scheduler
 
 
 class GradFilter:
@@ -73,19 +97,22 @@ class MaFilter(GradFilter):
 
 
 @torch.no_grad()
-def orthogonalize_grads_(named_params: dict[str, nn.Parameter]) -> None:
+def orthogonalize_grads_(named_params: dict[str, nn.Parameter], *, seed_dims: int = 0) -> None:
     """⊥Grad (Prieto et al. 2025): g <- g - (g·w / w·w) w for each parameter tensor.
 
     The removed component only scales the weights up (it is what drives the logits toward
-    softmax collapse); what remains changes the function the model computes.
+    softmax collapse); what remains changes the function the model computes. The first
+    `seed_dims` axes index independent models (stacked seeds): each is projected on its own.
+    A zero weight tensor leaves its gradient as it is.
     """
     for param in named_params.values():
         if param.grad is None:
             continue
         w = param.detach()
-        norm_sq = (w * w).sum()
-        if norm_sq > 0:
-            param.grad.sub_(w * ((param.grad * w).sum() / norm_sq))
+        dims = tuple(range(seed_dims, w.ndim))
+        norm_sq = (w * w).sum(dims, keepdim=True)
+        coef = (param.grad * w).sum(dims, keepdim=True) / norm_sq
+        param.grad.sub_(w * coef.masked_fill_(norm_sq == 0, 0.0))
 
 
 def total_norm(named_params: dict[str, nn.Parameter]) -> float:

@@ -16,11 +16,10 @@ d_mlp, d_vocab, d_vocab_out, n_ctx, act_fn, normalization_type) and a task spec 
 `split_seed` + `train_frac`). Output: a normal run folder (config, split, checkpoints,
 manifest, metrics computed with `interp.training.evaluate`), so `interp analyze` works.
 
-Conversions (our native model uses `nn.Linear`, weight [out, in], and one q/k/v/o Linear
-over n_heads * d_head, head-major, which is how TL's W_Q [h, m, d] flattens):
-W_Q -> q.weight = W_Q as [(h d), m]; W_O -> o.weight = W_O as [m, (h d)]; W_in/W_out/W_U are
-transposed; LN w/b are LayerNorm weight/bias. `LNPre` (TL's folded, parameter-free LN) is
-imported as LN with weight 1 and bias 0, which computes the same function.
+Names and layouts are converted by `interp.model` (`tl_name`, `from_tl_layout`: W_Q [h, m, d]
+becomes q.weight [(h d), m], W_in/W_out/W_U are transposed, LN w/b are LayerNorm weight/bias).
+`LNPre` (TL's folded, parameter-free LN) is imported as LN with weight 1 and bias 0, which
+computes the same function. The folder is written by `interp.run_writer`, as `interp train` does.
 
 Not convertible, and refused with a message: a non-zero `b_U` (our unembedding has no
 bias; a constant per-class bias cannot be folded into W_U because the final residual has
@@ -43,16 +42,18 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, get_args
 
 import torch
-from einops import rearrange
 from torch import Tensor
 
-from interp import provenance, runs
-from interp.config import ActFn, ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig
+from interp import provenance, run_writer, runs
+from interp.registry import DEFAULT_KIND
+from interp.config import ActFn, ConfigError, ModelConfig, RunConfig, TrainConfig
+from interp.model import (build_model, from_tl_layout, load_state, parameters, state_dict, tl_name,
+                          tl_named_parameters, to_tl_layout)
 from interp.tasks import TaskData, build_task
 
 #: File names looked for in the source folder when no config path is given.
@@ -164,8 +165,8 @@ def task_from_spec(spec: dict[str, Any], where: str = "task spec") -> TaskData:
     unknown = sorted(set(spec) - _TASK_KEYS)
     if unknown:
         raise ImportCheckpointError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(_TASK_KEYS))}")
-    if spec.get("kind", "modular") != "modular":
-        raise ImportCheckpointError(f"{where}: kind={spec['kind']!r}; only 'modular' tasks can be imported")
+    if spec.get("kind", DEFAULT_KIND) != DEFAULT_KIND:  # binary operations mod p, as Nanda et al. train
+        raise ImportCheckpointError(f"{where}: kind={spec['kind']!r}; only {DEFAULT_KIND!r} tasks can be imported")
     for key in ("operation", "p"):
         if key not in spec:
             raise ImportCheckpointError(f"{where}: missing {key!r}")
@@ -187,7 +188,7 @@ def task_from_spec(spec: dict[str, Any], where: str = "task spec") -> TaskData:
             raise ImportCheckpointError(f"{where}: {exc}") from None
 
     p = base.p
-    full = build_task(_any_split(base))
+    full = build_task(replace(base, train_frac=0.5))  # every example; the split is replaced below
     raw = spec[explicit[0]]
     if not isinstance(raw, list) or not raw:
         raise ImportCheckpointError(f"{where}: {explicit[0]} must be a non-empty list")
@@ -216,12 +217,6 @@ def task_from_spec(spec: dict[str, Any], where: str = "task spec") -> TaskData:
         raise ImportCheckpointError(f"{where}: {explicit[0]} covers every example; nothing is held out")
     return TaskData(tokens=full.tokens, labels=full.labels, splits={"train": train, "test": test},
                     train_splits=full.train_splits, token_names=full.token_names)
-
-
-def _any_split(task: TaskConfig) -> TaskConfig:
-    from dataclasses import replace
-
-    return replace(task, train_frac=0.5)
 
 
 def checkpoint_files(src_dir: Path) -> list[tuple[int, Path]]:
@@ -274,27 +269,19 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
 # -- converting ------------------------------------------------------------------------------------
 
 
-def tl_to_native(tl: dict[str, Tensor], model: ModelConfig, d_vocab: int, d_vocab_out: int, n_ctx: int,
-                 norm: str, where: str) -> dict[str, Tensor]:
-    """Convert TL HookedTransformer names and layouts to our native names (canonical, no wrappers)."""
-    m, h, d, mlp = model.d_model, model.n_heads, model.d_head, model.d_mlp
-    expected: dict[str, tuple[int, ...]] = {
-        "embed.W_E": (d_vocab, m),
-        "pos_embed.W_pos": (n_ctx, m),
-        "unembed.W_U": (m, d_vocab_out),
-    }
-    for layer in range(model.n_layers):
-        a, f = f"blocks.{layer}.attn.", f"blocks.{layer}.mlp."
-        expected.update({a + "W_Q": (h, m, d), a + "W_K": (h, m, d), a + "W_V": (h, m, d),
-                         a + "b_Q": (h, d), a + "b_K": (h, d), a + "b_V": (h, d),
-                         a + "W_O": (h, d, m), a + "b_O": (m,),
-                         f + "W_in": (m, mlp), f + "b_in": (mlp,), f + "W_out": (mlp, m), f + "b_out": (m,)})
-        if norm == "LN":
-            for ln in ("ln1", "ln2"):
-                expected.update({f"blocks.{layer}.{ln}.w": (m,), f"blocks.{layer}.{ln}.b": (m,)})
-    if norm == "LN":
-        expected.update({"ln_final.w": (m,), "ln_final.b": (m,)})
-    optional = {"unembed.b_U": (d_vocab_out,)}
+def tl_to_native(tl: dict[str, Tensor], model, norm: str, where: str) -> dict[str, Tensor]:
+    """TL HookedTransformer weights under `model`'s native parameter names, in its layouts.
+
+    Each parameter is looked for under its TL name (`interp.model.tl_name`) in TL's shape
+    (`interp.model.to_tl_layout`); the LN weights of an `LNPre` model are not in the file
+    (TL folds them away) and become weight 1, bias 0.
+    """
+    params = {name: p.detach() for name, p in parameters(model).items()}
+    native_of = {tl_name(name): name for name in params}
+    folded = {k for k in native_of if norm == "LNPre" and k.endswith((".w", ".b"))}
+    expected = {k: tuple(to_tl_layout(k, params[n], model.cfg.n_heads).shape)
+                for k, n in native_of.items() if k not in folded}
+    optional = {"unembed.b_U": expected["unembed.W_U"][-1:]}
 
     weights = {k: v for k, v in tl.items() if not k.endswith(_IGNORED_SUFFIXES)}
     unexpected = sorted(set(weights) - set(expected) - set(optional))
@@ -315,38 +302,11 @@ def tl_to_native(tl: dict[str, Tensor], model: ModelConfig, d_vocab: int, d_voca
             f"{where}: unembed.b_U is non-zero (max |b_U| = {weights['unembed.b_U'].abs().max():.3g}); "
             "our unembedding has no bias and a per-class bias cannot be folded into W_U"
         )
-
-    w = {k: v.detach().float() for k, v in weights.items()}
-    native = {
-        "tok_embed.weight": w["embed.W_E"],
-        "pos.weight": w["pos_embed.W_pos"],
-        "head.weight": w["unembed.W_U"].T,
-    }
-    if norm in ("LN", "LNPre"):
-        ones, zeros = torch.ones(m), torch.zeros(m)
-        native["ln_out.weight"] = w.get("ln_final.w", ones)
-        native["ln_out.bias"] = w.get("ln_final.b", zeros)
-    for layer in range(model.n_layers):
-        a, f, n = f"blocks.{layer}.attn.", f"blocks.{layer}.mlp.", f"layers.{layer}."
-        for tl_name, ours in (("Q", "q"), ("K", "k"), ("V", "v")):
-            native[f"{n}attn.{ours}.weight"] = rearrange(w[a + f"W_{tl_name}"], "head d_model d_head -> (head d_head) d_model")
-            native[f"{n}attn.{ours}.bias"] = rearrange(w[a + f"b_{tl_name}"], "head d_head -> (head d_head)")
-        native[f"{n}attn.o.weight"] = rearrange(w[a + "W_O"], "head d_head d_model -> d_model (head d_head)")
-        native[f"{n}attn.o.bias"] = w[a + "b_O"]
-        native[f"{n}mlp.fc_in.weight"] = w[f + "W_in"].T
-        native[f"{n}mlp.fc_in.bias"] = w[f + "b_in"]
-        native[f"{n}mlp.fc_out.weight"] = w[f + "W_out"].T
-        native[f"{n}mlp.fc_out.bias"] = w[f + "b_out"]
-        if norm in ("LN", "LNPre"):
-            for ln in ("ln1", "ln2"):
-                native[f"{n}{ln}.weight"] = w.get(f"blocks.{layer}.{ln}.w", torch.ones(m))
-                native[f"{n}{ln}.bias"] = w.get(f"blocks.{layer}.{ln}.b", torch.zeros(m))
-    return {k: v.contiguous() for k, v in native.items()}
-
-
-def canonical_name(parameter_name: str) -> str:
-    """Our parameter names without the bridge's wrapper segments: `layers.0.attn.q.weight`."""
-    return parameter_name.replace("_original_component.", "")
+    native = {native_of[k]: from_tl_layout(k, weights[k].detach().float()).contiguous() for k in expected}
+    for k in folded:
+        param = params[native_of[k]]
+        native[native_of[k]] = torch.ones_like(param) if k.endswith(".w") else torch.zeros_like(param)
+    return native
 
 
 # -- the import --------------------------------------------------------------------------------------
@@ -362,7 +322,6 @@ def import_tl_checkpoints(
     """Convert a folder of TL checkpoints into a run folder at `out_run_dir` (which must not
     exist or be empty). `tl_config` defaults to config.json / cfg.json in `src_dir`."""
     from interp.metrics import sum_squared_weights
-    from interp.model import build_model, load_state, parameters, state_dict
     from interp.training import evaluate
 
     src_dir, out_run_dir = Path(src_dir), Path(out_run_dir)
@@ -404,16 +363,12 @@ def import_tl_checkpoints(
 
     model = build_model(model_config, d_vocab=d_vocab, d_vocab_out=d_vocab_out, n_ctx=n_ctx)
     model.eval()
-    real_name = {canonical_name(name): name for name in parameters(model)}
     converted: list[tuple[int, Path, dict[str, Tensor], dict[str, Any]]] = []
     device = torch.device("cpu")
     for step, path in files:
-        native = tl_to_native(read_state_dict(path), model_config, d_vocab, d_vocab_out, n_ctx, norm, str(path))
-        if set(native) != set(real_name):  # pragma: no cover - guards the name mapping itself
-            raise ImportCheckpointError(f"{path}: internal name mapping mismatch {sorted(set(native) ^ set(real_name))[:3]}")
-        load_state(model, {real_name[k]: v for k, v in native.items()})
+        load_state(model, tl_to_native(read_state_dict(path), model, norm, str(path)))
         row, _ = evaluate(model, task, device)
-        row = {"step": step, **row, **sum_squared_weights(parameters(model))}
+        row = {"step": step, **row, **sum_squared_weights(tl_named_parameters(model))}
         # state_dict() aliases the live parameters on CPU: clone before the next load overwrites them.
         converted.append((step, path, {k: v.clone() for k, v in state_dict(model).items()}, row))
 
@@ -421,17 +376,10 @@ def import_tl_checkpoints(
     out_run_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_run_dir.parent, prefix=f".{out_run_dir.name}.import-"))
     try:
-        runs.atomic_write_json(staging / runs.CONFIG_FILE, config.to_dict())
-        runs.save_split(staging, task)
-        manifest = []
-        for step, _path, weights, _row in converted:
-            file = runs.checkpoint_name(step)
-            manifest.append({"step": step, "file": file,
-                             "sha256": runs.save_tensors(staging / file, weights, metadata={"step": str(step)})})
-        runs.atomic_write_bytes(
-            staging / runs.METRICS_FILE,
-            "".join(json.dumps(row, sort_keys=True) + "\n" for *_, row in converted).encode(),
-        )
+        run_writer.write_header(staging, config, task)
+        manifest = [run_writer.write_weights(staging, step, weights) for step, _path, weights, _row in converted]
+        rows = [row for *_, row in converted]
+        run_writer.write_metrics(staging, rows)
         runs.atomic_write_json(staging / IMPORT_FILE, {
             "source": str(src_dir.resolve()),
             "tl_config": cfg,
@@ -439,7 +387,7 @@ def import_tl_checkpoints(
             "files": [{"step": s, "file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
                       for s, p, *_ in converted],
         })
-        runs.write_manifest(staging, manifest)
+        run_writer.write_manifest(staging, manifest, rows, task)
         provenance.record(staging, provenance.collect(config, "cpu", step=manifest[0]["step"]))
         if out_run_dir.exists():
             out_run_dir.rmdir()  # empty, checked above

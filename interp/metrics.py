@@ -57,7 +57,11 @@ def accuracy(logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Tensor, " b
 
 
 def sum_squared_weights(named_params: dict[str, Tensor]) -> dict[str, float]:
-    """Total and per-parameter sums of squared weights (falls during cleanup, ANCHORS §1)."""
+    """Total and per-parameter sums of squared weights (falls during cleanup, ANCHORS §1).
+
+    Columns are `sum_sq/{name}` for the names given: the trainer and the importer pass
+    TransformerLens names (`interp.model.tl_named_parameters`: `sum_sq/blocks.0.attn.W_K`).
+    """
     per_param = {name: float(p.detach().double().pow(2).sum()) for name, p in named_params.items()}
     return {"sum_sq_weights": sum(per_param.values()), **{f"sum_sq/{k}": v for k, v in per_param.items()}}
 

@@ -1,40 +1,54 @@
-"""The one place that builds hooked transformers (TransformerLens 4, `TransformerBridge.boot_native`).
+"""The one place that knows TransformerLens's internals (TransformerLens 4, `TransformerBridge.boot_native`).
 
+It builds the hooked transformer, names its parameters, and holds the fast forwards.
 Everything else receives a `TransformerBridge` and uses TransformerLens names: `W_E`,
 `blocks.0.attn.W_Q [n_heads, d_model, d_head]`, hooks such as `blocks.0.mlp.hook_post`.
+
+Checkpoints store the native parameter names (`parameters`, with the bridge's wrapper
+segments); what users read (metric columns, imported checkpoints) uses TL's names (`tl_name`:
+`blocks.0.attn.W_K`, `embed.W_E`, `blocks.0.ln1.w`) and layouts (`to_tl_layout`).
 
 Training does not go through the bridge's hooked forward: it calls
 `answer_logits`, which computes only what the loss at the answer position depends on
 (the last layer's attention and MLP at the last position only, and the first layer's
 Q/K/V from per-(position, token) tables instead of per-example matmuls). It reads the
 very same parameters, and `tests/test_model.py` checks it equals the bridge's logits.
+`stacked_answer_logits` runs that same forward for several models at once (`torch.func.vmap`).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from interp.config import ModelConfig
 
-#: Native state-dict keys are stored in checkpoints; these are the TL names users see.
-TL_NAME_OF_NATIVE = {
-    "tok_embed.weight": "embed.W_E",
-    "pos.weight": "pos_embed.W_pos",
-    "head.weight": "unembed.W_U",
+#: TransformerLens names of the native parameters (wrapper segments removed, `canonical_name`);
+#: block entries follow `layers.L.` / `blocks.L.`. Norm parameters are TL's `w` and `b`.
+_TL_TOP = {"tok_embed.weight": "embed.W_E", "pos.weight": "pos_embed.W_pos", "head.weight": "unembed.W_U",
+           "ln_out.weight": "ln_final.w", "ln_out.bias": "ln_final.b"}
+_TL_BLOCK = {
+    "attn.q.weight": "attn.W_Q", "attn.q.bias": "attn.b_Q", "attn.k.weight": "attn.W_K", "attn.k.bias": "attn.b_K",
+    "attn.v.weight": "attn.W_V", "attn.v.bias": "attn.b_V", "attn.o.weight": "attn.W_O", "attn.o.bias": "attn.b_O",
+    "mlp.fc_in.weight": "mlp.W_in", "mlp.fc_in.bias": "mlp.b_in",
+    "mlp.fc_out.weight": "mlp.W_out", "mlp.fc_out.bias": "mlp.b_out",
+    "ln1.weight": "ln1.w", "ln1.bias": "ln1.b", "ln2.weight": "ln2.w", "ln2.bias": "ln2.b",
+}
+#: native layout (nn.Linear weight [out, in], heads flattened head-major) -> TL layout, by TL leaf name
+_TL_LAYOUT = {
+    **{f"W_{x}": "(head d_head) d_model -> head d_model d_head" for x in "QKV"},
+    **{f"b_{x}": "(head d_head) -> head d_head" for x in "QKV"},
+    "W_O": "d_model (head d_head) -> head d_head d_model",
+    "W_in": "d_mlp d_model -> d_model d_mlp", "W_out": "d_model d_mlp -> d_mlp d_model",
+    "W_U": "d_vocab_out d_model -> d_model d_vocab_out",
 }
 
 
-def build_model(
-    config: ModelConfig,
-    *,
-    d_vocab: int,
-    d_vocab_out: int,
-    n_ctx: int,
-    device: str | torch.device = "cpu",
-):
+def build_model(config: ModelConfig, *, d_vocab: int, d_vocab_out: int, n_ctx: int,
+                device: str | torch.device = "cpu"):
     """A freshly initialized hooked transformer for a task of the given vocabulary and length.
 
     Initialization is seeded by `config.seed` and does not touch the global RNG.
@@ -47,19 +61,10 @@ def build_model(
             f"model.tied_embeddings: needs the same input and output vocabulary, got {d_vocab} and {d_vocab_out}"
         )
     tl_config = dict(
-        d_model=config.d_model,
-        n_layers=config.n_layers,
-        n_heads=config.n_heads,
-        d_head=config.d_head,
-        d_mlp=config.d_mlp,
-        d_vocab=d_vocab,
-        d_vocab_out=d_vocab_out,
-        n_ctx=n_ctx,
-        act_fn=config.act_fn,
+        d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads, d_head=config.d_head,
+        d_mlp=config.d_mlp, d_vocab=d_vocab, d_vocab_out=d_vocab_out, n_ctx=n_ctx, act_fn=config.act_fn,
         normalization_type=None if config.normalization == "none" else config.normalization,
-        init_mode=config.init_mode,
-        seed=config.seed,
-        positional_embedding_type="standard",
+        init_mode=config.init_mode, seed=config.seed, positional_embedding_type="standard",
     )
     if config.init_std > 0:
         tl_config["initializer_range"] = config.init_std
@@ -78,6 +83,42 @@ def native_model(bridge) -> nn.Module:
 def parameters(bridge) -> dict[str, nn.Parameter]:
     """Unique trainable parameters by native name (tied weights appear once)."""
     return dict(native_model(bridge).named_parameters())
+
+
+def canonical_name(native_name: str) -> str:
+    """A native name without the bridge's wrapper segments: `layers.0.attn.q.weight`."""
+    return native_name.replace("_original_component.", "")
+
+
+def tl_name(native_name: str) -> str:
+    """The TransformerLens name of a native parameter, e.g. `…attn…k…bias` -> `blocks.0.attn.b_K`."""
+    name = canonical_name(native_name)
+    layer, _, rest = name.removeprefix("layers.").partition(".")
+    tl = f"blocks.{layer}.{_TL_BLOCK[rest]}" if name.startswith("layers.") and rest in _TL_BLOCK else _TL_TOP.get(name)
+    if tl is None:
+        raise KeyError(f"no TransformerLens name for the native parameter {native_name!r}")
+    return tl
+
+
+def tl_named_parameters(bridge) -> dict[str, nn.Parameter]:
+    """`parameters` keyed by TL name (`embed.W_E`, `blocks.0.attn.W_K`, `blocks.0.ln1.w`), each
+    tensor in the native layout: right for norms, `to_tl_layout` for TL's shapes."""
+    return {tl_name(name): param for name, param in parameters(bridge).items()}
+
+
+def to_tl_layout(name: str, tensor: Tensor, n_heads: int) -> Tensor:
+    """A native tensor in TL's layout, by its TL name: W_Q [head, d_model, d_head], W_in [d_model, d_mlp], …"""
+    pattern = _TL_LAYOUT.get(name.rsplit(".", 1)[-1])
+    return tensor if pattern is None else rearrange(tensor, pattern, **({"head": n_heads} if "head" in pattern else {}))
+
+
+def from_tl_layout(name: str, tensor: Tensor) -> Tensor:
+    """The inverse of `to_tl_layout`: a tensor in TL's layout, by its TL name, in the native layout."""
+    pattern = _TL_LAYOUT.get(name.rsplit(".", 1)[-1])
+    if pattern is None:
+        return tensor
+    native, tl = pattern.split(" -> ")
+    return rearrange(tensor, f"{tl} -> {native}")
 
 
 def state_dict(bridge) -> dict[str, Tensor]:
@@ -115,9 +156,8 @@ def _supports_fast_path(native: nn.Module) -> bool:
     )
 
 
-def _attend(
-    block: nn.Module, q: Tensor, k: Tensor, v: Tensor, *, causal: bool, record: dict[str, Tensor] | None = None
-) -> Tensor:
+def _attend(block: nn.Module, q: Tensor, k: Tensor, v: Tensor, *, causal: bool,
+            record: dict[str, Tensor] | None = None) -> Tensor:
     """Multi-head attention from projected q [batch, q_pos, H*dh], k/v [batch, k_pos, H*dh].
 
     With `record`, stores the last query's `pattern [batch, head, key_pos]` and
@@ -217,30 +257,51 @@ def answer_logits(bridge, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "ba
     Equal (to float rounding) to `bridge(tokens)[:, -1]`; no hooks fire. Falls back to the
     full native forward for architectures the shortcut does not cover.
     """
-    native = native_model(bridge)
-    if not _supports_fast_path(native):
-        return native(tokens)[:, -1]
-    return _answer_forward(native, tokens)
+    return _answer_logits(native_model(bridge), tokens)
+
+
+def _answer_logits(native: nn.Module, tokens: Tensor) -> Tensor:
+    return _answer_forward(native, tokens) if _supports_fast_path(native) else native(tokens)[:, -1]
+
+
+class _AnswerLogits(nn.Module):
+    """`answer_logits` as a module around the native model, for `torch.func.functional_call`."""
+
+    def __init__(self, bridge):
+        super().__init__()
+        self.native = native_model(bridge)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return _answer_logits(self.native, tokens)
+
+
+def stacked_answer_logits(bridge, stacked: dict[str, Tensor],
+                          tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "seed batch d_vocab_out"]:
+    """`answer_logits` of several models of `bridge`'s shape at once.
+
+    `stacked[name]` holds `parameters(bridge)[name]` of every model on a leading seed axis.
+    The same forward runs under `torch.func.vmap`: one batched kernel per op for all models
+    (the bridge's own weights are not read). Gradients flow into `stacked`.
+    """
+    from torch.func import functional_call, vmap
+
+    module = _AnswerLogits(bridge)
+    prefixed = {f"native.{name}": tensor for name, tensor in stacked.items()}
+    return vmap(lambda params: functional_call(module, params, (tokens,)))(prefixed)
 
 
 def supports_answer_activations(bridge) -> bool:
     """Whether `answer_activations` covers this architecture (else use `run_with_cache`)."""
     native = native_model(bridge)
-    return (
-        _supports_fast_path(native)
-        and not native.cfg.attn_only
-        and all(getattr(block.mlp, "ln", None) is None for block in native.layers)
-    )
-
-
-def _is_identity(module: nn.Module) -> bool:
-    return isinstance(getattr(module, "original_component", module), nn.Identity)
+    return (_supports_fast_path(native) and not native.cfg.attn_only
+            and all(getattr(block.mlp, "ln", None) is None for block in native.layers))
 
 
 def _one_layer_tables_apply(native: nn.Module) -> bool:
     """A 1-layer model without normalization: its answer-position residual is linear in tables."""
     block = native.layers[0] if len(native.layers) == 1 else None
-    return block is not None and all(_is_identity(m) for m in (block.ln1, block.ln2, native.ln_out))
+    return block is not None and all(isinstance(getattr(m, "original_component", m), nn.Identity)
+                                     for m in (block.ln1, block.ln2, native.ln_out))
 
 
 def _one_layer_answer_activations(
@@ -332,18 +393,7 @@ def answer_activations(bridge, tokens: Int[Tensor, "batch pos"], *, attribution:
     n_layers = len(native.layers)
     records: list[dict[str, Tensor]] = [{} for _ in range(n_layers + 1)]
     logits = _answer_forward(native, tokens, records)
-    layers = records[:n_layers]
-    return {
-        "logits": logits,
-        "embed": records[-1]["embed"],
-        "z": torch.stack([r["z"] for r in layers]),
-        "pattern": torch.stack([r["pattern"] for r in layers]),
-        "mlp_out": torch.stack([r["mlp_out"] for r in layers]),
-        "mlp_post": layers[-1]["mlp_post"],
-        "resid_final": records[-1]["resid_final"],
-    }
-
-
-def full_sequence_logits(bridge, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch d_vocab_out"]:
-    """Reference path: the native model's forward over every position, then the last one."""
-    return native_model(bridge)(tokens)[:, -1]
+    layers, last = records[:n_layers], records[-1]
+    stacked = {name: torch.stack([r[name] for r in layers]) for name in ("z", "pattern", "mlp_out")}
+    return {"logits": logits, "embed": last["embed"], **stacked, "mlp_post": layers[-1]["mlp_post"],
+            "resid_final": last["resid_final"]}

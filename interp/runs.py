@@ -1,4 +1,4 @@
-"""Run folders on disk: layout, atomic writes, and `load_run`.
+"""Run folders on disk: layout, atomic writes, and `load_run` (written by `interp.run_writer`).
 
 A run folder is self-describing:
 
@@ -166,21 +166,6 @@ def read_config(run_dir: Path) -> RunConfig:
     return config
 
 
-def store_kb_file(run_dir: Path, config: RunConfig) -> RunConfig:
-    """Copy a bring-your-own knowledge base into the run folder (KB_FILE + its suffix) and return
-    the config to save, which names the copy: the run then no longer depends on the working
-    directory or on later edits of the original file."""
-    source = getattr(config.task, "kb_file", "")
-    if not source:
-        return config
-    name = KB_FILE + Path(source).suffix.lower()
-    try:
-        atomic_write_bytes(run_dir / name, Path(source).read_bytes())
-    except OSError as exc:
-        raise RunError(f"task.kb_file: {source}: cannot copy into the run folder: {exc}") from None
-    return replace(config, task=replace(config.task, kb_file=name))
-
-
 def read_manifest(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / MANIFEST_FILE
     if not path.exists():
@@ -211,15 +196,6 @@ def _check_manifest_entry(path: Path, number: int, entry: Any) -> None:
         raise RunError(f"{where}: 'sha256' must be a string, got {digest!r}")
 
 
-def write_manifest(run_dir: Path, checkpoints: list[dict[str, Any]], best: Any = None) -> None:
-    """The manifest: complete checkpoints, and the `best` one (chosen on validation or
-    training metrics, `interp.collapse.best_checkpoint`) when known."""
-    data: dict[str, Any] = {"checkpoints": checkpoints}
-    if best is not None:
-        data["best"] = best.to_dict()
-    atomic_write_json(run_dir / MANIFEST_FILE, data)
-
-
 def read_best(run_dir: Path) -> dict[str, Any] | None:
     """The manifest's `best` pointer ({step, criterion, value}), or None."""
     path = run_dir / MANIFEST_FILE
@@ -243,10 +219,6 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             raise RunError(f"{path}:{number}: not valid JSON") from None
     return rows
-
-
-def save_split(run_dir: Path, task: TaskData) -> None:
-    save_tensors(run_dir / SPLIT_FILE, {SPLIT_PREFIX + name: index for name, index in task.splits.items()})
 
 
 def load_task(run_dir: Path, config: RunConfig) -> TaskData:
@@ -388,37 +360,6 @@ def no_checkpoints_message(run_dir: Path) -> str:
                 f"{run_dir / CHECKPOINT_DIR}; `interp relist {run_dir}` verifies that each one loads "
                 "and writes a new manifest of those that do")
     return f"{run_dir}: no complete checkpoints (the manifest lists none)"
-
-
-def relist_checkpoints(run_dir: str | Path) -> tuple[list[int], list[Skipped]]:
-    """Rebuild a lost manifest from the checkpoint files that load.
-
-    Each `checkpoints/step_*.safetensors` is read, its step taken from the file name, and
-    loaded into a model of the run's shape; only those that load with finite weights are
-    listed, with their sha256 computed now. Returns (steps listed, files left out).
-    """
-    run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    if (run_dir / MANIFEST_FILE).exists() and read_manifest(run_dir):
-        raise RunError(f"{run_dir / MANIFEST_FILE}: exists and lists checkpoints; nothing to relist")
-    candidates = []
-    for path in sorted((run_dir / CHECKPOINT_DIR).glob("step_*.safetensors")):
-        try:
-            step = int(path.stem.removeprefix("step_"))
-        except ValueError:
-            continue
-        candidates.append({"step": step, "file": f"{CHECKPOINT_DIR}/{path.name}",
-                           "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
-    run = Run(path=run_dir, config=config, manifest=candidates)
-    skipped: list[Skipped] = []
-    loaded = {step for step, _ in run.iter_models(on_error=skipped.append)}
-    kept = [entry for entry in candidates if entry["step"] in loaded]
-    from interp.collapse import best_checkpoint
-
-    rows = [r for r in read_metrics(run_dir) if r.get("step") in loaded]
-    best = best_checkpoint(rows, run.task.train_splits, has_validation="val" in run.task.splits)
-    write_manifest(run_dir, kept, best)
-    return [entry["step"] for entry in kept], skipped
 
 
 def load_run(path: str | Path) -> Run:

@@ -20,13 +20,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from interp import provenance, runs, trainer_state
-from interp.collapse import CollapseEvent, best_checkpoint, detect_collapses, rule_for_splits
+from interp import provenance, run_writer, runs, trainer_state
+from interp.collapse import CollapseEvent, detect_collapses, rule_for_splits
 from interp.config import RunConfig
 from interp.errors import TrainingError
-from interp.grokfast import make_filter, orthogonalize_grads_, raise_norm_to_floor_, total_norm
+from interp.grokfast import make_filter, make_optimizer, orthogonalize_grads_, raise_norm_to_floor_, total_norm
 from interp.metrics import accuracy, cross_entropy_f64, stablemax_cross_entropy_f64, sum_squared_weights
-from interp.model import answer_logits, build_model, parameters, state_dict
+from interp.model import answer_logits, build_model, parameters, state_dict, tl_named_parameters
 from interp.registry import family_of
 from interp.tasks import TaskData, build_task
 
@@ -133,14 +133,7 @@ class Trainer:
         #: The floor binds once the norm has reached it, so a floor above the initial norm
         #: (factor > 1) does not rescale the initial weights; saved with the trainer state.
         self.norm_floor_armed = 0 < train.weight_norm_floor <= 1
-        self.optimizer = torch.optim.AdamW(
-            self.params.values(), lr=train.lr, weight_decay=train.weight_decay, betas=(train.beta1, train.beta2)
-        )
-        warmup = train.warmup_steps
-        # Nanda et al.'s schedule: lr * min(step / warmup, 1).
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(step / warmup, 1.0) if warmup > 0 else 1.0
-        )
+        self.optimizer, self.scheduler = make_optimizer(self.params.values(), train)
         self.grad_filter = make_filter(
             train.grad_filter, alpha=train.grokfast_alpha, lamb=train.grokfast_lamb, window=train.grokfast_window
         )
@@ -222,7 +215,7 @@ class Trainer:
         row: dict[str, Any] = {"step": self.step}
         measured, by_split = evaluate(self.model, self.task, self.device)
         row.update(measured)
-        row.update(sum_squared_weights(self.params))
+        row.update(sum_squared_weights(tl_named_parameters(self.model)))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         with torch.inference_mode():
             for evaluator in self.evaluators:
@@ -249,26 +242,18 @@ class Trainer:
     def _write_checkpoint(self, row: dict[str, Any]) -> None:
         # Order matters for kill safety: weights and trainer state first, the manifest
         # (which makes the checkpoint count) last, old trainer state deleted only after.
-        file = runs.checkpoint_name(self.step)
-        digest = runs.save_tensors(self.run_dir / file, state_dict(self.model), metadata={"step": str(self.step)})
+        entry = run_writer.write_weights(self.run_dir, self.step, state_dict(self.model))
         trainer_state.save(self.run_dir, trainer_state.capture(self))
         metrics = [r for r in self.metrics if r["step"] != self.step] + [row]
-        runs.atomic_write_bytes(
-            self.run_dir / runs.METRICS_FILE,
-            "".join(_json_line(r) for r in metrics).encode(),
-        )
-        manifest = [e for e in self.manifest if e["step"] != self.step]
-        manifest.append({"step": self.step, "file": file, "sha256": digest})
-        best = best_checkpoint(metrics, self.task.train_splits, has_validation="val" in self.task.splits)
-        runs.write_manifest(self.run_dir, manifest, best)
+        run_writer.write_metrics(self.run_dir, metrics)
+        manifest = [e for e in self.manifest if e["step"] != self.step] + [entry]
+        run_writer.write_manifest(self.run_dir, manifest, metrics, self.task)
         self.metrics, self.manifest = metrics, manifest
         trainer_state.remove_all_but(self.run_dir, self.step)
 
     def write_header(self) -> None:
         try:
-            stored = runs.store_kb_file(self.run_dir, self.config)
-            runs.atomic_write_json(self.run_dir / runs.CONFIG_FILE, stored.to_dict())
-            runs.save_split(self.run_dir, self.task)
+            run_writer.write_header(self.run_dir, self.config, self.task)
         except OSError as exc:
             raise TrainingError(f"--out {self.run_dir}: cannot write the run's config and split: {exc}") from None
 
@@ -346,9 +331,7 @@ class Trainer:
         trainer._time_offset = float(state.meta.get("elapsed_s", 0.0))
         # Forget what a killed process wrote after the last complete checkpoint.
         try:
-            runs.atomic_write_bytes(
-                run_dir / runs.METRICS_FILE, "".join(_json_line(r) for r in trainer.metrics).encode()
-            )
+            run_writer.write_metrics(run_dir, trainer.metrics)
             trainer_state.remove_all_but(run_dir, step)
             runs.remove_temp_files(run_dir)
         except OSError as exc:
@@ -423,12 +406,6 @@ def _warn(message: str) -> None:
     from tqdm.auto import tqdm
 
     tqdm.write(message, file=sys.stderr)
-
-
-def _json_line(row: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(row, sort_keys=True) + "\n"
 
 
 def _postfix(row: dict[str, Any], train_loss_key: str, test_acc_key: str) -> dict[str, str]:

@@ -285,7 +285,8 @@ def test_loaded_splits_keep_the_task_order(tmp_path, kind):
     """safetensors hands back a file's tensors in an order that changes from load to load; the
     loaded task must keep the generator's order, since its first held-out split (test-ID) is
     the one the analysis table's `test_acc` column measures."""
-    from interp.runs import load_task, save_split
+    from interp.run_writer import save_split
+    from interp.runs import load_task
 
     config = tiny_entity_run(tiny_task(kind))
     task = build_task(config.task)

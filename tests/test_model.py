@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from interp.config import ModelConfig
-from interp.model import answer_logits, build_model, load_state, state_dict
+from interp.model import (answer_logits, build_model, from_tl_layout, load_state, stacked_answer_logits, state_dict,
+                          tl_name, tl_named_parameters, to_tl_layout)
 from tests.conftest import randomize_weights
-
-
 
 @pytest.mark.parametrize(
     "config",
@@ -76,6 +75,45 @@ def test_tied_embeddings_share_one_parameter():
     model = build_model(ModelConfig(d_model=16, n_heads=2, d_head=8, d_mlp=32, tied_embeddings=True), d_vocab=9, d_vocab_out=9, n_ctx=3)
     native = model.original_model
     assert native.head.weight is native.tok_embed.weight
-    assert "head.weight" not in state_dict(model)
+    assert not any(name.startswith("head.") for name in state_dict(model))
+    assert set(tl_named_parameters(model)) == {"embed.W_E", "pos_embed.W_pos", *(
+        f"blocks.0.{part}" for part in ("attn.W_Q", "attn.b_Q", "attn.W_K", "attn.b_K", "attn.W_V", "attn.b_V",
+                                        "attn.W_O", "attn.b_O", "mlp.W_in", "mlp.b_in", "mlp.W_out", "mlp.b_out"))}
     with pytest.raises(ValueError, match="tied_embeddings"):
         build_model(ModelConfig(tied_embeddings=True), d_vocab=9, d_vocab_out=8, n_ctx=3)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(d_model=16, n_heads=2, d_head=8, d_mlp=32),
+        ModelConfig(n_layers=2, d_model=16, n_heads=4, d_head=4, d_mlp=24, normalization="LN"),
+    ],
+)
+def test_tl_names_and_layouts_are_transformerlens_own(config):
+    """`tl_name` and `to_tl_layout` give each weight exactly the name and shape TransformerLens gives it."""
+    model = build_model(config, d_vocab=9, d_vocab_out=8, n_ctx=3)
+    randomize_weights(model)
+    theirs = {name: t.detach() for name, t in model.tl_parameters().items() if t.requires_grad}  # b_U: a zero buffer
+    ours = tl_named_parameters(model)
+    assert set(ours) == set(theirs)
+    assert ("blocks.1.ln2.w" in ours) == (config.normalization == "LN")
+    for name, param in ours.items():
+        in_tl_layout = to_tl_layout(name, param.detach(), config.n_heads)
+        assert torch.equal(in_tl_layout, theirs[name]), name
+        assert torch.equal(from_tl_layout(name, in_tl_layout), param.detach()), name
+    with pytest.raises(KeyError, match="no TransformerLens name"):
+        tl_name("layers.0._original_component.attn._original_component.rotary.weight")
+
+
+def test_stacked_answer_logits_are_each_models_answer_logits():
+    config = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, normalization="LN", act_fn="gelu")
+    models = [build_model(config, d_vocab=9, d_vocab_out=8, n_ctx=3) for _ in range(3)]
+    for model in models:
+        randomize_weights(model)
+    stacked = {name: torch.stack([state_dict(m)[name] for m in models]) for name in state_dict(models[0])}
+    tokens = torch.randint(0, 9, (20, 3))
+    with torch.no_grad():
+        logits = stacked_answer_logits(build_model(config, d_vocab=9, d_vocab_out=8, n_ctx=3), stacked, tokens)
+        for i, model in enumerate(models):
+            torch.testing.assert_close(logits[i], answer_logits(model, tokens), rtol=1e-5, atol=1e-6)

@@ -16,6 +16,9 @@ from tests.conftest import tiny_config
     [
         {},
         {"train__grad_filter": "ema", "train__orthogonal_grad": True, "train__loss": "stablemax"},
+        # The forward is the trainer's own (vmapped), so any shape it covers works: LN, 2 layers, MA.
+        {"model__n_layers": 2, "model__normalization": "LN", "model__act_fn": "gelu", "train__grad_filter": "ma",
+         "train__grokfast_window": 5, "train__orthogonal_grad": True},
     ],
 )
 def test_seed_i_matches_a_single_seed_run(tmp_path, overrides):
@@ -41,6 +44,8 @@ def test_seed_weights_load_into_a_bridge():
         torch.testing.assert_close(answer_logits(model, tokens), batched.logits(tokens)[1], rtol=1e-5, atol=1e-5)
 
 
-def test_unsupported_shapes_are_refused():
-    with pytest.raises(ValueError, match="1-layer"):
-        MultiSeedTrainer(tiny_config(model__n_layers=2), [0])
+@pytest.mark.parametrize("overrides", [{"train__grad_clip": 1.0}, {"train__batch_size": 8},
+                                       {"train__weight_norm_floor": 1.1}])
+def test_what_would_couple_or_reorder_seeds_is_refused(overrides):
+    with pytest.raises(ValueError, match="full batch only, no grad_clip, no weight_norm_floor"):
+        MultiSeedTrainer(tiny_config(**overrides), [0])

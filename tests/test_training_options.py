@@ -1,4 +1,4 @@
-"""StableMax, ⊥Grad, the mod-add-fast preset and the benchmark's plain reference."""
+"""StableMax, ⊥Grad, the optimizer factory, the mod-add-fast preset and the benchmark's reference."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from interp.grokfast import orthogonalize_grads_
+from interp.grokfast import make_optimizer, orthogonalize_grads_
 from interp.metrics import cross_entropy_f64, stablemax_cross_entropy_f64
 from interp.presets import PRESETS
 from interp.tasks import build_task
@@ -30,6 +30,38 @@ def test_orthogonal_grad_removes_the_parallel_component():
     param.grad = torch.randn(5, 3) + 2 * param.detach()
     orthogonalize_grads_({"w": param})
     assert float((param.grad * param.detach()).sum()) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_orthogonal_grad_per_seed_equals_each_seed_alone():
+    weights, grads = torch.randn(3, 5, 4), torch.randn(3, 5, 4)
+    weights[1] = 0  # a zero weight tensor keeps its gradient
+    stacked = torch.nn.Parameter(weights.clone())
+    stacked.grad = grads.clone()
+    orthogonalize_grads_({"w": stacked}, seed_dims=1)
+    for i in range(3):
+        single = torch.nn.Parameter(weights[i].clone())
+        single.grad = grads[i].clone()
+        orthogonalize_grads_({"w": single})
+        torch.testing.assert_close(stacked.grad[i], single.grad, rtol=1e-5, atol=1e-6)
+    assert torch.equal(stacked.grad[1], grads[1])
+    assert float((stacked.grad[0] * weights[0]).sum()) == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("warmup, expected", [(4, [0.0, 2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2]), (0, [1e-2] * 6)])
+def test_optimizer_is_adamw_with_linear_warmup(warmup, expected):
+    train = tiny_config(train__lr=1e-2, train__warmup_steps=warmup, train__beta2=0.98).train
+    param = torch.nn.Parameter(torch.ones(3))
+    optimizer, scheduler = make_optimizer([param], train)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    group = optimizer.param_groups[0]
+    assert group["weight_decay"] == train.weight_decay and group["betas"] == (train.beta1, 0.98)
+    lrs = []
+    for _ in range(6):
+        lrs.append(group["lr"])
+        param.grad = torch.ones(3)
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx(expected)
 
 
 def test_options_train_and_round_trip(tmp_path):

@@ -143,7 +143,7 @@ def training_throughput(rounds: int, block: int, peak: float) -> dict[str, float
     row("train", f"project Trainer step, mod-add full batch ({n} ex.)", f"{p_rate:.2f} steps/s",
         f"median of {rounds}x{block} steps; {p_flops / 1e9:.2f} GFLOP/step -> {p_rate * p_flops / 1e9:.1f} GFLOP/s "
         f"({100 * p_rate * p_flops / 1e9 / peak:.0f}% of peak)")
-    row("train", "plain PyTorch reference, every position", f"{r_rate:.2f} steps/s",
+    row("train", "reference: TransformerLens forward, every position", f"{r_rate:.2f} steps/s",
         f"{r_flops / 1e9:.2f} GFLOP/step -> {r_rate * r_flops / 1e9:.1f} GFLOP/s ({100 * r_rate * r_flops / 1e9 / peak:.0f}% of peak)")
     row("train", "speed-up project / reference (target >= 1.8x)", f"{p_rate / r_rate:.2f}x",
         f"per-round ratios {', '.join(f'{a / b:.2f}' for a, b in zip(rates['project'], rates['reference']))}")
@@ -263,7 +263,7 @@ def synthetic_run(p: int, n_checkpoints: int, root: Path = Path("/tmp/interp_ben
     same work whatever the values, and training 400+ real checkpoints would take longer
     than the benchmark itself; `--analysis-run` analyzes a real run instead.
     """
-    from interp import runs
+    from interp import run_writer, runs
     from interp.model import build_model, state_dict
     from interp.tasks import build_task
 
@@ -272,20 +272,17 @@ def synthetic_run(p: int, n_checkpoints: int, root: Path = Path("/tmp/interp_ben
         return run_dir
     config = PRESETS["mod-add"].with_overrides([f"task.p={p}", f"train.steps={n_checkpoints - 1}"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    runs.atomic_write_json(run_dir / runs.CONFIG_FILE, config.to_dict())
     task = build_task(config.task)
-    runs.save_split(run_dir, task)
+    run_writer.write_header(run_dir, config, task)
     t = config.task
     weights = state_dict(build_model(config.model, d_vocab=t.d_vocab, d_vocab_out=t.d_vocab_out, n_ctx=t.n_ctx))
     generator = torch.Generator().manual_seed(0)
     manifest = []
     for step in range(n_checkpoints):
         weights = {k: v + 1e-3 * torch.randn(v.shape, generator=generator) for k, v in weights.items()}
-        file = runs.checkpoint_name(step)
-        digest = runs.save_tensors(run_dir / file, weights, metadata={"step": str(step)})
-        manifest.append({"step": step, "file": file, "sha256": digest})
-    (run_dir / runs.METRICS_FILE).write_text("")
-    runs.atomic_write_json(run_dir / runs.MANIFEST_FILE, {"checkpoints": manifest})
+        manifest.append(run_writer.write_weights(run_dir, step, weights))
+    run_writer.write_metrics(run_dir, [])
+    run_writer.write_manifest(run_dir, manifest, [], task)
     return run_dir
 
 

@@ -3,8 +3,9 @@
     python -m experiments.benchmarks.grok anchor --seed 999 --out /tmp/grok.jsonl
     python -m experiments.benchmarks.grok mod-add-fast --seed 999 --out /tmp/grok.jsonl
 
-`anchor` is Nanda et al.'s recipe (the `mod-add` preset's optimizer settings) in the plain
-full-sequence reference; any other name is a preset trained by the project's Trainer.
+`anchor` is Nanda et al.'s recipe (the `mod-add` preset's optimizer settings) in the
+full-sequence reference (`reference.py`: TransformerLens's own forward, no shortcut); any
+other name is a preset trained by the project's Trainer.
 Both stop at the first evaluation with test accuracy >= 0.99 (a measurement of when the
 held-out accuracy crosses 99 %, not a selection). `bench.py --grok-results`
 reads these lines into its table.
