@@ -245,7 +245,9 @@ def import_(
     try:
         result = import_tl_checkpoints(src, out, task, tl_config=tl_config)
     except ImportCheckpointError as exc:
-        raise CliError(str(exc)) from None
+        from interp.errors import cli_message
+
+        raise CliError(cli_message(exc)) from None
     typer.echo(f"imported {len(result.steps)} checkpoints (steps {result.steps[0]}–{result.steps[-1]}) into {result.run_dir}")
 
 
@@ -263,13 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code instead of exiting."""
     import click
 
-    from interp.errors import USER_ERRORS
+    from interp.errors import USER_ERRORS, cli_message
 
     _install_analyze()
     try:
         result = app(args=list(sys.argv[1:] if argv is None else argv), standalone_mode=False, prog_name="interp")
     except (CliError, *USER_ERRORS) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {cli_message(exc)}", err=True)
         return EXIT_USAGE
     except click.exceptions.Exit as exc:
         return exc.exit_code

@@ -10,7 +10,38 @@ class RunError(RuntimeError):
 
 
 class TrainingError(RuntimeError):
-    """Training cannot start or continue; the message says why and what was kept."""
+    """Training cannot start or continue; the message says why and what was kept.
+
+    Messages speak of the Python API (`out`, `resume=True`, `overwrite=True`), which
+    notebooks call; `argument` names the argument the error is about, and `cli_message`
+    turns the message into the command line's words (`--out`, `--resume`, `--overwrite`).
+    """
+
+    def __init__(self, message: str, *, argument: str | None = None):
+        super().__init__(message)
+        self.argument = argument
+
+
+class RunExists(TrainingError):
+    """The run folder to create is not empty (and `overwrite` was not asked for)."""
+
+    def __init__(self, path):
+        super().__init__(f"{path}: folder is not empty; continue the run in it with resume=True or replace it "
+                         "with overwrite=True", argument="out")
+        self.path = path
+
+
+#: The Python API's words in messages -> the command line's flags.
+API_TO_FLAGS = {"resume=True": "--resume", "overwrite=True": "--overwrite"}
+
+
+def cli_message(exc: Exception) -> str:
+    """The message as the CLI shows it: flags instead of API arguments."""
+    text = str(exc)
+    for api, flag in API_TO_FLAGS.items():
+        text = text.replace(api, flag)
+    argument = getattr(exc, "argument", None)
+    return f"--{argument} {text}" if argument else text
 
 
 #: Errors that mean "bad input or bad files": one line, exit code 2.

@@ -90,7 +90,12 @@ _TASK_KEYS = {"kind", "operation", "p", "train_indices", "train_pairs", "split_s
 
 
 class ImportCheckpointError(ValueError):
-    """The input cannot be imported; the message names the file (or key) and what is wrong."""
+    """The input cannot be imported; the message names the file (or key) and what is wrong,
+    and `argument` the argument it is about when it is not a file (`interp.errors.cli_message`)."""
+
+    def __init__(self, message: str, *, argument: str | None = None):
+        super().__init__(message)
+        self.argument = argument
 
 
 @dataclass(frozen=True)
@@ -328,7 +333,7 @@ def import_tl_checkpoints(
     if not src_dir.is_dir():
         raise ImportCheckpointError(f"{src_dir}: no such folder")
     if out_run_dir.exists() and (not out_run_dir.is_dir() or any(out_run_dir.iterdir())):
-        raise ImportCheckpointError(f"--out {out_run_dir}: exists and is not an empty folder")
+        raise ImportCheckpointError(f"{out_run_dir}: exists and is not an empty folder", argument="out")
 
     if isinstance(task_spec, dict):
         spec, spec_where = task_spec, "task spec"

@@ -23,7 +23,7 @@ from torch import Tensor
 from interp import provenance, run_writer, runs, trainer_state
 from interp.collapse import CollapseEvent, detect_collapses, rule_for_splits
 from interp.config import RunConfig
-from interp.errors import TrainingError
+from interp.errors import RunExists, TrainingError
 from interp.grokfast import make_filter, make_optimizer, orthogonalize_grads_, raise_norm_to_floor_, total_norm
 from interp.metrics import accuracy, cross_entropy_f64, stablemax_cross_entropy_f64, sum_squared_weights
 from interp.model import answer_logits, build_model, parameters, state_dict, tl_named_parameters
@@ -70,18 +70,17 @@ def resolve_device(device: str) -> torch.device:
 def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
     """Refuse to write into a non-empty folder unless `overwrite` (and then only over a run)."""
     if run_dir.exists() and not run_dir.is_dir():
-        raise TrainingError(f"--out {run_dir}: exists and is not a folder")
+        raise TrainingError(f"{run_dir}: exists and is not a folder", argument="out")
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
-            raise TrainingError(
-                f"--out {run_dir}: folder is not empty; pass --resume to continue it or --overwrite to replace it"
-            )
+            raise RunExists(run_dir)
         if not (run_dir / runs.CONFIG_FILE).exists():
-            raise TrainingError(f"--out {run_dir}: --overwrite only replaces a run folder, and this one has no {runs.CONFIG_FILE}")
+            raise TrainingError(f"{run_dir}: overwrite=True only replaces a run folder, and this one has no "
+                                f"{runs.CONFIG_FILE}", argument="out")
         try:
             runs.release_writer_lock(runs.acquire_writer_lock(run_dir))
         except runs.RunError as exc:
-            raise TrainingError(f"--out {exc}") from None
+            raise TrainingError(str(exc), argument="out") from None
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -235,7 +234,7 @@ class Trainer:
             raise TrainingError(
                 f"cannot write the checkpoint for step {self.step}: {exc}. "
                 f"The manifest still lists step {last} as the last complete checkpoint in {self.run_dir}; "
-                f"free space and continue with `interp train --resume {self.run_dir}`"
+                "free space and continue it with resume=True"
             ) from None
         return row
 
@@ -255,7 +254,8 @@ class Trainer:
         try:
             run_writer.write_header(self.run_dir, self.config, self.task)
         except OSError as exc:
-            raise TrainingError(f"--out {self.run_dir}: cannot write the run's config and split: {exc}") from None
+            raise TrainingError(f"{self.run_dir}: cannot write the run's config and split: {exc}",
+                                argument="out") from None
 
     def _test_split(self) -> str:
         """The held-out split shown in the progress bar (never used to select anything)."""
@@ -293,13 +293,14 @@ class Trainer:
         try:
             run = runs.load_run(run_dir)
         except runs.RunError as exc:
-            raise TrainingError(f"--resume: {exc}") from None
+            raise TrainingError(f"resume=True: {exc}") from None
         if not run.steps:
-            raise TrainingError(f"--resume {runs.no_checkpoints_message(run_dir)}; or start again with --overwrite")
+            raise TrainingError(f"resume=True: {runs.no_checkpoints_message(run_dir)}; or start again with "
+                                "overwrite=True")
         try:
             lock_fd = runs.acquire_writer_lock(run_dir)
         except (runs.RunError, OSError) as exc:
-            raise TrainingError(f"--resume {exc}") from None
+            raise TrainingError(f"resume=True: {exc}") from None
         try:
             trainer = cls._restored(run_dir, evaluators, progress)
         except BaseException:
@@ -325,7 +326,7 @@ class Trainer:
             state = trainer_state.load(run_dir, step)
             trainer_state.restore(trainer, state)
         except runs.RunError as exc:
-            raise TrainingError(f"--resume {run_dir}: cannot resume exactly from step {step}: {exc}") from None
+            raise TrainingError(f"resume=True: {run_dir}: cannot resume exactly from step {step}: {exc}") from None
         trainer.manifest = list(run.manifest)
         trainer.metrics = [r for r in run.metrics if int(r["step"]) <= step]
         trainer._time_offset = float(state.meta.get("elapsed_s", 0.0))
@@ -335,7 +336,7 @@ class Trainer:
             trainer_state.remove_all_but(run_dir, step)
             runs.remove_temp_files(run_dir)
         except OSError as exc:
-            raise TrainingError(f"--resume {run_dir}: cannot tidy the run folder: {exc}") from None
+            raise TrainingError(f"resume=True: {run_dir}: cannot tidy the run folder: {exc}") from None
         return trainer
 
     def run(self) -> TrainResult:
@@ -344,7 +345,7 @@ class Trainer:
             try:
                 self._lock_fd = runs.acquire_writer_lock(self.run_dir)
             except runs.RunError as exc:
-                raise TrainingError(f"--out {exc}") from None
+                raise TrainingError(str(exc), argument="out") from None
         try:
             return self._run()
         finally:
@@ -370,7 +371,8 @@ class Trainer:
         try:
             provenance.record(self.run_dir, provenance.collect(self.config, self.device, self.step))
         except OSError as exc:
-            raise TrainingError(f"--out {self.run_dir}: cannot write {provenance.PROVENANCE_FILE}: {exc}") from None
+            raise TrainingError(f"{self.run_dir}: cannot write {provenance.PROVENANCE_FILE}: {exc}",
+                                argument="out") from None
         bar = _progress_bar(total=train.steps, initial=self.step, enabled=self.progress)
         self.model.train()
         stop_reason = None
@@ -456,5 +458,5 @@ def train(
     try:
         prepare_run_dir(run_dir, overwrite=overwrite)
     except OSError as exc:
-        raise TrainingError(f"--out {run_dir}: cannot prepare the run folder: {exc}") from None
+        raise TrainingError(f"{run_dir}: cannot prepare the run folder: {exc}", argument="out") from None
     return trainer.run()

@@ -42,7 +42,7 @@ BAD_INPUTS = {
     "infinite lr": (["train", "demo", "--out", "OUT", "--set", "train.lr=inf"], "train.lr: expected a finite number"),
     "zero steps": (["train", "demo", "--out", "OUT", "--set", "train.steps=0"], "train.steps: must be >= 1, got 0"),
     "missing --out": (["train", "demo"], "--out: required"),
-    "non-empty --out": (["train", "demo", "--out", "FULL", *TINY], "folder is not empty; pass --resume to continue it or --overwrite to replace it"),
+    "non-empty --out": (["train", "demo", "--out", "FULL", *TINY], "--out FULL: folder is not empty; continue the run in it with --resume or replace it with --overwrite"),
     "--overwrite a non-run": (["train", "demo", "--out", "FULL", "--overwrite", *TINY], "--overwrite only replaces a run folder, and this one has no config.json"),
     "--resume with a preset": (["train", "demo", "--resume", "--out", "FULL"], "--resume: continues the run's own config"),
     "--resume a non-run": (["train", "--resume", "--out", "FULL"], "config.json: missing"),
@@ -72,6 +72,7 @@ def test_bad_input_prints_one_line_naming_the_field_exits_2_and_writes_nothing(t
     lines = captured.err.strip().splitlines()
     assert code == 2, captured
     assert len(lines) == 1, lines
+    expected = expected.replace("FULL", str(tmp_path / "FULL"))
     assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
     assert "Traceback" not in captured.err + captured.out
     assert _files(tmp_path) == before  # nothing written, nothing removed

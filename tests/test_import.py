@@ -279,6 +279,6 @@ def test_import_refuses_a_non_empty_output_folder(tmp_path):
     src, _, _ = _setup(tmp_path)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("keep me")
-    with pytest.raises(ImportCheckpointError, match=r"--out .*run: exists and is not an empty folder"):
+    with pytest.raises(ImportCheckpointError, match=r"^/.*run: exists and is not an empty folder"):
         import_tl_checkpoints(src, tmp_path / "run", SPEC)
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["notes.txt"]

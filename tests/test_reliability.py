@@ -140,7 +140,7 @@ def test_resume_without_trainer_state_says_which_file(tmp_path, monkeypatch):
 
 def test_resume_of_a_folder_without_checkpoints_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(TrainingError, match=r"--resume: .*config\.json: missing"):
+    with pytest.raises(TrainingError, match=r"^resume=True: .*config\.json: missing"):
         resume(tmp_path / "empty", progress=False)
 
 
@@ -224,7 +224,7 @@ def test_disk_full_mid_save_leaves_the_previous_checkpoints_intact(tmp_path, mon
     assert "cannot write the checkpoint for step 30: [Errno 28] No space left on device: " in message
     assert f"{full_at}'" in message  # the file that could not be written
     assert "still lists step 20 as the last complete checkpoint" in message
-    assert f"interp train --resume {run_dir}" in message
+    assert f"in {run_dir}; free space and continue it with resume=True" in message
     # Nothing that existed before the failed save changed, and no partial file is left.
     # (metrics.jsonl is written just before the manifest, so when the manifest write is the
     # one that fails it already holds the row for step 30: rows are only ever appended.)
@@ -549,9 +549,9 @@ def test_unwritable_out_is_a_one_line_training_error(tmp_path):
     else:  # pragma: no cover - depends on who runs the tests
         (tmp_path / "locked").mkdir(mode=0o500)
         out = tmp_path / "locked" / "run"
-    with pytest.raises(TrainingError, match=r"^--out .*run: cannot prepare the run folder: \[Errno \d+\] ") as info:
+    with pytest.raises(TrainingError, match=r"^/.*run: cannot prepare the run folder: \[Errno \d+\] ") as info:
         train(tiny_config(), out, progress=False)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and info.value.argument == "out"
 
 
 def test_a_second_writer_is_refused_while_one_holds_the_run(tmp_path, monkeypatch):
@@ -559,10 +559,11 @@ def test_a_second_writer_is_refused_while_one_holds_the_run(tmp_path, monkeypatc
     _train_until_interrupted(tiny_config(), run_dir, monkeypatch, at_step=15, during_checkpoint=False)
     fd = runs.acquire_writer_lock(run_dir)  # stands in for a trainer still running on this folder
     try:
-        with pytest.raises(TrainingError, match=r"^--resume .*run: another process is writing this run"):
+        with pytest.raises(TrainingError, match=r"^resume=True: .*run: another process is writing this run"):
             resume(run_dir, progress=False)
-        with pytest.raises(TrainingError, match=r"^--out .*run: another process is writing this run"):
+        with pytest.raises(TrainingError, match=r"^/.*run: another process is writing this run") as info:
             train(tiny_config(), run_dir, progress=False, overwrite=True)
+        assert info.value.argument == "out"
         assert load_run(run_dir).steps == [0, 10]
     finally:
         runs.release_writer_lock(fd)
