@@ -385,7 +385,7 @@ def analyze_each(run: Run, parts: tuple[str, ...], steps: list[int], make_analyz
 def basic_columns(model, run: Run) -> tuple[dict[str, Any], dict[str, tuple[Tensor, Tensor]]]:
     """Loss and accuracy on every split plus the `train`/`test` base columns (the last training
     split and the first held-out one, when no split has those names), and the logits by split."""
-    from interp.training import evaluate
+    from interp.metrics import evaluate
 
     task = run.task
     row, by_split = evaluate(model, task, torch.device("cpu"))

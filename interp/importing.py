@@ -14,7 +14,7 @@ name is the step), a TransformerLens-style config JSON (d_model, n_layers, n_hea
 d_mlp, d_vocab, d_vocab_out, n_ctx, act_fn, normalization_type) and a task spec JSON
 (operation, p, and the train split as `train_indices`, `train_pairs` or
 `split_seed` + `train_frac`). Output: a normal run folder (config, split, checkpoints,
-manifest, metrics computed with `interp.training.evaluate`), so `interp analyze` works.
+manifest, metrics computed with `interp.metrics.evaluate`), so `interp analyze` works.
 
 Names and layouts are converted by `interp.model` (`tl_name`, `from_tl_layout`: W_Q [h, m, d]
 becomes q.weight [(h d), m], W_in/W_out/W_U are transposed, LN w/b are LayerNorm weight/bias).
@@ -327,7 +327,7 @@ def import_tl_checkpoints(
     """Convert a folder of TL checkpoints into a run folder at `out_run_dir` (which must not
     exist or be empty). `tl_config` defaults to config.json / cfg.json in `src_dir`."""
     from interp.metrics import sum_squared_weights
-    from interp.training import evaluate
+    from interp.metrics import evaluate
 
     src_dir, out_run_dir = Path(src_dir), Path(out_run_dir)
     if not src_dir.is_dir():

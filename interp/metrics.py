@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+
+from interp.model import answer_logits
+
+if TYPE_CHECKING:
+    from interp.tasks.base import TaskData
 
 
 def cross_entropy_f64(logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Tensor, " batch"]) -> Tensor:
@@ -90,3 +97,18 @@ def format_accuracy(accuracy: float, n: int | None) -> str:
         return f"{accuracy:.4g}"
     low, high = wilson_interval(accuracy, n)
     return f"{accuracy:.3f} [{low:.3f}, {high:.3f}] (n={n})"
+
+
+@torch.inference_mode()
+def evaluate(model, task: TaskData, device: torch.device) -> tuple[dict[str, float], dict[str, tuple[Tensor, Tensor]]]:
+    """Loss (float64 cross-entropy) and accuracy on every split."""
+    row: dict[str, float] = {}
+    by_split: dict[str, tuple[Tensor, Tensor]] = {}
+    for name in task.splits:
+        tokens, labels = task.split(name)
+        tokens, labels = tokens.to(device), labels.to(device)
+        logits = answer_logits(model, tokens) if len(tokens) else torch.zeros(0, 1, device=device)
+        by_split[name] = (logits, labels)
+        row[f"{name}_loss"] = float(cross_entropy_f64(logits, labels)) if len(tokens) else float("nan")
+        row[f"{name}_acc"] = accuracy(logits, labels)
+    return row, by_split

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,26 @@ from torch import Tensor
 from interp import runs
 from interp.collapse import best_checkpoint
 from interp.config import RunConfig
+from interp.errors import RunExists, TrainingError
 from interp.tasks import TaskData
+
+
+def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
+    """Refuse to write into a non-empty folder unless `overwrite` (and then only over a run)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainingError(f"{run_dir}: exists and is not a folder", argument="out")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunExists(run_dir)
+        if not (run_dir / runs.CONFIG_FILE).exists():
+            raise TrainingError(f"{run_dir}: overwrite=True only replaces a run folder, and this one has no "
+                                f"{runs.CONFIG_FILE}", argument="out")
+        try:
+            runs.release_writer_lock(runs.acquire_writer_lock(run_dir))
+        except runs.RunError as exc:
+            raise TrainingError(str(exc), argument="out") from None
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def write_header(run_dir: Path, config: RunConfig, task: TaskData) -> None:

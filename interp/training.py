@@ -9,7 +9,6 @@ registry, so `interp` never imports `circuits` itself.
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +22,10 @@ from torch import Tensor
 from interp import provenance, run_writer, runs, trainer_state
 from interp.collapse import CollapseEvent, detect_collapses, rule_for_splits
 from interp.config import RunConfig
-from interp.errors import RunExists, TrainingError
+from interp.errors import TrainingError
 from interp.grokfast import make_filter, make_optimizer, orthogonalize_grads_, raise_norm_to_floor_, total_norm
-from interp.metrics import accuracy, cross_entropy_f64, stablemax_cross_entropy_f64, sum_squared_weights
+from interp.console import postfix, progress_bar, warn
+from interp.metrics import cross_entropy_f64, evaluate, stablemax_cross_entropy_f64, sum_squared_weights
 from interp.model import answer_logits, build_model, parameters, state_dict, tl_named_parameters
 from interp.registry import family_of
 from interp.tasks import TaskData, build_task
@@ -65,39 +65,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise TrainingError("train.device: 'cuda' was asked for but torch sees no CUDA device")
     return torch.device(device)
-
-
-def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
-    """Refuse to write into a non-empty folder unless `overwrite` (and then only over a run)."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise TrainingError(f"{run_dir}: exists and is not a folder", argument="out")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunExists(run_dir)
-        if not (run_dir / runs.CONFIG_FILE).exists():
-            raise TrainingError(f"{run_dir}: overwrite=True only replaces a run folder, and this one has no "
-                                f"{runs.CONFIG_FILE}", argument="out")
-        try:
-            runs.release_writer_lock(runs.acquire_writer_lock(run_dir))
-        except runs.RunError as exc:
-            raise TrainingError(str(exc), argument="out") from None
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-
-@torch.inference_mode()
-def evaluate(model, task: TaskData, device: torch.device) -> tuple[dict[str, float], dict[str, tuple[Tensor, Tensor]]]:
-    """Loss (float64 cross-entropy) and accuracy on every split."""
-    row: dict[str, float] = {}
-    by_split: dict[str, tuple[Tensor, Tensor]] = {}
-    for name in task.splits:
-        tokens, labels = task.split(name)
-        tokens, labels = tokens.to(device), labels.to(device)
-        logits = answer_logits(model, tokens) if len(tokens) else torch.zeros(0, 1, device=device)
-        by_split[name] = (logits, labels)
-        row[f"{name}_loss"] = float(cross_entropy_f64(logits, labels)) if len(tokens) else float("nan")
-        row[f"{name}_acc"] = accuracy(logits, labels)
-    return row, by_split
 
 
 class Trainer:
@@ -225,7 +192,7 @@ class Trainer:
         if fired:
             row["events"] = [e.to_dict() for e in fired]
             for event in fired:
-                _warn(f"warning: {event.describe()} ({self.run_dir})")
+                warn(f"warning: {event.describe()} ({self.run_dir})")
 
         try:
             self._write_checkpoint(row)
@@ -256,10 +223,6 @@ class Trainer:
         except OSError as exc:
             raise TrainingError(f"{self.run_dir}: cannot write the run's config and split: {exc}",
                                 argument="out") from None
-
-    def _test_split(self) -> str:
-        """The held-out split shown in the progress bar (never used to select anything)."""
-        return [s for s in self.task.splits if s not in self.task.train_splits and s != "val"][0]
 
     def _initial_streak(self) -> int:
         """Checkpoints in a row (ending at the latest) at or above the early-stop validation accuracy."""
@@ -361,7 +324,7 @@ class Trainer:
             checkpoints = [s for s in checkpoints if s > 0]
         else:
             last_row = self.metrics[-1] if self.metrics else {}
-        test_acc_key = f"{self._test_split()}_acc"
+        test_acc_key = f"{self.task.held_out_splits[0]}_acc"  # shown in the bar, never selects anything
         streak = self._initial_streak()
         # A resumed run that had already stopped early stays stopped.
         if train.stop_at_val_acc > 0 and streak >= train.stop_patience:
@@ -373,7 +336,7 @@ class Trainer:
         except OSError as exc:
             raise TrainingError(f"{self.run_dir}: cannot write {provenance.PROVENANCE_FILE}: {exc}",
                                 argument="out") from None
-        bar = _progress_bar(total=train.steps, initial=self.step, enabled=self.progress)
+        bar = progress_bar(total=train.steps, initial=self.step, enabled=self.progress)
         self.model.train()
         stop_reason = None
         try:
@@ -382,7 +345,7 @@ class Trainer:
                     self.train_step()
                     bar.update(1)
                 last_row = self.checkpoint()
-                bar.set_postfix(_postfix(last_row, f"{self.task.train_splits[-1]}_loss", test_acc_key), refresh=False)
+                bar.set_postfix(postfix(last_row, f"{self.task.train_splits[-1]}_loss", test_acc_key), refresh=False)
                 if train.stop_on_collapse and last_row.get("events"):
                     stop_reason = "collapse"
                     break
@@ -399,30 +362,6 @@ class Trainer:
         sizes = {f"{name}_acc": len(index) for name, index in self.task.splits.items()}
         return TrainResult(self.run_dir, self.step, last_row, stop_reason is not None, self.collapses(), stop_reason,
                            sizes)
-
-
-def _warn(message: str) -> None:
-    """A line on stderr that does not break a running progress bar."""
-    import sys
-
-    from tqdm.auto import tqdm
-
-    tqdm.write(message, file=sys.stderr)
-
-
-def _postfix(row: dict[str, Any], train_loss_key: str, test_acc_key: str) -> dict[str, str]:
-    """Live metrics under the split names (train_loss/test_acc, or e.g. train_inferred_loss/test_id_acc)."""
-    out = {train_loss_key: f"{row.get(train_loss_key, float('nan')):.3g}",
-           test_acc_key: f"{row.get(test_acc_key, float('nan')):.3f}"}
-    if "circuit_score" in row:
-        out["circuit"] = f"{row['circuit_score']:.2f}"
-    return out
-
-
-def _progress_bar(total: int, initial: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, leave=False)
 
 
 def resume(
@@ -456,7 +395,7 @@ def train(
     # Build first (task, model, device): a config that cannot train fails before anything is written.
     trainer = Trainer(config, run_dir, evaluators=evaluators, progress=progress)
     try:
-        prepare_run_dir(run_dir, overwrite=overwrite)
+        run_writer.prepare_run_dir(run_dir, overwrite=overwrite)
     except OSError as exc:
         raise TrainingError(f"{run_dir}: cannot prepare the run folder: {exc}", argument="out") from None
     return trainer.run()

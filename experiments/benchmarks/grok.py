@@ -32,7 +32,8 @@ def time_to_grok_trainer(config, run_dir: Path, target: float = 0.99) -> dict:
     time-to-grok is; it selects nothing. The trainer's own early stopping reads only the
     validation split, so the measurement is taken by an evaluator that ends the run.
     """
-    from interp.training import Trainer, prepare_run_dir
+    from interp.run_writer import prepare_run_dir
+    from interp.training import Trainer
 
     config = replace(config, train=replace(config.train, stop_at_val_acc=0.0))
     start = time.perf_counter()
