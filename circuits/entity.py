@@ -98,7 +98,9 @@ class Counterfactual:
     swapped_position: int
 
 
-def sample_examples(task: TaskData, split: str = "train_inferred", n: int = 300, seed: int = 0) -> Tensor:
+def sample_examples(
+    task: TaskData, split: str = "train_inferred", n: int = 300, seed: int = 0
+) -> Tensor:
     """A seeded subsample of a split (all of it when smaller), in index order."""
     index = task.splits[split]
     if len(index) > n:
@@ -119,7 +121,9 @@ def pick(valid: Tensor, generator: torch.Generator) -> Tensor:
     return torch.where(valid.any(dim=1), choice, torch.full_like(choice, -1))
 
 
-def counterfactuals(task: TaskData, index: Tensor, swap: str = "auto", seed: int = 0) -> Counterfactual:
+def counterfactuals(
+    task: TaskData, index: Tensor, swap: str = "auto", seed: int = 0
+) -> Counterfactual:
     """For each example, swap one token so that the intermediate state and the answer change.
 
     two_hop `swap="head"` (default): h -> h' with bridge b' = tail(h', r1) != b and answer
@@ -138,7 +142,8 @@ def counterfactuals(task: TaskData, index: Tensor, swap: str = "auto", seed: int
 
 
 def entity_lens_targets(task: TaskData, index: Tensor) -> dict[str, LensTarget]:
-    """two_hop: bridge at r1, answer at the last position; comparison: v1 at e1, v2 at e2, answer."""
+    """two_hop: bridge at r1, answer at the last position; comparison: v1 at e1, v2 at e2,
+    answer."""
     return family_of_task(task).lens_targets(task, index)
 
 
@@ -175,15 +180,26 @@ def mediation_score(model, task: TaskData, n_examples: int = 300, seed: int = 0)
     return family_of_task(task).mediation_score(model, task, index, seed)
 
 
-def mediated_score(model, cf: Counterfactual, clean_answer: Tensor, *, metric=None, control: Tensor | None = None,
-                   min_z: float | None = None) -> MediationScore:
+def mediated_score(
+    model,
+    cf: Counterfactual,
+    clean_answer: Tensor,
+    *,
+    metric=None,
+    control: Tensor | None = None,
+    min_z: float | None = None,
+) -> MediationScore:
     """The score from the mediation of `cf` at MID: per layer, the indirect effect (minus a
     `control`, gated at `min_z` standard errors when given) over max(TE, n · 1 nat)."""
     n = len(cf.index)
-    result = mediation(model, cf.clean_tokens, cf.tokens, clean_answer, cf.answer, POS_MID, metric=metric)
+    result = mediation(
+        model, cf.clean_tokens, cf.tokens, clean_answer, cf.answer, POS_MID, metric=metric
+    )
     mediated = result.indirect if control is None else result.indirect - control
     if min_z is not None:
-        mediated = torch.where(mediated > min_z * result.indirect_se, mediated, torch.zeros_like(mediated))
+        mediated = torch.where(
+            mediated > min_z * result.indirect_se, mediated, torch.zeros_like(mediated)
+        )
     by_layer = (mediated.clamp(min=0) / max(result.total, n * MIN_TOTAL_EFFECT)).clamp(max=1.0)
     # Layer 0 is the token embedding: for comparison the swapped token sits at MID itself, so
     # patching it there is the whole counterfactual (mediation 1 by construction); for two_hop
@@ -197,7 +213,9 @@ def no_score() -> MediationScore:
     return MediationScore(float("nan"), -1, torch.zeros(0), torch.zeros(0), 0)
 
 
-def make_entity_evaluator(n_examples: int = 300) -> Callable[[Any, TaskData, dict], dict[str, float]]:
+def make_entity_evaluator(
+    n_examples: int = 300,
+) -> Callable[[Any, TaskData, dict], dict[str, float]]:
     """A training `Evaluator` that logs `circuit_score` (and its layer) at every checkpoint."""
 
     def evaluate(model, task: TaskData, by_split: dict) -> dict[str, float]:
@@ -217,7 +235,9 @@ def score_columns(score: MediationScore) -> dict[str, float]:
 # -- probes ----------------------------------------------------------------------------------
 
 
-def probe_data(model, task: TaskData, target: str, split: str = "train_inferred", max_examples: int = 2000):
+def probe_data(
+    model, task: TaskData, target: str, split: str = "train_inferred", max_examples: int = 2000
+):
     """(X [layer, example, d_model], y) for probing `target` at its site.
 
     Examples whose state at the site is a function of the same tokens are deduplicated
@@ -251,7 +271,9 @@ class ProbeResult:
     random: Tensor | None  # [layer] on a random-init model's states, if one was given
 
 
-def entity_probes(model, task: TaskData, random_model=None, seed: int = 0) -> tuple[ProbeResult, ...]:
+def entity_probes(
+    model, task: TaskData, random_model=None, seed: int = 0
+) -> tuple[ProbeResult, ...]:
     """Probe accuracy per layer for each hidden target of the family, with the baselines."""
     from probes.linear import probe_accuracy
 
@@ -260,13 +282,23 @@ def entity_probes(model, task: TaskData, random_model=None, seed: int = 0) -> tu
         X, y = probe_data(model, task, target)
         X_random = probe_data(random_model, task, target)[0] if random_model is not None else None
         layers = range(X.shape[0])
-        out.append(ProbeResult(
-            target,
-            torch.tensor([probe_accuracy(X[l], y, seed=seed).accuracy for l in layers]),
-            torch.tensor([probe_accuracy(X[l], y, seed=seed, shuffle_labels=True).accuracy for l in layers]),
-            None if X_random is None else torch.tensor([probe_accuracy(X_random[l], y, seed=seed).accuracy
-                                                        for l in layers]),
-        ))
+        out.append(
+            ProbeResult(
+                target,
+                torch.tensor([probe_accuracy(X[i], y, seed=seed).accuracy for i in layers]),
+                torch.tensor(
+                    [
+                        probe_accuracy(X[i], y, seed=seed, shuffle_labels=True).accuracy
+                        for i in layers
+                    ]
+                ),
+                None
+                if X_random is None
+                else torch.tensor(
+                    [probe_accuracy(X_random[i], y, seed=seed).accuracy for i in layers]
+                ),
+            )
+        )
     return tuple(out)
 
 
@@ -317,10 +349,16 @@ class EntityCheckpoint:
         for i, traced in enumerate(self.tracing):
             for layer in range(traced.transferred.shape[0]):
                 if i == 0:
-                    for site, position in (("first", POS_FIRST), ("mid", POS_MID), ("last", POS_LAST)):
+                    for site, position in (
+                        ("first", POS_FIRST),
+                        ("mid", POS_MID),
+                        ("last", POS_LAST),
+                    ):
                         row[f"patch_{site}_L{layer}"] = float(traced.transferred[layer, position])
                 else:
-                    row[f"patch_{traced.swap}_last_L{layer}"] = float(traced.transferred[layer, POS_LAST])
+                    row[f"patch_{traced.swap}_last_L{layer}"] = float(
+                        traced.transferred[layer, POS_LAST]
+                    )
         for probe in self.probes:
             for layer in range(len(probe.accuracy)):
                 row[f"probe_{probe.target}_acc_L{layer}"] = float(probe.accuracy[layer])
@@ -335,33 +373,53 @@ def random_init_model(config):
     from interp.model import build_model
 
     model = build_model(
-        config.model, d_vocab=config.task.d_vocab, d_vocab_out=config.task.d_vocab_out, n_ctx=config.task.n_ctx
+        config.model,
+        d_vocab=config.task.d_vocab,
+        d_vocab_out=config.task.d_vocab_out,
+        n_ctx=config.task.n_ctx,
     )
     model.eval()
     return model
 
 
 @torch.inference_mode()
-def analyze_entity_checkpoint(model, task: TaskData, config, parts=("logit_lens", "patching", "probes"), *,
-                              random_model=None, n_examples: int = 300, step: int = -1) -> EntityCheckpoint:
+def analyze_entity_checkpoint(
+    model,
+    task: TaskData,
+    config,
+    parts=("logit_lens", "patching", "probes"),
+    *,
+    random_model=None,
+    n_examples: int = 300,
+    step: int = -1,
+) -> EntityCheckpoint:
     """Every requested part for one checkpoint of an entity task (see `EntityCheckpoint`).
     `probes` needs a random-init baseline model, built from the config when not given."""
     family = family_of_task(task)
     unknown = set(parts) - {p.name for p in family.parts}
     if unknown:
-        raise ValueError(f"parts: unknown analysis {sorted(unknown)[0]!r}; allowed: "
-                         f"{', '.join(p.name for p in family.parts)}")
+        raise ValueError(
+            f"parts: unknown analysis {sorted(unknown)[0]!r}; allowed: "
+            f"{', '.join(p.name for p in family.parts)}"
+        )
     accuracies, losses = {}, {}
     logits_of: dict[str, Tensor] = {}  # one forward per split, reused for the base columns
     for name in task.splits:
         tokens, labels = task.split(name)
-        logits_of[name] = answer_logits(model, tokens) if len(tokens) else torch.zeros(0, model.cfg.d_vocab_out)
+        logits_of[name] = (
+            answer_logits(model, tokens) if len(tokens) else torch.zeros(0, model.cfg.d_vocab_out)
+        )
         accuracies[name] = accuracy(logits_of[name], labels)
-    # The table's base columns: train = all trained examples, test = test-ID (the trainer's test split).
+    # The table's base columns: train = all trained examples, test = test-ID (the trainer's test
+    # split).
     held_out = task.held_out_splits[0]
-    train_logits = torch.cat([logits_of[name] for name in task.train_splits])  # task.train_index's order
-    for base, index, logits in (("train", task.train_index, train_logits),
-                                ("test", task.splits[held_out], logits_of[held_out])):
+    train_logits = torch.cat(
+        [logits_of[name] for name in task.train_splits]
+    )  # task.train_index's order
+    for base, index, logits in (
+        ("train", task.train_index, train_logits),
+        ("test", task.splits[held_out], logits_of[held_out]),
+    ):
         accuracies[base] = accuracy(logits, task.labels[index])
         losses[base] = float(cross_entropy_f64(logits, task.labels[index]))
     score = mediation_score(model, task, n_examples=n_examples)
@@ -374,9 +432,15 @@ def analyze_entity_checkpoint(model, task: TaskData, config, parts=("logit_lens"
         traced = []
         for swap in family.patch_swaps:
             cf = counterfactuals(task, index, swap=swap)
-            traced.append(TracingResult(swap, causal_tracing(model, cf.clean_tokens, cf.tokens, cf.answer).transferred))
+            traced.append(
+                TracingResult(
+                    swap, causal_tracing(model, cf.clean_tokens, cf.tokens, cf.answer).transferred
+                )
+            )
         tracing = tuple(traced)
     probes: tuple[ProbeResult, ...] = ()
     if "probes" in parts:
-        probes = entity_probes(model, task, random_model if random_model is not None else random_init_model(config))
+        probes = entity_probes(
+            model, task, random_model if random_model is not None else random_init_model(config)
+        )
     return EntityCheckpoint(step, accuracies, losses, score, lens, tracing, probes)

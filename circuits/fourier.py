@@ -114,7 +114,11 @@ def gini(values: Float[Tensor, " n"]) -> float:
 def primitive_root(p: int) -> int:
     """Smallest generator of the multiplicative group mod prime p."""
     phi = p - 1
-    factors = {d for d in range(2, phi + 1) if phi % d == 0 and all(d % q for q in range(2, math.isqrt(d) + 1))}
+    factors = {
+        d
+        for d in range(2, phi + 1)
+        if phi % d == 0 and all(d % q for q in range(2, math.isqrt(d) + 1))
+    }
     for g in range(2, p):
         if all(pow(g, phi // q, p) != 1 for q in factors):
             return g
@@ -123,7 +127,8 @@ def primitive_root(p: int) -> int:
 
 @dataclass(frozen=True)
 class AnswerGroup:
-    """How answers embed in a cyclic group Z_m: answer c ↦ position φ(c) (−1 = outside the group)."""
+    """How answers embed in a cyclic group Z_m: answer c ↦ position φ(c) (−1 = outside the
+    group)."""
 
     m: int
     position: Int[Tensor, " answer"]
@@ -209,7 +214,9 @@ def neuron_clusters(
     best, arg = frac.max(dim=0)
     alive = total > 1e-12
     frequency = torch.where((best >= threshold) & alive, arg + 1, torch.full_like(arg, -1))
-    return NeuronClusters(frequency=frequency, fraction_explained=torch.where(alive, best, 0.0), threshold=threshold)
+    return NeuronClusters(
+        frequency=frequency, fraction_explained=torch.where(alive, best, 0.0), threshold=threshold
+    )
 
 
 def _block_energies_einsum(
@@ -280,7 +287,9 @@ def _is_fourier_basis(basis: Tensor) -> bool:
     return bool(torch.allclose(basis.double(), _cached_basis(p), atol=tol, rtol=0))
 
 
-def key_frequencies_from_clusters(clusters: NeuronClusters, p: int, min_frac: float = 0.01) -> list[int]:
+def key_frequencies_from_clusters(
+    clusters: NeuronClusters, p: int, min_frac: float = 0.01
+) -> list[int]:
     """Frequencies used by a cluster of at least max(2, min_frac·d_mlp) neurons, largest first."""
     counts = clusters.counts(n_frequencies(p))
     min_size = max(2, math.ceil(min_frac * clusters.frequency.numel()))

@@ -21,12 +21,15 @@ from interp.model import native_model
 
 def resid_hook_names(n_layers: int) -> list[str]:
     """Hook name of residual-stream layer index 0..n_layers (see the module docstring)."""
-    return ["blocks.0.hook_resid_pre"] + [f"blocks.{l}.hook_resid_post" for l in range(n_layers)]
+    return ["blocks.0.hook_resid_pre"] + [
+        f"blocks.{layer}.hook_resid_post" for layer in range(n_layers)
+    ]
 
 
 @dataclass(frozen=True)
 class LensTarget:
-    """Where to look and what to look for: `position`, per-example target token, candidate tokens."""
+    """Where to look and what to look for: `position`, per-example target token, candidate
+    tokens."""
 
     position: int
     target: Int[Tensor, " batch"]
@@ -47,7 +50,9 @@ class LogitLensResult:
         return self.mrr[self.names.index(name)]
 
 
-def residual_stack(model, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "layer batch pos d_model"]:
+def residual_stack(
+    model, tokens: Int[Tensor, "batch pos"]
+) -> Float[Tensor, "layer batch pos d_model"]:
     """Residual stream at every layer index 0..n_layers."""
     names = resid_hook_names(model.cfg.n_layers)
     _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
@@ -61,7 +66,9 @@ def unembed_resid(model, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "
 
 
 @torch.inference_mode()
-def logit_lens(model, tokens: Int[Tensor, "batch pos"], targets: dict[str, LensTarget]) -> LogitLensResult:
+def logit_lens(
+    model, tokens: Int[Tensor, "batch pos"], targets: dict[str, LensTarget]
+) -> LogitLensResult:
     stack = residual_stack(model, tokens)
     ranks = []
     for target in targets.values():
@@ -72,5 +79,9 @@ def logit_lens(model, tokens: Int[Tensor, "batch pos"], targets: dict[str, LensT
         target_logit = cand.gather(-1, where[None, :, None].expand(cand.shape[0], -1, 1))
         ranks.append((cand > target_logit).sum(dim=-1))
     rank = torch.stack(ranks)
-    return LogitLensResult(tuple(targets), rank, (1.0 / (rank.double() + 1)).mean(dim=-1),
-                           tuple(t.position for t in targets.values()))
+    return LogitLensResult(
+        tuple(targets),
+        rank,
+        (1.0 / (rank.double() + 1)).mean(dim=-1),
+        tuple(t.position for t in targets.values()),
+    )

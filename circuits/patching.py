@@ -90,8 +90,14 @@ def mediation(
     def logit_diff(logits: Tensor) -> Tensor:
         if metric is not None:
             return metric(logits).double()
-        return (logits.gather(1, clean_answer[:, None]) - logits.gather(1, counterfactual_answer[:, None])).squeeze(1).double()
-
+        return (
+            (
+                logits.gather(1, clean_answer[:, None])
+                - logits.gather(1, counterfactual_answer[:, None])
+            )
+            .squeeze(1)
+            .double()
+        )
 
     clean = logit_diff(model(clean_tokens)[:, -1])
     total = float((clean - logit_diff(model(counterfactual_tokens)[:, -1])).sum())
@@ -104,9 +110,14 @@ def mediation(
         indirect_abs.append(float(effect.abs().sum()))
         indirect_se.append(float(effect.std() * len(effect) ** 0.5) if len(effect) > 1 else 0.0)
         transferred.append(float((patched.argmax(dim=-1) == counterfactual_answer).double().mean()))
-    return MediationResult(torch.tensor(indirect), torch.tensor(indirect_abs), total, torch.tensor(transferred),
-                           int(clean_tokens.shape[0]), torch.tensor(indirect_se))
-
+    return MediationResult(
+        torch.tensor(indirect),
+        torch.tensor(indirect_abs),
+        total,
+        torch.tensor(transferred),
+        int(clean_tokens.shape[0]),
+        torch.tensor(indirect_se),
+    )
 
 
 @torch.inference_mode()
@@ -129,7 +140,9 @@ def causal_tracing(
     transferred = torch.full_like(changed, float("nan"))
     for layer in layers:
         for position in positions:
-            top = patched_logits(model, clean_tokens, stack[layer, :, position], layer, position).argmax(dim=-1)
+            top = patched_logits(
+                model, clean_tokens, stack[layer, :, position], layer, position
+            ).argmax(dim=-1)
             changed[layer, position] = (top != clean_top).float().mean()
             transferred[layer, position] = (top == counterfactual_answer).float().mean()
     return PatchingResult(changed, transferred, int(clean_tokens.shape[0]))

@@ -73,29 +73,43 @@ class Phases:
 
     def describe(self) -> str:
         """`name start–end; …` over the spans that happened."""
-        return "; ".join(f"{s.name.replace('_', ' ')} {s.start}–{s.end if s.end is not None else '…'}"
-                         for s in self.spans if s.start is not None)
+        return "; ".join(
+            f"{s.name.replace('_', ' ')} {s.start}–{s.end if s.end is not None else '…'}"
+            for s in self.spans
+            if s.start is not None
+        )
 
 
-def first_step(rows: Sequence[dict[str, Any]], column: str, threshold: float, after: int = 0) -> int | None:
+def first_step(
+    rows: Sequence[dict[str, Any]], column: str, threshold: float, after: int = 0
+) -> int | None:
     """First step >= `after` whose `column` is >= `threshold` (rows sorted by step)."""
     for row in rows:
         value = row.get(column)
-        if (row["step"] >= after and isinstance(value, (int, float)) and not math.isnan(value)
-                and value >= threshold):
+        if (
+            row["step"] >= after
+            and isinstance(value, (int, float))
+            and not math.isnan(value)
+            and value >= threshold
+        ):
             return int(row["step"])
     return None
 
 
-def compute_phases(rows: Sequence[dict[str, Any]], specs: Sequence[MilestoneSpec],
-                   spans: Sequence[tuple[str, str | None, str | None]]) -> Phases:
+def compute_phases(
+    rows: Sequence[dict[str, Any]],
+    specs: Sequence[MilestoneSpec],
+    spans: Sequence[tuple[str, str | None, str | None]],
+) -> Phases:
     """Milestones from `specs` (in order; each after its `after` milestone), then spans
     `(name, start milestone or None for step 0, end milestone or None for open-ended)`."""
     rows = sorted(rows, key=lambda r: r["step"])
     steps: dict[str, int | None] = {}
     for spec in specs:
         after = 0 if spec.after is None else steps[spec.after]
-        steps[spec.name] = None if after is None else first_step(rows, spec.column, spec.threshold, after)
+        steps[spec.name] = (
+            None if after is None else first_step(rows, spec.column, spec.threshold, after)
+        )
     out = []
     for name, start_name, end_name in spans:
         start = 0 if start_name is None else steps[start_name]
@@ -105,5 +119,6 @@ def compute_phases(rows: Sequence[dict[str, Any]], specs: Sequence[MilestoneSpec
 
 
 def first_crossing(rows: Sequence[dict[str, Any]], key: str, threshold: float) -> int | None:
-    """First step at which `key` reaches `threshold` (used to check that a measure leads another)."""
+    """First step at which `key` reaches `threshold` (used to check that a measure leads
+    another)."""
     return first_step(sorted(rows, key=lambda r: r["step"]), key, threshold)

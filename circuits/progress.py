@@ -82,7 +82,9 @@ class CircuitScore:
 
 
 def _fiber_stats(
-    logits: Float[Tensor, "example d_vocab_out"], labels: Int[Tensor, " example"], group: AnswerGroup
+    logits: Float[Tensor, "example d_vocab_out"],
+    labels: Int[Tensor, " example"],
+    group: AnswerGroup,
 ) -> tuple[Float[Tensor, "m m"], Float[Tensor, "m m"]] | None:
     """Fiber means A[y, c] and their sampling variances, answers in group order.
 
@@ -99,7 +101,11 @@ def _fiber_stats(
     sums = torch.zeros(m, centered.shape[1], dtype=torch.float64).index_add_(0, pos, centered)
     squares = torch.zeros_like(sums).index_add_(0, pos, centered.pow(2))
     means = sums / counts[:, None]
-    within = (squares / counts[:, None] - means.pow(2)).clamp(min=0) * counts[:, None] / (counts[:, None] - 1).clamp(min=1)
+    within = (
+        (squares / counts[:, None] - means.pow(2)).clamp(min=0)
+        * counts[:, None]
+        / (counts[:, None] - 1).clamp(min=1)
+    )
     variances = within / counts[:, None]
     order = torch.argsort(group.position)
     columns = order[group.position[order] >= 0]
@@ -180,7 +186,9 @@ def circuit_score(
     generator = torch.Generator().manual_seed(0)
     perms = torch.stack([torch.randperm(m, generator=generator) for _ in range(n_null)])
     permuted = A[perms[:, :, None], perms[:, None, :]]  # [n_null, m, m]
-    null = sum(_concentration(fs, signal, max_keys)[0] for fs in _frequency_signal(permuted)) / n_null
+    null = (
+        sum(_concentration(fs, signal, max_keys)[0] for fs in _frequency_signal(permuted)) / n_null
+    )
     concentration = min(max((raw - null) / (1 - null) if null < 1 else 0.0, 0.0), 1.0)
     shares = freq_signal[order[:best_j]] / signal
     # Key frequencies: members of the best set carrying at least twice a flat share.
@@ -203,10 +211,15 @@ def make_modular_evaluator(operation: str, p: int):
     basis = fourier.fourier_basis(p)
     group = fourier.answer_group(operation, p)
 
-    def evaluate(model: Any, task: Any, by_split: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Any]:
+    def evaluate(
+        model: Any, task: Any, by_split: dict[str, tuple[Tensor, Tensor]]
+    ) -> dict[str, Any]:
         logits, labels = by_split["train"]
         result = circuit_score(logits.cpu(), labels.cpu(), operation, p)
-        row: dict[str, Any] = {"circuit_score": result.score, "train_key_frequencies": result.key_frequencies}
+        row: dict[str, Any] = {
+            "circuit_score": result.score,
+            "train_key_frequencies": result.key_frequencies,
+        }
         W_L = model.blocks[-1].mlp.W_out @ model.W_U
         spectrum = fourier.embedding_spectrum(model.W_E.cpu(), W_L.cpu(), basis)
         row["gini_embed"], row["gini_unembed"] = spectrum.gini_embed, spectrum.gini_unembed
@@ -218,7 +231,10 @@ def make_modular_evaluator(operation: str, p: int):
             losses = fourier.restricted_and_excluded_loss(
                 full, task.labels, task.splits["train"], task.splits["test"], directions
             )
-            row["restricted_loss"], row["excluded_loss"] = losses.restricted_loss, losses.excluded_loss
+            row["restricted_loss"], row["excluded_loss"] = (
+                losses.restricted_loss,
+                losses.excluded_loss,
+            )
         return row
 
     return evaluate

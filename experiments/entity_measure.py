@@ -33,17 +33,25 @@ def main() -> None:
     run = load_run(args.run_dir)
     cache = args.run_dir / "analysis" / "entity_measure.jsonl"
     cache.parent.mkdir(exist_ok=True)
-    rows = {r["step"]: r for r in map(json.loads, cache.read_text().splitlines())} if cache.exists() else {}
+    rows = (
+        {r["step"]: r for r in map(json.loads, cache.read_text().splitlines())}
+        if cache.exists()
+        else {}
+    )
     model, random_model = run.new_model(), random_init_model(run.config)
     model.eval()
     with cache.open("a") as out:
         for step in run.steps:
             full = step % args.full_every == 0
-            if step in rows and (not full or "probe_bridge_acc_L1" in rows[step] or "probe_v1_acc_L1" in rows[step]):
+            if step in rows and (
+                not full or "probe_bridge_acc_L1" in rows[step] or "probe_v1_acc_L1" in rows[step]
+            ):
                 continue
             run.load_weights_into(model, step)
             parts = {"logit_lens", "patching", "probes"} if full else {"logit_lens"}
-            row = analyze_entity_checkpoint(model, run.task, run.config, parts, random_model=random_model, step=step).row
+            row = analyze_entity_checkpoint(
+                model, run.task, run.config, parts, random_model=random_model, step=step
+            ).row
             rows[step] = row
             out.write(json.dumps(row) + "\n")
             out.flush()
@@ -51,18 +59,37 @@ def main() -> None:
     n_layers = run.config.model.n_layers
     mid = family_of(run.config).intermediate
     report = {
-        **{f"{key}>={t}": first(ordered, key, t)
-           for key in ("circuit_score", "circuit_transfer", "test_id_acc", "train_inferred_acc")
-           for t in (0.25, 0.5, 0.75, 0.95)},
-        **{f"lens_{mid}_mrr_L{l}>=0.5": first(ordered, f"lens_{mid}_mrr_L{l}", 0.5) for l in range(1, n_layers)},
+        **{
+            f"{key}>={t}": first(ordered, key, t)
+            for key in ("circuit_score", "circuit_transfer", "test_id_acc", "train_inferred_acc")
+            for t in (0.25, 0.5, 0.75, 0.95)
+        },
+        **{
+            f"lens_{mid}_mrr_L{layer}>=0.5": first(ordered, f"lens_{mid}_mrr_L{layer}", 0.5)
+            for layer in range(1, n_layers)
+        },
     }
     print(json.dumps(report))
     for r in ordered:
-        keys = ["train_atomic_acc", "train_inferred_acc", "test_id_acc", "test_ood_acc", "circuit_score",
-                "circuit_transfer", "circuit_layer"]
-        keys += [f"lens_{mid}_mrr_L{l}" for l in range(n_layers + 1)]
-        keys += [k for k in (f"probe_{mid}_acc_L2", f"probe_{mid}_random_L2", f"probe_{mid}_shuffled_L2") if k in r]
-        print(r["step"], " ".join(f"{k.replace('_acc', '').replace('lens_', '')}={r[k]:.3f}" for k in keys))
+        keys = [
+            "train_atomic_acc",
+            "train_inferred_acc",
+            "test_id_acc",
+            "test_ood_acc",
+            "circuit_score",
+            "circuit_transfer",
+            "circuit_layer",
+        ]
+        keys += [f"lens_{mid}_mrr_L{layer}" for layer in range(n_layers + 1)]
+        keys += [
+            k
+            for k in (f"probe_{mid}_acc_L2", f"probe_{mid}_random_L2", f"probe_{mid}_shuffled_L2")
+            if k in r
+        ]
+        print(
+            r["step"],
+            " ".join(f"{k.replace('_acc', '').replace('lens_', '')}={r[k]:.3f}" for k in keys),
+        )
 
 
 if __name__ == "__main__":

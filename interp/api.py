@@ -13,8 +13,15 @@ from interp.config import RunConfig
 from interp.presets import resolve_config
 
 
-def train(preset_or_config: str | Path | RunConfig, out: str | Path, *, overrides: Sequence[str] = (),
-          progress: bool = True, overwrite: bool = False, resume: bool = False):
+def train(
+    preset_or_config: str | Path | RunConfig,
+    out: str | Path,
+    *,
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+    overwrite: bool = False,
+    resume: bool = False,
+):
     """Train a preset (`"demo"`), a .toml/.json config file or a `RunConfig` into `out`.
 
     `overrides` are `section.field=value` strings as for `--set`. With `resume=True` the
@@ -30,4 +37,3 @@ def train(preset_or_config: str | Path | RunConfig, out: str | Path, *, override
     else:
         config = resolve_config(str(preset_or_config), list(overrides))
     return training.train(config, out, progress=progress, overwrite=overwrite)
-

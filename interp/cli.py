@@ -39,15 +39,53 @@ class CliError(Exception):
 
 @app.command()
 def train(
-    preset_or_config: Annotated[str, typer.Argument(help=f"A preset ({', '.join(preset_names())}) or a .toml/.json config file.")] = "",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder to create.")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a field: section.field=value (e.g. train.lr=3e-3). Repeatable. Keys: " + ", ".join(all_keys()))] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last complete checkpoint.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")] = False,
-    device: Annotated[Optional[str], typer.Option("--device", help="cpu, cuda or auto (overrides train.device).")] = None,
+    preset_or_config: Annotated[
+        str,
+        typer.Argument(
+            help=f"A preset ({', '.join(preset_names())}) or a .toml/.json config file."
+        ),
+    ] = "",
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Run folder to create.")
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set",
+            "-s",
+            help="Override a field: section.field=value (e.g. train.lr=3e-3). Repeatable. Keys: "
+            + ", ".join(all_keys()),
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue the run in --out from its last complete checkpoint."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing run in --out.")
+    ] = False,
+    device: Annotated[
+        Optional[str], typer.Option("--device", help="cpu, cuda or auto (overrides train.device).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0 = torch's default). 1 is faster when other jobs share the cores.")] = 0,
-    stop_on_collapse: Annotated[bool, typer.Option("--stop-on-collapse", help="Stop at the first collapse (train accuracy > 20 points below its best for 3 checkpoints); sets train.stop_on_collapse.")] = False,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            help="torch CPU threads (0 = torch's default). 1 is faster when other jobs share the "
+            "cores.",
+        ),
+    ] = 0,
+    stop_on_collapse: Annotated[
+        bool,
+        typer.Option(
+            "--stop-on-collapse",
+            help="Stop at the first collapse (train accuracy > 20 points below its best for 3 "
+            "checkpoints); sets train.stop_on_collapse.",
+        ),
+    ] = False,
 ) -> None:
     """Train a model and checkpoint it into a run folder."""
     if out is None:
@@ -57,7 +95,10 @@ def train(
         from interp.training import resume as resume_run
 
         if preset_or_config or set_ or stop_on_collapse:
-            raise CliError("--resume: continues the run's own config; do not pass a preset, --set or --stop-on-collapse")
+            raise CliError(
+                "--resume: continues the run's own config; do not pass a preset, --set or "
+                "--stop-on-collapse"
+            )
         result = resume_run(out, progress=not quiet)
     else:
         if not preset_or_config:
@@ -74,13 +115,18 @@ def train(
     from interp.metrics import format_accuracy
 
     row = result.last_row
-    shown = [f"{k} {format_accuracy(row[k], result.split_sizes.get(k))}"
-             for k in sorted(row) if k.endswith("_acc") and isinstance(row[k], float)]
+    shown = [
+        f"{k} {format_accuracy(row[k], result.split_sizes.get(k))}"
+        for k in sorted(row)
+        if k.endswith("_acc") and isinstance(row[k], float)
+    ]
     if "circuit_score" in row:
         shown.append(f"circuit_score {row['circuit_score']:.3f}")
     shown_text = ", ".join(shown)
-    stopped = {"val_acc": " (stopped early: validation accuracy held)",
-               "collapse": " (stopped: collapse)"}.get(result.stop_reason or "", "")
+    stopped = {
+        "val_acc": " (stopped early: validation accuracy held)",
+        "collapse": " (stopped: collapse)",
+    }.get(result.stop_reason or "", "")
     typer.echo(f"trained {result.final_step} steps into {result.run_dir} ({shown_text}){stopped}")
     for event in result.collapses:
         typer.echo(event.describe())
@@ -88,7 +134,10 @@ def train(
 
     best = read_best(Path(out))
     if best is not None:
-        typer.echo(f"best checkpoint: step {best['step']} ({best['criterion']} {best['value']:.4g}; never a test metric)")
+        typer.echo(
+            f"best checkpoint: step {best['step']} ({best['criterion']} {best['value']:.4g}; never "
+            "a test metric)"
+        )
 
 
 def _all_parts() -> dict[str, AnalysisPart]:
@@ -99,19 +148,39 @@ def _all_parts() -> dict[str, AnalysisPart]:
         for part in family.parts:
             parts.setdefault(part.name, part)
             kinds.setdefault(part.name, []).append(family.kind)
-    return {name: AnalysisPart(name, f"{part.help} ({', '.join(kinds[name])})") for name, part in parts.items()}
+    return {
+        name: AnalysisPart(name, f"{part.help} ({', '.join(kinds[name])})")
+        for name, part in parts.items()
+    }
 
 
 def analyze(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `interp train`.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    html: Annotated[Optional[Path], typer.Option("--html", help="Also write the self-contained HTML report here (it is always written to RUN_DIR/analysis/report.html unless --no-figures).")] = None,
-    no_figures: Annotated[bool, typer.Option("--no-figures", help="Skip the plotly figures (faster).")] = False,
-    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads (0 = torch's default). Checkpoints are analyzed this many at a time, one thread each.")] = 0,
+    html: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--html",
+            help="Also write the self-contained HTML report here (it is always written to "
+            "RUN_DIR/analysis/report.html unless --no-figures).",
+        ),
+    ] = None,
+    no_figures: Annotated[
+        bool, typer.Option("--no-figures", help="Skip the plotly figures (faster).")
+    ] = False,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            help="torch CPU threads (0 = torch's default). Checkpoints are analyzed this many at a "
+            "time, one thread each.",
+        ),
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     **selected: bool,
 ) -> int:
-    """Analyze every complete checkpoint of a run (no part flag: every analysis its task family has)."""
+    """Analyze every complete checkpoint of a run (no part flag: every analysis its task family
+    has)."""
     _set_threads(threads)
     from circuits.analyze import analyze_run, dumps, write_analysis
     from interp.memory import keep_freed_memory
@@ -125,8 +194,10 @@ def analyze(
     foreign = [name for name in parts if name not in own]
     if foreign:
         flags = ", ".join(AnalysisPart(name, "").flag for name in foreign)
-        raise CliError(f"{flags}: not an analysis of {run.config.task.kind} tasks; "
-                       f"its flags: {', '.join(AnalysisPart(n, '').flag for n in sorted(own)) or 'none'}")
+        raise CliError(
+            f"{flags}: not an analysis of {run.config.task.kind} tasks; "
+            f"its flags: {', '.join(AnalysisPart(n, '').flag for n in sorted(own)) or 'none'}"
+        )
     result = analyze_run(run, parts or None, progress=not quiet)
     info = write_analysis(result, figures=not no_figures or html is not None)
     if html is not None and info.get("figures"):
@@ -146,10 +217,16 @@ def _with_part_flags(command):
     """`command` with one `--part-name` flag per analysis part of the registered families
     (typer reads the signature, so the flags and their help come from the declarations)."""
     signature = inspect.signature(command, eval_str=True)
-    fixed = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    fixed = [
+        p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
     flags = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False,
-                          annotation=Annotated[bool, typer.Option(part.flag, help=part.help)])
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[bool, typer.Option(part.flag, help=part.help)],
+        )
         for name, part in _all_parts().items()
     ]
 
@@ -206,23 +283,37 @@ def _accuracy_text(info: dict, key: str, value: float) -> str:
 def human_summary(info: dict, family_lines: list[str] = ()) -> str:
     """The CLI's summary of `summary.json`; `family_lines` come from the run's task family."""
     lines = [
-        f"analyzed {info['n_checkpoints']} checkpoints (steps {info['steps'][0]}–{info['steps'][1]}) of {info['run']}",
+        f"analyzed {info['n_checkpoints']} checkpoints (steps "
+        f"{info['steps'][0]}–{info['steps'][1]}) of {info['run']}",
         *family_lines,
-        "final: " + ", ".join(_accuracy_text(info, k, v) if k.endswith("_acc") else f"{k} {v:.4g}"
-                              for k, v in info["final"].items() if k != "step"),
-        "phases: " + "; ".join(
-            f"{name.replace('_', ' ')} {span['start']}–{span['end'] if span['end'] is not None else '…'}"
-            for name, span in info["phases"].items() if span["start"] is not None
+        "final: "
+        + ", ".join(
+            _accuracy_text(info, k, v) if k.endswith("_acc") else f"{k} {v:.4g}"
+            for k, v in info["final"].items()
+            if k != "step"
+        ),
+        "phases: "
+        + "; ".join(
+            f"{name.replace('_', ' ')} "
+            f"{span['start']}–{span['end'] if span['end'] is not None else '…'}"
+            for name, span in info["phases"].items()
+            if span["start"] is not None
         ),
         "leads: " + ", ".join(f"{k} at step {v}" for k, v in info["leads"].items()),
         f"table: {info['table']}",
     ]
     for event in info.get("collapses", []):
-        lines.insert(-1, f"collapse at step {event['step']}: {event['metric']} {event['value']:.3f} "
-                         f"(best {event['best']:.3f} at step {event['best_step']}, down since step {event['first_step']})")
+        lines.insert(
+            -1,
+            f"collapse at step {event['step']}: {event['metric']} {event['value']:.3f} "
+            f"(best {event['best']:.3f} at step {event['best_step']}, down since step "
+            f"{event['first_step']})",
+        )
     if info.get("best"):
         best = info["best"]
-        lines.insert(-1, f"best checkpoint: step {best['step']} ({best['criterion']} {best['value']:.4g})")
+        lines.insert(
+            -1, f"best checkpoint: step {best['step']} ({best['criterion']} {best['value']:.4g})"
+        )
     if info.get("figures"):
         lines.append(f"report: {info['figures']}")
     return "\n".join(lines)
@@ -230,12 +321,35 @@ def human_summary(info: dict, family_lines: list[str] = ()) -> str:
 
 @app.command("import")
 def import_(
-    src: Annotated[Path, typer.Argument(help="Folder of TransformerLens state dicts (.safetensors/.pt/.pth, step number in each file name) with its config.json.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder to create (must not exist, or be empty).")] = None,
-    task: Annotated[Optional[Path], typer.Option("--task", help="Task spec JSON: operation, p, and train_indices, train_pairs or split_seed + train_frac.")] = None,
-    tl_config: Annotated[Optional[Path], typer.Option("--tl-config", help="TransformerLens config JSON (default: SRC/config.json or SRC/cfg.json).")] = None,
+    src: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of TransformerLens state dicts (.safetensors/.pt/.pth, step number in "
+            "each file name) with its config.json."
+        ),
+    ],
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", help="Run folder to create (must not exist, or be empty)."),
+    ] = None,
+    task: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--task",
+            help="Task spec JSON: operation, p, and train_indices, train_pairs or split_seed + "
+            "train_frac.",
+        ),
+    ] = None,
+    tl_config: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--tl-config",
+            help="TransformerLens config JSON (default: SRC/config.json or SRC/cfg.json).",
+        ),
+    ] = None,
 ) -> None:
-    """Import checkpoints trained elsewhere (TransformerLens HookedTransformer names) as a run folder."""
+    """Import checkpoints trained elsewhere (TransformerLens HookedTransformer names) as a run
+    folder."""
     if out is None:
         raise CliError("--out: required (the run folder to create)")
     if task is None:
@@ -248,7 +362,10 @@ def import_(
         from interp.errors import cli_message
 
         raise CliError(cli_message(exc)) from None
-    typer.echo(f"imported {len(result.steps)} checkpoints (steps {result.steps[0]}–{result.steps[-1]}) into {result.run_dir}")
+    typer.echo(
+        f"imported {len(result.steps)} checkpoints (steps {result.steps[0]}–{result.steps[-1]}) "
+        f"into {result.run_dir}"
+    )
 
 
 @app.command()
@@ -257,8 +374,10 @@ def presets() -> None:
     for name in preset_names():
         cfg = PRESETS[name]
         family = family_of(cfg)
-        typer.echo(f"{name:16s} {cfg.task.kind}: {family.describe(cfg.task)}; layers={cfg.model.n_layers} "
-                   f"steps={cfg.train.steps} lr={cfg.train.lr} wd={cfg.train.weight_decay}")
+        typer.echo(
+            f"{name:16s} {cfg.task.kind}: {family.describe(cfg.task)}; layers={cfg.model.n_layers} "
+            f"steps={cfg.train.steps} lr={cfg.train.lr} wd={cfg.train.weight_decay}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,7 +388,11 @@ def main(argv: list[str] | None = None) -> int:
 
     _install_analyze()
     try:
-        result = app(args=list(sys.argv[1:] if argv is None else argv), standalone_mode=False, prog_name="interp")
+        result = app(
+            args=list(sys.argv[1:] if argv is None else argv),
+            standalone_mode=False,
+            prog_name="interp",
+        )
     except (CliError, *USER_ERRORS) as exc:
         typer.echo(f"error: {cli_message(exc)}", err=True)
         return EXIT_USAGE

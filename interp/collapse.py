@@ -46,8 +46,10 @@ class CollapseEvent:
 
     def describe(self) -> str:
         return (
-            f"collapse at step {self.step}: {self.metric} {self.value:.3f} has stayed more than the "
-            f"allowed drop below its best {self.best:.3f} (step {self.best_step}) since step {self.first_step}"
+            f"collapse at step {self.step}: {self.metric} {self.value:.3f} has stayed more than "
+            "the "
+            f"allowed drop below its best {self.best:.3f} (step {self.best_step}) since step "
+            f"{self.first_step}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,7 +77,16 @@ def detect_collapses(rows: Sequence[dict[str, Any]], rule: CollapseRule) -> list
                 run_start = int(row["step"])
             run_length += 1
             if armed and run_length >= rule.patience:
-                events.append(CollapseEvent(int(row["step"]), run_start, rule.metric, float(value), float(best), best_step))
+                events.append(
+                    CollapseEvent(
+                        int(row["step"]),
+                        run_start,
+                        rule.metric,
+                        float(value),
+                        float(best),
+                        best_step,
+                    )
+                )
                 armed = False
         else:
             run_length, armed = 0, True
@@ -92,7 +103,9 @@ class BestCheckpoint:
         return asdict(self)
 
 
-def best_checkpoint(rows: Sequence[dict[str, Any]], train_splits: Sequence[str], has_validation: bool) -> BestCheckpoint | None:
+def best_checkpoint(
+    rows: Sequence[dict[str, Any]], train_splits: Sequence[str], has_validation: bool
+) -> BestCheckpoint | None:
     """Highest `val_acc` (ties: lower `val_loss`, then the earlier step) with a validation split;
     otherwise the lowest loss on the main training split. Never a test metric."""
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from interp.config_base import ConfigError, TaskConfig, build_section, check, coerce, field_names
-from interp.registry import family_of, get_family, task_config, task_config_from_dict
+from interp.registry import get_family, task_config, task_config_from_dict
 
 Normalization = Literal["none", "LN"]
 ActFn = Literal["relu", "gelu", "gelu_new", "silu"]
@@ -30,8 +30,17 @@ Loss = Literal["cross_entropy", "stablemax"]
 Device = Literal["cpu", "cuda", "auto"]
 
 _check = check
-__all__ = ["ConfigError", "TaskConfig", "ModelConfig", "TrainConfig", "RunConfig", "task_config",
-           "load_config_file", "resolve_key", "all_keys"]
+__all__ = [
+    "ConfigError",
+    "TaskConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "RunConfig",
+    "task_config",
+    "load_config_file",
+    "resolve_key",
+    "all_keys",
+]
 
 
 @dataclass(frozen=True)
@@ -107,25 +116,52 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "train.steps", f"must be >= 1, got {self.steps}")
         _check(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
-        _check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(
+            self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}"
+        )
         for name in ("beta1", "beta2"):
             value = getattr(self, name)
             _check(0 <= value < 1, f"train.{name}", f"must be in [0, 1), got {value}")
-        _check(self.warmup_steps >= 0, "train.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
-        _check(self.batch_size >= 0, "train.batch_size", f"must be >= 0 (0 = full batch), got {self.batch_size}")
+        _check(
+            self.warmup_steps >= 0, "train.warmup_steps", f"must be >= 0, got {self.warmup_steps}"
+        )
+        _check(
+            self.batch_size >= 0,
+            "train.batch_size",
+            f"must be >= 0 (0 = full batch), got {self.batch_size}",
+        )
         _check(self.grad_clip >= 0, "train.grad_clip", f"must be >= 0, got {self.grad_clip}")
-        _check(0 <= self.grokfast_alpha < 1, "train.grokfast_alpha", f"must be in [0, 1), got {self.grokfast_alpha}")
-        _check(self.grokfast_window >= 1, "train.grokfast_window", f"must be >= 1, got {self.grokfast_window}")
-        _check(self.weight_norm_floor >= 0, "train.weight_norm_floor",
-               f"must be >= 0 (0 = off), got {self.weight_norm_floor}")
+        _check(
+            0 <= self.grokfast_alpha < 1,
+            "train.grokfast_alpha",
+            f"must be in [0, 1), got {self.grokfast_alpha}",
+        )
+        _check(
+            self.grokfast_window >= 1,
+            "train.grokfast_window",
+            f"must be >= 1, got {self.grokfast_window}",
+        )
+        _check(
+            self.weight_norm_floor >= 0,
+            "train.weight_norm_floor",
+            f"must be >= 0 (0 = off), got {self.weight_norm_floor}",
+        )
         _check(self.ckpt_every >= 1, "train.ckpt_every", f"must be >= 1, got {self.ckpt_every}")
-        _check(self.ckpt_log_until >= 0, "train.ckpt_log_until", f"must be >= 0, got {self.ckpt_log_until}")
+        _check(
+            self.ckpt_log_until >= 0,
+            "train.ckpt_log_until",
+            f"must be >= 0, got {self.ckpt_log_until}",
+        )
         _check(
             0 <= self.stop_at_val_acc <= 1,
             "train.stop_at_val_acc",
             f"must be in [0, 1], got {self.stop_at_val_acc}",
         )
-        _check(self.stop_patience >= 1, "train.stop_patience", f"must be >= 1, got {self.stop_patience}")
+        _check(
+            self.stop_patience >= 1,
+            "train.stop_patience",
+            f"must be >= 1, got {self.stop_patience}",
+        )
 
 
 def _default_task() -> TaskConfig:
@@ -153,11 +189,15 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         if not isinstance(data, dict):
-            raise ConfigError(f"config: expected an object with sections task/model/train, got {type(data).__name__}")
+            raise ConfigError(
+                "config: expected an object with sections task/model/train, got "
+                f"{type(data).__name__}"
+            )
         unknown = set(data) - {*_SECTIONS, "name", "family_module"}
         if unknown:
             raise ConfigError(
-                f"{sorted(unknown)[0]}: unknown config section; allowed: task, model, train, name, family_module"
+                f"{sorted(unknown)[0]}: unknown config section; allowed: task, model, train, name, "
+                "family_module"
             )
         module = data.get("family_module")
         if module is not None and not isinstance(module, str):
@@ -194,7 +234,10 @@ class RunConfig:
             if key in ("task.kind", "kind"):
                 family = get_family(value)
                 shared = set(field_names(family.config_class))
-                data["task"] = {"kind": value, **{k: v for k, v in data["task"].items() if k in shared}}
+                data["task"] = {
+                    "kind": value,
+                    **{k: v for k, v in data["task"].items() if k in shared},
+                }
                 data["family_module"] = type(family).__module__
         task_class = get_family(data["task"]["kind"], data["family_module"]).config_class
         for key, value in pairs:
@@ -218,8 +261,12 @@ def all_keys() -> list[str]:
     """Every settable key, as `section.field` (task fields of every family)."""
     from interp.registry import all_families
 
-    task_fields = dict.fromkeys(["kind", *(n for f in all_families() for n in field_names(f.config_class))])
-    return [f"task.{n}" for n in task_fields] + [f"{s}.{n}" for s in ("model", "train") for n in field_names(_SECTIONS[s])]
+    task_fields = dict.fromkeys(
+        ["kind", *(n for f in all_families() for n in field_names(f.config_class))]
+    )
+    return [f"task.{n}" for n in task_fields] + [
+        f"{s}.{n}" for s in ("model", "train") for n in field_names(_SECTIONS[s])
+    ]
 
 
 def resolve_key(key: str, task_class: type | None = None) -> tuple[str, str]:
@@ -228,7 +275,9 @@ def resolve_key(key: str, task_class: type | None = None) -> tuple[str, str]:
     if "." in key:
         section, name = key.split(".", 1)
         if section not in _SECTIONS:
-            raise ConfigError(f"{key}: unknown section {section!r}; allowed: {', '.join(_SECTIONS)}")
+            raise ConfigError(
+                f"{key}: unknown section {section!r}; allowed: {', '.join(_SECTIONS)}"
+            )
         allowed = _section_fields(section, task_class)
         if name not in allowed:
             raise ConfigError(f"{key}: unknown field; allowed in {section}: {', '.join(allowed)}")
@@ -237,7 +286,9 @@ def resolve_key(key: str, task_class: type | None = None) -> tuple[str, str]:
     if not matches:
         raise ConfigError(f"{key}: unknown field; see `interp train --help` for the list")
     if len(matches) > 1:
-        raise ConfigError(f"{key}: ambiguous, write one of {', '.join(f'{s}.{n}' for s, n in matches)}")
+        raise ConfigError(
+            f"{key}: ambiguous, write one of {', '.join(f'{s}.{n}' for s, n in matches)}"
+        )
     return matches[0]
 
 

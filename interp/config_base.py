@@ -72,13 +72,16 @@ def build_section(section: str, cls: type, raw: dict[str, Any]) -> Any:
     known = field_names(cls)
     unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ConfigError(f"{section}.{unknown[0]}: unknown field; allowed: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"{section}.{unknown[0]}: unknown field; allowed: {', '.join(sorted(known))}"
+        )
     kwargs = {name: coerce(f"{section}.{name}", value, hints[name]) for name, value in raw.items()}
     return cls(**kwargs)
 
 
 def coerce(name: str, value: Any, hint: Any) -> Any:
-    """Convert a JSON/TOML/CLI value to the field's type, or raise a ConfigError naming the field."""
+    """Convert a JSON/TOML/CLI value to the field's type, or raise a ConfigError naming the
+    field."""
     origin = get_origin(hint)
     if origin is Literal:
         allowed = get_args(hint)

@@ -15,9 +15,12 @@ def warn(message: str) -> None:
 
 
 def postfix(row: dict[str, Any], train_loss_key: str, test_acc_key: str) -> dict[str, str]:
-    """Live metrics under the split names (train_loss/test_acc, or e.g. train_inferred_loss/test_id_acc)."""
-    out = {train_loss_key: f"{row.get(train_loss_key, float('nan')):.3g}",
-           test_acc_key: f"{row.get(test_acc_key, float('nan')):.3f}"}
+    """Live metrics under the split names (train_loss/test_acc, or e.g.
+    train_inferred_loss/test_id_acc)."""
+    out = {
+        train_loss_key: f"{row.get(train_loss_key, float('nan')):.3g}",
+        test_acc_key: f"{row.get(test_acc_key, float('nan')):.3f}",
+    }
     if "circuit_score" in row:
         out["circuit"] = f"{row['circuit_score']:.2f}"
     return out
@@ -26,4 +29,11 @@ def postfix(row: dict[str, Any], train_loss_key: str, test_acc_key: str) -> dict
 def progress_bar(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, leave=False)
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=not enabled,
+        unit="step",
+        dynamic_ncols=True,
+        leave=False,
+    )

@@ -26,8 +26,11 @@ class RunExists(TrainingError):
     """The run folder to create is not empty (and `overwrite` was not asked for)."""
 
     def __init__(self, path):
-        super().__init__(f"{path}: folder is not empty; continue the run in it with resume=True or replace it "
-                         "with overwrite=True", argument="out")
+        super().__init__(
+            f"{path}: folder is not empty; continue the run in it with resume=True or replace it "
+            "with overwrite=True",
+            argument="out",
+        )
         self.path = path
 
 

@@ -27,7 +27,8 @@ from interp.config import TrainConfig
 def make_optimizer(
     params: Iterable[nn.Parameter], train: TrainConfig
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW with `train`'s lr, weight decay and betas; Nanda et al.'s schedule lr * min(step / warmup, 1)."""
+    """AdamW with `train`'s lr, weight decay and betas; Nanda et al.'s schedule lr * min(step /
+    warmup, 1)."""
     optimizer = torch.optim.AdamW(
         params, lr=train.lr, weight_decay=train.weight_decay, betas=(train.beta1, train.beta2)
     )
@@ -69,7 +70,7 @@ class EmaFilter(GradFilter):
         return {f"ema.{k}": v for k, v in self.mu.items()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        self.mu = {k[len("ema."):]: v.clone() for k, v in state.items() if k.startswith("ema.")}
+        self.mu = {k[len("ema.") :]: v.clone() for k, v in state.items() if k.startswith("ema.")}
 
 
 class MaFilter(GradFilter):
@@ -92,7 +93,9 @@ class MaFilter(GradFilter):
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         self.history = {
-            k[len("ma."):]: deque(v.unbind(0), maxlen=self.window) for k, v in state.items() if k.startswith("ma.")
+            k[len("ma.") :]: deque(v.unbind(0), maxlen=self.window)
+            for k, v in state.items()
+            if k.startswith("ma.")
         }
 
 

@@ -50,10 +50,18 @@ import torch
 from torch import Tensor
 
 from interp import provenance, run_writer, runs
-from interp.registry import DEFAULT_KIND
 from interp.config import ActFn, ConfigError, ModelConfig, RunConfig, TrainConfig
-from interp.model import (build_model, from_tl_layout, load_state, parameters, state_dict, tl_name,
-                          tl_named_parameters, to_tl_layout)
+from interp.model import (
+    build_model,
+    from_tl_layout,
+    load_state,
+    parameters,
+    state_dict,
+    tl_name,
+    tl_named_parameters,
+    to_tl_layout,
+)
+from interp.registry import DEFAULT_KIND
 from interp.tasks import TaskData, build_task
 
 #: File names looked for in the source folder when no config path is given.
@@ -127,17 +135,26 @@ def _tl_int(cfg: dict[str, Any], key: str, where: str) -> int:
     return value
 
 
-def model_config_from_tl(cfg: dict[str, Any], where: str = "TL config") -> tuple[ModelConfig, int, int, int, str]:
-    """Our ModelConfig from a TransformerLens config dict; also (d_vocab, d_vocab_out, n_ctx, norm)."""
-    dims = {k: _tl_int(cfg, k, where) for k in ("d_model", "n_layers", "n_heads", "d_head", "d_vocab", "n_ctx")}
+def model_config_from_tl(
+    cfg: dict[str, Any], where: str = "TL config"
+) -> tuple[ModelConfig, int, int, int, str]:
+    """Our ModelConfig from a TransformerLens config dict; also (d_vocab, d_vocab_out, n_ctx,
+    norm)."""
+    dims = {
+        k: _tl_int(cfg, k, where)
+        for k in ("d_model", "n_layers", "n_heads", "d_head", "d_vocab", "n_ctx")
+    }
     d_mlp = cfg.get("d_mlp")
     dims["d_mlp"] = _tl_int(cfg, "d_mlp", where) if d_mlp is not None else 4 * dims["d_model"]
     d_vocab_out = cfg.get("d_vocab_out", -1)
-    d_vocab_out = dims["d_vocab"] if d_vocab_out in (-1, None) else _tl_int(cfg, "d_vocab_out", where)
+    d_vocab_out = (
+        dims["d_vocab"] if d_vocab_out in (-1, None) else _tl_int(cfg, "d_vocab_out", where)
+    )
     for key, allowed in _MUST_BE.items():
         if key in cfg and cfg[key] not in allowed:
             raise ImportCheckpointError(
-                f"{where}: {key}={cfg[key]!r} is not supported; importable: {', '.join(map(repr, allowed))}"
+                f"{where}: {key}={cfg[key]!r} is not supported; importable: "
+                f"{', '.join(map(repr, allowed))}"
             )
     if "attn_scale" in cfg and cfg["attn_scale"] not in (None, -1, -1.0):
         if not math.isclose(float(cfg["attn_scale"]), math.sqrt(dims["d_head"]), rel_tol=1e-6):
@@ -147,17 +164,24 @@ def model_config_from_tl(cfg: dict[str, Any], where: str = "TL config") -> tuple
     norm = cfg.get("normalization_type")
     if norm not in (None, "LN", "LNPre"):
         raise ImportCheckpointError(
-            f"{where}: normalization_type={norm!r} is not supported; importable: null, 'LN', 'LNPre'"
+            f"{where}: normalization_type={norm!r} is not supported; importable: null, 'LN', "
+            "'LNPre'"
         )
     if norm is not None and not math.isclose(float(cfg.get("eps", 1e-5)), 1e-5):
         raise ImportCheckpointError(f"{where}: eps={cfg['eps']!r} is not supported; only 1e-5")
     act_fn = cfg.get("act_fn")
     if act_fn not in get_args(ActFn):
-        raise ImportCheckpointError(f"{where}: act_fn={act_fn!r} is not supported; importable: {', '.join(get_args(ActFn))}")
+        raise ImportCheckpointError(
+            f"{where}: act_fn={act_fn!r} is not supported; importable: {', '.join(get_args(ActFn))}"
+        )
     try:
         model = ModelConfig(
-            n_layers=dims["n_layers"], d_model=dims["d_model"], n_heads=dims["n_heads"],
-            d_head=dims["d_head"], d_mlp=dims["d_mlp"], act_fn=act_fn,
+            n_layers=dims["n_layers"],
+            d_model=dims["d_model"],
+            n_heads=dims["n_heads"],
+            d_head=dims["d_head"],
+            d_mlp=dims["d_mlp"],
+            act_fn=act_fn,
             normalization="none" if norm is None else "LN",
         )
     except ConfigError as exc:
@@ -169,20 +193,34 @@ def task_from_spec(spec: dict[str, Any], where: str = "task spec") -> TaskData:
     """The modular task with the split the checkpoints were trained on."""
     unknown = sorted(set(spec) - _TASK_KEYS)
     if unknown:
-        raise ImportCheckpointError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(_TASK_KEYS))}")
-    if spec.get("kind", DEFAULT_KIND) != DEFAULT_KIND:  # binary operations mod p, as Nanda et al. train
-        raise ImportCheckpointError(f"{where}: kind={spec['kind']!r}; only {DEFAULT_KIND!r} tasks can be imported")
+        raise ImportCheckpointError(
+            f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(_TASK_KEYS))}"
+        )
+    if (
+        spec.get("kind", DEFAULT_KIND) != DEFAULT_KIND
+    ):  # binary operations mod p, as Nanda et al. train
+        raise ImportCheckpointError(
+            f"{where}: kind={spec['kind']!r}; only {DEFAULT_KIND!r} tasks can be imported"
+        )
     for key in ("operation", "p"):
         if key not in spec:
             raise ImportCheckpointError(f"{where}: missing {key!r}")
     explicit = [k for k in ("train_indices", "train_pairs") if k in spec]
     if len(explicit) > 1 or (explicit and "train_frac" in spec):
-        raise ImportCheckpointError(f"{where}: give the split once: train_indices, train_pairs or split_seed + train_frac")
+        raise ImportCheckpointError(
+            f"{where}: give the split once: train_indices, train_pairs or split_seed + train_frac"
+        )
     if not explicit and "train_frac" not in spec:
-        raise ImportCheckpointError(f"{where}: missing the split: train_indices, train_pairs or split_seed + train_frac")
+        raise ImportCheckpointError(
+            f"{where}: missing the split: train_indices, train_pairs or split_seed + train_frac"
+        )
     try:
         base = RunConfig.from_dict(
-            {"task": {k: spec[k] for k in ("operation", "p", "split_seed", "train_frac") if k in spec}}
+            {
+                "task": {
+                    k: spec[k] for k in ("operation", "p", "split_seed", "train_frac") if k in spec
+                }
+            }
         ).task
     except ConfigError as exc:
         raise ImportCheckpointError(f"{where}: {exc}") from None
@@ -208,20 +246,35 @@ def task_from_spec(spec: dict[str, Any], where: str = "task spec") -> TaskData:
             if index.ndim != 1 or index.min() < 0 or index.max() >= p * p:
                 raise ValueError
     except (ValueError, TypeError, RuntimeError):
-        what = "[a, b] pairs with 0 <= a, b < p" if explicit[0] == "train_pairs" else "integers a*p + b in [0, p^2)"
-        raise ImportCheckpointError(f"{where}: {explicit[0]} must be a list of {what} (p = {p})") from None
+        what = (
+            "[a, b] pairs with 0 <= a, b < p"
+            if explicit[0] == "train_pairs"
+            else "integers a*p + b in [0, p^2)"
+        )
+        raise ImportCheckpointError(
+            f"{where}: {explicit[0]} must be a list of {what} (p = {p})"
+        ) from None
     if len(index.unique()) != len(index):
         raise ImportCheckpointError(f"{where}: {explicit[0]} lists an example twice")
     if (full.labels[index] < 0).any():
-        raise ImportCheckpointError(f"{where}: {explicit[0]} contains examples with no answer (e.g. division by 0)")
+        raise ImportCheckpointError(
+            f"{where}: {explicit[0]} contains examples with no answer (e.g. division by 0)"
+        )
     valid = torch.nonzero(full.labels >= 0).squeeze(1)
     is_train = torch.zeros(full.n_examples, dtype=torch.bool)
     is_train[index] = True
     train, test = index.sort().values, valid[~is_train[valid]]
     if len(test) == 0:
-        raise ImportCheckpointError(f"{where}: {explicit[0]} covers every example; nothing is held out")
-    return TaskData(tokens=full.tokens, labels=full.labels, splits={"train": train, "test": test},
-                    train_splits=full.train_splits, token_names=full.token_names)
+        raise ImportCheckpointError(
+            f"{where}: {explicit[0]} covers every example; nothing is held out"
+        )
+    return TaskData(
+        tokens=full.tokens,
+        labels=full.labels,
+        splits={"train": train, "test": test},
+        train_splits=full.train_splits,
+        token_names=full.token_names,
+    )
 
 
 def checkpoint_files(src_dir: Path) -> list[tuple[int, Path]]:
@@ -232,13 +285,17 @@ def checkpoint_files(src_dir: Path) -> list[tuple[int, Path]]:
             continue
         numbers = re.findall(r"\d+", path.stem)
         if not numbers:
-            raise ImportCheckpointError(f"{path}: no step number in the file name (expected e.g. step_1200{path.suffix})")
+            raise ImportCheckpointError(
+                f"{path}: no step number in the file name (expected e.g. step_1200{path.suffix})"
+            )
         step = int(numbers[-1])
         if step in found:
             raise ImportCheckpointError(f"{path}: step {step} also comes from {found[step].name}")
         found[step] = path
     if not found:
-        raise ImportCheckpointError(f"{src_dir}: no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})")
+        raise ImportCheckpointError(
+            f"{src_dir}: no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})"
+        )
     return sorted(found.items())
 
 
@@ -257,9 +314,12 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
         # Quote only torch's diagnosis (e.g. "Unsupported global: GLOBAL posix.system"), never
         # its suggestion to retry with weights_only=False: that would run the file's code.
         lines = [line.strip() for line in str(exc).splitlines()]
-        detail = next((line for line in lines if line.startswith("Unsupported")), type(exc).__name__)
+        detail = next(
+            (line for line in lines if line.startswith("Unsupported")), type(exc).__name__
+        )
         raise ImportCheckpointError(
-            f"{path}: refused: not a plain tensor state dict; loading it would run code from the file "
+            f"{path}: refused: not a plain tensor state dict; loading it would run code from the "
+            "file "
             f"(torch.load weights_only=True: {detail})"
         ) from None
     for key in ("model", "state_dict", "model_state_dict"):
@@ -284,8 +344,11 @@ def tl_to_native(tl: dict[str, Tensor], model, norm: str, where: str) -> dict[st
     params = {name: p.detach() for name, p in parameters(model).items()}
     native_of = {tl_name(name): name for name in params}
     folded = {k for k in native_of if norm == "LNPre" and k.endswith((".w", ".b"))}
-    expected = {k: tuple(to_tl_layout(k, params[n], model.cfg.n_heads).shape)
-                for k, n in native_of.items() if k not in folded}
+    expected = {
+        k: tuple(to_tl_layout(k, params[n], model.cfg.n_heads).shape)
+        for k, n in native_of.items()
+        if k not in folded
+    }
     optional = {"unembed.b_U": expected["unembed.W_U"][-1:]}
 
     weights = {k: v for k, v in tl.items() if not k.endswith(_IGNORED_SUFFIXES)}
@@ -301,20 +364,28 @@ def tl_to_native(tl: dict[str, Tensor], model, norm: str, where: str) -> dict[st
                 f"{where}: {key} has shape {tuple(weights[key].shape)}, the config needs {shape}"
             )
         if key in weights and not weights[key].is_floating_point():
-            raise ImportCheckpointError(f"{where}: {key} has dtype {weights[key].dtype}, expected floating point")
+            raise ImportCheckpointError(
+                f"{where}: {key} has dtype {weights[key].dtype}, expected floating point"
+            )
     if "unembed.b_U" in weights and weights["unembed.b_U"].abs().max() > 0:
         raise ImportCheckpointError(
-            f"{where}: unembed.b_U is non-zero (max |b_U| = {weights['unembed.b_U'].abs().max():.3g}); "
+            f"{where}: unembed.b_U is non-zero (max |b_U| = "
+            f"{weights['unembed.b_U'].abs().max():.3g}); "
             "our unembedding has no bias and a per-class bias cannot be folded into W_U"
         )
-    native = {native_of[k]: from_tl_layout(k, weights[k].detach().float()).contiguous() for k in expected}
+    native = {
+        native_of[k]: from_tl_layout(k, weights[k].detach().float()).contiguous() for k in expected
+    }
     for k in folded:
         param = params[native_of[k]]
-        native[native_of[k]] = torch.ones_like(param) if k.endswith(".w") else torch.zeros_like(param)
+        native[native_of[k]] = (
+            torch.ones_like(param) if k.endswith(".w") else torch.zeros_like(param)
+        )
     return native
 
 
-# -- the import --------------------------------------------------------------------------------------
+# -- the import
+# --------------------------------------------------------------------------------------
 
 
 def import_tl_checkpoints(
@@ -326,14 +397,15 @@ def import_tl_checkpoints(
 ) -> ImportResult:
     """Convert a folder of TL checkpoints into a run folder at `out_run_dir` (which must not
     exist or be empty). `tl_config` defaults to config.json / cfg.json in `src_dir`."""
-    from interp.metrics import sum_squared_weights
-    from interp.metrics import evaluate
+    from interp.metrics import evaluate, sum_squared_weights
 
     src_dir, out_run_dir = Path(src_dir), Path(out_run_dir)
     if not src_dir.is_dir():
         raise ImportCheckpointError(f"{src_dir}: no such folder")
     if out_run_dir.exists() and (not out_run_dir.is_dir() or any(out_run_dir.iterdir())):
-        raise ImportCheckpointError(f"{out_run_dir}: exists and is not an empty folder", argument="out")
+        raise ImportCheckpointError(
+            f"{out_run_dir}: exists and is not an empty folder", argument="out"
+        )
 
     if isinstance(task_spec, dict):
         spec, spec_where = task_spec, "task spec"
@@ -342,7 +414,9 @@ def import_tl_checkpoints(
     if tl_config is None:
         candidates = [src_dir / name for name in TL_CONFIG_NAMES if (src_dir / name).is_file()]
         if not candidates:
-            raise ImportCheckpointError(f"{src_dir}: no TL config ({' or '.join(TL_CONFIG_NAMES)}); pass one")
+            raise ImportCheckpointError(
+                f"{src_dir}: no TL config ({' or '.join(TL_CONFIG_NAMES)}); pass one"
+            )
         tl_config = candidates[0]
     if isinstance(tl_config, dict):
         cfg, cfg_where = tl_config, "TL config"
@@ -354,17 +428,29 @@ def import_tl_checkpoints(
     p = int(spec["p"])
     if (d_vocab, d_vocab_out, n_ctx) != (p + 1, p, 3):
         raise ImportCheckpointError(
-            f"{cfg_where}: d_vocab={d_vocab}, d_vocab_out={d_vocab_out}, n_ctx={n_ctx} do not fit the task "
+            f"{cfg_where}: d_vocab={d_vocab}, d_vocab_out={d_vocab_out}, n_ctx={n_ctx} do not fit "
+            "the task "
             f"(p={p} needs d_vocab={p + 1} with '=' as token {p}, d_vocab_out={p}, n_ctx=3)"
         )
     files = checkpoint_files(src_dir)
     n_valid = int((task.labels >= 0).sum())
     n_train = sum(len(task.splits[s]) for s in task.train_splits)
-    task_config = RunConfig.from_dict({"task": {
-        "operation": spec["operation"], "p": p, "split_seed": spec.get("split_seed", 0),
-        "train_frac": spec.get("train_frac", n_train / n_valid)}}).task
-    config = RunConfig(task=task_config, model=model_config,
-                       train=TrainConfig(steps=max(1, files[-1][0])), name=f"imported:{src_dir.name}")
+    task_config = RunConfig.from_dict(
+        {
+            "task": {
+                "operation": spec["operation"],
+                "p": p,
+                "split_seed": spec.get("split_seed", 0),
+                "train_frac": spec.get("train_frac", n_train / n_valid),
+            }
+        }
+    ).task
+    config = RunConfig(
+        task=task_config,
+        model=model_config,
+        train=TrainConfig(steps=max(1, files[-1][0])),
+        name=f"imported:{src_dir.name}",
+    )
 
     model = build_model(model_config, d_vocab=d_vocab, d_vocab_out=d_vocab_out, n_ctx=n_ctx)
     model.eval()
@@ -374,7 +460,8 @@ def import_tl_checkpoints(
         load_state(model, tl_to_native(read_state_dict(path), model, norm, str(path)))
         row, _ = evaluate(model, task, device)
         row = {"step": step, **row, **sum_squared_weights(tl_named_parameters(model))}
-        # state_dict() aliases the live parameters on CPU: clone before the next load overwrites them.
+        # state_dict() aliases the live parameters on CPU: clone before the next load overwrites
+        # them.
         converted.append((step, path, {k: v.clone() for k, v in state_dict(model).items()}, row))
 
     # Everything is read and converted: write a complete folder beside the target, then rename.
@@ -382,16 +469,30 @@ def import_tl_checkpoints(
     staging = Path(tempfile.mkdtemp(dir=out_run_dir.parent, prefix=f".{out_run_dir.name}.import-"))
     try:
         run_writer.write_header(staging, config, task)
-        manifest = [run_writer.write_weights(staging, step, weights) for step, _path, weights, _row in converted]
+        manifest = [
+            run_writer.write_weights(staging, step, weights)
+            for step, _path, weights, _row in converted
+        ]
         rows = [row for *_, row in converted]
         run_writer.write_metrics(staging, rows)
-        runs.atomic_write_json(staging / IMPORT_FILE, {
-            "source": str(src_dir.resolve()),
-            "tl_config": cfg,
-            "task_spec": {k: v for k, v in spec.items() if k not in ("train_indices", "train_pairs")},
-            "files": [{"step": s, "file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
-                      for s, p, *_ in converted],
-        })
+        runs.atomic_write_json(
+            staging / IMPORT_FILE,
+            {
+                "source": str(src_dir.resolve()),
+                "tl_config": cfg,
+                "task_spec": {
+                    k: v for k, v in spec.items() if k not in ("train_indices", "train_pairs")
+                },
+                "files": [
+                    {
+                        "step": s,
+                        "file": p.name,
+                        "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+                    }
+                    for s, p, *_ in converted
+                ],
+            },
+        )
         run_writer.write_manifest(staging, manifest, rows, task)
         provenance.record(staging, provenance.collect(config, "cpu", step=manifest[0]["step"]))
         if out_run_dir.exists():

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from interp.tasks.base import TaskData
 
 
-def cross_entropy_f64(logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Tensor, " batch"]) -> Tensor:
+def cross_entropy_f64(
+    logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Tensor, " batch"]
+) -> Tensor:
     """Mean cross-entropy computed in float64.
 
     float32 log-softmax saturates once the train loss reaches ~1e-7, which hides the
@@ -44,7 +46,9 @@ def per_example_cross_entropy(
     return nll.masked_fill_(labels < 0, float("nan")), arg
 
 
-def stablemax_cross_entropy_f64(logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Tensor, " batch"]) -> Tensor:
+def stablemax_cross_entropy_f64(
+    logits: Float[Tensor, "batch d_vocab_out"], labels: Int[Tensor, " batch"]
+) -> Tensor:
     """Mean StableMax cross-entropy in float64 (Prieto et al. 2025).
 
     StableMax(x)_i = s(x_i) / Σ_j s(x_j) with s(x) = x + 1 for x >= 0 and 1 / (1 - x) for
@@ -70,7 +74,10 @@ def sum_squared_weights(named_params: dict[str, Tensor]) -> dict[str, float]:
     TransformerLens names (`interp.model.tl_named_parameters`: `sum_sq/blocks.0.attn.W_K`).
     """
     per_param = {name: float(p.detach().double().pow(2).sum()) for name, p in named_params.items()}
-    return {"sum_sq_weights": sum(per_param.values()), **{f"sum_sq/{k}": v for k, v in per_param.items()}}
+    return {
+        "sum_sq_weights": sum(per_param.values()),
+        **{f"sum_sq/{k}": v for k, v in per_param.items()},
+    }
 
 
 #: Splits smaller than this get a 95 % interval next to every accuracy they report.
@@ -100,7 +107,9 @@ def format_accuracy(accuracy: float, n: int | None) -> str:
 
 
 @torch.inference_mode()
-def evaluate(model, task: TaskData, device: torch.device) -> tuple[dict[str, float], dict[str, tuple[Tensor, Tensor]]]:
+def evaluate(
+    model, task: TaskData, device: torch.device
+) -> tuple[dict[str, float], dict[str, tuple[Tensor, Tensor]]]:
     """Loss (float64 cross-entropy) and accuracy on every split."""
     row: dict[str, float] = {}
     by_split: dict[str, tuple[Tensor, Tensor]] = {}
@@ -109,6 +118,8 @@ def evaluate(model, task: TaskData, device: torch.device) -> tuple[dict[str, flo
         tokens, labels = tokens.to(device), labels.to(device)
         logits = answer_logits(model, tokens) if len(tokens) else torch.zeros(0, 1, device=device)
         by_split[name] = (logits, labels)
-        row[f"{name}_loss"] = float(cross_entropy_f64(logits, labels)) if len(tokens) else float("nan")
+        row[f"{name}_loss"] = (
+            float(cross_entropy_f64(logits, labels)) if len(tokens) else float("nan")
+        )
         row[f"{name}_acc"] = accuracy(logits, labels)
     return row, by_split

@@ -1,4 +1,5 @@
-"""The one place that knows TransformerLens's internals (TransformerLens 4, `TransformerBridge.boot_native`).
+"""The one place that knows TransformerLens's internals (TransformerLens 4,
+`TransformerBridge.boot_native`).
 
 It builds the hooked transformer, names its parameters, and holds the fast forwards.
 Everything else receives a `TransformerBridge` and uses TransformerLens names: `W_E`,
@@ -28,43 +29,77 @@ from interp.config import ModelConfig
 
 #: TransformerLens names of the native parameters (wrapper segments removed, `canonical_name`);
 #: block entries follow `layers.L.` / `blocks.L.`. Norm parameters are TL's `w` and `b`.
-_TL_TOP = {"tok_embed.weight": "embed.W_E", "pos.weight": "pos_embed.W_pos", "head.weight": "unembed.W_U",
-           "ln_out.weight": "ln_final.w", "ln_out.bias": "ln_final.b"}
-_TL_BLOCK = {
-    "attn.q.weight": "attn.W_Q", "attn.q.bias": "attn.b_Q", "attn.k.weight": "attn.W_K", "attn.k.bias": "attn.b_K",
-    "attn.v.weight": "attn.W_V", "attn.v.bias": "attn.b_V", "attn.o.weight": "attn.W_O", "attn.o.bias": "attn.b_O",
-    "mlp.fc_in.weight": "mlp.W_in", "mlp.fc_in.bias": "mlp.b_in",
-    "mlp.fc_out.weight": "mlp.W_out", "mlp.fc_out.bias": "mlp.b_out",
-    "ln1.weight": "ln1.w", "ln1.bias": "ln1.b", "ln2.weight": "ln2.w", "ln2.bias": "ln2.b",
+_TL_TOP = {
+    "tok_embed.weight": "embed.W_E",
+    "pos.weight": "pos_embed.W_pos",
+    "head.weight": "unembed.W_U",
+    "ln_out.weight": "ln_final.w",
+    "ln_out.bias": "ln_final.b",
 }
-#: native layout (nn.Linear weight [out, in], heads flattened head-major) -> TL layout, by TL leaf name
+_TL_BLOCK = {
+    "attn.q.weight": "attn.W_Q",
+    "attn.q.bias": "attn.b_Q",
+    "attn.k.weight": "attn.W_K",
+    "attn.k.bias": "attn.b_K",
+    "attn.v.weight": "attn.W_V",
+    "attn.v.bias": "attn.b_V",
+    "attn.o.weight": "attn.W_O",
+    "attn.o.bias": "attn.b_O",
+    "mlp.fc_in.weight": "mlp.W_in",
+    "mlp.fc_in.bias": "mlp.b_in",
+    "mlp.fc_out.weight": "mlp.W_out",
+    "mlp.fc_out.bias": "mlp.b_out",
+    "ln1.weight": "ln1.w",
+    "ln1.bias": "ln1.b",
+    "ln2.weight": "ln2.w",
+    "ln2.bias": "ln2.b",
+}
+#: native layout (nn.Linear weight [out, in], heads flattened head-major) -> TL layout, by TL leaf
+#: name
 _TL_LAYOUT = {
     **{f"W_{x}": "(head d_head) d_model -> head d_model d_head" for x in "QKV"},
     **{f"b_{x}": "(head d_head) -> head d_head" for x in "QKV"},
     "W_O": "d_model (head d_head) -> head d_head d_model",
-    "W_in": "d_mlp d_model -> d_model d_mlp", "W_out": "d_model d_mlp -> d_mlp d_model",
+    "W_in": "d_mlp d_model -> d_model d_mlp",
+    "W_out": "d_model d_mlp -> d_mlp d_model",
     "W_U": "d_vocab_out d_model -> d_model d_vocab_out",
 }
 
 
-def build_model(config: ModelConfig, *, d_vocab: int, d_vocab_out: int, n_ctx: int,
-                device: str | torch.device = "cpu"):
+def build_model(
+    config: ModelConfig,
+    *,
+    d_vocab: int,
+    d_vocab_out: int,
+    n_ctx: int,
+    device: str | torch.device = "cpu",
+):
     """A freshly initialized hooked transformer for a task of the given vocabulary and length.
 
     Initialization is seeded by `config.seed` and does not touch the global RNG.
     """
-    from transformer_lens.model_bridge import TransformerBridge
     import transformer_lens.model_bridge.sources  # noqa: F401  (attaches boot_native)
+    from transformer_lens.model_bridge import TransformerBridge
 
     if config.tied_embeddings and d_vocab != d_vocab_out:
         raise ValueError(
-            f"model.tied_embeddings: needs the same input and output vocabulary, got {d_vocab} and {d_vocab_out}"
+            f"model.tied_embeddings: needs the same input and output vocabulary, got {d_vocab} and "
+            f"{d_vocab_out}"
         )
     tl_config = dict(
-        d_model=config.d_model, n_layers=config.n_layers, n_heads=config.n_heads, d_head=config.d_head,
-        d_mlp=config.d_mlp, d_vocab=d_vocab, d_vocab_out=d_vocab_out, n_ctx=n_ctx, act_fn=config.act_fn,
+        d_model=config.d_model,
+        n_layers=config.n_layers,
+        n_heads=config.n_heads,
+        d_head=config.d_head,
+        d_mlp=config.d_mlp,
+        d_vocab=d_vocab,
+        d_vocab_out=d_vocab_out,
+        n_ctx=n_ctx,
+        act_fn=config.act_fn,
         normalization_type=None if config.normalization == "none" else config.normalization,
-        init_mode=config.init_mode, seed=config.seed, positional_embedding_type="standard",
+        init_mode=config.init_mode,
+        seed=config.seed,
+        positional_embedding_type="standard",
     )
     if config.init_std > 0:
         tl_config["initializer_range"] = config.init_std
@@ -91,10 +126,15 @@ def canonical_name(native_name: str) -> str:
 
 
 def tl_name(native_name: str) -> str:
-    """The TransformerLens name of a native parameter, e.g. `…attn…k…bias` -> `blocks.0.attn.b_K`."""
+    """The TransformerLens name of a native parameter, e.g. `…attn…k…bias` ->
+    `blocks.0.attn.b_K`."""
     name = canonical_name(native_name)
     layer, _, rest = name.removeprefix("layers.").partition(".")
-    tl = f"blocks.{layer}.{_TL_BLOCK[rest]}" if name.startswith("layers.") and rest in _TL_BLOCK else _TL_TOP.get(name)
+    tl = (
+        f"blocks.{layer}.{_TL_BLOCK[rest]}"
+        if name.startswith("layers.") and rest in _TL_BLOCK
+        else _TL_TOP.get(name)
+    )
     if tl is None:
         raise KeyError(f"no TransformerLens name for the native parameter {native_name!r}")
     return tl
@@ -107,13 +147,19 @@ def tl_named_parameters(bridge) -> dict[str, nn.Parameter]:
 
 
 def to_tl_layout(name: str, tensor: Tensor, n_heads: int) -> Tensor:
-    """A native tensor in TL's layout, by its TL name: W_Q [head, d_model, d_head], W_in [d_model, d_mlp], …"""
+    """A native tensor in TL's layout, by its TL name: W_Q [head, d_model, d_head], W_in [d_model,
+    d_mlp], …"""
     pattern = _TL_LAYOUT.get(name.rsplit(".", 1)[-1])
-    return tensor if pattern is None else rearrange(tensor, pattern, **({"head": n_heads} if "head" in pattern else {}))
+    return (
+        tensor
+        if pattern is None
+        else rearrange(tensor, pattern, **({"head": n_heads} if "head" in pattern else {}))
+    )
 
 
 def from_tl_layout(name: str, tensor: Tensor) -> Tensor:
-    """The inverse of `to_tl_layout`: a tensor in TL's layout, by its TL name, in the native layout."""
+    """The inverse of `to_tl_layout`: a tensor in TL's layout, by its TL name, in the native
+    layout."""
     pattern = _TL_LAYOUT.get(name.rsplit(".", 1)[-1])
     if pattern is None:
         return tensor
@@ -156,8 +202,15 @@ def _supports_fast_path(native: nn.Module) -> bool:
     )
 
 
-def _attend(block: nn.Module, q: Tensor, k: Tensor, v: Tensor, *, causal: bool,
-            record: dict[str, Tensor] | None = None) -> Tensor:
+def _attend(
+    block: nn.Module,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    causal: bool,
+    record: dict[str, Tensor] | None = None,
+) -> Tensor:
     """Multi-head attention from projected q [batch, q_pos, H*dh], k/v [batch, k_pos, H*dh].
 
     With `record`, stores the last query's `pattern [batch, head, key_pos]` and
@@ -201,7 +254,9 @@ def _mlp(block: nn.Module, x: Tensor, record: dict[str, Tensor] | None) -> Tenso
     return out
 
 
-def _lookup(table: Float[Tensor, "pos d_vocab d"], positions: Tensor, tokens: Int[Tensor, "batch pos"]) -> Tensor:
+def _lookup(
+    table: Float[Tensor, "pos d_vocab d"], positions: Tensor, tokens: Int[Tensor, "batch pos"]
+) -> Tensor:
     """table[positions, tokens] as one index_select on the flattened table: its backward is
     an index_add, ~2.5x cheaper on CPU than advanced indexing's accumulate-index_put."""
     n_pos, d_vocab, d = table.shape
@@ -210,7 +265,9 @@ def _lookup(table: Float[Tensor, "pos d_vocab d"], positions: Tensor, tokens: In
 
 
 def _answer_forward(
-    native: nn.Module, tokens: Int[Tensor, "batch pos"], records: list[dict[str, Tensor]] | None = None
+    native: nn.Module,
+    tokens: Int[Tensor, "batch pos"],
+    records: list[dict[str, Tensor]] | None = None,
 ) -> Float[Tensor, "batch d_vocab_out"]:
     """The shortcut forward behind `answer_logits`; with `records` (one dict per layer plus
     one for the embedding and final residual) it also keeps the last position's activations."""
@@ -218,7 +275,9 @@ def _answer_forward(
     n_layers = len(native.layers)
     positions = torch.arange(seq, device=tokens.device)
     # Layer 0 sees only (position, token) embeddings: tabulate them once per step.
-    embed_table = native.tok_embed.weight[None] + native.pos.weight[:seq, None]  # [pos, d_vocab, d_model]
+    embed_table = (
+        native.tok_embed.weight[None] + native.pos.weight[:seq, None]
+    )  # [pos, d_vocab, d_model]
     resid: Tensor | None = None
     for layer, block in enumerate(native.layers):
         is_last = layer == n_layers - 1
@@ -275,8 +334,9 @@ class _AnswerLogits(nn.Module):
         return _answer_logits(self.native, tokens)
 
 
-def stacked_answer_logits(bridge, stacked: dict[str, Tensor],
-                          tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "seed batch d_vocab_out"]:
+def stacked_answer_logits(
+    bridge, stacked: dict[str, Tensor], tokens: Int[Tensor, "batch pos"]
+) -> Float[Tensor, "seed batch d_vocab_out"]:
     """`answer_logits` of several models of `bridge`'s shape at once.
 
     `stacked[name]` holds `parameters(bridge)[name]` of every model on a leading seed axis.
@@ -293,15 +353,20 @@ def stacked_answer_logits(bridge, stacked: dict[str, Tensor],
 def supports_answer_activations(bridge) -> bool:
     """Whether `answer_activations` covers this architecture (else use `run_with_cache`)."""
     native = native_model(bridge)
-    return (_supports_fast_path(native) and not native.cfg.attn_only
-            and all(getattr(block.mlp, "ln", None) is None for block in native.layers))
+    return (
+        _supports_fast_path(native)
+        and not native.cfg.attn_only
+        and all(getattr(block.mlp, "ln", None) is None for block in native.layers)
+    )
 
 
 def _one_layer_tables_apply(native: nn.Module) -> bool:
     """A 1-layer model without normalization: its answer-position residual is linear in tables."""
     block = native.layers[0] if len(native.layers) == 1 else None
-    return block is not None and all(isinstance(getattr(m, "original_component", m), nn.Identity)
-                                     for m in (block.ln1, block.ln2, native.ln_out))
+    return block is not None and all(
+        isinstance(getattr(m, "original_component", m), nn.Identity)
+        for m in (block.ln1, block.ln2, native.ln_out)
+    )
 
 
 def _one_layer_answer_activations(
@@ -314,7 +379,8 @@ def _one_layer_answer_activations(
     of vectors that depend on one (position, token) each: the value of head h at source
     position s is v_h(E[s, x_s]), so attention output and MLP pre-activation are
         attn_out = Σ_{h,s} pattern[h, s] · v_h(E[s, x_s]) W_O^h + b_O,
-        pre      = Σ_{h,s} pattern[h, s] · v_h(E[s, x_s]) W_O^h W_in + (E[-1, x_-1] + b_O) W_in + b_in.
+        pre      = Σ_{h,s} pattern[h, s] · v_h(E[s, x_s]) W_O^h W_in + (E[-1, x_-1] + b_O) W_in +
+        b_in.
     The products are tabulated once per checkpoint (H·n_ctx·d_vocab rows) and summed with
     `F.embedding_bag(per_sample_weights=pattern)`: ~12 table rows per input instead of the
     d_model × d_mlp matmul, about half the multiply-adds of the answer-position forward.
@@ -325,7 +391,9 @@ def _one_layer_answer_activations(
     batch, seq = tokens.shape
     n_heads, d_head = attn.n_heads, attn.d_head
     vocab = native.tok_embed.weight.shape[0]
-    embed_table = native.tok_embed.weight[None] + native.pos.weight[:seq, None]  # [pos, vocab, d_model]
+    embed_table = (
+        native.tok_embed.weight[None] + native.pos.weight[:seq, None]
+    )  # [pos, vocab, d_model]
     last = tokens[:, -1]
     q = attn.q(embed_table[seq - 1]).view(vocab, n_heads, d_head)  # by the last token
     k = attn.k(embed_table).view(seq, vocab, n_heads, d_head)
@@ -334,10 +402,16 @@ def _one_layer_answer_activations(
     head = torch.arange(n_heads, device=tokens.device)
     pos = torch.arange(seq, device=tokens.device)
     # Row (h, s, x) of the flattened tables belongs to head h, source position s, token x.
-    rows = ((head[None, :, None] * seq + pos[None, None, :]) * vocab + tokens[:, None, :])  # [batch, head, pos]
+    rows = (head[None, :, None] * seq + pos[None, None, :]) * vocab + tokens[
+        :, None, :
+    ]  # [batch, head, pos]
     per_last = n_heads * seq * vocab
-    scores = score_table.reshape(-1).take(last[:, None, None] * per_last + rows)  # [batch, head, key_pos]
-    pattern = F.softmax(scores, dim=-1)  # [batch, head, key_pos]; a causal last query sees every key
+    scores = score_table.reshape(-1).take(
+        last[:, None, None] * per_last + rows
+    )  # [batch, head, key_pos]
+    pattern = F.softmax(
+        scores, dim=-1
+    )  # [batch, head, key_pos]; a causal last query sees every key
     # One bag per input: its H·n_ctx (head, position, token) rows weighted by the pattern, plus
     # one row indexed by the last token with weight 1 for the terms that do not pass attention.
     bag = torch.cat([rows.reshape(batch, -1), (n_heads * seq * vocab + last)[:, None]], dim=1)
@@ -359,11 +433,17 @@ def _one_layer_answer_activations(
         # z: a block-structured table, head h's values in columns h·d_head … (h+1)·d_head.
         z_table = v.new_zeros(n_heads, seq, vocab, n_heads, d_head)
         z_table[head, :, :, head] = v_hsx
-        z = bag_sum(torch.cat([z_table.view(-1, n_heads * d_head), v.new_zeros(vocab, n_heads * d_head)]))
+        z = bag_sum(
+            torch.cat([z_table.view(-1, n_heads * d_head), v.new_zeros(vocab, n_heads * d_head)])
+        )
         out["z"] = z.view(1, batch, n_heads, d_head)
         mlp_out = mlp.fc_out(post)
         resid_final = bag_sum(resid_table) + mlp_out
-        return out | {"logits": native.head(resid_final), "mlp_out": mlp_out[None], "resid_final": resid_final}
+        return out | {
+            "logits": native.head(resid_final),
+            "mlp_out": mlp_out[None],
+            "resid_final": resid_final,
+        }
     # Logits without the residual: resid_mid W_U (tabulated) + post (W_U W_out), one matmul.
     unembed = native.head.weight  # [d_vocab_out, d_model]
     W_L = unembed @ mlp.fc_out.weight  # [d_vocab_out, d_mlp]
@@ -373,7 +453,9 @@ def _one_layer_answer_activations(
     return out | {"logits": torch.addmm(direct_logits, post, W_L.T)}
 
 
-def answer_activations(bridge, tokens: Int[Tensor, "batch pos"], *, attribution: bool = True) -> dict[str, Tensor]:
+def answer_activations(
+    bridge, tokens: Int[Tensor, "batch pos"], *, attribution: bool = True
+) -> dict[str, Tensor]:
     """Last-position activations by the shortcut forward, no hooks (analysis fast path).
 
     Returns `logits [batch, d_vocab_out]`, `embed [batch, d_model]` (hook_embed +
@@ -395,5 +477,10 @@ def answer_activations(bridge, tokens: Int[Tensor, "batch pos"], *, attribution:
     logits = _answer_forward(native, tokens, records)
     layers, last = records[:n_layers], records[-1]
     stacked = {name: torch.stack([r[name] for r in layers]) for name in ("z", "pattern", "mlp_out")}
-    return {"logits": logits, "embed": last["embed"], **stacked, "mlp_post": layers[-1]["mlp_post"],
-            "resid_final": last["resid_final"]}
+    return {
+        "logits": logits,
+        "embed": last["embed"],
+        **stacked,
+        "mlp_post": layers[-1]["mlp_post"],
+        "resid_final": last["resid_final"],
+    }

@@ -36,13 +36,18 @@ class MultiSeedTrainer:
     def __init__(self, config: RunConfig, seeds: list[int], device: str | None = None):
         t, train = config.task, config.train
         if train.batch_size != 0 or train.grad_clip > 0 or train.weight_norm_floor:
-            raise ValueError("MultiSeedTrainer: full batch only, no grad_clip, no weight_norm_floor")
+            raise ValueError(
+                "MultiSeedTrainer: full batch only, no grad_clip, no weight_norm_floor"
+            )
         self.config, self.seeds = config, list(seeds)
         self.device = resolve_device(device or train.device)
         self.task = build_task(t)
         shape = dict(d_vocab=t.d_vocab, d_vocab_out=t.d_vocab_out, n_ctx=t.n_ctx)
         # Initialized on the CPU, as a single-seed run's weights are, then moved.
-        per_seed = [parameters(build_model(replace(config.model, seed=seed), **shape)) for seed in self.seeds]
+        per_seed = [
+            parameters(build_model(replace(config.model, seed=seed), **shape))
+            for seed in self.seeds
+        ]
         #: native parameter name -> that parameter of every seed, [seed, *shape]
         self.params = {
             name: nn.Parameter(torch.stack([p[name].detach() for p in per_seed]).to(self.device))
@@ -52,7 +57,10 @@ class MultiSeedTrainer:
         self.model = build_model(config.model, **shape, device=self.device)
         self.optimizer, self.scheduler = make_optimizer(self.params.values(), train)
         self.grad_filter = make_filter(
-            train.grad_filter, alpha=train.grokfast_alpha, lamb=train.grokfast_lamb, window=train.grokfast_window
+            train.grad_filter,
+            alpha=train.grokfast_alpha,
+            lamb=train.grokfast_lamb,
+            window=train.grokfast_window,
         )
         index = self.task.train_index
         self.train_tokens = self.task.tokens[index].to(self.device)
@@ -64,11 +72,16 @@ class MultiSeedTrainer:
         return len(self.seeds)
 
     def logits(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "seed batch d_vocab_out"]:
-        """Answer-position logits of every seed (`interp.model.answer_logits`, batched over seeds)."""
+        """Answer-position logits of every seed (`interp.model.answer_logits`, batched over
+        seeds)."""
         return stacked_answer_logits(self.model, self.params, tokens)
 
     def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
-        fn = stablemax_cross_entropy_f64 if self.config.train.loss == "stablemax" else cross_entropy_f64
+        fn = (
+            stablemax_cross_entropy_f64
+            if self.config.train.loss == "stablemax"
+            else cross_entropy_f64
+        )
         return torch.stack([fn(logits[i], labels) for i in range(self.n_seeds)])
 
     def train_step(self) -> Float[Tensor, " seed"]:

@@ -32,7 +32,6 @@ interval of at most +-5 points at the near-chance accuracy OOD stays at.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-
 from pathlib import Path
 
 from interp.config import ConfigError, RunConfig, load_config_file
@@ -83,7 +82,8 @@ def resolve_config(preset_or_config: str, overrides: list[str]) -> RunConfig:
         config = load_config_file(Path(preset_or_config))
     else:
         raise ConfigError(
-            f"PRESET_OR_CONFIG: unknown preset {preset_or_config!r}; presets: {', '.join(preset_names())}, "
+            f"PRESET_OR_CONFIG: unknown preset {preset_or_config!r}; presets: "
+            f"{', '.join(preset_names())}, "
             "or a path to a .toml/.json config"
         )
     return config.with_overrides(overrides)

@@ -8,7 +8,8 @@ across CPUs, thread counts and library versions. Every process that writes a run
                    "git_dirty": false, "python": "3.11.7", "torch": "2.13.0+cpu",
                    "transformer_lens": "4.3.0", "numpy": "…", "platform": "Linux-…",
                    "cpu": "AMD EPYC …", "device": "cpu", "gpu": null, "torch_threads": 1,
-                   "seeds": {"model": 999, "train": 0, "split": 598}, "time": "2026-12-01T14:46:00Z"}]}
+                   "seeds": {"model": 999, "train": 0, "split": 598},
+                   "time": "2026-12-01T14:46:00Z"}]}
 
 Versions are read from package metadata (nothing heavy is imported), the commit from git
 when the package runs from a checkout.
@@ -37,7 +38,9 @@ def _version(package: str) -> str | None:
 def _git(*args: str) -> str | None:
     source = Path(__file__).resolve().parent.parent
     try:
-        done = subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, timeout=5)
+        done = subprocess.run(
+            ["git", "-C", str(source), *args], capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -58,12 +61,18 @@ def collect(config, device: str = "cpu", step: int = 0) -> dict[str, Any]:
     import torch
 
     commit = _git("rev-parse", "HEAD")
-    gpu = torch.cuda.get_device_name(0) if str(device).startswith("cuda") and torch.cuda.is_available() else None
+    gpu = (
+        torch.cuda.get_device_name(0)
+        if str(device).startswith("cuda") and torch.cuda.is_available()
+        else None
+    )
     return {
         "started_at_step": step,
         "interp": _version("interp"),
         "git_commit": commit,
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None,
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))
+        if commit
+        else None,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformer_lens": _version("transformer-lens"),
@@ -73,7 +82,11 @@ def collect(config, device: str = "cpu", step: int = 0) -> dict[str, Any]:
         "device": str(device),
         "gpu": gpu,
         "torch_threads": torch.get_num_threads(),
-        "seeds": {"model": config.model.seed, "train": config.train.seed, "split": config.task.split_seed},
+        "seeds": {
+            "model": config.model.seed,
+            "train": config.train.seed,
+            "split": config.task.split_seed,
+        },
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

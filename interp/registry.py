@@ -41,9 +41,21 @@ ENTRY_POINT_GROUP = "interp.families"
 #: written then carries all of them; fields of other families are dropped on load when they
 #: hold these defaults (they were ignored), and are errors otherwise.
 LEGACY_TASK_DEFAULTS: dict[str, Any] = {
-    "operation": "add", "p": 113, "train_frac": 0.3, "split_seed": 598, "n_entities": 100,
-    "n_relations": 20, "out_degree": 10, "n_attributes": 10, "n_values": 20, "ood_frac": 0.05,
-    "phi": 7.2, "test_id_frac": 0.1, "max_eval": 3000, "kb_file": "", "val_frac": 0.0,
+    "operation": "add",
+    "p": 113,
+    "train_frac": 0.3,
+    "split_seed": 598,
+    "n_entities": 100,
+    "n_relations": 20,
+    "out_degree": 10,
+    "n_attributes": 10,
+    "n_values": 20,
+    "ood_frac": 0.05,
+    "phi": 7.2,
+    "test_id_frac": 0.1,
+    "max_eval": 3000,
+    "kb_file": "",
+    "val_frac": 0.0,
     "shuffle_labels": False,
 }
 
@@ -84,14 +96,19 @@ class Family:
         raise NotImplementedError
 
     def evaluators(self, config: RunConfig) -> list:
-        """Progress measures computed at every checkpoint while training (`interp.training.Evaluator`)."""
+        """Progress measures computed at every checkpoint while training
+        (`interp.training.Evaluator`)."""
         return []
 
     def describe(self, config: TaskConfig) -> str:
         """The task's settings in one line."""
-        return f"{self.kind}: " + ", ".join(f"{k} {v}" for k, v in config.to_dict().items() if k != "kind")
+        return f"{self.kind}: " + ", ".join(
+            f"{k} {v}" for k, v in config.to_dict().items() if k != "kind"
+        )
 
-    def analyze(self, run, parts: tuple[str, ...], steps: list[int], *, workers: int, progress: bool):
+    def analyze(
+        self, run, parts: tuple[str, ...], steps: list[int], *, workers: int, progress: bool
+    ):
         raise NotImplementedError(f"task family {self.kind!r} defines no analysis")
 
 
@@ -102,7 +119,9 @@ def register(family: Family) -> Family:
     """Make `family` findable by its kind (call it at import time of the family's module)."""
     kind = family.kind
     if not kind or not kind.isidentifier():
-        raise ValueError(f"family {type(family).__name__}: kind must be a Python identifier, got {kind!r}")
+        raise ValueError(
+            f"family {type(family).__name__}: kind must be a Python identifier, got {kind!r}"
+        )
     if family.config_class.kind != kind:
         raise ValueError(f"family {kind!r}: its config_class has kind {family.config_class.kind!r}")
     _FAMILIES[kind] = family
@@ -110,14 +129,18 @@ def register(family: Family) -> Family:
 
 
 def _plugin_modules(kind: str | None = None) -> list[str]:
-    return [ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if kind is None or ep.name == kind]
+    return [
+        ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if kind is None or ep.name == kind
+    ]
 
 
 def _import(module: str, why: str) -> None:
     try:
         importlib.import_module(module)
     except ImportError as exc:
-        raise ConfigError(f"{why}: cannot import the task family's module {module!r}: {exc}") from None
+        raise ConfigError(
+            f"{why}: cannot import the task family's module {module!r}: {exc}"
+        ) from None
 
 
 def get_family(kind: str, module: str | None = None) -> Family:
@@ -130,7 +153,9 @@ def get_family(kind: str, module: str | None = None) -> Family:
             if kind in _FAMILIES:
                 break
     if kind not in _FAMILIES:
-        raise ConfigError(f"task.kind: unknown task family {kind!r}; known: {', '.join(sorted(known_kinds()))}")
+        raise ConfigError(
+            f"task.kind: unknown task family {kind!r}; known: {', '.join(sorted(known_kinds()))}"
+        )
     return _FAMILIES[kind]
 
 
@@ -166,6 +191,8 @@ def task_config_from_dict(raw: dict[str, Any], module: str | None = None) -> Tas
     own = set(field_names(cls))
     for name in [n for n in raw if n not in own and n in LEGACY_TASK_DEFAULTS]:
         if raw[name] != LEGACY_TASK_DEFAULTS[name]:
-            raise ConfigError(f"task.{name}: not a field of {kind} tasks; fields: {', '.join(sorted(own))}")
+            raise ConfigError(
+                f"task.{name}: not a field of {kind} tasks; fields: {', '.join(sorted(own))}"
+            )
         del raw[name]
     return build_section("task", cls, raw)

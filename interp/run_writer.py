@@ -1,4 +1,5 @@
-"""The one writer of run folders: `interp train` and `interp import` write the same files through it.
+"""The one writer of run folders: `interp train` and `interp import` write the same files through
+it.
 
 The layout and the file names are `interp.runs`'s; every file goes through its atomic writes
 (temp file, fsync, rename), so a reader sees either the old file or the new one. A checkpoint
@@ -41,8 +42,11 @@ def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
         if not overwrite:
             raise RunExists(run_dir)
         if not (run_dir / runs.CONFIG_FILE).exists():
-            raise TrainingError(f"{run_dir}: overwrite=True only replaces a run folder, and this one has no "
-                                f"{runs.CONFIG_FILE}", argument="out")
+            raise TrainingError(
+                f"{run_dir}: overwrite=True only replaces a run folder, and this one has no "
+                f"{runs.CONFIG_FILE}",
+                argument="out",
+            )
         try:
             runs.release_writer_lock(runs.acquire_writer_lock(run_dir))
         except runs.RunError as exc:
@@ -52,7 +56,8 @@ def prepare_run_dir(run_dir: Path, *, overwrite: bool) -> None:
 
 
 def write_header(run_dir: Path, config: RunConfig, task: TaskData) -> None:
-    """config.json (naming the run's own copy of a `task.kb_file`) and the split, before any checkpoint."""
+    """config.json (naming the run's own copy of a `task.kb_file`) and the split, before any
+    checkpoint."""
     stored = store_kb_file(run_dir, config)
     runs.atomic_write_json(run_dir / runs.CONFIG_FILE, stored.to_dict())
     save_split(run_dir, task)
@@ -69,7 +74,9 @@ def store_kb_file(run_dir: Path, config: RunConfig) -> RunConfig:
     try:
         runs.atomic_write_bytes(run_dir / name, Path(source).read_bytes())
     except OSError as exc:
-        raise runs.RunError(f"task.kb_file: {source}: cannot copy into the run folder: {exc}") from None
+        raise runs.RunError(
+            f"task.kb_file: {source}: cannot copy into the run folder: {exc}"
+        ) from None
     return replace(config, task=replace(config.task, kb_file=name))
 
 
@@ -80,7 +87,8 @@ def save_split(run_dir: Path, task: TaskData) -> None:
 
 
 def write_weights(run_dir: Path, step: int, weights: dict[str, Tensor]) -> dict[str, Any]:
-    """The weights after `step` optimizer steps; returns their manifest entry {step, file, sha256}."""
+    """The weights after `step` optimizer steps; returns their manifest entry {step, file,
+    sha256}."""
     file = runs.checkpoint_name(step)
     digest = runs.save_tensors(run_dir / file, weights, metadata={"step": str(step)})
     return {"step": step, "file": file, "sha256": digest}
@@ -114,18 +122,27 @@ def relist_checkpoints(run_dir: str | Path) -> tuple[list[int], list[runs.Skippe
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
     if (run_dir / runs.MANIFEST_FILE).exists() and runs.read_manifest(run_dir):
-        raise runs.RunError(f"{run_dir / runs.MANIFEST_FILE}: exists and lists checkpoints; nothing to relist")
+        raise runs.RunError(
+            f"{run_dir / runs.MANIFEST_FILE}: exists and lists checkpoints; nothing to relist"
+        )
     candidates = []
     for path in sorted((run_dir / runs.CHECKPOINT_DIR).glob("step_*.safetensors")):
         try:
             step = int(path.stem.removeprefix("step_"))
         except ValueError:
             continue
-        candidates.append({"step": step, "file": f"{runs.CHECKPOINT_DIR}/{path.name}",
-                           "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+        candidates.append(
+            {
+                "step": step,
+                "file": f"{runs.CHECKPOINT_DIR}/{path.name}",
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            }
+        )
     run = runs.Run(path=run_dir, config=config, manifest=candidates)
     skipped: list[runs.Skipped] = []
     loaded = {step for step, _ in run.iter_models(on_error=skipped.append)}
     kept = [entry for entry in candidates if entry["step"] in loaded]
-    write_manifest(run_dir, kept, [r for r in runs.read_metrics(run_dir) if r.get("step") in loaded], run.task)
+    write_manifest(
+        run_dir, kept, [r for r in runs.read_metrics(run_dir) if r.get("step") in loaded], run.task
+    )
     return [entry["step"] for entry in kept], skipped

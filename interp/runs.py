@@ -56,7 +56,8 @@ def checkpoint_name(step: int) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via temp file + fsync + rename (+ directory fsync), so readers never see a torn file."""
+    """Write via temp file + fsync + rename (+ directory fsync), so readers never see a torn
+    file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -92,8 +93,10 @@ def acquire_writer_lock(run_dir: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise RunError(f"{run_dir}: another process is writing this run (it holds {LOCK_FILE}); "
-                       "let it finish or stop it first") from None
+        raise RunError(
+            f"{run_dir}: another process is writing this run (it holds {LOCK_FILE}); "
+            "let it finish or stop it first"
+        ) from None
     return fd
 
 
@@ -119,7 +122,9 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def save_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> str:
+def save_tensors(
+    path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None
+) -> str:
     """Atomically write safetensors; returns the sha256 of the bytes written."""
     from safetensors.torch import save
 
@@ -137,7 +142,9 @@ def load_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, Te
     except OSError as exc:
         raise RunError(f"{path}: cannot read: {exc.strerror}") from None
     if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
-        raise RunError(f"{path}: contents do not match the manifest's sha256 (truncated or modified)")
+        raise RunError(
+            f"{path}: contents do not match the manifest's sha256 (truncated or modified)"
+        )
     try:
         return load(data)
     except Exception as exc:  # safetensors raises its own error types for malformed headers
@@ -225,16 +232,22 @@ def load_task(run_dir: Path, config: RunConfig) -> TaskData:
     """The run's dataset with the split it was trained on (read from disk, not regenerated)."""
     task = build_task(config.task)
     saved = load_tensors(run_dir / SPLIT_FILE)
-    names = {k[len(SPLIT_PREFIX):] for k in saved if k.startswith(SPLIT_PREFIX)}
+    names = {k[len(SPLIT_PREFIX) :] for k in saved if k.startswith(SPLIT_PREFIX)}
     if names != set(task.splits):
-        raise RunError(f"{run_dir / SPLIT_FILE}: splits {sorted(names)} do not match the task's {sorted(task.splits)}")
+        raise RunError(
+            f"{run_dir / SPLIT_FILE}: splits {sorted(names)} do not match the task's "
+            f"{sorted(task.splits)}"
+        )
     # In the task's own order, not the file's: safetensors returns tensors in an order that
     # changes from one load to the next, and the first held-out split is what the entity
     # tasks' `test_acc` column measures (test-ID, `circuits.entity`).
     splits = {name: saved[SPLIT_PREFIX + name].long() for name in task.splits}
     for name, index in splits.items():
         if index.numel() and (index.min() < 0 or index.max() >= task.n_examples):
-            raise RunError(f"{run_dir / SPLIT_FILE}: split {name!r} indexes outside the {task.n_examples} examples")
+            raise RunError(
+                f"{run_dir / SPLIT_FILE}: split {name!r} indexes outside the {task.n_examples} "
+                "examples"
+            )
     return replace(task, splits=splits)
 
 
@@ -281,7 +294,9 @@ class Run:
         for entry in self.manifest:
             if int(entry["step"]) == step:
                 return entry
-        raise KeyError(f"{self.path}: no complete checkpoint at step {step}; have {self.steps[:5]}...")
+        raise KeyError(
+            f"{self.path}: no complete checkpoint at step {step}; have {self.steps[:5]}..."
+        )
 
     def weights_at(self, step: int) -> dict[str, Tensor]:
         entry = self._entry(step)
@@ -305,11 +320,16 @@ class Run:
         from interp.model import load_state
 
         weights = self.weights_at(step)
-        bad = sorted(name for name, tensor in weights.items()
-                     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()))
+        bad = sorted(
+            name
+            for name, tensor in weights.items()
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+        )
         if bad:
-            raise RunError(f"{self.checkpoint_path(step)}: weights hold NaN or inf ({', '.join(bad[:3])}"
-                           f"{', …' if len(bad) > 3 else ''}); the file is intact but the model diverged")
+            raise RunError(
+                f"{self.checkpoint_path(step)}: weights hold NaN or inf ({', '.join(bad[:3])}"
+                f"{', …' if len(bad) > 3 else ''}); the file is intact but the model diverged"
+            )
         try:
             load_state(model, weights)
         except ValueError as exc:
@@ -329,7 +349,8 @@ class Run:
         on_error: Callable[[Skipped], None] | None = None,
         model: Any | None = None,
     ) -> Iterator[tuple[int, Any]]:
-        """(step, model) for each checkpoint, reusing one model object: O(1) memory in the run length.
+        """(step, model) for each checkpoint, reusing one model object: O(1) memory in the run
+        length.
 
         `model` (from `new_model`) is the object to reuse; by default a new one is built.
 
@@ -356,9 +377,11 @@ def no_checkpoints_message(run_dir: Path) -> str:
     """Why a run has nothing to analyze or resume, and what to do about a lost manifest."""
     files = sorted((run_dir / CHECKPOINT_DIR).glob("step_*.safetensors"))
     if not (run_dir / MANIFEST_FILE).exists() and files:
-        return (f"{run_dir / MANIFEST_FILE} is missing, but {len(files)} checkpoint files are in "
-                f"{run_dir / CHECKPOINT_DIR}; `interp relist {run_dir}` verifies that each one loads "
-                "and writes a new manifest of those that do")
+        return (
+            f"{run_dir / MANIFEST_FILE} is missing, but {len(files)} checkpoint files are in "
+            f"{run_dir / CHECKPOINT_DIR}; `interp relist {run_dir}` verifies that each one loads "
+            "and writes a new manifest of those that do"
+        )
     return f"{run_dir}: no complete checkpoints (the manifest lists none)"
 
 

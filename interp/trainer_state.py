@@ -60,7 +60,10 @@ def capture(trainer) -> TrainerState:
     for index, per_param in optim["state"].items():
         for key, value in per_param.items():
             tensors[f"{_OPTIM}{index}.{key}"] = torch.as_tensor(value).detach().cpu().clone()
-    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in optim["param_groups"]]
+    groups = [
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
+        for g in optim["param_groups"]
+    ]
     if trainer.grad_filter is not None:
         for key, value in trainer.grad_filter.state_dict().items():
             tensors[_FILTER + key] = value.detach().cpu().clone()
@@ -84,8 +87,12 @@ def capture(trainer) -> TrainerState:
 def save(run_dir: Path, state: TrainerState) -> None:
     """Write tensors, then the JSON that vouches for them (with their sha256)."""
     tensor_file, json_file = state_files(state.step)
-    digest = runs.save_tensors(run_dir / tensor_file, state.tensors, metadata={"step": str(state.step)})
-    runs.atomic_write_json(run_dir / json_file, {**state.meta, "tensors": tensor_file, "sha256": digest})
+    digest = runs.save_tensors(
+        run_dir / tensor_file, state.tensors, metadata={"step": str(state.step)}
+    )
+    runs.atomic_write_json(
+        run_dir / json_file, {**state.meta, "tensors": tensor_file, "sha256": digest}
+    )
 
 
 def saved_steps(run_dir: Path) -> list[int]:
@@ -111,8 +118,14 @@ def load(run_dir: Path, step: int) -> TrainerState:
     """Read the trainer state saved with the checkpoint at `step`; RunError names the file."""
     tensor_file, json_file = state_files(step)
     meta = runs._read_json(run_dir / json_file)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION or meta.get("step") != step:
-        raise runs.RunError(f"{run_dir / json_file}: not a trainer state for step {step} (format {FORMAT_VERSION})")
+    if (
+        not isinstance(meta, dict)
+        or meta.get("format") != FORMAT_VERSION
+        or meta.get("step") != step
+    ):
+        raise runs.RunError(
+            f"{run_dir / json_file}: not a trainer state for step {step} (format {FORMAT_VERSION})"
+        )
     tensors = runs.load_tensors(run_dir / tensor_file, meta.get("sha256"))
     return TrainerState(step=step, tensors=tensors, meta=meta)
 
@@ -129,27 +142,37 @@ def restore(trainer, state: TrainerState) -> None:
         raise
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
         name = state_files(state.step)[1]
-        raise runs.RunError(f"{trainer.run_dir / name}: trainer state does not fit this run ({type(exc).__name__}: {exc})") from None
+        raise runs.RunError(
+            f"{trainer.run_dir / name}: trainer state does not fit this run ({type(exc).__name__}: "
+            f"{exc})"
+        ) from None
 
 
 def _restore(trainer, state: TrainerState) -> None:
     meta, tensors = state.meta, state.tensors
     if meta["grad_filter"] != trainer.config.train.grad_filter:
         raise runs.RunError(
-            f"trainer state at step {state.step} was saved with grad_filter={meta['grad_filter']!r}, "
+            f"trainer state at step {state.step} was saved with "
+            f"grad_filter={meta['grad_filter']!r}, "
             f"the config says {trainer.config.train.grad_filter!r}"
         )
     per_param: dict[int, dict[str, Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith(_OPTIM):
-            index, name = key[len(_OPTIM):].split(".", 1)
+            index, name = key[len(_OPTIM) :].split(".", 1)
             per_param.setdefault(int(index), {})[name] = value
-    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+    groups = [
+        {k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]
+    ]
     trainer.optimizer.load_state_dict({"state": per_param, "param_groups": groups})
     trainer.scheduler.load_state_dict(meta["scheduler"])
     if trainer.grad_filter is not None:
         trainer.grad_filter.load_state_dict(
-            {k[len(_FILTER):]: v.to(trainer.device) for k, v in tensors.items() if k.startswith(_FILTER)}
+            {
+                k[len(_FILTER) :]: v.to(trainer.device)
+                for k, v in tensors.items()
+                if k.startswith(_FILTER)
+            }
         )
     torch.set_rng_state(tensors[_RNG_TORCH])
     trainer.data_generator.set_state(tensors[_RNG_DATA])

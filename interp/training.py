@@ -12,7 +12,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,21 @@ from torch import Tensor
 from interp import provenance, run_writer, runs, trainer_state
 from interp.collapse import CollapseEvent, detect_collapses, rule_for_splits
 from interp.config import RunConfig
-from interp.errors import TrainingError
-from interp.grokfast import make_filter, make_optimizer, orthogonalize_grads_, raise_norm_to_floor_, total_norm
 from interp.console import postfix, progress_bar, warn
-from interp.metrics import cross_entropy_f64, evaluate, stablemax_cross_entropy_f64, sum_squared_weights
+from interp.errors import TrainingError
+from interp.grokfast import (
+    make_filter,
+    make_optimizer,
+    orthogonalize_grads_,
+    raise_norm_to_floor_,
+    total_norm,
+)
+from interp.metrics import (
+    cross_entropy_f64,
+    evaluate,
+    stablemax_cross_entropy_f64,
+    sum_squared_weights,
+)
 from interp.model import answer_logits, build_model, parameters, state_dict, tl_named_parameters
 from interp.registry import family_of
 from interp.tasks import TaskData, build_task
@@ -80,7 +90,9 @@ class Trainer:
     ):
         self.config = config
         self.run_dir = Path(run_dir)
-        self.evaluators = list(family_of(config).evaluators(config) if evaluators is None else evaluators)
+        self.evaluators = list(
+            family_of(config).evaluators(config) if evaluators is None else evaluators
+        )
         self.progress = progress
         self.device = resolve_device(config.train.device)
         self.task = build_task(config.task)
@@ -95,21 +107,29 @@ class Trainer:
         train = config.train
         # The floor is relative to the initial weights, which the model seed fixes: a resumed
         # run rebuilds the same initial model here before loading its checkpoint.
-        self.norm_floor = train.weight_norm_floor * total_norm(self.params) if train.weight_norm_floor else 0.0
+        self.norm_floor = (
+            train.weight_norm_floor * total_norm(self.params) if train.weight_norm_floor else 0.0
+        )
         #: The floor binds once the norm has reached it, so a floor above the initial norm
         #: (factor > 1) does not rescale the initial weights; saved with the trainer state.
         self.norm_floor_armed = 0 < train.weight_norm_floor <= 1
         self.optimizer, self.scheduler = make_optimizer(self.params.values(), train)
         self.grad_filter = make_filter(
-            train.grad_filter, alpha=train.grokfast_alpha, lamb=train.grokfast_lamb, window=train.grokfast_window
+            train.grad_filter,
+            alpha=train.grokfast_alpha,
+            lamb=train.grokfast_lamb,
+            window=train.grokfast_window,
         )
         self.data_generator = torch.Generator().manual_seed(train.seed)
         train_index = self.task.train_index
         if train.stop_at_val_acc > 0 and "val" not in self.task.splits:
             raise TrainingError(
-                "train.stop_at_val_acc: early stopping selects on a validation split and this task has "
-                "none; set task.val_frac > 0 (modular tasks) or train.stop_at_val_acc=0 (for a run folder written "
-                "by an earlier version, whose stop_at_test_acc became stop_at_val_acc, edit its config.json)"
+                "train.stop_at_val_acc: early stopping selects on a validation split and this task "
+                "has "
+                "none; set task.val_frac > 0 (modular tasks) or train.stop_at_val_acc=0 (for a run "
+                "folder written "
+                "by an earlier version, whose stop_at_test_acc became stop_at_val_acc, edit its "
+                "config.json)"
             )
         self.collapse_rule = rule_for_splits(self.task.train_splits)
         self.train_tokens = self.task.tokens[train_index].to(self.device)
@@ -188,7 +208,11 @@ class Trainer:
                 row.update(evaluator(self.model, self.task, by_split))
         row["time_s"] = round(self.elapsed_s(), 3)
         self.model.train()
-        fired = [e for e in detect_collapses([*self.metrics, row], self.collapse_rule) if e.step == self.step]
+        fired = [
+            e
+            for e in detect_collapses([*self.metrics, row], self.collapse_rule)
+            if e.step == self.step
+        ]
         if fired:
             row["events"] = [e.to_dict() for e in fired]
             for event in fired:
@@ -200,7 +224,8 @@ class Trainer:
             last = self.manifest[-1]["step"] if self.manifest else None
             raise TrainingError(
                 f"cannot write the checkpoint for step {self.step}: {exc}. "
-                f"The manifest still lists step {last} as the last complete checkpoint in {self.run_dir}; "
+                f"The manifest still lists step {last} as the last complete checkpoint in "
+                f"{self.run_dir}; "
                 "free space and continue it with resume=True"
             ) from None
         return row
@@ -221,11 +246,13 @@ class Trainer:
         try:
             run_writer.write_header(self.run_dir, self.config, self.task)
         except OSError as exc:
-            raise TrainingError(f"{self.run_dir}: cannot write the run's config and split: {exc}",
-                                argument="out") from None
+            raise TrainingError(
+                f"{self.run_dir}: cannot write the run's config and split: {exc}", argument="out"
+            ) from None
 
     def _initial_streak(self) -> int:
-        """Checkpoints in a row (ending at the latest) at or above the early-stop validation accuracy."""
+        """Checkpoints in a row (ending at the latest) at or above the early-stop validation
+        accuracy."""
         threshold, streak = self.config.train.stop_at_val_acc, 0
         if threshold <= 0:
             return 0
@@ -258,8 +285,10 @@ class Trainer:
         except runs.RunError as exc:
             raise TrainingError(f"resume=True: {exc}") from None
         if not run.steps:
-            raise TrainingError(f"resume=True: {runs.no_checkpoints_message(run_dir)}; or start again with "
-                                "overwrite=True")
+            raise TrainingError(
+                f"resume=True: {runs.no_checkpoints_message(run_dir)}; or start again with "
+                "overwrite=True"
+            )
         try:
             lock_fd = runs.acquire_writer_lock(run_dir)
         except (runs.RunError, OSError) as exc:
@@ -283,13 +312,16 @@ class Trainer:
             for name, index in trainer.task.splits.items():
                 if not torch.equal(saved.get(runs.SPLIT_PREFIX + name, torch.empty(0)), index):
                     raise runs.RunError(
-                        f"{run_dir / runs.SPLIT_FILE}: split {name!r} differs from the one the config generates"
+                        f"{run_dir / runs.SPLIT_FILE}: split {name!r} differs from the one the "
+                        "config generates"
                     )
             run.load_weights_into(trainer.model, step)
             state = trainer_state.load(run_dir, step)
             trainer_state.restore(trainer, state)
         except runs.RunError as exc:
-            raise TrainingError(f"resume=True: {run_dir}: cannot resume exactly from step {step}: {exc}") from None
+            raise TrainingError(
+                f"resume=True: {run_dir}: cannot resume exactly from step {step}: {exc}"
+            ) from None
         trainer.manifest = list(run.manifest)
         trainer.metrics = [r for r in run.metrics if int(r["step"]) <= step]
         trainer._time_offset = float(state.meta.get("elapsed_s", 0.0))
@@ -299,7 +331,9 @@ class Trainer:
             trainer_state.remove_all_but(run_dir, step)
             runs.remove_temp_files(run_dir)
         except OSError as exc:
-            raise TrainingError(f"resume=True: {run_dir}: cannot tidy the run folder: {exc}") from None
+            raise TrainingError(
+                f"resume=True: {run_dir}: cannot tidy the run folder: {exc}"
+            ) from None
         return trainer
 
     def run(self) -> TrainResult:
@@ -324,7 +358,9 @@ class Trainer:
             checkpoints = [s for s in checkpoints if s > 0]
         else:
             last_row = self.metrics[-1] if self.metrics else {}
-        test_acc_key = f"{self.task.held_out_splits[0]}_acc"  # shown in the bar, never selects anything
+        test_acc_key = (
+            f"{self.task.held_out_splits[0]}_acc"  # shown in the bar, never selects anything
+        )
         streak = self._initial_streak()
         # A resumed run that had already stopped early stays stopped.
         if train.stop_at_val_acc > 0 and streak >= train.stop_patience:
@@ -334,8 +370,9 @@ class Trainer:
         try:
             provenance.record(self.run_dir, provenance.collect(self.config, self.device, self.step))
         except OSError as exc:
-            raise TrainingError(f"{self.run_dir}: cannot write {provenance.PROVENANCE_FILE}: {exc}",
-                                argument="out") from None
+            raise TrainingError(
+                f"{self.run_dir}: cannot write {provenance.PROVENANCE_FILE}: {exc}", argument="out"
+            ) from None
         bar = progress_bar(total=train.steps, initial=self.step, enabled=self.progress)
         self.model.train()
         stop_reason = None
@@ -345,12 +382,17 @@ class Trainer:
                     self.train_step()
                     bar.update(1)
                 last_row = self.checkpoint()
-                bar.set_postfix(postfix(last_row, f"{self.task.train_splits[-1]}_loss", test_acc_key), refresh=False)
+                bar.set_postfix(
+                    postfix(last_row, f"{self.task.train_splits[-1]}_loss", test_acc_key),
+                    refresh=False,
+                )
                 if train.stop_on_collapse and last_row.get("events"):
                     stop_reason = "collapse"
                     break
                 if train.stop_at_val_acc > 0:
-                    streak = streak + 1 if last_row.get("val_acc", 0) >= train.stop_at_val_acc else 0
+                    streak = (
+                        streak + 1 if last_row.get("val_acc", 0) >= train.stop_at_val_acc else 0
+                    )
                     if streak >= train.stop_patience:
                         stop_reason = "val_acc"
                         break
@@ -360,8 +402,15 @@ class Trainer:
 
     def _result(self, last_row: dict[str, Any], stop_reason: str | None) -> TrainResult:
         sizes = {f"{name}_acc": len(index) for name, index in self.task.splits.items()}
-        return TrainResult(self.run_dir, self.step, last_row, stop_reason is not None, self.collapses(), stop_reason,
-                           sizes)
+        return TrainResult(
+            self.run_dir,
+            self.step,
+            last_row,
+            stop_reason is not None,
+            self.collapses(),
+            stop_reason,
+            sizes,
+        )
 
 
 def resume(
@@ -377,9 +426,7 @@ def resume(
     an uninterrupted run. Metric rows after that checkpoint are dropped and recomputed.
     `evaluators` default to the task family's progress measures for the run's own config.
     """
-    return Trainer.from_run_dir(
-        run_dir, evaluators=evaluators, progress=progress
-    ).run()
+    return Trainer.from_run_dir(run_dir, evaluators=evaluators, progress=progress).run()
 
 
 def train(
@@ -392,10 +439,13 @@ def train(
 ) -> TrainResult:
     """Train a fresh run into `run_dir` (must be empty, or a run with `overwrite=True`)."""
     run_dir = Path(run_dir)
-    # Build first (task, model, device): a config that cannot train fails before anything is written.
+    # Build first (task, model, device): a config that cannot train fails before anything is
+    # written.
     trainer = Trainer(config, run_dir, evaluators=evaluators, progress=progress)
     try:
         run_writer.prepare_run_dir(run_dir, overwrite=overwrite)
     except OSError as exc:
-        raise TrainingError(f"{run_dir}: cannot prepare the run folder: {exc}", argument="out") from None
+        raise TrainingError(
+            f"{run_dir}: cannot prepare the run folder: {exc}", argument="out"
+        ) from None
     return trainer.run()

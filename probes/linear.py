@@ -31,7 +31,9 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         return self
 
     def decision_function(self, X):
-        return self.classifier_.decision_function(self.scaler_.transform(np.asarray(X, dtype=np.float64)))
+        return self.classifier_.decision_function(
+            self.scaler_.transform(np.asarray(X, dtype=np.float64))
+        )
 
     def predict(self, X):
         return self.classifier_.predict(self.scaler_.transform(np.asarray(X, dtype=np.float64)))

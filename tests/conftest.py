@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp.config import ModelConfig, RunConfig, TaskConfig, task_config, TrainConfig
+from interp.config import ModelConfig, RunConfig, TrainConfig, task_config
 
 # Tiny models are overhead-bound: one thread is faster, and far faster on a busy machine.
 torch.set_num_threads(1)
 
 
 def tiny_config(**overrides) -> RunConfig:
-    """A run that trains in seconds: p = 11, one layer, d_model 16. Override with section__field=value."""
+    """A run that trains in seconds: p = 11, one layer, d_model 16. Override with
+    section__field=value."""
     config = RunConfig(
         name="tiny",
         task=task_config(operation="add", p=11, train_frac=0.5, split_seed=1),
@@ -58,7 +59,9 @@ def randomize_weights(model, std: float = 0.3) -> None:
             param.normal_(0, std)
 
 
-def handbuilt_fourier_model(p: int, frequencies: list[int], d_model: int = 32, d_mlp: int = 128, n_phases: int = 16):
+def handbuilt_fourier_model(
+    p: int, frequencies: list[int], d_model: int = 32, d_mlp: int = 128, n_phases: int = 16
+):
     """A 1-layer model whose weights implement the Fourier algorithm for (a + b) mod p by hand.
 
     Embedding: number x -> cos(w_k x), sin(w_k x) for each key frequency (w_k = 2πk/p).
@@ -72,7 +75,9 @@ def handbuilt_fourier_model(p: int, frequencies: list[int], d_model: int = 32, d
 
     n_k = len(frequencies)
     assert d_model >= 4 * n_k and d_mlp >= n_phases * n_k
-    config = ModelConfig(n_layers=1, d_model=d_model, n_heads=1, d_head=2 * n_k, d_mlp=d_mlp, seed=0)
+    config = ModelConfig(
+        n_layers=1, d_model=d_model, n_heads=1, d_head=2 * n_k, d_mlp=d_mlp, seed=0
+    )
     model = build_model(config, d_vocab=p + 1, d_vocab_out=p, n_ctx=3)
     native = model.original_model
     block = native.layers[0]

@@ -35,8 +35,21 @@ GOLDEN = FIXTURES / "golden"
 NAMES = ("modular_demo", "two_hop_tiny", "comparison_tiny")
 
 #: Summary fields that are results (not paths or timings), compared value by value.
-SUMMARY_FIELDS = ("kind", "parts", "n_checkpoints", "steps", "key_frequencies", "phases", "leads", "final",
-                  "final_splits", "final_intervals", "split_sizes", "collapses", "best")
+SUMMARY_FIELDS = (
+    "kind",
+    "parts",
+    "n_checkpoints",
+    "steps",
+    "key_frequencies",
+    "phases",
+    "leads",
+    "final",
+    "final_splits",
+    "final_intervals",
+    "split_sizes",
+    "collapses",
+    "best",
+)
 #: Compared exactly: which frequencies and which steps, not measurements.
 EXACT_FIELDS = ("kind", "parts", "n_checkpoints", "steps", "key_frequencies", "phases", "leads")
 
@@ -63,8 +76,12 @@ def analyze_fixture(name: str, work_dir: Path) -> dict[str, Any]:
     shutil.copytree(RUNS / name, run_dir)
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = main(["analyze", str(run_dir), "--no-figures", "--json", "--threads", "1", "--quiet"])
-    if code != 0:  # 1: a checkpoint was skipped; 2: bad input. Either way the record would be wrong.
+        code = main(
+            ["analyze", str(run_dir), "--no-figures", "--json", "--threads", "1", "--quiet"]
+        )
+    if (
+        code != 0
+    ):  # 1: a checkpoint was skipped; 2: bad input. Either way the record would be wrong.
         raise RuntimeError(f"{name}: `interp analyze` exited {code}:\n{stdout.getvalue()}")
     info = json.loads(stdout.getvalue())
     record: dict[str, Any] = {key: info[key] for key in SUMMARY_FIELDS if key in info}
@@ -105,8 +122,12 @@ def _parse_float(text: Any) -> float | None:
 def compare_values(where: str, old: Any, new: Any) -> list[str]:
     """Differences between two JSON values: floats within tolerance, everything else equal."""
     if isinstance(old, dict) and isinstance(new, dict):
-        problems = [f"{where}.{key}: recorded {old[key]!r}, now missing" for key in old if key not in new]
-        problems += [f"{where}.{key}: not recorded, now {new[key]!r}" for key in new if key not in old]
+        problems = [
+            f"{where}.{key}: recorded {old[key]!r}, now missing" for key in old if key not in new
+        ]
+        problems += [
+            f"{where}.{key}: not recorded, now {new[key]!r}" for key in new if key not in old
+        ]
         for key in old:
             if key in new:
                 problems += compare_values(f"{where}.{key}", old[key], new[key])
@@ -114,29 +135,43 @@ def compare_values(where: str, old: Any, new: Any) -> list[str]:
     if isinstance(old, list) and isinstance(new, list):
         if len(old) != len(new):
             return [f"{where}: recorded {old!r}, now {new!r}"]
-        return [p for i, (a, b) in enumerate(zip(old, new)) for p in compare_values(f"{where}[{i}]", a, b)]
+        return [
+            p
+            for i, (a, b) in enumerate(zip(old, new))
+            for p in compare_values(f"{where}[{i}]", a, b)
+        ]
     if _is_number(old) and _is_number(new) and (isinstance(old, float) or isinstance(new, float)):
         return [] if close(old, new) else [f"{where}: recorded {old!r}, now {new!r}"]
-    return [] if old == new and type(old) is type(new) else [f"{where}: recorded {old!r}, now {new!r}"]
+    return (
+        [] if old == new and type(old) is type(new) else [f"{where}: recorded {old!r}, now {new!r}"]
+    )
 
 
-def compare_summary(name: str, recorded: dict[str, Any], new: dict[str, Any], fields: tuple[str, ...]) -> list[str]:
+def compare_summary(
+    name: str, recorded: dict[str, Any], new: dict[str, Any], fields: tuple[str, ...]
+) -> list[str]:
     """Differences in the summary fields `fields` (those of them that were recorded)."""
     problems = []
     for key in fields:
         if key not in recorded:
             continue
         if key not in new:
-            problems.append(f"{name}: summary field {key!r}: recorded {recorded[key]!r}, now missing")
+            problems.append(
+                f"{name}: summary field {key!r}: recorded {recorded[key]!r}, now missing"
+            )
         elif key in EXACT_FIELDS:
             if recorded[key] != new[key]:
-                problems.append(f"{name}: summary field {key!r}: recorded {recorded[key]!r}, now {new[key]!r}")
+                problems.append(
+                    f"{name}: summary field {key!r}: recorded {recorded[key]!r}, now {new[key]!r}"
+                )
         else:
             problems += compare_values(f"{name}: summary {key}", recorded[key], new[key])
     return problems
 
 
-def compare_table(name: str, recorded: list[dict[str, str]], new: list[dict[str, str]]) -> list[str]:
+def compare_table(
+    name: str, recorded: list[dict[str, str]], new: list[dict[str, str]]
+) -> list[str]:
     """Differences between two analysis tables, matched by step.
 
     Every recorded column must be present; a cell that parses as a number in both tables is
@@ -166,7 +201,9 @@ def compare_table(name: str, recorded: list[dict[str, str]], new: list[dict[str,
             a, b = _parse_float(old), _parse_float(new_value)
             same = close(a, b) if a is not None and b is not None else old == new_value
             if not same:
-                problems.append(f"{name}: column {column!r} at step {step}: recorded {old!r}, now {new_value!r}")
+                problems.append(
+                    f"{name}: column {column!r} at step {step}: recorded {old!r}, now {new_value!r}"
+                )
     extra = [c for c in new_columns if c not in old_columns]
     if problems and extra:
         problems.append(f"{name}: (new columns, not compared: {extra})")
@@ -175,8 +212,9 @@ def compare_table(name: str, recorded: list[dict[str, str]], new: list[dict[str,
 
 def compare(name: str, recorded: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Every difference between a recorded golden record and a new one."""
-    return (compare_summary(name, recorded, new, SUMMARY_FIELDS)
-            + compare_table(name, recorded["table"], new["table"]))
+    return compare_summary(name, recorded, new, SUMMARY_FIELDS) + compare_table(
+        name, recorded["table"], new["table"]
+    )
 
 
 def record(names: list[str]) -> None:
@@ -190,15 +228,20 @@ def record(names: list[str]) -> None:
     for name in names:
         with tempfile.TemporaryDirectory() as work_dir:
             result = analyze_fixture(name, Path(work_dir))
-        golden_path(name).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        golden_path(name).write_text(
+            json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
         print(f"recorded {golden_path(name)} ({len(result['table'])} checkpoints)")
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] != "record" or any(name not in NAMES for name in argv[1:]):
-        print(f"usage: python -m tests.golden record [{' '.join(NAMES)}]\n"
-              "Rewrites the golden records: only for a deliberate, explained change of analysis behaviour.",
-              file=sys.stderr)
+        print(
+            f"usage: python -m tests.golden record [{' '.join(NAMES)}]\n"
+            "Rewrites the golden records: only for a deliberate, explained change of analysis "
+            "behaviour.",
+            file=sys.stderr,
+        )
         return 2
     record(list(argv[1:]) or list(NAMES))
     return 0

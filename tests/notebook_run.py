@@ -14,7 +14,8 @@ EXPERIMENTS = ROOT / "experiments"
 @functools.cache
 def executed_notebook(name: str, timeout: int = 600):
     """Run experiments/NAME top to bottom with INTERP_NB_TINY=1 in a fresh folder; returns
-    (notebook node, working folder). Raises nbclient's CellExecutionError on the first failing cell."""
+    (notebook node, working folder). Raises nbclient's CellExecutionError on the first failing
+    cell."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -24,8 +25,12 @@ def executed_notebook(name: str, timeout: int = 600):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the environment of this process
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(workdir)}}).execute()
+        NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(workdir)}},
+        ).execute()
     finally:
         for k, v in old.items():
             if v is None:
@@ -46,8 +51,11 @@ def notebook_html(name: str) -> Path:
 
     nb, workdir = executed_notebook(name)
     body, _ = HTMLExporter(template_name="basic").from_notebook_node(nb)
-    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{Path(name).stem}</title></head>"
-            f"<body>{body}</body></html>")
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta "
+        f"charset='utf-8'><title>{Path(name).stem}</title></head>"
+        f"<body>{body}</body></html>"
+    )
     path = workdir / (Path(name).stem + ".html")
     path.write_text(page, encoding="utf-8")
     return path

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from interp.config import ModelConfig, RunConfig, TaskConfig, task_config, TrainConfig
+from interp.config import ModelConfig, RunConfig, TrainConfig, task_config
 from interp.runs import load_run
 
 # Tiny models on a shared 2-core machine: one intra-op thread is ~10x faster than two
@@ -22,9 +22,11 @@ def tiny_config(**overrides) -> RunConfig:
 
     Overrides are `section__field=value`, e.g. `train__grad_filter="ema"`.
     """
-    sections = {"task": {"p": 11, "train_frac": 0.5, "split_seed": 3},
-                "model": {"d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32, "seed": 5},
-                "train": {"steps": 40, "lr": 3e-3, "ckpt_every": 10, "ckpt_log_until": 0, "seed": 7}}
+    sections = {
+        "task": {"p": 11, "train_frac": 0.5, "split_seed": 3},
+        "model": {"d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32, "seed": 5},
+        "train": {"steps": 40, "lr": 3e-3, "ckpt_every": 10, "ckpt_log_until": 0, "seed": 7},
+    }
     for key, value in overrides.items():
         section, name = key.split("__")
         sections[section][name] = value
@@ -48,7 +50,8 @@ def assert_bit_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
 
 
 def check_listed_checkpoints(run_dir: Path) -> list[int]:
-    """Every checkpoint the manifest lists exists, matches its sha256 and loads; returns the steps."""
+    """Every checkpoint the manifest lists exists, matches its sha256 and loads; returns the
+    steps."""
     manifest = json.loads((run_dir / "manifest.json").read_text())["checkpoints"]
     run = load_run(run_dir)
     for entry in manifest:
@@ -61,8 +64,12 @@ def check_listed_checkpoints(run_dir: Path) -> list[int]:
 
 # -- child processes for the kill and live-analysis tests --------------------------------------
 
-_PRELOAD = ["tests.reliability_helpers", "interp.training", "transformer_lens.model_bridge",
-            "transformer_lens.model_bridge.sources"]
+_PRELOAD = [
+    "tests.reliability_helpers",
+    "interp.training",
+    "transformer_lens.model_bridge",
+    "transformer_lens.model_bridge.sources",
+]
 
 
 def training_context():
@@ -95,6 +102,8 @@ def train_or_resume(config_dict: dict, run_dir: str, fresh: bool) -> None:
 def listed_steps(run_dir: Path) -> list[int]:
     """Steps the manifest lists right now ([] before the first checkpoint)."""
     try:
-        return [e["step"] for e in json.loads((run_dir / "manifest.json").read_text())["checkpoints"]]
+        return [
+            e["step"] for e in json.loads((run_dir / "manifest.json").read_text())["checkpoints"]
+        ]
     except FileNotFoundError:
         return []

@@ -11,7 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("interp", "circuits", "probes", "experiments")
 KINDS = {"modular", "two_hop", "comparison"}
 #: The only modules that may name a task kind.
-FAMILY_MODULES = {"interp/registry.py", *(f"circuits/families/{p.name}" for p in (ROOT / "circuits/families").glob("*.py"))}
+FAMILY_MODULES = {
+    "interp/registry.py",
+    *(f"circuits/families/{p.name}" for p in (ROOT / "circuits/families").glob("*.py")),
+}
 MAX_LINES = 400
 
 
@@ -69,7 +72,7 @@ def test_no_import_cycles():
         state[node] = "open"
         for dep in sorted(graph.get(node, ())):
             if state.get(dep) == "open":
-                cycles.append(" -> ".join(stack[stack.index(dep):] + [dep]))
+                cycles.append(" -> ".join(stack[stack.index(dep) :] + [dep]))
             elif dep not in state:
                 visit(dep, stack + [dep])
         state[node] = "done"
@@ -96,6 +99,9 @@ def test_layers_point_one_way():
 
 
 def test_modules_stay_small():
-    long = {p.relative_to(ROOT).as_posix(): n for p in _modules().values()
-            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    long = {
+        p.relative_to(ROOT).as_posix(): n
+        for p in _modules().values()
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
     assert not long, f"modules over {MAX_LINES} lines: {long}"

@@ -33,16 +33,22 @@ def test_anchor_steps_are_the_median_over_seeds(tmp_path):
     """(a)'s steps: the median over project-trainer anchor runs (JSON lines + --anchor-run)."""
     import json
 
-    lines = [{"recipe": "mod-add", "seed": 1000, "grok_step": 30_000},
-             {"recipe": "mod-add", "seed": 1001, "grok_step": 10_000},
-             {"recipe": "mod-add-fast", "seed": 999, "grok_step": 400, "seconds": 60.0}]
+    lines = [
+        {"recipe": "mod-add", "seed": 1000, "grok_step": 30_000},
+        {"recipe": "mod-add", "seed": 1001, "grok_step": 10_000},
+        {"recipe": "mod-add-fast", "seed": 999, "grok_step": 400, "seconds": 60.0},
+    ]
     results = tmp_path / "grok.jsonl"
     results.write_text("".join(json.dumps(x) + "\n" for x in lines))
     run = tmp_path / "anchor"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"model": {"seed": 999}}))
-    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "test_acc": a}) + "\n"
-                                               for s, a in [(0, 0.0), (20_000, 0.98), (22_700, 0.995)]))
+    (run / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps({"step": s, "test_acc": a}) + "\n"
+            for s, a in [(0, 0.0), (20_000, 0.98), (22_700, 0.995)]
+        )
+    )
     bench.ROWS.clear()
     bench.time_to_grok(results, run, 0, reference_rate=2.0, project_rate=8.0)
     rows = {measurement: value for _section, measurement, value, _note in bench.ROWS}
@@ -56,8 +62,12 @@ def test_time_to_grok_trainer_stops_at_the_first_evaluation_over_target(tmp_path
 
     config = tiny_config(train__steps=40, task__val_frac=0.3, train__stop_at_val_acc=0.5)
     never = time_to_grok_trainer(config, tmp_path / "never", target=1.01)
-    assert never["grok_step"] is None and never["steps_run"] == 40  # the preset's own early stop is off
-    rows = [json.loads(line) for line in (tmp_path / "never" / "metrics.jsonl").read_text().splitlines()]
+    assert (
+        never["grok_step"] is None and never["steps_run"] == 40
+    )  # the preset's own early stop is off
+    rows = [
+        json.loads(line) for line in (tmp_path / "never" / "metrics.jsonl").read_text().splitlines()
+    ]
     target = max(r["test_acc"] for r in rows)
     first = min(r["step"] for r in rows if r["test_acc"] >= target)
     hit = time_to_grok_trainer(config, tmp_path / "hit", target=target)

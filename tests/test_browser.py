@@ -17,14 +17,26 @@ import pytest
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # In CI (CI=true) a missing browser is a failure, not a skip: .ci/run installs it.
 IN_CI = os.environ.get("CI") == "true"
-pytestmark = pytest.mark.skipif(CHROMIUM is None and not IN_CI, reason="chromium is not installed (apt-get install -y chromium)")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None and not IN_CI, reason="chromium is not installed (apt-get install -y chromium)"
+)
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download needed)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="pip install playwright (no browser download needed)"
+    )
     with sync_api.sync_playwright() as p:
         instance = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield instance
@@ -40,9 +52,18 @@ class Loaded:
         self.requests: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("request", lambda r: None if r.url.startswith(("file:", "data:", "blob:")) else self.requests.append(r.url))
+        self.page.on(
+            "request",
+            lambda r: (
+                None
+                if r.url.startswith(("file:", "data:", "blob:"))
+                else self.requests.append(r.url)
+            ),
+        )
         self.page.goto(path.as_uri(), wait_until="load", timeout=120_000)
-        self.page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length > 0", timeout=60_000)
+        self.page.wait_for_function(
+            "document.querySelectorAll('.js-plotly-plot .main-svg').length > 0", timeout=60_000
+        )
 
     def plot_sizes(self) -> list[tuple[int, int, int]]:
         """Per plotly figure: (width, height, number of drawn marks)."""
@@ -106,7 +127,10 @@ def _check_attention_slider(page: Loaded) -> None:
     slider.evaluate("el => { el.value = 0; el.dispatchEvent(new Event('input')); }")
     page.page.wait_for_timeout(300)
     after = page.page.evaluate(visible)
-    assert after != before and after[0].startswith("block") and int(after[0].split(":")[1]) > 100, (before, after)
+    assert after != before and after[0].startswith("block") and int(after[0].split(":")[1]) > 100, (
+        before,
+        after,
+    )
 
 
 def _check_interactive_page(page: Loaded, min_figures: int, screenshot: Path) -> None:

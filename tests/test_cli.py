@@ -12,9 +12,26 @@ import pytest
 from interp.cli import main
 from interp.runs import load_run
 
-TINY = ["--set", "task.p=11", "--set", "task.train_frac=0.5", "--set", "model.d_model=16", "--set", "model.n_heads=2",
-        "--set", "model.d_head=8", "--set", "model.d_mlp=32", "--set", "train.steps=30", "--set", "train.ckpt_every=10",
-        "--set", "train.ckpt_log_until=5"]
+TINY = [
+    "--set",
+    "task.p=11",
+    "--set",
+    "task.train_frac=0.5",
+    "--set",
+    "model.d_model=16",
+    "--set",
+    "model.n_heads=2",
+    "--set",
+    "model.d_head=8",
+    "--set",
+    "model.d_mlp=32",
+    "--set",
+    "train.steps=30",
+    "--set",
+    "train.ckpt_every=10",
+    "--set",
+    "train.ckpt_log_until=5",
+]
 
 
 def test_train_writes_a_self_describing_run(tmp_path, capsys):
@@ -26,8 +43,18 @@ def test_train_writes_a_self_describing_run(tmp_path, capsys):
     assert run.steps[0] == 0 and run.steps[-1] == 30 and 10 in run.steps
     assert [r["step"] for r in run.metrics] == run.steps
     row = run.metrics[-1]
-    for key in ("train_loss", "test_loss", "train_acc", "test_acc", "sum_sq_weights", "circuit_score", "lr",
-                "gini_embed", "gini_unembed", "train_key_frequencies"):
+    for key in (
+        "train_loss",
+        "test_loss",
+        "train_acc",
+        "test_acc",
+        "sum_sq_weights",
+        "circuit_score",
+        "lr",
+        "gini_embed",
+        "gini_unembed",
+        "train_key_frequencies",
+    ):
         assert key in row
     assert any(k.startswith("sum_sq/") for k in row)
     model = run.model_at(30)
@@ -44,8 +71,20 @@ def test_analyze_writes_table_summary_and_figures(tiny_run, capsys):
     with open(info["table"], newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == info["n_checkpoints"]
-    for column in ("step", "train_acc", "test_acc", "train_loss", "test_loss", "circuit_score",
-                   "restricted_loss", "excluded_loss", "gini_embed", "sum_sq_weights", "dla/total", "attn/L0H0->a"):
+    for column in (
+        "step",
+        "train_acc",
+        "test_acc",
+        "train_loss",
+        "test_loss",
+        "circuit_score",
+        "restricted_loss",
+        "excluded_loss",
+        "gini_embed",
+        "sum_sq_weights",
+        "dla/total",
+        "attn/L0H0->a",
+    ):
         assert column in rows[0], column
     assert all(0.0 <= float(r["circuit_score"]) <= 1.0 for r in rows)
     page = open(info["figures"], encoding="utf-8").read()
@@ -63,7 +102,9 @@ def test_analyze_parts_select_columns(tiny_run, capsys):
     assert "analyze attention" not in capsys.readouterr().err
     with open(info["table"], newline="") as handle:
         header = next(csv.reader(handle))
-    assert "attn/L0H0->=" in header and "restricted_loss" not in header and "dla/total" not in header
+    assert (
+        "attn/L0H0->=" in header and "restricted_loss" not in header and "dla/total" not in header
+    )
 
 
 def test_attribution_sums_to_the_correct_logit(tiny_run):
@@ -80,7 +121,10 @@ def test_attribution_sums_to_the_correct_logit(tiny_run):
     [
         (["train", "nope", "--out", "X"], "unknown preset"),
         (["train", "demo", "--out", "X", "--set", "train.lr=-1"], "train.lr"),
-        (["train", "demo", "--out", "X", "--set", "task.operation=div", "--set", "task.p=12"], "task.p"),
+        (
+            ["train", "demo", "--out", "X", "--set", "task.operation=div", "--set", "task.p=12"],
+            "task.p",
+        ),
         (["train", "demo"], "--out"),
     ],
 )

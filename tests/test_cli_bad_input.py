@@ -12,56 +12,153 @@ from interp.cli import main
 from interp.runs import checkpoint_name, load_run
 from tests.reliability_helpers import assert_bit_identical, final_weights, tiny_config
 
-TINY = ["--set", "task.p=11", "--set", "task.train_frac=0.5", "--set", "model.d_model=16", "--set", "model.n_heads=2",
-        "--set", "model.d_head=8", "--set", "model.d_mlp=32", "--set", "train.steps=20", "--set", "train.ckpt_every=10",
-        "--set", "train.ckpt_log_until=0"]
+TINY = [
+    "--set",
+    "task.p=11",
+    "--set",
+    "task.train_frac=0.5",
+    "--set",
+    "model.d_model=16",
+    "--set",
+    "model.n_heads=2",
+    "--set",
+    "model.d_head=8",
+    "--set",
+    "model.d_mlp=32",
+    "--set",
+    "train.steps=20",
+    "--set",
+    "train.ckpt_every=10",
+    "--set",
+    "train.ckpt_log_until=0",
+]
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else b"<dir>" for p in root.rglob("*")}
+    return {
+        str(p.relative_to(root)): p.read_bytes() if p.is_file() else b"<dir>"
+        for p in root.rglob("*")
+    }
 
 
 #: (argv, text the single error line must contain). "OUT" is replaced by a fresh path,
 #: "FULL" by a folder holding an unrelated file, "CFG_*" by config files written below.
 BAD_INPUTS = {
-    "unknown preset": (["train", "mod-addd", "--out", "OUT"], "PRESET_OR_CONFIG: unknown preset 'mod-addd'; presets: "),
-    "unknown field": (["train", "demo", "--out", "OUT", "--set", "model.d_modle=3"], "model.d_modle: unknown field; allowed in model:"),
-    "unknown bare field": (["train", "demo", "--out", "OUT", "--set", "lrr=3"], "lrr: unknown field"),
-    "unknown section": (["train", "demo", "--out", "OUT", "--set", "optim.lr=3"], "optim.lr: unknown section 'optim'"),
-    "no = in --set": (["train", "demo", "--out", "OUT", "--set", "train.lr"], "--set 'train.lr': expected key=value"),
-    "wrong type int": (["train", "demo", "--out", "OUT", "--set", "train.steps=many"], "train.steps: expected an integer, got 'many'"),
-    "wrong type float": (["train", "demo", "--out", "OUT", "--set", "train.lr=fast"], "train.lr: expected a number, got 'fast'"),
-    "wrong type bool": (["train", "demo", "--out", "OUT", "--set", "model.tied_embeddings=maybe"], "model.tied_embeddings: expected true or false, got 'maybe'"),
-    "not allowed value": (["train", "demo", "--out", "OUT", "--set", "model.act_fn=tanh"], "model.act_fn: got 'tanh'; allowed: relu, gelu, gelu_new, silu"),
-    "p not prime for div": (["train", "demo", "--out", "OUT", "--set", "task.operation=div", "--set", "task.p=12"], "task.p: operation 'div' needs a prime modulus (it divides by y), got 12"),
-    "p too small": (["train", "demo", "--out", "OUT", "--set", "task.p=2"], "task.p: must be an integer >= 3, got 2"),
-    "train_frac 1.5": (["train", "demo", "--out", "OUT", "--set", "task.train_frac=1.5"], "task.train_frac: must be in the open interval (0, 1), got 1.5"),
-    "train_frac 0": (["train", "demo", "--out", "OUT", "--set", "task.train_frac=0"], "task.train_frac: must be in the open interval (0, 1), got 0.0"),
-    "train_frac empties a split": (["train", "demo", "--out", "OUT", *TINY, "--set", "task.train_frac=0.001"], "task.train_frac: 0.001 leaves 0 of 121 examples for training"),
-    "negative lr": (["train", "demo", "--out", "OUT", "--set", "train.lr=-1"], "train.lr: must be > 0, got -1.0"),
-    "infinite lr": (["train", "demo", "--out", "OUT", "--set", "train.lr=inf"], "train.lr: expected a finite number"),
-    "zero steps": (["train", "demo", "--out", "OUT", "--set", "train.steps=0"], "train.steps: must be >= 1, got 0"),
+    "unknown preset": (
+        ["train", "mod-addd", "--out", "OUT"],
+        "PRESET_OR_CONFIG: unknown preset 'mod-addd'; presets: ",
+    ),
+    "unknown field": (
+        ["train", "demo", "--out", "OUT", "--set", "model.d_modle=3"],
+        "model.d_modle: unknown field; allowed in model:",
+    ),
+    "unknown bare field": (
+        ["train", "demo", "--out", "OUT", "--set", "lrr=3"],
+        "lrr: unknown field",
+    ),
+    "unknown section": (
+        ["train", "demo", "--out", "OUT", "--set", "optim.lr=3"],
+        "optim.lr: unknown section 'optim'",
+    ),
+    "no = in --set": (
+        ["train", "demo", "--out", "OUT", "--set", "train.lr"],
+        "--set 'train.lr': expected key=value",
+    ),
+    "wrong type int": (
+        ["train", "demo", "--out", "OUT", "--set", "train.steps=many"],
+        "train.steps: expected an integer, got 'many'",
+    ),
+    "wrong type float": (
+        ["train", "demo", "--out", "OUT", "--set", "train.lr=fast"],
+        "train.lr: expected a number, got 'fast'",
+    ),
+    "wrong type bool": (
+        ["train", "demo", "--out", "OUT", "--set", "model.tied_embeddings=maybe"],
+        "model.tied_embeddings: expected true or false, got 'maybe'",
+    ),
+    "not allowed value": (
+        ["train", "demo", "--out", "OUT", "--set", "model.act_fn=tanh"],
+        "model.act_fn: got 'tanh'; allowed: relu, gelu, gelu_new, silu",
+    ),
+    "p not prime for div": (
+        ["train", "demo", "--out", "OUT", "--set", "task.operation=div", "--set", "task.p=12"],
+        "task.p: operation 'div' needs a prime modulus (it divides by y), got 12",
+    ),
+    "p too small": (
+        ["train", "demo", "--out", "OUT", "--set", "task.p=2"],
+        "task.p: must be an integer >= 3, got 2",
+    ),
+    "train_frac 1.5": (
+        ["train", "demo", "--out", "OUT", "--set", "task.train_frac=1.5"],
+        "task.train_frac: must be in the open interval (0, 1), got 1.5",
+    ),
+    "train_frac 0": (
+        ["train", "demo", "--out", "OUT", "--set", "task.train_frac=0"],
+        "task.train_frac: must be in the open interval (0, 1), got 0.0",
+    ),
+    "train_frac empties a split": (
+        ["train", "demo", "--out", "OUT", *TINY, "--set", "task.train_frac=0.001"],
+        "task.train_frac: 0.001 leaves 0 of 121 examples for training",
+    ),
+    "negative lr": (
+        ["train", "demo", "--out", "OUT", "--set", "train.lr=-1"],
+        "train.lr: must be > 0, got -1.0",
+    ),
+    "infinite lr": (
+        ["train", "demo", "--out", "OUT", "--set", "train.lr=inf"],
+        "train.lr: expected a finite number",
+    ),
+    "zero steps": (
+        ["train", "demo", "--out", "OUT", "--set", "train.steps=0"],
+        "train.steps: must be >= 1, got 0",
+    ),
     "missing --out": (["train", "demo"], "--out: required"),
-    "non-empty --out": (["train", "demo", "--out", "FULL", *TINY], "--out FULL: folder is not empty; continue the run in it with --resume or replace it with --overwrite"),
-    "--overwrite a non-run": (["train", "demo", "--out", "FULL", "--overwrite", *TINY], "--overwrite only replaces a run folder, and this one has no config.json"),
-    "--resume with a preset": (["train", "demo", "--resume", "--out", "FULL"], "--resume: continues the run's own config"),
+    "non-empty --out": (
+        ["train", "demo", "--out", "FULL", *TINY],
+        "--out FULL: folder is not empty; continue the run in it with --resume or replace it with "
+        "--overwrite",
+    ),
+    "--overwrite a non-run": (
+        ["train", "demo", "--out", "FULL", "--overwrite", *TINY],
+        "--overwrite only replaces a run folder, and this one has no config.json",
+    ),
+    "--resume with a preset": (
+        ["train", "demo", "--resume", "--out", "FULL"],
+        "--resume: continues the run's own config",
+    ),
     "--resume a non-run": (["train", "--resume", "--out", "FULL"], "config.json: missing"),
-    "missing config file": (["train", "CFG_MISSING.toml", "--out", "OUT"], "CFG_MISSING.toml: no such config file"),
-    "config file bad syntax": (["train", "CFG_BAD.json", "--out", "OUT"], "CFG_BAD.json: cannot parse"),
-    "config file unknown field": (["train", "CFG_FIELD.toml", "--out", "OUT"], "CFG_FIELD.toml: task.modulus: unknown field"),
+    "missing config file": (
+        ["train", "CFG_MISSING.toml", "--out", "OUT"],
+        "CFG_MISSING.toml: no such config file",
+    ),
+    "config file bad syntax": (
+        ["train", "CFG_BAD.json", "--out", "OUT"],
+        "CFG_BAD.json: cannot parse",
+    ),
+    "config file unknown field": (
+        ["train", "CFG_FIELD.toml", "--out", "OUT"],
+        "CFG_FIELD.toml: task.modulus: unknown field",
+    ),
     "import without --task": (["import", "FULL", "--out", "OUT"], "--task: required"),
-    "import bad source": (["import", "FULL", "--out", "OUT", "--task", "CFG_TASK.json"], "no TL config (config.json or cfg.json"),
+    "import bad source": (
+        ["import", "FULL", "--out", "OUT", "--task", "CFG_TASK.json"],
+        "no TL config (config.json or cfg.json",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_prints_one_line_naming_the_field_exits_2_and_writes_nothing(tmp_path, capsys, case):
+def test_bad_input_prints_one_line_naming_the_field_exits_2_and_writes_nothing(
+    tmp_path, capsys, case
+):
     argv, expected = BAD_INPUTS[case]
     (tmp_path / "FULL").mkdir()
     (tmp_path / "FULL" / "notes.txt").write_text("not a run")
     (tmp_path / "CFG_BAD.json").write_text('{"task": {"p": 11,}}')
     (tmp_path / "CFG_FIELD.toml").write_text("[task]\nmodulus = 11\n")
-    (tmp_path / "CFG_TASK.json").write_text(json.dumps({"operation": "add", "p": 11, "split_seed": 0, "train_frac": 0.5}))
+    (tmp_path / "CFG_TASK.json").write_text(
+        json.dumps({"operation": "add", "p": 11, "split_seed": 0, "train_frac": 0.5})
+    )
     names = {"OUT", "FULL", "CFG_MISSING.toml", "CFG_BAD.json", "CFG_FIELD.toml", "CFG_TASK.json"}
     argv = [str(tmp_path / a) if a in names else a for a in argv]
     before = _files(tmp_path)
@@ -81,7 +178,16 @@ def test_bad_input_prints_one_line_naming_the_field_exits_2_and_writes_nothing(t
 def test_resume_through_the_cli_matches_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
     import interp.training as training
 
-    config = ["train", "demo", "-q", *TINY, "--set", "train.batch_size=16", "--set", "train.grad_filter=ema"]
+    config = [
+        "train",
+        "demo",
+        "-q",
+        *TINY,
+        "--set",
+        "train.batch_size=16",
+        "--set",
+        "train.grad_filter=ema",
+    ]
     assert main([*config, "--out", str(tmp_path / "straight")]) == 0
 
     original = training.Trainer.train_step
@@ -122,8 +228,22 @@ def test_import_through_the_cli(tmp_path, capsys):
     from tests.test_import import tl_config, write_source
 
     write_source(tmp_path / "src", tl_config(7), [0, 50], fmt="safetensors")
-    (tmp_path / "task.json").write_text(json.dumps({"operation": "add", "p": 7, "split_seed": 0, "train_frac": 0.5}))
-    assert main(["import", str(tmp_path / "src"), "--out", str(tmp_path / "run"), "--task", str(tmp_path / "task.json")]) == 0
+    (tmp_path / "task.json").write_text(
+        json.dumps({"operation": "add", "p": 7, "split_seed": 0, "train_frac": 0.5})
+    )
+    assert (
+        main(
+            [
+                "import",
+                str(tmp_path / "src"),
+                "--out",
+                str(tmp_path / "run"),
+                "--task",
+                str(tmp_path / "task.json"),
+            ]
+        )
+        == 0
+    )
     assert "imported 2 checkpoints (steps 0–50)" in capsys.readouterr().out
     assert main(["analyze", str(tmp_path / "run"), "--no-figures", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_checkpoints"] == 2

@@ -24,9 +24,17 @@ from interp.training import train
 from tests.conftest import tiny_config
 
 COLLAPSING = dict(
-    task__p=23, task__train_frac=0.6, model__d_model=32, model__d_head=16, model__d_mlp=128,
-    train__lr=1e-2, train__steps=300, train__ckpt_every=25, train__ckpt_log_until=0,
-    train__orthogonal_grad=True, train__grad_filter="ema",
+    task__p=23,
+    task__train_frac=0.6,
+    model__d_model=32,
+    model__d_head=16,
+    model__d_mlp=128,
+    train__lr=1e-2,
+    train__steps=300,
+    train__ckpt_every=25,
+    train__ckpt_log_until=0,
+    train__orthogonal_grad=True,
+    train__grad_filter="ema",
 )
 
 
@@ -45,9 +53,13 @@ def test_rule_ignores_small_dips_short_dips_and_missing_values():
     rule = CollapseRule("train_acc")
     assert detect_collapses(_rows([1.0, 0.85, 0.81, 0.85, 0.9]), rule) == []  # never 20 points down
     assert detect_collapses(_rows([1.0, 0.5, 0.5, 1.0, 0.5, 0.5]), rule) == []  # two in a row only
-    assert detect_collapses(_rows([1.0, 0.5, math.nan, 0.5]), rule) == []  # NaN is not a checkpoint down
+    assert (
+        detect_collapses(_rows([1.0, 0.5, math.nan, 0.5]), rule) == []
+    )  # NaN is not a checkpoint down
     loss_rule = CollapseRule("train_loss", drop=1.0, higher_is_better=False)
-    assert [e.step for e in detect_collapses(_rows([3.0, 0.1, 2.0, 2.5, 3.0], "train_loss"), loss_rule)] == [40]
+    assert [
+        e.step for e in detect_collapses(_rows([3.0, 0.1, 2.0, 2.5, 3.0], "train_loss"), loss_rule)
+    ] == [40]
 
 
 def test_best_checkpoint_never_reads_test_metrics():
@@ -131,7 +143,9 @@ def test_shrinking_a_grokked_model_to_chance_drives_the_score_below_0_3(collapse
     assert result.score < 0.3
 
 
-def test_stop_on_collapse_stops_at_the_event_and_analyze_reports_it(collapsed_run, tmp_path, capsys):
+def test_stop_on_collapse_stops_at_the_event_and_analyze_reports_it(
+    collapsed_run, tmp_path, capsys
+):
     run_dir, result = collapsed_run
     out = tmp_path / "stopped"
     args = ["train", "--out", str(out), "-q", "--stop-on-collapse", "--threads", "1"]
@@ -166,7 +180,9 @@ def test_weight_norm_floor_holds_the_norm_and_the_circuit(tmp_path):
     armed = next(i for i, r in enumerate(rows) if r["sum_sq_weights"] >= floor_sq)
     assert rows[armed]["step"] < 100
     assert all(r["sum_sq_weights"] >= floor_sq * (1 - 1e-6) for r in rows[armed:])
-    assert min(r["sum_sq_weights"] for r in rows[armed:]) == pytest.approx(floor_sq, rel=1e-5)  # it did bind
+    assert min(r["sum_sq_weights"] for r in rows[armed:]) == pytest.approx(
+        floor_sq, rel=1e-5
+    )  # it did bind
     assert result.collapses == ()
     assert rows[-1]["train_acc"] > 0.9
 
@@ -179,7 +195,9 @@ def test_wilson_interval_matches_scipy(k, n):
 
     low, high = wilson_interval(k / n, n)
     reference = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    assert low == pytest.approx(reference.low, abs=1e-6) and high == pytest.approx(reference.high, abs=1e-6)
+    assert low == pytest.approx(reference.low, abs=1e-6) and high == pytest.approx(
+        reference.high, abs=1e-6
+    )
     text = format_accuracy(k / n, n)
     assert (f"(n={n})" in text) == (n < 1000)
 
@@ -187,9 +205,19 @@ def test_wilson_interval_matches_scipy(k, n):
 def test_a_collapse_ends_the_stable_phase():
     from circuits.progress import modular_phases
 
-    rows = [{"step": s, "train_acc": tr, "test_acc": te} for s, tr, te in
-            [(0, 0.0, 0.0), (10, 1.0, 0.1), (20, 1.0, 0.6), (30, 1.0, 1.0), (40, 1.0, 1.0),
-             (50, 0.5, 0.4), (60, 0.4, 0.3), (70, 0.3, 0.2)]]
+    rows = [
+        {"step": s, "train_acc": tr, "test_acc": te}
+        for s, tr, te in [
+            (0, 0.0, 0.0),
+            (10, 1.0, 0.1),
+            (20, 1.0, 0.6),
+            (30, 1.0, 1.0),
+            (40, 1.0, 1.0),
+            (50, 0.5, 0.4),
+            (60, 0.4, 0.3),
+            (70, 0.3, 0.2),
+        ]
+    ]
     events = detect_collapses(rows, CollapseRule("train_acc"))
     assert [(e.step, e.first_step) for e in events] == [(70, 50)]
     phases = modular_phases(rows, events)

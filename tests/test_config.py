@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from interp.config import ConfigError, RunConfig, TaskConfig, task_config, TrainConfig, load_config_file, resolve_key
+from interp.config import (
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    load_config_file,
+    resolve_key,
+    task_config,
+)
 from interp.presets import PRESETS
 
 
@@ -19,15 +26,29 @@ def test_presets_round_trip_through_json(name):
 def test_mod_add_is_the_nanda_recipe():
     c = PRESETS["mod-add"]
     assert (c.task.operation, c.task.p, c.task.train_frac) == ("add", 113, 0.3)
-    assert (c.model.n_layers, c.model.n_heads, c.model.d_head, c.model.d_model, c.model.d_mlp) == (1, 4, 32, 128, 512)
+    assert (c.model.n_layers, c.model.n_heads, c.model.d_head, c.model.d_model, c.model.d_mlp) == (
+        1,
+        4,
+        32,
+        128,
+        512,
+    )
     assert (c.model.act_fn, c.model.normalization) == ("relu", "none")
-    assert (c.train.lr, c.train.weight_decay, c.train.beta1, c.train.beta2, c.train.warmup_steps) == (1e-3, 1.0, 0.9, 0.98, 10)
+    assert (
+        c.train.lr,
+        c.train.weight_decay,
+        c.train.beta1,
+        c.train.beta2,
+        c.train.warmup_steps,
+    ) == (1e-3, 1.0, 0.9, 0.98, 10)
     assert c.train.batch_size == 0 and c.train.ckpt_every == 100
     assert (c.task.d_vocab, c.task.d_vocab_out, c.task.n_ctx) == (114, 113, 3)
 
 
 def test_overrides_accept_dotted_and_unique_bare_keys():
-    config = PRESETS["demo"].with_overrides(["train.lr=0.01", "p=31", "tied_embeddings=false", "steps=1e3"])
+    config = PRESETS["demo"].with_overrides(
+        ["train.lr=0.01", "p=31", "tied_embeddings=false", "steps=1e3"]
+    )
     assert config.train.lr == 0.01 and config.task.p == 31 and config.train.steps == 1000
     assert config.model.tied_embeddings is False
 
@@ -60,7 +81,7 @@ def test_division_needs_a_prime():
 
 def test_unknown_field_in_file_names_file_and_field(tmp_path):
     path = tmp_path / "run.toml"
-    path.write_text('[task]\np = 31\n[train]\nlearning_rate = 0.1\n')
+    path.write_text("[task]\np = 31\n[train]\nlearning_rate = 0.1\n")
     with pytest.raises(ConfigError, match=r"run\.toml.*train\.learning_rate"):
         load_config_file(path)
 
@@ -69,7 +90,12 @@ def test_toml_and_json_files_load(tmp_path):
     toml = tmp_path / "a.toml"
     toml.write_text('[task]\noperation = "sub"\np = 23\n[train]\nlr = 0.002\n')
     config = load_config_file(toml)
-    assert (config.task.operation, config.task.p, config.train.lr, config.name) == ("sub", 23, 0.002, "a")
+    assert (config.task.operation, config.task.p, config.train.lr, config.name) == (
+        "sub",
+        23,
+        0.002,
+        "a",
+    )
     js = tmp_path / "b.json"
     js.write_text(json.dumps(config.to_dict()))
     assert load_config_file(js).task == config.task

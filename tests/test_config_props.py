@@ -11,7 +11,7 @@ and the split depends only on (split_seed, train_frac).
 from __future__ import annotations
 
 import json
-from dataclasses import replace, fields
+from dataclasses import fields, replace
 from typing import get_args, get_type_hints
 
 import pytest
@@ -34,7 +34,8 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 SECTIONS = {"task": ModularTask, "model": ModelConfig, "train": TrainConfig}
 OPERATIONS = get_args(get_type_hints(ModularTask)["operation"])
 
-# -- strategies for valid configs ---------------------------------------------------------------------
+# -- strategies for valid configs
+# ---------------------------------------------------------------------
 
 small_primes = st.sampled_from([3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 97, 113])
 fractions = st.floats(min_value=0.05, max_value=0.95, allow_nan=False)
@@ -45,8 +46,13 @@ unit = st.floats(min_value=0.0, max_value=0.999, allow_nan=False)
 def task_configs(draw) -> ModularTask:
     operation = draw(st.sampled_from(OPERATIONS))
     p = draw(small_primes) if operation in NEEDS_PRIME else draw(st.integers(3, 2048))
-    return task_config(operation=operation, p=p, train_frac=draw(fractions), split_seed=draw(st.integers(0, 2**31)),
-                      val_frac=draw(st.sampled_from([0.0, 0.1, 0.5])))
+    return task_config(
+        operation=operation,
+        p=p,
+        train_frac=draw(fractions),
+        split_seed=draw(st.integers(0, 2**31)),
+        val_frac=draw(st.sampled_from([0.0, 0.1, 0.5])),
+    )
 
 
 def _literal(cls, name):
@@ -74,23 +80,47 @@ def builds_all(cls, **strategies):
 
 model_configs = builds_all(
     ModelConfig,
-    n_layers=st.integers(1, 8), d_model=st.integers(1, 1024), n_heads=st.integers(1, 16),
-    d_head=st.integers(1, 128), d_mlp=st.integers(1, 4096), act_fn=_literal(ModelConfig, "act_fn"),
-    normalization=_literal(ModelConfig, "normalization"), tied_embeddings=st.booleans(),
-    init_mode=_literal(ModelConfig, "init_mode"), init_std=st.floats(0, 10), seed=st.integers(0, 2**31),
+    n_layers=st.integers(1, 8),
+    d_model=st.integers(1, 1024),
+    n_heads=st.integers(1, 16),
+    d_head=st.integers(1, 128),
+    d_mlp=st.integers(1, 4096),
+    act_fn=_literal(ModelConfig, "act_fn"),
+    normalization=_literal(ModelConfig, "normalization"),
+    tied_embeddings=st.booleans(),
+    init_mode=_literal(ModelConfig, "init_mode"),
+    init_std=st.floats(0, 10),
+    seed=st.integers(0, 2**31),
 )
 train_configs = builds_all(
     TrainConfig,
-    steps=st.integers(1, 10**6), lr=st.floats(1e-8, 10), weight_decay=st.floats(0, 10), beta1=unit, beta2=unit,
-    warmup_steps=st.integers(0, 1000), batch_size=st.integers(0, 4096), seed=st.integers(0, 2**31),
-    grad_clip=st.floats(0, 100), grad_filter=_literal(TrainConfig, "grad_filter"), grokfast_alpha=unit,
-    grokfast_lamb=st.floats(-10, 10), grokfast_window=st.integers(1, 500), ckpt_every=st.integers(1, 10**5),
-    ckpt_log_until=st.integers(0, 10**5), stop_at_val_acc=st.floats(0, 1), stop_patience=st.integers(1, 50),
+    steps=st.integers(1, 10**6),
+    lr=st.floats(1e-8, 10),
+    weight_decay=st.floats(0, 10),
+    beta1=unit,
+    beta2=unit,
+    warmup_steps=st.integers(0, 1000),
+    batch_size=st.integers(0, 4096),
+    seed=st.integers(0, 2**31),
+    grad_clip=st.floats(0, 100),
+    grad_filter=_literal(TrainConfig, "grad_filter"),
+    grokfast_alpha=unit,
+    grokfast_lamb=st.floats(-10, 10),
+    grokfast_window=st.integers(1, 500),
+    ckpt_every=st.integers(1, 10**5),
+    ckpt_log_until=st.integers(0, 10**5),
+    stop_at_val_acc=st.floats(0, 1),
+    stop_patience=st.integers(1, 50),
     weight_norm_floor=st.floats(0, 5),
     device=_literal(TrainConfig, "device"),
 )
-run_configs = st.builds(RunConfig, task=task_configs(), model=model_configs, train=train_configs,
-                        name=st.text(max_size=20))
+run_configs = st.builds(
+    RunConfig,
+    task=task_configs(),
+    model=model_configs,
+    train=train_configs,
+    name=st.text(max_size=20),
+)
 
 
 @SETTINGS
@@ -110,7 +140,11 @@ def _cli_text(value) -> str:
 @given(run_configs, run_configs, st.data())
 def test_overrides_set_exactly_the_named_field(base, other, data):
     # Keys of the base's own task family (`task.kind` switches family: tested in test_config).
-    keys = [k for k in all_keys() if k != "task.kind" and (not k.startswith("task.") or hasattr(base.task, k[5:]))]
+    keys = [
+        k
+        for k in all_keys()
+        if k != "task.kind" and (not k.startswith("task.") or hasattr(base.task, k[5:]))
+    ]
     key = data.draw(st.sampled_from(keys))
     section, name = key.split(".")
     value = getattr(getattr(other, section), name)
@@ -129,8 +163,17 @@ def test_overrides_set_exactly_the_named_field(base, other, data):
 
 
 @SETTINGS
-@given(run_configs, st.sampled_from([k for k in all_keys() if not k.startswith("task.")
-                                     and sum(k.split(".")[1] == j.split(".")[1] for j in all_keys()) == 1]))
+@given(
+    run_configs,
+    st.sampled_from(
+        [
+            k
+            for k in all_keys()
+            if not k.startswith("task.")
+            and sum(k.split(".")[1] == j.split(".")[1] for j in all_keys()) == 1
+        ]
+    ),
+)
 def test_bare_field_names_resolve_to_their_section(config, key):
     section, name = key.split(".")
     value = getattr(getattr(config, section), name)
@@ -139,34 +182,59 @@ def test_bare_field_names_resolve_to_their_section(config, key):
     assert getattr(getattr(updated, section), name) == value
 
 
-# -- arbitrary input: ConfigError naming the field, or success -----------------------------------------
+# -- arbitrary input: ConfigError naming the field, or success
+# -----------------------------------------
 
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=8), st.sampled_from(["1e3", "nan", "inf", "-0", "1_000", "true", "add", "relu", "LN"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.sampled_from(["1e3", "nan", "inf", "-0", "1_000", "true", "add", "relu", "LN"]),
 )
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 field_names = {s: [f.name for f in fields(c)] for s, c in SECTIONS.items()}
 
 
 @st.composite
 def section_dicts(draw, section):
     # Printable keys: a key with a newline in it would (rightly) print on two lines.
-    names = st.sampled_from(field_names[section]) | st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=8)
+    names = st.sampled_from(field_names[section]) | st.text(
+        st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")),
+        min_size=1,
+        max_size=8,
+    )
     return draw(st.dictionaries(names, json_values, max_size=4))
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.fixed_dictionaries({}, optional={"task": section_dicts("task"), "model": section_dicts("model"),
-                                           "train": section_dicts("train"), "name": json_values}))
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "task": section_dicts("task"),
+            "model": section_dicts("model"),
+            "train": section_dicts("train"),
+            "name": json_values,
+        },
+    )
+)
 def test_from_dict_accepts_or_raises_config_error_naming_the_field(data):
     try:
         config = RunConfig.from_dict(data)
     except ConfigError as exc:
         message = str(exc)
         assert "\n" not in message
-        mentioned = {f"{s}.{k}" for s, d in data.items() if isinstance(d, dict) for k in d} | set(data)
+        mentioned = {f"{s}.{k}" for s, d in data.items() if isinstance(d, dict) for k in d} | set(
+            data
+        )
         assert any(message.startswith(f"{name}:") for name in mentioned), (message, data)
         return
     assert RunConfig.from_dict(config.to_dict()) == config
@@ -176,8 +244,14 @@ def test_from_dict_accepts_or_raises_config_error_naming_the_field(data):
     "data, message",
     [
         ({"task": {"p": 9, "operation": "div"}}, "task.p: operation 'div' needs a prime modulus"),
-        ({"task": {"train_frac": 1.0}}, "task.train_frac: must be in the open interval (0, 1), got 1.0"),
-        ({"task": {"train_frac": 0}}, "task.train_frac: must be in the open interval (0, 1), got 0.0"),
+        (
+            {"task": {"train_frac": 1.0}},
+            "task.train_frac: must be in the open interval (0, 1), got 1.0",
+        ),
+        (
+            {"task": {"train_frac": 0}},
+            "task.train_frac: must be in the open interval (0, 1), got 0.0",
+        ),
         ({"task": {"p": "seven"}}, "task.p: expected an integer, got 'seven'"),
         ({"task": {"operation": "pow"}}, "task.operation: got 'pow'; allowed: add, sub"),
         ({"model": {"d_modle": 3}}, "model.d_modle: unknown field"),
@@ -194,41 +268,60 @@ def test_known_bad_values_name_the_field(data, message):
     assert str(info.value).startswith(message)
 
 
-# -- the modular dataset generator ---------------------------------------------------------------------
+# -- the modular dataset generator
+# ---------------------------------------------------------------------
 
 
 def reference_label(operation: str, x: int, y: int, p: int) -> int:
     """op(x, y) mod p with Python integers; -1 where undefined."""
+
     def div(a, b):
         return -1 if b % p == 0 else a * pow(b, -1, p) % p
 
     return {
-        "add": lambda: (x + y) % p, "sub": lambda: (x - y) % p, "mul": lambda: x * y % p, "div": lambda: div(x, y),
-        "sum_sq": lambda: (x * x + y * y) % p, "quad": lambda: (x * x + x * y + y * y) % p,
-        "quad_x": lambda: (x * x + x * y + y * y + x) % p, "cube_xy": lambda: (x**3 + x * y) % p,
+        "add": lambda: (x + y) % p,
+        "sub": lambda: (x - y) % p,
+        "mul": lambda: x * y % p,
+        "div": lambda: div(x, y),
+        "sum_sq": lambda: (x * x + y * y) % p,
+        "quad": lambda: (x * x + x * y + y * y) % p,
+        "quad_x": lambda: (x * x + x * y + y * y + x) % p,
+        "cube_xy": lambda: (x**3 + x * y) % p,
         "cubic": lambda: (x**3 + x * y * y + y) % p,
         "div_or_sub": lambda: div(x, y) if y % 2 == 1 else (x - y) % p,
     }[operation]()
 
 
 @st.composite
-def small_tasks(draw) -> TaskConfig:
+def small_tasks(draw) -> ModularTask:
     operation = draw(st.sampled_from(OPERATIONS))
-    p = draw(st.sampled_from([3, 5, 7, 11, 13, 17])) if operation in NEEDS_PRIME else draw(st.integers(3, 18))
-    return task_config(operation=operation, p=p, train_frac=draw(fractions), split_seed=draw(st.integers(0, 2**31)),
-                      val_frac=draw(st.sampled_from([0.0, 0.1, 0.5])))
+    p = (
+        draw(st.sampled_from([3, 5, 7, 11, 13, 17]))
+        if operation in NEEDS_PRIME
+        else draw(st.integers(3, 18))
+    )
+    return task_config(
+        operation=operation,
+        p=p,
+        train_frac=draw(fractions),
+        split_seed=draw(st.integers(0, 2**31)),
+        val_frac=draw(st.sampled_from([0.0, 0.1, 0.5])),
+    )
 
 
 @SETTINGS
 @given(small_tasks())
 def test_modular_splits_are_disjoint_cover_all_valid_examples_and_labels_are_correct(config):
     p = config.p
-    expected = torch.tensor([reference_label(config.operation, a, b, p) for a in range(p) for b in range(p)])
+    expected = torch.tensor(
+        [reference_label(config.operation, a, b, p) for a in range(p) for b in range(p)]
+    )
     n_valid = int((expected >= 0).sum())
     try:
         task = build_task(config)
     except ConfigError as exc:
-        # A valid-looking fraction can still leave a split empty for a tiny p: a field error, not a crash.
+        # A valid-looking fraction can still leave a split empty for a tiny p: a field error, not a
+        # crash.
         n_train = int(config.train_frac * n_valid)
         if str(exc).startswith("task.val_frac: "):
             assert not 1 <= int(config.val_frac * (n_valid - n_train)) < n_valid - n_train
@@ -245,7 +338,9 @@ def test_modular_splits_are_disjoint_cover_all_valid_examples_and_labels_are_cor
     val = task.splits.get("val", torch.zeros(0, dtype=torch.long))
     assert ("val" in task.splits) == (config.val_frac > 0)
     assert set(train.tolist()).isdisjoint(test.tolist())
-    assert set(val.tolist()).isdisjoint(train.tolist()) and set(val.tolist()).isdisjoint(test.tolist())
+    assert set(val.tolist()).isdisjoint(train.tolist()) and set(val.tolist()).isdisjoint(
+        test.tolist()
+    )
     valid = set(torch.nonzero(expected >= 0).squeeze(1).tolist())
     assert set(train.tolist()) | set(val.tolist()) | set(test.tolist()) == valid
     assert len(train) + len(val) + len(test) == len(valid)  # no duplicates either
@@ -269,7 +364,9 @@ def test_split_is_a_function_of_the_seed(config, other_seed):
 
     other = build_task(replace(config, split_seed=other_seed))
     # Same sizes; for a different seed the partition may differ but stays a partition.
-    assert {k: len(v) for k, v in other.splits.items()} == {k: len(v) for k, v in first.splits.items()}
+    assert {k: len(v) for k, v in other.splits.items()} == {
+        k: len(v) for k, v in first.splits.items()
+    }
 
 
 def test_different_seeds_give_different_splits():

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import torch
 
-from dataclasses import fields
-
-from interp.registry import get_family
-from interp.config import ConfigError, ModelConfig, RunConfig, TaskConfig, task_config, TrainConfig
+from interp.config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig, task_config
 from interp.model import answer_logits, build_model
+from interp.registry import get_family
 from interp.tasks import build_task
 from interp.tasks.kb_file import KBFileError
 from interp.tasks.vocab import EntityVocab
@@ -20,10 +19,18 @@ from interp.tasks.vocab import EntityVocab
 DATA = Path(__file__).resolve().parents[1] / "experiments" / "data"
 
 
-
 def tiny_task(kind: str = "two_hop", **overrides) -> TaskConfig:
-    base = dict(n_entities=20, n_relations=5, out_degree=3, n_attributes=3, n_values=6,
-                ood_frac=0.2, phi=2.0, test_id_frac=0.1, split_seed=1)
+    base = dict(
+        n_entities=20,
+        n_relations=5,
+        out_degree=3,
+        n_attributes=3,
+        n_values=6,
+        ood_frac=0.2,
+        phi=2.0,
+        test_id_frac=0.1,
+        split_seed=1,
+    )
     own = {f.name for f in fields(get_family(kind).config_class)}
     return task_config(kind, **{k: v for k, v in {**base, **overrides}.items() if k in own})
 
@@ -31,10 +38,28 @@ def tiny_task(kind: str = "two_hop", **overrides) -> TaskConfig:
 def tiny_entity_run(task: TaskConfig, **train) -> RunConfig:
     return RunConfig(
         task=task,
-        model=ModelConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, act_fn="gelu",
-                          normalization="LN", tied_embeddings=True, seed=0),
-        train=TrainConfig(**{"steps": 30, "batch_size": 64, "grad_clip": 1.0, "ckpt_every": 15,
-                             "ckpt_log_until": 0, "warmup_steps": 5, **train}),
+        model=ModelConfig(
+            n_layers=2,
+            d_model=32,
+            n_heads=2,
+            d_head=16,
+            d_mlp=64,
+            act_fn="gelu",
+            normalization="LN",
+            tied_embeddings=True,
+            seed=0,
+        ),
+        train=TrainConfig(
+            **{
+                "steps": 30,
+                "batch_size": 64,
+                "grad_clip": 1.0,
+                "ckpt_every": 15,
+                "ckpt_log_until": 0,
+                "warmup_steps": 5,
+                **train,
+            }
+        ),
     )
 
 
@@ -52,7 +77,9 @@ def test_two_hop_inferred_answers_compose_atomic_facts():
         h, r1, r2, b = (task.extras[k][index] for k in ("head", "r1", "r2", "bridge"))
         assert torch.equal(b, kb[h, r1])
         assert torch.equal(task.labels[index], kb[b, r2])
-        assert torch.equal(task.tokens[index], torch.stack([h, vocab.relation(r1), vocab.relation(r2)], 1))
+        assert torch.equal(
+            task.tokens[index], torch.stack([h, vocab.relation(r1), vocab.relation(r2)], 1)
+        )
     # every atomic fact exactly once, as `h r <end>` -> t
     index = task.splits["train_atomic"]
     assert len(index) == int((kb >= 0).sum()) == 20 * 3
@@ -162,12 +189,24 @@ def test_entity_config_validation_names_the_field(overrides, field):
 def test_answer_logits_fast_path_matches_bridge(kind):
     task = tiny_task(kind)
     for tied, layers in ((True, 2), (False, 3)):
-        model_config = ModelConfig(n_layers=layers, d_model=32, n_heads=2, d_head=16, d_mlp=64,
-                                   normalization="LN", tied_embeddings=tied, seed=3)
-        model = build_model(model_config, d_vocab=task.d_vocab, d_vocab_out=task.d_vocab_out, n_ctx=task.n_ctx)
+        model_config = ModelConfig(
+            n_layers=layers,
+            d_model=32,
+            n_heads=2,
+            d_head=16,
+            d_mlp=64,
+            normalization="LN",
+            tied_embeddings=tied,
+            seed=3,
+        )
+        model = build_model(
+            model_config, d_vocab=task.d_vocab, d_vocab_out=task.d_vocab_out, n_ctx=task.n_ctx
+        )
         tokens = build_task(task).tokens[:64]
         with torch.inference_mode():
-            torch.testing.assert_close(answer_logits(model, tokens), model(tokens)[:, -1], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                answer_logits(model, tokens), model(tokens)[:, -1], atol=1e-5, rtol=1e-5
+            )
 
 
 # -- knowledge-base files --------------------------------------------------------------------
@@ -175,7 +214,9 @@ def test_answer_logits_fast_path_matches_bridge(kind):
 
 def _write(tmp_path: Path, name: str, lines: list) -> str:
     path = tmp_path / name
-    path.write_text("".join((json.dumps(l) if not isinstance(l, str) else l) + "\n" for l in lines))
+    path.write_text(
+        "".join((json.dumps(item) if not isinstance(item, str) else item) + "\n" for item in lines)
+    )
     return str(path)
 
 
@@ -188,29 +229,67 @@ def test_example_kb_files_load():
     (h, r1, r2) = task.tokens[task.splits["query"][0]].tolist()
     names = task.token_names
     assert names[h] == "Ada" and names[r1] == "mother" and names[r2] == "boss"
-    assert int(task.labels[task.splits["query"][0]]) == int(kb[kb[h, r1 - kb.shape[0]], r2 - kb.shape[0]])
-    task = build_task(task_config(kind="comparison", kb_file=str(DATA / "people.csv"), phi=3.0, ood_frac=0.2))
+    assert int(task.labels[task.splits["query"][0]]) == int(
+        kb[kb[h, r1 - kb.shape[0]], r2 - kb.shape[0]]
+    )
+    task = build_task(
+        task_config(kind="comparison", kb_file=str(DATA / "people.csv"), phi=3.0, ood_frac=0.2)
+    )
     assert "age" in task.token_names and len(task.splits["test_ood"]) > 0
 
 
 @pytest.mark.parametrize(
     "kind, lines, message",
     [
-        ("two_hop", [{"head": "a", "relation": "r", "tail": "b"}, {"head": "a", "relation": "r", "taill": "c"}],
-         r":2: unknown field 'taill'"),
-        ("two_hop", [{"head": "a", "relation": "r", "tail": "b"}, {"head": "c", "relation": "r", "tail": "a"},
-                     {"head": "a", "relation": "r", "tail": "c"}],
-         r":3: contradicts line 1"),
+        (
+            "two_hop",
+            [
+                {"head": "a", "relation": "r", "tail": "b"},
+                {"head": "a", "relation": "r", "taill": "c"},
+            ],
+            r":2: unknown field 'taill'",
+        ),
+        (
+            "two_hop",
+            [
+                {"head": "a", "relation": "r", "tail": "b"},
+                {"head": "c", "relation": "r", "tail": "a"},
+                {"head": "a", "relation": "r", "tail": "c"},
+            ],
+            r":3: contradicts line 1",
+        ),
         ("two_hop", ["", ""], r"empty file"),
-        ("two_hop", [{"head": "a", "relation": "r", "tail": "b"}, {"query": ["zed", "r", "r"]}],
-         r":2: unknown entity 'zed' in a query"),
-        ("two_hop", [{"head": "a", "relation": "r", "tail": "b"}, "{not json"], r":2: not valid JSON"),
-        ("comparison", [{"entity": "a", "attribute": "age", "value": 3}, {"entity": "b", "attribute": "age", "value": "old"}],
-         r":2: bad value for 'value'"),
-        ("comparison", [{"entity": "a", "attribute": "age", "value": 3}, {"entity": "a", "attribute": "age", "value": 4}],
-         r":2: contradicts line 1"),
-        ("comparison", [{"entity": "a", "attribute": "age", "value": 3}, {"query": ["age", "a", "nobody"]}],
-         r":2: unknown entity 'nobody' in a query"),
+        (
+            "two_hop",
+            [{"head": "a", "relation": "r", "tail": "b"}, {"query": ["zed", "r", "r"]}],
+            r":2: unknown entity 'zed' in a query",
+        ),
+        (
+            "two_hop",
+            [{"head": "a", "relation": "r", "tail": "b"}, "{not json"],
+            r":2: not valid JSON",
+        ),
+        (
+            "comparison",
+            [
+                {"entity": "a", "attribute": "age", "value": 3},
+                {"entity": "b", "attribute": "age", "value": "old"},
+            ],
+            r":2: bad value for 'value'",
+        ),
+        (
+            "comparison",
+            [
+                {"entity": "a", "attribute": "age", "value": 3},
+                {"entity": "a", "attribute": "age", "value": 4},
+            ],
+            r":2: contradicts line 1",
+        ),
+        (
+            "comparison",
+            [{"entity": "a", "attribute": "age", "value": 3}, {"query": ["age", "a", "nobody"]}],
+            r":2: unknown entity 'nobody' in a query",
+        ),
     ],
 )
 def test_kb_file_errors_name_the_line(tmp_path, kind, lines, message):
@@ -255,26 +334,48 @@ def test_kb_file_trains_and_analyzes_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = load_run(out)
     assert run.steps == [0, 15, 30]
-    assert set(run.task.splits) == {"train_atomic", "train_inferred", "test_id", "test_ood", "query"}
+    assert set(run.task.splits) == {
+        "train_atomic",
+        "train_inferred",
+        "test_id",
+        "test_ood",
+        "query",
+    }
     assert all(0.0 <= r["circuit_score"] <= 1.0 for r in run.metrics)
     capsys.readouterr()
     assert main(["analyze", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["kind"] == "two_hop" and info["n_checkpoints"] == 3
     assert set(info["parts"]) == {"logit_lens", "patching", "probes"}
-    assert "query_acc" in info["final_splits"] and info["figures"] and Path(info["figures"]).exists()
+    assert (
+        "query_acc" in info["final_splits"] and info["figures"] and Path(info["figures"]).exists()
+    )
     # Small held-out splits carry a 95 % Wilson interval, with the n behind it.
     n_ood = len(run.task.splits["test_ood"])
     ood = info["final_intervals"]["test_ood_acc"]
-    assert ood["n"] == n_ood < 1000 and ood["low"] <= info["final_splits"]["test_ood_acc"] <= ood["high"]
+    assert (
+        ood["n"] == n_ood < 1000
+        and ood["low"] <= info["final_splits"]["test_ood_acc"] <= ood["high"]
+    )
     assert info["split_sizes"]["test_ood_acc"] == n_ood
     capsys.readouterr()
     assert main(["analyze", str(out), "--no-figures"]) == 0
     assert f"test_ood_acc {info['final_splits']['test_ood_acc']:.3f} [" in capsys.readouterr().out
     header = (out / "analysis" / "table.csv").read_text().splitlines()[0].split(",")
-    for key in ("step", "train_acc", "test_acc", "circuit_score", "train_atomic_acc", "test_ood_acc",
-                "lens_bridge_mrr_L1", "patch_mid_L1", "patch_r2_last_L0", "probe_bridge_acc_L1",
-                "probe_bridge_shuffled_L1", "probe_bridge_random_L1"):
+    for key in (
+        "step",
+        "train_acc",
+        "test_acc",
+        "circuit_score",
+        "train_atomic_acc",
+        "test_ood_acc",
+        "lens_bridge_mrr_L1",
+        "patch_mid_L1",
+        "patch_r2_last_L0",
+        "probe_bridge_acc_L1",
+        "probe_bridge_shuffled_L1",
+        "probe_bridge_random_L1",
+    ):
         assert key in header, key
     capsys.readouterr()
     assert main(["analyze", str(out), "--fourier"]) == 2  # a modular analysis on an entity run

@@ -59,8 +59,11 @@ class MarginCheckpoint:
     row: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "row", {"step": self.step, **self.base,
-                                         **{f"margin_{k}": v for k, v in self.margin.items()}})
+        object.__setattr__(
+            self,
+            "row",
+            {"step": self.step, **self.base, **{f"margin_{k}": v for k, v in self.margin.items()}},
+        )
 
 
 def _margin(logits, labels) -> float:
@@ -78,10 +81,16 @@ class CopyFamily(AnalyzedFamily):
     parts = (AnalysisPart("copy_margin", "Mean margin of the correct logit per split."),)
 
     def presets(self) -> dict[str, RunConfig]:
-        return {"toy-copy": RunConfig(
-            name="toy-copy", task=CopyTask(split_seed=0),
-            model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=32, seed=0),
-            train=TrainConfig(steps=150, lr=1e-2, weight_decay=0.1, ckpt_every=50, ckpt_log_until=0))}
+        return {
+            "toy-copy": RunConfig(
+                name="toy-copy",
+                task=CopyTask(split_seed=0),
+                model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=32, seed=0),
+                train=TrainConfig(
+                    steps=150, lr=1e-2, weight_decay=0.1, ckpt_every=50, ckpt_log_until=0
+                ),
+            )
+        }
 
     def build_task(self, config: CopyTask):
         import torch
@@ -94,7 +103,9 @@ class CopyFamily(AnalyzedFamily):
         order = torch.randperm(n * n, generator=torch.Generator().manual_seed(config.split_seed))
         n_train = int(config.train_frac * n * n)
         splits = {"train": order[:n_train].sort().values, "test": order[n_train:].sort().values}
-        return TaskData(tokens=tokens, labels=a, splits=splits, token_names=(*map(str, range(n)), "="))
+        return TaskData(
+            tokens=tokens, labels=a, splits=splits, token_names=(*map(str, range(n)), "=")
+        )
 
     def evaluators(self, config) -> list:
         def margin(model, task, by_split):
@@ -111,7 +122,9 @@ class CopyFamily(AnalyzedFamily):
             margins = {s: _margin(*by_split[s]) for s in by_split} if "copy_margin" in parts else {}
             return MarginCheckpoint(step, base, margins)
 
-        return analyze_each(run, parts, steps, lambda: analyze_one, workers=workers, progress=progress)
+        return analyze_each(
+            run, parts, steps, lambda: analyze_one, workers=workers, progress=progress
+        )
 
     def summary_lines(self, info) -> list[str]:
         return [f"toy copy: final test accuracy {info['final']['test_acc']:.3f}"]
@@ -123,8 +136,12 @@ class CopyFamily(AnalyzedFamily):
             cps = [c for c in result.checkpoints if c.margin]
             if not cps:
                 return None
-            return go.Figure([go.Scatter(x=[c.step for c in cps], y=[c.margin[s] for c in cps], name=s)
-                              for s in cps[0].margin])
+            return go.Figure(
+                [
+                    go.Scatter(x=[c.step for c in cps], y=[c.margin[s] for c in cps], name=s)
+                    for s in cps[0].margin
+                ]
+            )
 
         return [ReportView("Copy margin over training", plot)]
 
@@ -136,13 +153,22 @@ def test_toy_family_trains_analyzes_and_reports_through_the_cli(tmp_path, capsys
     from interp.cli import main
 
     run_dir = tmp_path / "toy"
-    assert main(["train", "toy-copy", "--out", str(run_dir), "-q", "--set", "task.n_symbols=6"]) == 0
+    assert (
+        main(["train", "toy-copy", "--out", str(run_dir), "-q", "--set", "task.n_symbols=6"]) == 0
+    )
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["task"] == {"kind": "toy_copy", "split_seed": 0, "shuffle_labels": False, "n_symbols": 6,
-                             "train_frac": 0.5}
+    assert saved["task"] == {
+        "kind": "toy_copy",
+        "split_seed": 0,
+        "shuffle_labels": False,
+        "n_symbols": 6,
+        "train_frac": 0.5,
+    }
     assert saved["family_module"] == __name__
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert all("circuit_score" in row for row in metrics)  # the family's evaluator ran while training
+    assert all(
+        "circuit_score" in row for row in metrics
+    )  # the family's evaluator ran while training
 
     capsys.readouterr()
     assert main(["analyze", str(run_dir), "--copy-margin", "-q"]) == 0
@@ -170,9 +196,18 @@ def test_a_new_process_finds_the_family_from_config_json(tmp_path):
     run_dir = tmp_path / "toy"
     assert main(["train", "toy-copy", "--out", str(run_dir), "-q", "--set", "train.steps=50"]) == 0
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    code = "import sys; from interp.cli import main; sys.exit(main(['analyze', sys.argv[1], '--json', '-q', '--no-figures']))"
-    done = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=300)
+    code = (
+        "import sys; from interp.cli import main; "
+        "sys.exit(main(['analyze', sys.argv[1], '--json', '-q', '--no-figures']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(run_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["kind"] == "toy_copy"
 
@@ -181,6 +216,9 @@ def test_unknown_family_module_is_a_clear_error(tmp_path):
     from interp.config import RunConfig
     from interp.config_base import ConfigError
 
-    with pytest.raises(ConfigError, match="task.kind 'nope'.*cannot import the task family's module 'no_such.module'"):
+    with pytest.raises(
+        ConfigError,
+        match="task.kind 'nope'.*cannot import the task family's module 'no_such.module'",
+    ):
         RunConfig.from_dict({"family_module": "no_such.module", "task": {"kind": "nope"}})
     assert get_family("toy_copy").title.startswith("copy")

@@ -1,4 +1,5 @@
-"""Fast paths equal their references: activations without hooks, FFT neuron clusters, the analysis."""
+"""Fast paths equal their references: activations without hooks, FFT neuron clusters, the
+analysis."""
 
 from __future__ import annotations
 
@@ -9,19 +10,20 @@ import torch
 
 from circuits import analyze, fourier
 from circuits.activations import final_position_activations, final_position_activations_hooked
-from interp.config import ModelConfig, TaskConfig, task_config
+from interp.config import ModelConfig, task_config
 from interp.model import answer_activations, build_model, supports_answer_activations
 from interp.runs import load_run
 from interp.tasks import build_task
 from tests.conftest import randomize_weights
 
 
-
 @pytest.mark.parametrize(
     "config",
     [
         ModelConfig(d_model=32, n_heads=4, d_head=8, d_mlp=64),
-        ModelConfig(n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, normalization="LN", act_fn="gelu"),
+        ModelConfig(
+            n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=64, normalization="LN", act_fn="gelu"
+        ),
     ],
 )
 def test_answer_activations_equal_run_with_cache(config):
@@ -33,13 +35,17 @@ def test_answer_activations_equal_run_with_cache(config):
     fast = final_position_activations(model, tokens)
     hooked = final_position_activations_hooked(model, tokens, batch_size=50)  # several batches
     for name in fast.__dataclass_fields__:
-        torch.testing.assert_close(getattr(fast, name), getattr(hooked, name), rtol=1e-5, atol=1e-5, msg=name)
+        torch.testing.assert_close(
+            getattr(fast, name), getattr(hooked, name), rtol=1e-5, atol=1e-5, msg=name
+        )
     assert set(answer_activations(model, tokens[:3])) == set(fast.__dataclass_fields__)
 
 
 def test_one_layer_tables_without_residual_give_the_same_logits():
     """attribution=False (the --fourier path) gets the logits from post @ (W_U W_out) instead."""
-    model = build_model(ModelConfig(d_model=32, n_heads=4, d_head=8, d_mlp=64), d_vocab=14, d_vocab_out=13, n_ctx=3)
+    model = build_model(
+        ModelConfig(d_model=32, n_heads=4, d_head=8, d_mlp=64), d_vocab=14, d_vocab_out=13, n_ctx=3
+    )
     randomize_weights(model)
     model.eval()
     tokens = build_task(task_config(p=13)).tokens
@@ -58,7 +64,10 @@ def test_float32_cluster_energies_match_float64():
     p = 31
     torch.manual_seed(0)
     grid = torch.arange(p, dtype=torch.float64)
-    x = torch.relu(torch.randn(p, p, 16, dtype=torch.float64) + 3 * torch.cos(2 * math.pi * 5 * (grid[:, None] + grid[None, :]) / p)[..., None])
+    x = torch.relu(
+        torch.randn(p, p, 16, dtype=torch.float64)
+        + 3 * torch.cos(2 * math.pi * 5 * (grid[:, None] + grid[None, :]) / p)[..., None]
+    )
     x += 50.0  # a large mean: the total must not lose the variance to cancellation
     block64, total64 = fourier._block_energies_fft(x)
     block32, total32 = fourier._block_energies_fft(x.float())
@@ -114,7 +123,11 @@ def test_parallel_checkpoint_workers_equal_the_serial_loop(tiny_run):
     for row_par, row_ser in zip(parallel.rows, serial.rows, strict=True):
         assert row_par.keys() == row_ser.keys()
         for key, value in row_ser.items():
-            assert row_par[key] == pytest.approx(value, rel=1e-6, abs=1e-9) if isinstance(value, float) else row_par[key] == value, key
+            assert (
+                row_par[key] == pytest.approx(value, rel=1e-6, abs=1e-9)
+                if isinstance(value, float)
+                else row_par[key] == value
+            ), key
 
 
 def test_per_example_cross_entropy_keeps_tiny_losses_in_float32():

@@ -9,7 +9,7 @@ import torch
 
 from circuits import fourier
 from circuits.activations import final_position_activations
-from interp.config import TaskConfig, task_config
+from interp.config import task_config
 from interp.tasks import build_task
 from tests.conftest import handbuilt_fourier_model
 
@@ -61,7 +61,8 @@ def test_discrete_log_orders_the_multiplicative_group():
 
 
 def test_planted_logit_table_restricted_and_excluded_loss():
-    """A logit table cos(w_k(a+b-c)) is all key frequency: restricting keeps it, excluding kills it."""
+    """A logit table cos(w_k(a+b-c)) is all key frequency: restricting keeps it, excluding kills
+    it."""
     p, k = 23, 7
     task = build_task(task_config(p=p, train_frac=0.3))
     a, b = task.tokens[:, 0].double(), task.tokens[:, 1].double()
@@ -69,8 +70,12 @@ def test_planted_logit_table_restricted_and_excluded_loss():
     logits = 8 * torch.cos(2 * math.pi * k * (a[:, None] + b[:, None] - c[None]) / p)
     group = fourier.answer_group("add", p)
     train, test = task.splits["train"], task.splits["test"]
-    right = fourier.restricted_and_excluded_loss(logits, task.labels, train, test, fourier.answer_directions(task.labels, group, [k]))
-    wrong = fourier.restricted_and_excluded_loss(logits, task.labels, train, test, fourier.answer_directions(task.labels, group, [k + 1]))
+    right = fourier.restricted_and_excluded_loss(
+        logits, task.labels, train, test, fourier.answer_directions(task.labels, group, [k])
+    )
+    wrong = fourier.restricted_and_excluded_loss(
+        logits, task.labels, train, test, fourier.answer_directions(task.labels, group, [k + 1])
+    )
     full = torch.nn.functional.cross_entropy(logits[test], task.labels[test]).item()
     assert right.restricted_loss == pytest.approx(full, abs=1e-6)
     assert right.excluded_loss == pytest.approx(math.log(p), abs=1e-6)  # nothing left: uniform
@@ -98,7 +103,9 @@ def test_planted_neuron_signal_is_clustered_at_its_frequency():
 
 def test_gini_known_values():
     assert fourier.gini(torch.ones(10)) == pytest.approx(0.0)
-    assert fourier.gini(torch.tensor([0.0, 0, 0, 1])) == pytest.approx(0.75)  # (n-1)/n for one spike
+    assert fourier.gini(torch.tensor([0.0, 0, 0, 1])) == pytest.approx(
+        0.75
+    )  # (n-1)/n for one spike
 
 
 def test_handbuilt_fourier_model_is_recovered():

@@ -43,14 +43,18 @@ def analyzed(request, tmp_path_factory):
 
 
 def _report(problems: list[str], limit: int = 40) -> str:
-    shown = problems[:limit] + ([f"... and {len(problems) - limit} more"] if len(problems) > limit else [])
+    shown = problems[:limit] + (
+        [f"... and {len(problems) - limit} more"] if len(problems) > limit else []
+    )
     return f"{len(problems)} differences from the golden record:\n" + "\n".join(shown)
 
 
 def test_key_frequencies_are_unchanged(analyzed):
     name, recorded, new = analyzed
     assert new["key_frequencies"] == recorded["key_frequencies"], (
-        f"{name}: key frequencies: recorded {recorded['key_frequencies']}, now {new['key_frequencies']}")
+        f"{name}: key frequencies: recorded {recorded['key_frequencies']}, now "
+        f"{new['key_frequencies']}"
+    )
 
 
 def test_phases_and_leads_are_unchanged(analyzed):
@@ -76,10 +80,18 @@ def test_fixture_folders_hold_only_the_run(analyzed):
     name, _recorded, _new = analyzed
     folder = golden.RUNS / name
     manifest = json.loads((folder / "manifest.json").read_text())
-    expected = {"config.json", "manifest.json", "metrics.jsonl", "provenance.json", "split.safetensors",
-                *(entry["file"] for entry in manifest["checkpoints"])}
+    expected = {
+        "config.json",
+        "manifest.json",
+        "metrics.jsonl",
+        "provenance.json",
+        "split.safetensors",
+        *(entry["file"] for entry in manifest["checkpoints"]),
+    }
     found = {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
-    assert found == expected, f"{name}: unexpected {sorted(found - expected)}, missing {sorted(expected - found)}"
+    assert found == expected, (
+        f"{name}: unexpected {sorted(found - expected)}, missing {sorted(expected - found)}"
+    )
 
 
 def test_golden_records_are_not_degenerate():
@@ -116,8 +128,13 @@ def test_comparison_reports_each_kind_of_change():
     problems = golden.compare("modular_demo", recorded, new)
     text = "\n".join(problems)
     step = row["step"]
-    assert f"modular_demo: column 'test_loss' at step {step}: recorded {recorded['table'][3]['test_loss']!r}" in text
-    assert f"column 'train_key_frequencies' at step {step}: recorded '15 19 21', now '15 19'" in text
+    assert (
+        f"modular_demo: column 'test_loss' at step {step}: recorded "
+        f"{recorded['table'][3]['test_loss']!r}" in text
+    )
+    assert (
+        f"column 'train_key_frequencies' at step {step}: recorded '15 19 21', now '15 19'" in text
+    )
     assert "table columns missing now: ['gini_embed']" in text
     assert "new columns, not compared: ['a_new_column']" in text
     assert "summary field 'key_frequencies': recorded [15, 21, 19], now [15, 21]" in text

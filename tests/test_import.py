@@ -13,16 +13,17 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.reliability_helpers import check_listed_checkpoints  # noqa: F401  (also sets 1 thread)
 from safetensors.torch import save_file
 
+from interp.config import task_config
 from interp.importing import ImportCheckpointError, import_tl_checkpoints
 from interp.model import answer_logits
 from interp.runs import load_run
 from interp.tasks import build_task
-from interp.config import TaskConfig, task_config
+from tests.reliability_helpers import check_listed_checkpoints  # noqa: F401  (also sets 1 thread)
 
-# -- an independent HookedTransformer (older TL naming), written from the TL docs ---------------------
+# -- an independent HookedTransformer (older TL naming), written from the TL docs
+# ---------------------
 
 
 def tl_init(cfg: dict, seed: int) -> dict[str, torch.Tensor]:
@@ -30,8 +31,12 @@ def tl_init(cfg: dict, seed: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     m, h, d, mlp = cfg["d_model"], cfg["n_heads"], cfg["d_head"], cfg["d_mlp"]
     r = lambda *shape: torch.randn(*shape, generator=g) * 0.3  # noqa: E731
-    sd = {"embed.W_E": r(cfg["d_vocab"], m), "pos_embed.W_pos": r(cfg["n_ctx"], m),
-          "unembed.W_U": r(m, cfg["d_vocab_out"]), "unembed.b_U": torch.zeros(cfg["d_vocab_out"])}
+    sd = {
+        "embed.W_E": r(cfg["d_vocab"], m),
+        "pos_embed.W_pos": r(cfg["n_ctx"], m),
+        "unembed.W_U": r(m, cfg["d_vocab_out"]),
+        "unembed.b_U": torch.zeros(cfg["d_vocab_out"]),
+    }
     for layer in range(cfg["n_layers"]):
         a, f = f"blocks.{layer}.attn.", f"blocks.{layer}.mlp."
         for x in "QKV":
@@ -39,7 +44,12 @@ def tl_init(cfg: dict, seed: int) -> dict[str, torch.Tensor]:
         sd[a + "W_O"], sd[a + "b_O"] = r(h, d, m), r(m)
         sd[a + "mask"] = torch.tril(torch.ones(cfg["n_ctx"], cfg["n_ctx"])).bool()  # a TL buffer
         sd[a + "IGNORE"] = torch.tensor(-1e5)
-        sd[f + "W_in"], sd[f + "b_in"], sd[f + "W_out"], sd[f + "b_out"] = r(m, mlp), r(mlp), r(mlp, m), r(m)
+        sd[f + "W_in"], sd[f + "b_in"], sd[f + "W_out"], sd[f + "b_out"] = (
+            r(m, mlp),
+            r(mlp),
+            r(mlp, m),
+            r(m),
+        )
         if cfg["normalization_type"] == "LN":
             for ln in ("ln1", "ln2"):
                 sd[f"blocks.{layer}.{ln}.w"], sd[f"blocks.{layer}.{ln}.b"] = 1 + r(m), r(m)
@@ -60,7 +70,9 @@ def tl_forward(sd: dict[str, torch.Tensor], cfg: dict, tokens: torch.Tensor) -> 
         x = x / (x.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt()
         return x if norm == "LNPre" else x * sd[f"{name}.w"] + sd[f"{name}.b"]
 
-    act = {"relu": F.relu, "gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh")}[cfg["act_fn"]]
+    act = {"relu": F.relu, "gelu": F.gelu, "gelu_new": lambda x: F.gelu(x, approximate="tanh")}[
+        cfg["act_fn"]
+    ]
     n_pos = tokens.shape[1]
     resid = sd["embed.W_E"][tokens] + sd["pos_embed.W_pos"][:n_pos]
     causal = torch.ones(n_pos, n_pos).tril().bool()
@@ -80,15 +92,40 @@ def tl_forward(sd: dict[str, torch.Tensor], cfg: dict, tokens: torch.Tensor) -> 
 
 
 def tl_config(p: int, **overrides) -> dict:
-    cfg = dict(d_model=16, n_layers=1, n_heads=2, d_head=8, d_mlp=32, d_vocab=p + 1, d_vocab_out=p,
-               n_ctx=3, act_fn="relu", normalization_type=None, model_name="independent", seed=1)
+    cfg = dict(
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        d_head=8,
+        d_mlp=32,
+        d_vocab=p + 1,
+        d_vocab_out=p,
+        n_ctx=3,
+        act_fn="relu",
+        normalization_type=None,
+        model_name="independent",
+        seed=1,
+    )
     cfg.update(overrides)
     # What HookedTransformerConfig.to_dict() also writes: harmless keys are ignored,
     # computation-changing ones are checked against the values we can import.
-    cfg = {"attn_only": False, "positional_embedding_type": "standard", "use_attn_scale": True,
-           "attn_scale": math.sqrt(cfg["d_head"]), "eps": 1e-5, "n_key_value_heads": None, "final_rms": False,
-           "gated_mlp": False, "parallel_attn_mlp": False, "original_architecture": None, "dtype": "torch.float32",
-           "tokenizer_name": None, "init_weights": True, "attention_dir": "causal", **cfg}
+    cfg = {
+        "attn_only": False,
+        "positional_embedding_type": "standard",
+        "use_attn_scale": True,
+        "attn_scale": math.sqrt(cfg["d_head"]),
+        "eps": 1e-5,
+        "n_key_value_heads": None,
+        "final_rms": False,
+        "gated_mlp": False,
+        "parallel_attn_mlp": False,
+        "original_architecture": None,
+        "dtype": "torch.float32",
+        "tokenizer_name": None,
+        "init_weights": True,
+        "attention_dir": "causal",
+        **cfg,
+    }
     return cfg
 
 
@@ -100,19 +137,28 @@ def write_source(folder: Path, cfg: dict, steps: list[int], *, fmt: str) -> dict
         sd = tl_init(cfg, seed=step)
         weights[step] = sd
         if fmt == "safetensors":
-            save_file({k: v.contiguous() for k, v in sd.items()}, folder / f"step_{step}.safetensors")
+            save_file(
+                {k: v.contiguous() for k, v in sd.items()}, folder / f"step_{step}.safetensors"
+            )
         else:
             torch.save(sd, folder / f"checkpoint_{step}.pt")
     return weights
 
 
-# -- the import gives the same function ----------------------------------------------------------------
+# -- the import gives the same function
+# ----------------------------------------------------------------
 
 
 CASES = {
-    "2-layer-LN-gelu-safetensors-pairs": (dict(n_layers=2, normalization_type="LN", act_fn="gelu"), "safetensors"),
+    "2-layer-LN-gelu-safetensors-pairs": (
+        dict(n_layers=2, normalization_type="LN", act_fn="gelu"),
+        "safetensors",
+    ),
     "1-layer-no-norm-relu-pt-seed": (dict(), "pt"),
-    "LNPre-gelu_new-pt-indices": (dict(normalization_type="LNPre", act_fn="gelu_new", n_heads=4, d_head=4), "pt"),
+    "LNPre-gelu_new-pt-indices": (
+        dict(normalization_type="LNPre", act_fn="gelu_new", n_heads=4, d_head=4),
+        "pt",
+    ),
 }
 
 
@@ -124,13 +170,20 @@ def test_imported_models_compute_the_independent_logits(tmp_path, case):
     weights = write_source(tmp_path / "src", cfg, [0, 100, 1200], fmt=fmt)
     if "pairs" in case:
         pairs = [[a, b] for a in range(p) for b in range(p) if (a * 7 + b * 3) % 5 < 2]
-        spec, train_index = {"operation": "add", "p": p, "train_pairs": pairs}, sorted(a * p + b for a, b in pairs)
+        spec, train_index = (
+            {"operation": "add", "p": p, "train_pairs": pairs},
+            sorted(a * p + b for a, b in pairs),
+        )
     elif "indices" in case:
         train_index = list(range(0, p * p, 3))
         spec = {"operation": "sub", "p": p, "train_indices": train_index}
     else:
         spec = {"operation": "add", "p": p, "split_seed": 4, "train_frac": 0.4}
-        train_index = build_task(task_config(operation="add", p=p, split_seed=4, train_frac=0.4)).splits["train"].tolist()
+        train_index = (
+            build_task(task_config(operation="add", p=p, split_seed=4, train_frac=0.4))
+            .splits["train"]
+            .tolist()
+        )
     (tmp_path / "task.json").write_text(json.dumps(spec))
 
     result = import_tl_checkpoints(tmp_path / "src", tmp_path / "run", tmp_path / "task.json")
@@ -153,14 +206,20 @@ def test_imported_models_compute_the_independent_logits(tmp_path, case):
         # The metrics row was computed from the same model.
         row = next(r for r in run.metrics if r["step"] == step)
         train_rows = run.task.splits["train"]
-        acc = (expected[train_rows, -1].argmax(-1) == run.task.labels[train_rows]).double().mean().item()
+        acc = (
+            (expected[train_rows, -1].argmax(-1) == run.task.labels[train_rows])
+            .double()
+            .mean()
+            .item()
+        )
         assert row["train_acc"] == pytest.approx(acc)
         loss = F.cross_entropy(expected[train_rows, -1], run.task.labels[train_rows]).item()
         assert row["train_loss"] == pytest.approx(loss, rel=1e-4)
     assert json.loads((tmp_path / "run" / "import.json").read_text())["files"][0]["step"] == 0
 
 
-# -- refusals: clear message, nothing written ------------------------------------------------------------
+# -- refusals: clear message, nothing written
+# ------------------------------------------------------------
 
 
 def _setup(tmp_path: Path, **overrides) -> tuple[Path, dict, dict]:
@@ -191,7 +250,11 @@ def _missing_tensor(src, cfg, sd):
 def _wrong_shape(src, cfg, sd):
     sd["blocks.0.attn.W_Q"] = sd["blocks.0.attn.W_Q"].transpose(1, 2).contiguous()
     _resave(src, sd)
-    return SPEC, r"step_5\.safetensors: blocks\.0\.attn\.W_Q has shape \(2, 8, 16\), the config needs \(2, 16, 8\)"
+    return (
+        SPEC,
+        r"step_5\.safetensors: blocks\.0\.attn\.W_Q has shape \(2, 8, 16\), the config needs \(2, "
+        r"16, 8\)",
+    )
 
 
 def _unexpected_tensor(src, cfg, sd):
@@ -201,7 +264,11 @@ def _unexpected_tensor(src, cfg, sd):
 
 
 def _vocab_mismatch(src, cfg, sd):
-    return {**SPEC, "p": 11}, r"config\.json: d_vocab=8, d_vocab_out=7, n_ctx=3 do not fit the task \(p=11 needs d_vocab=12"
+    return (
+        {**SPEC, "p": 11},
+        r"config\.json: d_vocab=8, d_vocab_out=7, n_ctx=3 do not fit the task \(p=11 needs "
+        r"d_vocab=12",
+    )
 
 
 def _rotary(src, cfg, sd):
@@ -216,12 +283,19 @@ def _parallel(src, cfg, sd):
 
 def _bad_act(src, cfg, sd):
     (src / "config.json").write_text(json.dumps({**cfg, "act_fn": "solu_ln"}))
-    return SPEC, r"config\.json: act_fn='solu_ln' is not supported; importable: relu, gelu, gelu_new, silu"
+    return (
+        SPEC,
+        r"config\.json: act_fn='solu_ln' is not supported; importable: relu, gelu, gelu_new, silu",
+    )
 
 
 def _div_not_prime(src, cfg, sd):
     (src / "config.json").write_text(json.dumps({**cfg, "d_vocab": 10, "d_vocab_out": 9}))
-    return {**SPEC, "operation": "div", "p": 9}, r"task\.json: task\.p: operation 'div' needs a prime modulus"
+    return {
+        **SPEC,
+        "operation": "div",
+        "p": 9,
+    }, r"task\.json: task\.p: operation 'div' needs a prime modulus"
 
 
 def _spec_unknown_key(src, cfg, sd):
@@ -229,7 +303,11 @@ def _spec_unknown_key(src, cfg, sd):
 
 
 def _spec_bad_pairs(src, cfg, sd):
-    return {"operation": "add", "p": 7, "train_pairs": [[1, 9]]}, r"train_pairs must be a list of \[a, b\] pairs"
+    return {
+        "operation": "add",
+        "p": 7,
+        "train_pairs": [[1, 9]],
+    }, r"train_pairs must be a list of \[a, b\] pairs"
 
 
 def _spec_no_split(src, cfg, sd):
@@ -247,7 +325,11 @@ def _malicious_pt(src, cfg, sd):
             return (os.system, (f"touch {src.parent / 'PWNED'}",))
 
     (src / "step_7.pt").write_bytes(pickle.dumps({"embed.W_E": Payload()}))
-    return SPEC, r"step_7\.pt: refused: not a plain tensor state dict; loading it would run code from the file \(torch\.load weights_only=True: Unsupported [^)]*\)$"
+    return (
+        SPEC,
+        r"step_7\.pt: refused: not a plain tensor state dict; loading it would run code from the "
+        r"file \(torch\.load weights_only=True: Unsupported [^)]*\)$",
+    )
 
 
 def _truncated(src, cfg, sd):
@@ -256,9 +338,23 @@ def _truncated(src, cfg, sd):
     return SPEC, r"step_5\.safetensors: not a valid safetensors file"
 
 
-REFUSALS = [_nonzero_b_u, _missing_tensor, _wrong_shape, _unexpected_tensor, _vocab_mismatch, _rotary, _parallel, _bad_act,
-            _div_not_prime, _spec_unknown_key, _spec_bad_pairs, _spec_no_split, _no_step_number, _malicious_pt,
-            _truncated]
+REFUSALS = [
+    _nonzero_b_u,
+    _missing_tensor,
+    _wrong_shape,
+    _unexpected_tensor,
+    _vocab_mismatch,
+    _rotary,
+    _parallel,
+    _bad_act,
+    _div_not_prime,
+    _spec_unknown_key,
+    _spec_bad_pairs,
+    _spec_no_split,
+    _no_step_number,
+    _malicious_pt,
+    _truncated,
+]
 
 
 @pytest.mark.parametrize("damage", REFUSALS, ids=[f.__name__.strip("_") for f in REFUSALS])

@@ -6,24 +6,37 @@ import pytest
 import torch
 
 from circuits.entity import entity_lens_targets, entity_logit_lens, sample_examples
-from circuits.logit_lens import LensTarget, logit_lens, resid_hook_names, residual_stack, unembed_resid
+from circuits.logit_lens import (
+    LensTarget,
+    logit_lens,
+    resid_hook_names,
+    residual_stack,
+    unembed_resid,
+)
 from interp.model import build_model
 from interp.tasks import build_task
 from tests.test_entity_tasks import tiny_entity_run, tiny_task
 
 
-
 @pytest.fixture(scope="module")
 def two_hop():
     config = tiny_entity_run(tiny_task())
-    model = build_model(config.model, d_vocab=config.task.d_vocab, d_vocab_out=config.task.d_vocab_out,
-                        n_ctx=config.task.n_ctx)
+    model = build_model(
+        config.model,
+        d_vocab=config.task.d_vocab,
+        d_vocab_out=config.task.d_vocab_out,
+        n_ctx=config.task.n_ctx,
+    )
     model.eval()
     return model, build_task(config.task)
 
 
 def test_hook_names_cover_every_layer():
-    assert resid_hook_names(2) == ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    assert resid_hook_names(2) == [
+        "blocks.0.hook_resid_pre",
+        "blocks.0.hook_resid_post",
+        "blocks.1.hook_resid_post",
+    ]
 
 
 def test_last_layer_is_the_model_output(two_hop):
@@ -32,7 +45,9 @@ def test_last_layer_is_the_model_output(two_hop):
     with torch.inference_mode():
         stack = residual_stack(model, tokens)
         assert stack.shape == (3, 50, 3, 32)
-        torch.testing.assert_close(unembed_resid(model, stack[-1]), model(tokens), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            unembed_resid(model, stack[-1]), model(tokens), atol=1e-5, rtol=1e-5
+        )
 
 
 def test_ranks_match_a_naive_count(two_hop):

@@ -1,4 +1,5 @@
-"""The example notebooks run top to bottom on tiny settings (INTERP_NB_TINY=1) and are committed clean."""
+"""The example notebooks run top to bottom on tiny settings (INTERP_NB_TINY=1) and are committed
+clean."""
 
 from __future__ import annotations
 
@@ -28,14 +29,16 @@ def _two_hop_available() -> str | None:
     try:
         import circuits.entity  # noqa: F401
     except ImportError:
-        return "circuits.entity (logit lens, causal tracing of the entity tasks) is not on this branch yet"
+        return "circuits.entity (the entity tasks' analyses) is not on this branch yet"
     return None
 
 
 def _outputs(nb) -> str:
     return "\n".join(
         json.dumps(out.get("data", {})) + out.get("text", "")
-        for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
     )
 
 

@@ -6,18 +6,21 @@ import pytest
 import torch
 
 from circuits.entity import counterfactuals, mediation_score, sample_examples
-from circuits.patching import causal_tracing, patched_logits
 from circuits.logit_lens import residual_stack
+from circuits.patching import causal_tracing, patched_logits
 from interp.model import build_model
 from interp.tasks import build_task
 from tests.test_entity_tasks import tiny_entity_run, tiny_task
 
 
-
 def _model(kind):
     config = tiny_entity_run(tiny_task(kind))
-    model = build_model(config.model, d_vocab=config.task.d_vocab, d_vocab_out=config.task.d_vocab_out,
-                        n_ctx=config.task.n_ctx)
+    model = build_model(
+        config.model,
+        d_vocab=config.task.d_vocab,
+        d_vocab_out=config.task.d_vocab_out,
+        n_ctx=config.task.n_ctx,
+    )
     model.eval()
     return model, build_task(config.task)
 
@@ -41,8 +44,11 @@ def test_patching_the_swapped_token_embedding_equals_the_counterfactual_run(two_
     with torch.inference_mode():
         stack = residual_stack(model, cf.tokens)
         expected = model(cf.tokens)[:, -1]
-        # the whole input differs only at the swapped position: layer 0 there = the counterfactual run
-        got = patched_logits(model, cf.clean_tokens, stack[0, :, cf.swapped_position], 0, cf.swapped_position)
+        # the whole input differs only at the swapped position: layer 0 there = the counterfactual
+        # run
+        got = patched_logits(
+            model, cf.clean_tokens, stack[0, :, cf.swapped_position], 0, cf.swapped_position
+        )
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
         # the last position after the last layer is the counterfactual's output
         got = patched_logits(model, cf.clean_tokens, stack[-1, :, -1], model.cfg.n_layers, 2)
@@ -68,7 +74,9 @@ def test_counterfactuals_change_the_intermediate_state_and_the_answer():
         assert len(cf.index) > 25 and (cf.answer != comparison.labels[cf.index]).all()
         kb, a = comparison.extras["kb_value"], comparison.extras["attribute"][cf.index]
         v1, v2 = kb[cf.tokens[:, 1], a], kb[cf.tokens[:, 2], a]
-        assert [comparison.token_names[int(t)] for t in cf.answer] == ["<=>"[int(s) + 1] for s in torch.sign(v1 - v2)]
+        assert [comparison.token_names[int(t)] for t in cf.answer] == [
+            "<=>"[int(s) + 1] for s in torch.sign(v1 - v2)
+        ]
 
 
 def test_circuit_score_is_a_fraction_and_zero_for_one_layer():
@@ -78,8 +86,12 @@ def test_circuit_score_is_a_fraction_and_zero_for_one_layer():
     config = tiny_entity_run(tiny_task())
     from dataclasses import replace
 
-    one = build_model(replace(config.model, n_layers=1), d_vocab=config.task.d_vocab,
-                      d_vocab_out=config.task.d_vocab_out, n_ctx=3)
+    one = build_model(
+        replace(config.model, n_layers=1),
+        d_vocab=config.task.d_vocab,
+        d_vocab_out=config.task.d_vocab_out,
+        n_ctx=3,
+    )
     one.eval()
     assert mediation_score(one, build_task(config.task), n_examples=50).score == 0.0
 
@@ -95,7 +107,9 @@ def test_mediation_known_answers(two_hop):
     assert same.total == 0.0 and (same.indirect.abs() < 1e-4).all()
     # patching the swapped token's embedding is the whole counterfactual run: IE = TE at layer 0;
     # the same position after the last layer is read by nothing (IE = 0)
-    result = mediation(model, cf.clean_tokens, cf.tokens, clean_answer, cf.answer, position=cf.swapped_position)
+    result = mediation(
+        model, cf.clean_tokens, cf.tokens, clean_answer, cf.answer, position=cf.swapped_position
+    )
     assert abs(result.indirect[0].item() - result.total) < 1e-3 * max(1.0, abs(result.total))
     assert abs(result.indirect[-1].item()) < 1e-3
 
@@ -115,7 +129,9 @@ def test_two_hop_specific_metric_ignores_disruption_and_counts_the_counterfactua
     assert torch.allclose(metric(clean), metric(disrupted))
     moved = clean.clone()
     moved[rows, t_alt] += 2.0
-    assert torch.allclose(metric(clean) - metric(moved), torch.full((len(t),), 2.0, dtype=torch.float64))
+    assert torch.allclose(
+        metric(clean) - metric(moved), torch.full((len(t),), 2.0, dtype=torch.float64)
+    )
 
 
 def test_two_hop_memorizer_scores_zero_where_the_plain_mediated_fraction_does_not(tmp_path):
@@ -129,8 +145,13 @@ def test_two_hop_memorizer_scores_zero_where_the_plain_mediated_fraction_does_no
     from interp.runs import load_run
     from interp.training import train
 
-    config = tiny_entity_run(tiny_task(shuffle_labels=True, n_entities=30), steps=400, lr=1e-2,
-                             weight_decay=0.0, ckpt_every=100)
+    config = tiny_entity_run(
+        tiny_task(shuffle_labels=True, n_entities=30),
+        steps=400,
+        lr=1e-2,
+        weight_decay=0.0,
+        ckpt_every=100,
+    )
     config = replace(config, model=replace(config.model, n_layers=3))
     train(config, tmp_path / "mem", progress=False)
     run = load_run(tmp_path / "mem")
@@ -139,5 +160,7 @@ def test_two_hop_memorizer_scores_zero_where_the_plain_mediated_fraction_does_no
     assert max(r["circuit_score"] for r in rows) <= 0.05
     task = run.task
     cf = counterfactuals(task, sample_examples(task, n=300), swap="head")
-    plain = mediation(run.model_at(run.steps[-1]), cf.clean_tokens, cf.tokens, task.labels[cf.index], cf.answer, 1)
+    plain = mediation(
+        run.model_at(run.steps[-1]), cf.clean_tokens, cf.tokens, task.labels[cf.index], cf.answer, 1
+    )
     assert float(plain.indirect[1:-1].max()) / max(plain.total, len(cf.index)) > 0.1

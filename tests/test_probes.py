@@ -53,7 +53,9 @@ def test_entity_probe_data_deduplicates_the_site_prefix():
 
     config = tiny_entity_run(tiny_task())
     task = build_task(config.task)
-    model = build_model(config.model, d_vocab=config.task.d_vocab, d_vocab_out=config.task.d_vocab_out, n_ctx=3)
+    model = build_model(
+        config.model, d_vocab=config.task.d_vocab, d_vocab_out=config.task.d_vocab_out, n_ctx=3
+    )
     model.eval()
     X, y = probe_data(model, task, "bridge")
     index = task.splits["train_inferred"]

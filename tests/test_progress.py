@@ -9,7 +9,7 @@ import torch
 
 from circuits.activations import final_position_activations
 from circuits.progress import circuit_score, modular_phases
-from interp.config import TaskConfig, task_config
+from interp.config import task_config
 from interp.tasks import build_task
 from tests.conftest import handbuilt_fourier_model
 
@@ -30,7 +30,9 @@ def test_planted_circuit_scores_one_and_lookup_table_scores_low(operation):
     pos_c = group.position[torch.arange(p)].double()[None]
     circuit = sum(torch.cos(2 * math.pi * k * (pos_y - pos_c) / group.m) for k in keys)
     circuit = circuit + 0.1 * torch.randn(len(labels), p, dtype=torch.float64)
-    lookup = 5 * torch.nn.functional.one_hot(labels, p).double() + torch.randn(len(labels), p, dtype=torch.float64)
+    lookup = 5 * torch.nn.functional.one_hot(labels, p).double() + torch.randn(
+        len(labels), p, dtype=torch.float64
+    )
     scored = circuit_score(circuit, labels, operation, p)
     assert scored.score > 0.95 and scored.key_frequencies == keys
     assert circuit_score(lookup, labels, operation, p).score < 0.1
@@ -45,7 +47,9 @@ def test_no_signal_scores_zero():
 
 def test_frequency_signals_add_up_to_the_total():
     labels = _train_labels("add", 31)
-    logits = torch.randn(len(labels), 31, dtype=torch.float64) + 3 * torch.nn.functional.one_hot(labels, 31)
+    logits = torch.randn(len(labels), 31, dtype=torch.float64) + 3 * torch.nn.functional.one_hot(
+        labels, 31
+    )
     result = circuit_score(logits, labels, "add", 31)
     assert float(result.frequency_signal.sum()) == pytest.approx(result.signal, rel=1e-9)
 
@@ -69,7 +73,11 @@ def test_phases_are_computed_from_metrics():
         {"step": 400, "train_acc": 1.0, "test_acc": 0.995},
     ]
     phases = modular_phases(rows)
-    assert [phases.milestone(n) for n in ("memorized", "cleanup_start", "generalized")] == [100, 300, 400]
+    assert [phases.milestone(n) for n in ("memorized", "cleanup_start", "generalized")] == [
+        100,
+        300,
+        400,
+    ]
     assert modular_phases(rows[:2]).milestone("cleanup_start") is None
     assert phases.to_dict()["circuit_formation"] == {"start": 100, "end": 300}
 
@@ -86,4 +94,3 @@ def test_a_pattern_that_no_longer_decides_the_answers_scores_low():
     assert result.concentration > 0.8  # the averages alone still look like a circuit
     assert accuracy < 0.3 and result.decided == pytest.approx(accuracy)
     assert result.score == pytest.approx(result.concentration * accuracy) and result.score < 0.3
-

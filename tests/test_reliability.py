@@ -19,27 +19,29 @@ from pathlib import Path
 
 import pytest
 import torch
+
+import interp.training as training
+from interp import runs, trainer_state
+from interp.runs import RunError, Skipped, load_run
+from interp.training import TrainingError, resume, train
 from tests.reliability_helpers import (
     assert_bit_identical,
     check_listed_checkpoints,
     final_weights,
     listed_steps,
     tiny_config,
-    training_context,
     train_or_resume,
+    training_context,
 )
-
-import interp.training as training
-from interp import runs, trainer_state
-from interp.runs import RunError, Skipped, load_run
-from interp.training import TrainingError, resume, train
 
 
 class Interrupted(Exception):
     """Stands in for the process dying at a chosen point (the subprocess test kills for real)."""
 
 
-def _train_until_interrupted(config, run_dir: Path, monkeypatch, *, at_step: int, during_checkpoint: bool):
+def _train_until_interrupted(
+    config, run_dir: Path, monkeypatch, *, at_step: int, during_checkpoint: bool
+):
     """Train `config` into `run_dir` and stop it at `at_step`: between steps or inside a save."""
     with monkeypatch.context() as patch:
         if during_checkpoint:
@@ -68,19 +70,49 @@ def _train_until_interrupted(config, run_dir: Path, monkeypatch, *, at_step: int
 # -- exact resume ------------------------------------------------------------------------------
 
 RESUME_CASES = {
-    "ema-minibatch-between-steps": (dict(train__grad_filter="ema", train__batch_size=16), 25, False),
+    "ema-minibatch-between-steps": (
+        dict(train__grad_filter="ema", train__batch_size=16),
+        25,
+        False,
+    ),
     "ma-minibatch-inside-save": (
-        dict(train__grad_filter="ma", train__grokfast_window=4, train__batch_size=16), 20, True),
-    "ma-fullbatch-between-steps": (dict(train__grad_filter="ma", train__grokfast_window=4), 13, False),
+        dict(train__grad_filter="ma", train__grokfast_window=4, train__batch_size=16),
+        20,
+        True,
+    ),
+    "ma-fullbatch-between-steps": (
+        dict(train__grad_filter="ma", train__grokfast_window=4),
+        13,
+        False,
+    ),
     "no-filter-minibatch-clip": (dict(train__batch_size=8, train__grad_clip=0.5), 31, False),
     # ⊥Grad + weight decay with a norm floor: binding from the first step (the rescaled weights
     # must resume exactly), and armed only after the interruption (the flag is saved state).
-    "orthogonal-ema-norm-floor-binding": (dict(task__p=23, train__lr=1e-2, train__weight_decay=2.0,
-                                               train__orthogonal_grad=True, train__grad_filter="ema",
-                                               train__weight_norm_floor=1.0, train__steps=60), 35, False),
-    "orthogonal-ema-norm-floor-arms-later": (dict(task__p=23, train__lr=1e-2, train__orthogonal_grad=True,
-                                                  train__grad_filter="ema", train__weight_norm_floor=1.05,
-                                                  train__steps=40), 5, False),
+    "orthogonal-ema-norm-floor-binding": (
+        dict(
+            task__p=23,
+            train__lr=1e-2,
+            train__weight_decay=2.0,
+            train__orthogonal_grad=True,
+            train__grad_filter="ema",
+            train__weight_norm_floor=1.0,
+            train__steps=60,
+        ),
+        35,
+        False,
+    ),
+    "orthogonal-ema-norm-floor-arms-later": (
+        dict(
+            task__p=23,
+            train__lr=1e-2,
+            train__orthogonal_grad=True,
+            train__grad_filter="ema",
+            train__weight_norm_floor=1.05,
+            train__steps=40,
+        ),
+        5,
+        False,
+    ),
 }
 
 
@@ -91,7 +123,9 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, monkeypatch, 
     train(config, tmp_path / "straight", progress=False)
 
     broken = tmp_path / "interrupted"
-    _train_until_interrupted(config, broken, monkeypatch, at_step=at_step, during_checkpoint=during_checkpoint)
+    _train_until_interrupted(
+        config, broken, monkeypatch, at_step=at_step, during_checkpoint=during_checkpoint
+    )
     last_complete = load_run(broken).steps[-1]
     assert last_complete < at_step  # the interrupted checkpoint (if any) is not listed
 
@@ -111,7 +145,11 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, monkeypatch, 
 
 
 def test_trainer_state_is_safetensors_and_json_only(tmp_path):
-    train(tiny_config(train__grad_filter="ema", train__batch_size=16), tmp_path / "run", progress=False)
+    train(
+        tiny_config(train__grad_filter="ema", train__batch_size=16),
+        tmp_path / "run",
+        progress=False,
+    )
     files = sorted(p.name for p in (tmp_path / "run" / runs.TRAINER_STATE_DIR).iterdir())
     assert files == ["state_000000040.json", "state_000000040.safetensors"]
     meta = json.loads((tmp_path / "run" / trainer_state.state_files(40)[1]).read_text())
@@ -132,9 +170,13 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path):
 
 def test_resume_without_trainer_state_says_which_file(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    _train_until_interrupted(tiny_config(), run_dir, monkeypatch, at_step=15, during_checkpoint=False)
+    _train_until_interrupted(
+        tiny_config(), run_dir, monkeypatch, at_step=15, during_checkpoint=False
+    )
     shutil.rmtree(run_dir / runs.TRAINER_STATE_DIR)
-    with pytest.raises(TrainingError, match=r"cannot resume exactly from step 10: .*state_000000010\.json: missing"):
+    with pytest.raises(
+        TrainingError, match=r"cannot resume exactly from step 10: .*state_000000010\.json: missing"
+    ):
         resume(run_dir, progress=False)
 
 
@@ -150,25 +192,32 @@ def test_resume_of_a_folder_without_checkpoints_is_refused(tmp_path):
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
     # lr = 1e30: Adam moves every weight by ~1e30 per step, so the logits overflow within a
     # few steps. Checkpoints every step make "the last good one" precise.
-    config = tiny_config(train__lr=1e30, train__warmup_steps=0, train__ckpt_every=1, train__steps=50)
+    config = tiny_config(
+        train__lr=1e30, train__warmup_steps=0, train__ckpt_every=1, train__steps=50
+    )
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingError) as info:
         train(config, run_dir, progress=False)
     message = str(info.value)
     last = load_run(run_dir).steps[-1]
-    assert message.startswith(f"training loss became nan at step {last + 1}; stopped.") or message.startswith(
-        f"training loss became inf at step {last + 1}; stopped.")
+    assert message.startswith(
+        f"training loss became nan at step {last + 1}; stopped."
+    ) or message.startswith(f"training loss became inf at step {last + 1}; stopped.")
     assert f"last good checkpoint is step {last} in {run_dir}" in message
     assert check_listed_checkpoints(run_dir)[-1] == last
     assert [r["step"] for r in load_run(run_dir).metrics] == load_run(run_dir).steps
 
 
-# -- disk full ----------------------------------------------------------------------------------------
+# -- disk full
+# ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("full_at", ["step_000000030.safetensors", "state_000000030.json", "manifest.json"])
+@pytest.mark.parametrize(
+    "full_at", ["step_000000030.safetensors", "state_000000030.json", "manifest.json"]
+)
 def test_disk_full_mid_save_leaves_the_previous_checkpoints_intact(tmp_path, monkeypatch, full_at):
-    """The disk fills up while checkpoint 30 is being saved, at its first, a middle or its last write."""
+    """The disk fills up while checkpoint 30 is being saved, at its first, a middle or its last
+    write."""
     run_dir = tmp_path / "run"
     armed = {"name": None}
     snapshot: dict[Path, bytes] = {}
@@ -221,7 +270,9 @@ def test_disk_full_mid_save_leaves_the_previous_checkpoints_intact(tmp_path, mon
         train(tiny_config(), run_dir, progress=False)
     message = str(info.value)
     assert "\n" not in message
-    assert "cannot write the checkpoint for step 30: [Errno 28] No space left on device: " in message
+    assert (
+        "cannot write the checkpoint for step 30: [Errno 28] No space left on device: " in message
+    )
     assert f"{full_at}'" in message  # the file that could not be written
     assert "still lists step 20 as the last complete checkpoint" in message
     assert f"in {run_dir}; free space and continue it with resume=True" in message
@@ -300,10 +351,15 @@ def _damage(run_dir: Path, step: int, how: str) -> str:
     (run_dir / runs.MANIFEST_FILE).write_text(json.dumps(manifest))
     if how == "not-safetensors":
         return r"step_000000020\.safetensors: not a valid safetensors file"
-    return r"step_000000020\.safetensors: weights do not match the config: .* has shape \(12, 24\), config expects \(12, 16\)"
+    return (
+        r"step_000000020\.safetensors: weights do not match the config: "
+        r".* has shape \(12, 24\), config expects \(12, 16\)"
+    )
 
 
-@pytest.mark.parametrize("how", ["truncated", "bit-flip", "missing", "not-safetensors", "shape-mismatch"])
+@pytest.mark.parametrize(
+    "how", ["truncated", "bit-flip", "missing", "not-safetensors", "shape-mismatch"]
+)
 def test_damaged_checkpoint_is_reported_by_file_name_and_skipped(good_run, tmp_path, how):
     import re
 
@@ -354,10 +410,16 @@ def test_missing_or_broken_config_is_named(good_run, tmp_path):
 @pytest.mark.parametrize(
     "entry, message",
     [
-        ({"step": 5, "file": "../../outside.safetensors", "sha256": None}, "must be a path under checkpoints/"),
+        (
+            {"step": 5, "file": "../../outside.safetensors", "sha256": None},
+            "must be a path under checkpoints/",
+        ),
         ({"step": 5, "file": "/etc/passwd.safetensors"}, "must be a path under checkpoints/"),
         ({"step": 5, "file": "checkpoints/step_5.pt"}, "must name a .safetensors file"),
-        ({"step": "5", "file": "checkpoints/x.safetensors"}, "'step' must be a non-negative integer"),
+        (
+            {"step": "5", "file": "checkpoints/x.safetensors"},
+            "'step' must be a non-negative integer",
+        ),
         ({"file": "checkpoints/x.safetensors"}, "'step' must be a non-negative integer"),
         ("checkpoints/x.safetensors", "expected an object"),
     ],
@@ -367,11 +429,14 @@ def test_hostile_manifest_entries_are_refused(good_run, tmp_path, entry, message
     manifest = json.loads((run_dir / runs.MANIFEST_FILE).read_text())
     manifest["checkpoints"].append(entry)
     (run_dir / runs.MANIFEST_FILE).write_text(json.dumps(manifest))
-    with pytest.raises(RunError, match=r"manifest\.json: checkpoints\[5\]: .*" + message.replace(".", r"\.")):
+    with pytest.raises(
+        RunError, match=r"manifest\.json: checkpoints\[5\]: .*" + message.replace(".", r"\.")
+    ):
         load_run(run_dir)
 
 
-# -- no code from disk --------------------------------------------------------------------------------
+# -- no code from disk
+# --------------------------------------------------------------------------------
 
 
 class _Payload:
@@ -425,12 +490,17 @@ def test_a_malicious_pickle_in_a_run_folder_runs_no_code(good_run, tmp_path):
 
 
 def test_interp_never_unpickles():
-    """Static guard: no pickle import and no torch.load without weights_only=True in the packages."""
+    """Static guard: no pickle import and no torch.load without weights_only=True in the
+    packages."""
     import re
 
     root = Path(__file__).resolve().parents[1]
     offenders = []
-    for path in [*root.glob("interp/**/*.py"), *root.glob("circuits/**/*.py"), *root.glob("probes/**/*.py")]:
+    for path in [
+        *root.glob("interp/**/*.py"),
+        *root.glob("circuits/**/*.py"),
+        *root.glob("probes/**/*.py"),
+    ]:
         text = path.read_text()
         if re.search(r"^\s*(import pickle|from pickle|import dill|import joblib)", text, re.M):
             offenders.append(f"{path}: imports a pickle library")
@@ -440,7 +510,9 @@ def test_interp_never_unpickles():
     assert offenders == []
 
 
-# -- kill safety and live analysis -------------------------------------------------------------------
+# -- kill safety and live analysis
+# -------------------------------------------------------------------
+
 
 def _wait_for_progress(run_dir: Path, child, beyond: int, timeout: float = 120.0) -> None:
     """Block until the manifest lists more than `beyond` checkpoints (or the child ends)."""
@@ -457,15 +529,18 @@ def kill_and_resume(tmp_path: Path, *, n_kills: int, steps: int, seed: int) -> d
     import signal
 
     # A checkpoint every step: most of the wall time is spent saving, so kills land inside saves.
-    config = tiny_config(train__steps=steps, train__ckpt_every=1, train__batch_size=16,
-                         train__grad_filter="ema")
+    config = tiny_config(
+        train__steps=steps, train__ckpt_every=1, train__batch_size=16, train__grad_filter="ema"
+    )
     train(config, tmp_path / "straight", progress=False)
     run_dir = tmp_path / "killed"
     context = training_context()
     rng = random.Random(seed)
     kills, lost, torn = 0, [], 0
     for attempt in range(n_kills):
-        child = context.Process(target=train_or_resume, args=(config.to_dict(), str(run_dir), attempt == 0))
+        child = context.Process(
+            target=train_or_resume, args=(config.to_dict(), str(run_dir), attempt == 0)
+        )
         child.start()
         _wait_for_progress(run_dir, child, beyond=len(listed_steps(run_dir)))
         time.sleep(rng.uniform(0.0, 0.1))
@@ -478,12 +553,17 @@ def kill_and_resume(tmp_path: Path, *, n_kills: int, steps: int, seed: int) -> d
             break  # it finished before the kill landed
         assert exitcode == -signal.SIGKILL
         kills += 1
-        # A kill inside a save leaves an unlisted weights file, a second trainer state or a temp file.
+        # A kill inside a save leaves an unlisted weights file, a second trainer state or a temp
+        # file.
         listed = set(listed_steps(run_dir))
-        on_disk = {int(p.stem.split("_")[1]) for p in (run_dir / "checkpoints").glob("step_*.safetensors")}
+        on_disk = {
+            int(p.stem.split("_")[1]) for p in (run_dir / "checkpoints").glob("step_*.safetensors")
+        }
         temp = list(run_dir.rglob(".*.tmp"))
         torn += bool(on_disk - listed or temp or len(trainer_state.saved_steps(run_dir)) > 1)
-        after = check_listed_checkpoints(run_dir)  # every listed checkpoint loads and matches its hash
+        after = check_listed_checkpoints(
+            run_dir
+        )  # every listed checkpoint loads and matches its hash
         lost += sorted(set(listed_before) - set(after))
     resume(run_dir, progress=False)
     assert check_listed_checkpoints(run_dir) == load_run(tmp_path / "straight").steps
@@ -511,7 +591,9 @@ def test_analysis_reads_a_run_while_it_trains(tmp_path):
     """load_run + every listed model, over and over, while another process writes checkpoints."""
     config = tiny_config(train__steps=50, train__ckpt_every=1, train__batch_size=16)
     run_dir = tmp_path / "live"
-    child = training_context().Process(target=train_or_resume, args=(config.to_dict(), str(run_dir), True))
+    child = training_context().Process(
+        target=train_or_resume, args=(config.to_dict(), str(run_dir), True)
+    )
     child.start()
     _wait_for_progress(run_dir, child, beyond=0)
     passes, lengths_seen, models_read = 0, set(), 0
@@ -532,12 +614,17 @@ def test_analysis_reads_a_run_while_it_trains(tmp_path):
 
 def test_resume_with_an_edited_trainer_state_is_refused_by_name(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    _train_until_interrupted(tiny_config(train__batch_size=16), run_dir, monkeypatch, at_step=15, during_checkpoint=False)
+    _train_until_interrupted(
+        tiny_config(train__batch_size=16), run_dir, monkeypatch, at_step=15, during_checkpoint=False
+    )
     json_file = run_dir / trainer_state.state_files(10)[1]
     meta = json.loads(json_file.read_text())
     del meta["scheduler"]
     json_file.write_text(json.dumps(meta))
-    with pytest.raises(TrainingError, match=r"state_000000010\.json: trainer state does not fit this run \(KeyError"):
+    with pytest.raises(
+        TrainingError,
+        match=r"state_000000010\.json: trainer state does not fit this run \(KeyError",
+    ):
         resume(run_dir, progress=False)
 
 
@@ -549,19 +636,27 @@ def test_unwritable_out_is_a_one_line_training_error(tmp_path):
     else:  # pragma: no cover - depends on who runs the tests
         (tmp_path / "locked").mkdir(mode=0o500)
         out = tmp_path / "locked" / "run"
-    with pytest.raises(TrainingError, match=r"^/.*run: cannot prepare the run folder: \[Errno \d+\] ") as info:
+    with pytest.raises(
+        TrainingError, match=r"^/.*run: cannot prepare the run folder: \[Errno \d+\] "
+    ) as info:
         train(tiny_config(), out, progress=False)
     assert "\n" not in str(info.value) and info.value.argument == "out"
 
 
 def test_a_second_writer_is_refused_while_one_holds_the_run(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    _train_until_interrupted(tiny_config(), run_dir, monkeypatch, at_step=15, during_checkpoint=False)
+    _train_until_interrupted(
+        tiny_config(), run_dir, monkeypatch, at_step=15, during_checkpoint=False
+    )
     fd = runs.acquire_writer_lock(run_dir)  # stands in for a trainer still running on this folder
     try:
-        with pytest.raises(TrainingError, match=r"^resume=True: .*run: another process is writing this run"):
+        with pytest.raises(
+            TrainingError, match=r"^resume=True: .*run: another process is writing this run"
+        ):
             resume(run_dir, progress=False)
-        with pytest.raises(TrainingError, match=r"^/.*run: another process is writing this run") as info:
+        with pytest.raises(
+            TrainingError, match=r"^/.*run: another process is writing this run"
+        ) as info:
             train(tiny_config(), run_dir, progress=False, overwrite=True)
         assert info.value.argument == "out"
         assert load_run(run_dir).steps == [0, 10]
@@ -572,7 +667,9 @@ def test_a_second_writer_is_refused_while_one_holds_the_run(tmp_path, monkeypatc
 
 def test_resume_of_an_early_stopped_run_stays_stopped(tmp_path):
     # stop_at_val_acc=1e-9 is met by any checkpoint: the run stops after 2 in a row (after step 0).
-    config = tiny_config(task__val_frac=0.3, train__stop_at_val_acc=1e-9, train__stop_patience=2, train__lr=1e-4)
+    config = tiny_config(
+        task__val_frac=0.3, train__stop_at_val_acc=1e-9, train__stop_patience=2, train__lr=1e-4
+    )
     first = train(config, tmp_path / "run", progress=False)
     assert first.stopped_early and first.final_step == 20
     again = resume(tmp_path / "run", progress=False)
@@ -581,9 +678,18 @@ def test_resume_of_an_early_stopped_run_stays_stopped(tmp_path):
 
 
 def test_resume_mid_streak_stops_where_the_uninterrupted_run_stops(tmp_path, monkeypatch):
-    # lr 1e-4 keeps validation accuracy near chance (> 0) at every checkpoint, so the streak is unbroken.
-    config = tiny_config(task__val_frac=0.3, train__stop_at_val_acc=1e-9, train__stop_patience=3, train__lr=1e-4)
+    # lr 1e-4 keeps validation accuracy near chance (> 0) at every checkpoint, so the streak is
+    # unbroken.
+    config = tiny_config(
+        task__val_frac=0.3, train__stop_at_val_acc=1e-9, train__stop_patience=3, train__lr=1e-4
+    )
     straight = train(config, tmp_path / "straight", progress=False)
-    _train_until_interrupted(config, tmp_path / "run", monkeypatch, at_step=25, during_checkpoint=False)
+    _train_until_interrupted(
+        config, tmp_path / "run", monkeypatch, at_step=25, during_checkpoint=False
+    )
     resumed = resume(tmp_path / "run", progress=False)
-    assert (resumed.final_step, resumed.stopped_early) == (straight.final_step, straight.stopped_early) == (30, True)
+    assert (
+        (resumed.final_step, resumed.stopped_early)
+        == (straight.final_step, straight.stopped_early)
+        == (30, True)
+    )

@@ -29,7 +29,9 @@ def test_a_checkpoint_with_nan_weights_is_reported_by_step_and_exits_1(tiny_run,
     weights[name] = weights[name].clone()
     weights[name].view(-1)[0] = float("nan")
     # Rewrite the file and its manifest hash: intact, valid, and still wrong.
-    digest = runs.save_tensors(run_dir / runs.checkpoint_name(step), weights, metadata={"step": str(step)})
+    digest = runs.save_tensors(
+        run_dir / runs.checkpoint_name(step), weights, metadata={"step": str(step)}
+    )
     manifest = json.loads((run_dir / runs.MANIFEST_FILE).read_text())
     for entry in manifest["checkpoints"]:
         if entry["step"] == step:
@@ -48,7 +50,9 @@ def test_a_checkpoint_with_nan_weights_is_reported_by_step_and_exits_1(tiny_run,
     assert "skipped checkpoint" in report and f"step {step}" in report
 
 
-def test_a_lost_manifest_is_explained_and_relist_recovers_the_loadable_checkpoints(tiny_run, tmp_path, capsys):
+def test_a_lost_manifest_is_explained_and_relist_recovers_the_loadable_checkpoints(
+    tiny_run, tmp_path, capsys
+):
     run_dir = _copy(tiny_run, tmp_path)
     steps = load_run(run_dir).steps
     (run_dir / runs.MANIFEST_FILE).unlink()
@@ -68,7 +72,10 @@ def test_a_lost_manifest_is_explained_and_relist_recovers_the_loadable_checkpoin
     assert relisted.steps == [s for s in steps if s != steps[1]]
     assert runs.read_best(run_dir) is not None  # the best pointer comes back from metrics.jsonl
     original = load_run(tiny_run).weights_at(steps[-1])
-    assert all(torch.equal(tensor, original[name]) for name, tensor in relisted.weights_at(steps[-1]).items())
+    assert all(
+        torch.equal(tensor, original[name])
+        for name, tensor in relisted.weights_at(steps[-1]).items()
+    )
     assert main(["analyze", str(run_dir), "--no-figures"]) == 0
     # Relisting a folder that has its manifest is refused rather than overwriting it.
     assert main(["relist", str(run_dir)]) == 2
@@ -84,7 +91,11 @@ def test_every_training_process_records_its_provenance(tmp_path):
     train(config, tmp_path / "run", progress=False)
     (first,) = provenance.read(tmp_path / "run")
     assert first["started_at_step"] == 0 and first["torch"] == torch.__version__
-    assert first["seeds"] == {"model": config.model.seed, "train": config.train.seed, "split": config.task.split_seed}
+    assert first["seeds"] == {
+        "model": config.model.seed,
+        "train": config.train.seed,
+        "split": config.task.split_seed,
+    }
     assert first["device"] == "cpu" and first["torch_threads"] == torch.get_num_threads()
     assert first["transformer_lens"].startswith("4.") and first["cpu"]
     assert first["git_commit"] is None or len(first["git_commit"]) == 40

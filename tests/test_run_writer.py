@@ -23,8 +23,13 @@ from tests.conftest import tiny_config
 @pytest.fixture(scope="module")
 def ln_run(tmp_path_factory) -> Path:
     """A trained 2-layer LayerNorm run (LN weights get columns too), written by the trainer."""
-    config = tiny_config(model__n_layers=2, model__normalization="LN", train__steps=4, train__ckpt_every=2,
-                         train__ckpt_log_until=0)
+    config = tiny_config(
+        model__n_layers=2,
+        model__normalization="LN",
+        train__steps=4,
+        train__ckpt_every=2,
+        train__ckpt_log_until=0,
+    )
     run_dir = tmp_path_factory.mktemp("writer") / "trained"
     train(config, run_dir, progress=False)
     return run_dir
@@ -36,13 +41,23 @@ def test_metric_columns_name_weights_as_transformerlens_does(ln_run):
     model = run.model_at(run.steps[-1])
     columns = {k.removeprefix("sum_sq/") for k in row if k.startswith("sum_sq/")}
     assert columns == set(tl_named_parameters(model))
-    assert {"embed.W_E", "blocks.0.attn.W_K", "blocks.0.attn.b_K", "blocks.1.ln1.w", "ln_final.b"} <= columns
+    assert {
+        "embed.W_E",
+        "blocks.0.attn.W_K",
+        "blocks.0.attn.b_K",
+        "blocks.1.ln1.w",
+        "ln_final.b",
+    } <= columns
     assert not any("_original_component" in k or "layers." in k for k in row)
     # Each column is that weight's sum of squares, whatever its layout.
     theirs = model.tl_parameters()
     for name in columns:
-        assert row[f"sum_sq/{name}"] == pytest.approx(float(theirs[name].detach().double().pow(2).sum()), rel=1e-9)
-    assert row["sum_sq_weights"] == pytest.approx(sum(row[f"sum_sq/{name}"] for name in columns), rel=1e-12)
+        assert row[f"sum_sq/{name}"] == pytest.approx(
+            float(theirs[name].detach().double().pow(2).sum()), rel=1e-9
+        )
+    assert row["sum_sq_weights"] == pytest.approx(
+        sum(row[f"sum_sq/{name}"] for name in columns), rel=1e-12
+    )
 
 
 def _export_as_transformerlens(run_dir: Path, out: Path) -> dict:
@@ -50,13 +65,31 @@ def _export_as_transformerlens(run_dir: Path, out: Path) -> dict:
     run = load_run(run_dir)
     m, t = run.config.model, run.config.task
     out.mkdir()
-    cfg = dict(d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, d_head=m.d_head, d_mlp=m.d_mlp,
-               d_vocab=t.d_vocab, d_vocab_out=t.d_vocab_out, n_ctx=t.n_ctx, act_fn=m.act_fn, normalization_type="LN")
+    cfg = dict(
+        d_model=m.d_model,
+        n_layers=m.n_layers,
+        n_heads=m.n_heads,
+        d_head=m.d_head,
+        d_mlp=m.d_mlp,
+        d_vocab=t.d_vocab,
+        d_vocab_out=t.d_vocab_out,
+        n_ctx=t.n_ctx,
+        act_fn=m.act_fn,
+        normalization_type="LN",
+    )
     (out / "config.json").write_text(json.dumps(cfg))
     for step in run.steps:
-        tl = {tl_name(k): to_tl_layout(tl_name(k), v, m.n_heads).contiguous() for k, v in run.weights_at(step).items()}
+        tl = {
+            tl_name(k): to_tl_layout(tl_name(k), v, m.n_heads).contiguous()
+            for k, v in run.weights_at(step).items()
+        }
         save_file(tl, out / f"step_{step}.safetensors")
-    return {"operation": t.operation, "p": t.p, "split_seed": t.split_seed, "train_frac": t.train_frac}
+    return {
+        "operation": t.operation,
+        "p": t.p,
+        "split_seed": t.split_seed,
+        "train_frac": t.train_frac,
+    }
 
 
 def _files(run_dir: Path) -> set[str]:
@@ -66,7 +99,11 @@ def _files(run_dir: Path) -> set[str]:
 def test_trainer_and_importer_write_the_same_folder(ln_run, tmp_path):
     spec = _export_as_transformerlens(ln_run, tmp_path / "tl")
     imported = import_tl_checkpoints(tmp_path / "tl", tmp_path / "imported", spec).run_dir
-    trained_files = {f for f in _files(ln_run) if not f.startswith(runs.TRAINER_STATE_DIR) and f != runs.LOCK_FILE}
+    trained_files = {
+        f
+        for f in _files(ln_run)
+        if not f.startswith(runs.TRAINER_STATE_DIR) and f != runs.LOCK_FILE
+    }
     assert _files(imported) == trained_files | {"import.json"}
     # The same weights, byte for byte (converted there and back), and the same manifest.
     manifests = [json.loads((d / runs.MANIFEST_FILE).read_text()) for d in (ln_run, imported)]
@@ -85,12 +122,21 @@ def test_old_metric_column_names_still_load_and_analyze(tiny_run, tmp_path, caps
     still loads and analyzes."""
     old = tmp_path / "old"
     shutil.copytree(tiny_run, old, ignore=shutil.ignore_patterns(runs.ANALYSIS_DIR))
-    old_name = {f"sum_sq/{tl_name(n)}": f"sum_sq/{n}" for n in parameters(load_run(old).new_model())}
+    old_name = {
+        f"sum_sq/{tl_name(n)}": f"sum_sq/{n}" for n in parameters(load_run(old).new_model())
+    }
     renamed = [{old_name.get(k, k): v for k, v in r.items()} for r in load_run(old).metrics]
-    (old / runs.METRICS_FILE).write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in renamed))
+    (old / runs.METRICS_FILE).write_text(
+        "".join(json.dumps(r, sort_keys=True) + "\n" for r in renamed)
+    )
     run = load_run(old)
-    assert "sum_sq/layers.0._original_component.attn._original_component.k._original_component.bias" in run.metrics[-1]
+    assert (
+        "sum_sq/layers.0._original_component.attn._original_component.k._original_component.bias"
+        in run.metrics[-1]
+    )
     assert not any(k.startswith("sum_sq/blocks.") for k in run.metrics[-1])
     assert main(["analyze", str(old), "--no-figures", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_checkpoints"] == len(run.steps)
-    assert torch.equal(run.model_at(run.steps[-1]).W_E, load_run(tiny_run).model_at(run.steps[-1]).W_E)
+    assert torch.equal(
+        run.model_at(run.steps[-1]).W_E, load_run(tiny_run).model_at(run.steps[-1]).W_E
+    )

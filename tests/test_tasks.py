@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.config import TaskConfig, task_config
+from interp.config import task_config
 from interp.tasks import build_task
 
 REFERENCE = {

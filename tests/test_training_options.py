@@ -1,4 +1,5 @@
-"""StableMax, ⊥Grad, the optimizer factory, the mod-add-fast preset and the benchmark's reference."""
+"""StableMax, ⊥Grad, the optimizer factory, the mod-add-fast preset and the benchmark's
+reference."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from tests.conftest import tiny_config
 def test_stablemax_known_value_and_no_collapse():
     logits = torch.tensor([[0.0, 1.0, -1.0]])
     # s = (1, 2, 1/2): probability of class 1 is 2 / 3.5
-    assert float(stablemax_cross_entropy_f64(logits, torch.tensor([1]))) == pytest.approx(-math.log(2 / 3.5))
+    assert float(stablemax_cross_entropy_f64(logits, torch.tensor([1]))) == pytest.approx(
+        -math.log(2 / 3.5)
+    )
     huge = torch.tensor([[200.0, 0.0, -200.0]])
     assert float(cross_entropy_f64(huge.float(), torch.tensor([0]))) == 0.0  # softmax collapse
     assert float(stablemax_cross_entropy_f64(huge, torch.tensor([0]))) > 0.0
@@ -47,7 +50,9 @@ def test_orthogonal_grad_per_seed_equals_each_seed_alone():
     assert float((stacked.grad[0] * weights[0]).sum()) == pytest.approx(0.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("warmup, expected", [(4, [0.0, 2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2]), (0, [1e-2] * 6)])
+@pytest.mark.parametrize(
+    "warmup, expected", [(4, [0.0, 2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2]), (0, [1e-2] * 6)]
+)
 def test_optimizer_is_adamw_with_linear_warmup(warmup, expected):
     train = tiny_config(train__lr=1e-2, train__warmup_steps=warmup, train__beta2=0.98).train
     param = torch.nn.Parameter(torch.ones(3))
@@ -65,7 +70,12 @@ def test_optimizer_is_adamw_with_linear_warmup(warmup, expected):
 
 
 def test_options_train_and_round_trip(tmp_path):
-    config = tiny_config(train__loss="stablemax", train__orthogonal_grad=True, train__grad_filter="ema", train__steps=20)
+    config = tiny_config(
+        train__loss="stablemax",
+        train__orthogonal_grad=True,
+        train__grad_filter="ema",
+        train__steps=20,
+    )
     assert type(config).from_dict(config.to_dict()) == config
     result = train(config, tmp_path / "run", progress=False)
     assert math.isfinite(result.last_row["train_loss"])
@@ -92,4 +102,6 @@ def test_benchmark_reference_equals_the_project_model():
     model = build_model(config.model, d_vocab=t.d_vocab, d_vocab_out=t.d_vocab_out, n_ctx=t.n_ctx)
     tokens = torch.randint(0, t.d_vocab, (40, 3))
     with torch.no_grad():
-        torch.testing.assert_close(reference(tokens)[:, -1], answer_logits(model, tokens), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            reference(tokens)[:, -1], answer_logits(model, tokens), rtol=1e-5, atol=1e-6
+        )

@@ -19,11 +19,15 @@ class AnalyzedFamily(Family):
     """A family that `interp analyze` can analyze and report (see the module docstring)."""
 
     #: The note under the report's transition timeline: how the phases are defined.
-    timeline_note: str = ("Shaded spans are the task family's phases, dashed lines the milestones that bound "
-                          "them: memorization until train accuracy reaches 99 %, generalization until test "
-                          "accuracy does, then stable.")
+    timeline_note: str = (
+        "Shaded spans are the task family's phases, dashed lines the milestones that bound "
+        "them: memorization until train accuracy reaches 99 %, generalization until test "
+        "accuracy does, then stable."
+    )
 
-    def analyze(self, run, parts: tuple[str, ...], steps: list[int], *, workers: int, progress: bool):
+    def analyze(
+        self, run, parts: tuple[str, ...], steps: list[int], *, workers: int, progress: bool
+    ):
         """Every checkpoint in `steps`, the requested `parts` (already validated)."""
         from circuits.analyze import analyze_basic_run
 
@@ -34,19 +38,26 @@ class AnalyzedFamily(Family):
         accuracy reaches 99 %, generalization until test accuracy does, then stable."""
         from circuits.phases import MilestoneSpec, compute_phases
 
-        specs = (MilestoneSpec("memorized", "train fitted", "train_acc", 0.99),
-                 MilestoneSpec("generalized", "test acc ≥ 99%", "test_acc", 0.99))
-        spans = (("memorization", None, "memorized"), ("generalization", "memorized", "generalized"),
-                 ("stable", "generalized", None))
+        specs = (
+            MilestoneSpec("memorized", "train fitted", "train_acc", 0.99),
+            MilestoneSpec("generalized", "test acc ≥ 99%", "test_acc", 0.99),
+        )
+        spans = (
+            ("memorization", None, "memorized"),
+            ("generalization", "memorized", "generalized"),
+            ("stable", "generalized", None),
+        )
         return compute_phases(rows, specs, spans).ended_by(collapses)
 
     def leads(self, rows: list[dict[str, Any]]) -> dict[str, int | None]:
         """First steps at which the progress measure and test accuracy reach a level."""
         from circuits.phases import first_crossing
 
-        return {"circuit_score>=0.5": first_crossing(rows, "circuit_score", 0.5),
-                "test_acc>=0.5": first_crossing(rows, "test_acc", 0.5),
-                "test_acc>=0.99": first_crossing(rows, "test_acc", 0.99)}
+        return {
+            "circuit_score>=0.5": first_crossing(rows, "circuit_score", 0.5),
+            "test_acc>=0.5": first_crossing(rows, "test_acc", 0.5),
+            "test_acc>=0.99": first_crossing(rows, "test_acc", 0.99),
+        }
 
     def summary_lines(self, info: dict[str, Any]) -> list[str]:
         """Family-specific lines of the CLI summary (after the header line)."""
@@ -58,5 +69,6 @@ class AnalyzedFamily(Family):
 
     def report_views(self, result, context) -> list[ReportView]:
         """The family's report sections, after the header and the transition timeline.
-        `context` is a `circuits.viz.report.ReportContext` (the checkpoints the slider views show)."""
+        `context` is a `circuits.viz.report.ReportContext` (the checkpoints the slider views
+        show)."""
         return [attention_view(result, context)]

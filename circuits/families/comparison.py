@@ -22,7 +22,8 @@ POS_ATTR, POS_E1, POS_E2 = 0, 1, 2
 
 @dataclass(frozen=True)
 class ComparisonTask(EntityTask):
-    """Comparisons of ordinal attribute values (random, or from `kb_file`), `attr e1 e2` -> < = >."""
+    """Comparisons of ordinal attribute values (random, or from `kb_file`), `attr e1 e2` -> < =
+    >."""
 
     kind = "comparison"
     #: Number of attributes and of ordinal values per attribute (ignored with kb_file).
@@ -54,10 +55,19 @@ class ComparisonFamily(EntityFamily):
 
     def presets(self) -> dict[str, RunConfig]:
         """`comparison`: the two-hop recipe, weaker weight decay, 10k steps, denser checkpoints."""
-        task = ComparisonTask(n_entities=100, n_attributes=10, n_values=20, ood_frac=0.1, phi=7.2,
-                              test_id_frac=0.1, split_seed=0)
+        task = ComparisonTask(
+            n_entities=100,
+            n_attributes=10,
+            n_values=20,
+            ood_frac=0.1,
+            phi=7.2,
+            test_id_frac=0.1,
+            split_seed=0,
+        )
         train = replace(ENTITY_TRAIN, steps=10_000, weight_decay=0.3, ckpt_every=100)
-        return {"comparison": RunConfig(name="comparison", task=task, model=ENTITY_MODEL, train=train)}
+        return {
+            "comparison": RunConfig(name="comparison", task=task, model=ENTITY_MODEL, train=train)
+        }
 
     def build(self, config: ComparisonTask):
         from interp.tasks.comparison import build_comparison
@@ -85,7 +95,11 @@ class ComparisonFamily(EntityFamily):
         other = v2 if swap != "e2" else v1
         sign = torch.sign(v1 - v2)
         v_alt = kb[:, a].T  # [batch, entity]
-        sign_alt = torch.sign(other[:, None] - v_alt) if swap == "e2" else torch.sign(v_alt - other[:, None])
+        sign_alt = (
+            torch.sign(other[:, None] - v_alt)
+            if swap == "e2"
+            else torch.sign(v_alt - other[:, None])
+        )
         if swap == "e1_same_value":  # another entity with e1's value: the answer must not change
             e1 = task.extras["e1"][index]
             valid = (v_alt == v1[:, None]) & (torch.arange(v_alt.shape[1])[None] != e1[:, None])
@@ -114,7 +128,9 @@ class ComparisonFamily(EntityFamily):
         from circuits.entity import POS_MID, counterfactuals, mediated_score, no_score
         from circuits.patching import mediation
 
-        same = counterfactuals(task, index, swap="e1_same_value", seed=seed + 1)  # those with a control
+        same = counterfactuals(
+            task, index, swap="e1_same_value", seed=seed + 1
+        )  # those with a control
         cf = counterfactuals(task, same.index, swap="e1", seed=seed)
         if len(cf.index) == 0:
             return no_score()

@@ -35,9 +35,15 @@ class EntityTask(TaskConfig):
     kb_file: str = ""
 
     def __post_init__(self) -> None:
-        check(0.0 <= self.ood_frac < 1.0, "task.ood_frac", f"must be in [0, 1), got {self.ood_frac}")
+        check(
+            0.0 <= self.ood_frac < 1.0, "task.ood_frac", f"must be in [0, 1), got {self.ood_frac}"
+        )
         check(self.phi > 0, "task.phi", f"must be > 0, got {self.phi}")
-        check(0.0 < self.test_id_frac < 1.0, "task.test_id_frac", f"must be in (0, 1), got {self.test_id_frac}")
+        check(
+            0.0 < self.test_id_frac < 1.0,
+            "task.test_id_frac",
+            f"must be in (0, 1), got {self.test_id_frac}",
+        )
         check(self.max_eval >= 1, "task.max_eval", f"must be >= 1, got {self.max_eval}")
         if not self.kb_file:
             check(self.n_entities >= 2, "task.n_entities", f"must be >= 2, got {self.n_entities}")
@@ -52,7 +58,8 @@ class EntityTask(TaskConfig):
 
     @property
     def d_vocab(self) -> int:
-        """One token per entity, relation/attribute and value, plus the specials (`interp.tasks.vocab`)."""
+        """One token per entity, relation/attribute and value, plus the specials
+        (`interp.tasks.vocab`)."""
         from interp.tasks.vocab import EntityVocab
 
         return EntityVocab.for_config(self).d_vocab
@@ -67,8 +74,10 @@ class EntityTask(TaskConfig):
         return 3
 
 
-_LENS_NOTE = ("Each layer's residual stream read through the final norm and unembedding; the mean reciprocal "
-              "rank of the target among its candidates (1 = always ranked first).")
+_LENS_NOTE = (
+    "Each layer's residual stream read through the final norm and unembedding; the mean reciprocal "
+    "rank of the target among its candidates (1 = always ranked first)."
+)
 
 
 class EntityFamily(AnalyzedFamily):
@@ -76,9 +85,14 @@ class EntityFamily(AnalyzedFamily):
     implement `build`, `vocab`, `counterfactuals`, `lens_targets` and `mediation_score`."""
 
     parts = (
-        AnalysisPart("logit_lens", "Rank/MRR of the intermediate entity or attribute values per layer."),
+        AnalysisPart(
+            "logit_lens", "Rank/MRR of the intermediate entity or attribute values per layer."
+        ),
         AnalysisPart("patching", "Causal tracing per (layer, position)."),
-        AnalysisPart("probes", "Linear probes for the intermediate entity / values per layer, with baselines."),
+        AnalysisPart(
+            "probes",
+            "Linear probes for the intermediate entity / values per layer, with baselines.",
+        ),
     )
     #: The counterfactual swaps of causal tracing: the first is the circuit score's.
     patch_swaps: ClassVar[tuple[str, str]] = ("", "")
@@ -92,10 +106,14 @@ class EntityFamily(AnalyzedFamily):
     position_names: ClassVar[tuple[str, str, str]] = ("first", "mid", "last")
 
     timeline_note = (
-        "Phases read generalization on test-ID (ANCHORS §2): memorization until test-ID accuracy leaves chance "
-        "(10 points above it), generalization until it reaches 95 %, then stable until a collapse. Dashed "
-        "lines also mark when the atomic facts and the training inferred facts are learned (99 %). The circuit "
-        "score uses training examples only.")
+        "Phases read generalization on test-ID (ANCHORS §2): memorization until test-ID accuracy "
+        "leaves chance "
+        "(10 points above it), generalization until it reaches 95 %, then stable until a collapse. "
+        "Dashed "
+        "lines also mark when the atomic facts and the training inferred facts are learned (99 %). "
+        "The circuit "
+        "score uses training examples only."
+    )
 
     # -- data ------------------------------------------------------------------------------
     def build(self, config: EntityTask):
@@ -130,11 +148,17 @@ class EntityFamily(AnalyzedFamily):
 
     def describe(self, config: EntityTask) -> str:
         if config.kb_file:
-            return f"knowledge base {config.kb_file}, phi {config.phi}, OOD fraction {config.ood_frac}"
-        sizes = ", ".join(f"{k} {v}" for k, v in config.to_dict().items()
-                          if k.startswith("n_") or k in ("out_degree",))
-        return (f"{sizes}, phi {config.phi}, OOD fraction {config.ood_frac}"
-                + (", shuffled labels" if config.shuffle_labels else ""))
+            return (
+                f"knowledge base {config.kb_file}, phi {config.phi}, OOD fraction {config.ood_frac}"
+            )
+        sizes = ", ".join(
+            f"{k} {v}"
+            for k, v in config.to_dict().items()
+            if k.startswith("n_") or k in ("out_degree",)
+        )
+        return f"{sizes}, phi {config.phi}, OOD fraction {config.ood_frac}" + (
+            ", shuffled labels" if config.shuffle_labels else ""
+        )
 
     def phases(self, rows: list[dict[str, Any]], collapses=()):
         """Milestones: atomic facts learned (train_atomic ≥ 99 %), training inferred facts
@@ -148,33 +172,50 @@ class EntityFamily(AnalyzedFamily):
         specs = (
             MilestoneSpec("atomic_learned", "atomic facts learned", "train_atomic_acc", 0.99),
             MilestoneSpec("inferred_learned", "train inferred learned", "train_inferred_acc", 0.99),
-            MilestoneSpec("left_chance", "test-ID leaves chance", "test_id_acc", min(self.chance + 0.1, 1.0)),
+            MilestoneSpec(
+                "left_chance", "test-ID leaves chance", "test_id_acc", min(self.chance + 0.1, 1.0)
+            ),
             MilestoneSpec("half", "test-ID ≥ 50%", "test_id_acc", 0.5, after="left_chance"),
             MilestoneSpec("generalized", "test-ID ≥ 95%", "test_id_acc", 0.95, after="half"),
         )
-        spans = (("memorization", None, "left_chance"), ("generalization", "left_chance", "generalized"),
-                 ("stable", "generalized", None))
+        spans = (
+            ("memorization", None, "left_chance"),
+            ("generalization", "left_chance", "generalized"),
+            ("stable", "generalized", None),
+        )
         return compute_phases(rows, specs, spans).ended_by(collapses)
 
     def summary_lines(self, info: dict[str, Any]) -> list[str]:
         from interp.metrics import format_accuracy
 
         sizes = info.get("split_sizes", {})
-        return ["per split: " + ", ".join(f"{k} {format_accuracy(v, sizes.get(k))}"
-                                          for k, v in info.get("final_splits", {}).items())]
+        return [
+            "per split: "
+            + ", ".join(
+                f"{k} {format_accuracy(v, sizes.get(k))}"
+                for k, v in info.get("final_splits", {}).items()
+            )
+        ]
 
     def report_views(self, result, context) -> list[ReportView]:
         from circuits.viz import entity_figures as E
         from circuits.viz.views import attention_view
 
         return [
-            ReportView("Intermediate entity per layer",
-                       lambda: E.plot_entity_measures(result, self.intermediate)),
+            ReportView(
+                "Intermediate entity per layer",
+                lambda: E.plot_entity_measures(result, self.intermediate),
+            ),
             attention_view(result, context, self.position_names),
-            ReportView("Logit lens", lambda: E.plot_logit_lens(result, self.position_names), _LENS_NOTE),
+            ReportView(
+                "Logit lens", lambda: E.plot_logit_lens(result, self.position_names), _LENS_NOTE
+            ),
             ReportView("Causal tracing", lambda: E.plot_causal_tracing(result)),
-            ReportView("Discovered circuit", omitted="circuit discovery per checkpoint is not implemented yet; "
-                                                     "this section will show the discovered circuit"),
+            ReportView(
+                "Discovered circuit",
+                omitted="circuit discovery per checkpoint is not implemented yet; "
+                "this section will show the discovered circuit",
+            ),
         ]
 
 

@@ -42,13 +42,24 @@ class ModularTask(TaskConfig):
 
     def __post_init__(self) -> None:
         check(self.p >= 3, "task.p", f"must be an integer >= 3, got {self.p}")
-        check(self.p <= 2048, "task.p", f"must be <= 2048 (p^2 inputs are enumerated), got {self.p}")
+        check(
+            self.p <= 2048, "task.p", f"must be <= 2048 (p^2 inputs are enumerated), got {self.p}"
+        )
         if self.operation in NEEDS_PRIME:
-            check(is_prime(self.p), "task.p",
-                  f"operation {self.operation!r} needs a prime modulus (it divides by y), got {self.p}")
-        check(0.0 < self.train_frac < 1.0, "task.train_frac",
-              f"must be in the open interval (0, 1), got {self.train_frac}")
-        check(0.0 <= self.val_frac < 1.0, "task.val_frac", f"must be in [0, 1), got {self.val_frac}")
+            check(
+                is_prime(self.p),
+                "task.p",
+                f"operation {self.operation!r} needs a prime modulus (it divides by y), got "
+                f"{self.p}",
+            )
+        check(
+            0.0 < self.train_frac < 1.0,
+            "task.train_frac",
+            f"must be in the open interval (0, 1), got {self.train_frac}",
+        )
+        check(
+            0.0 <= self.val_frac < 1.0, "task.val_frac", f"must be in [0, 1), got {self.val_frac}"
+        )
 
     @property
     def d_vocab(self) -> int:
@@ -71,33 +82,73 @@ class ModularTask(TaskConfig):
 
 def _presets() -> dict[str, RunConfig]:
     """`mod-add` is Nanda et al.'s mainline recipe exactly; the others: `interp.presets`."""
-    nanda = ModelConfig(n_layers=1, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="relu",
-                        normalization="none", seed=999)
+    nanda = ModelConfig(
+        n_layers=1,
+        d_model=128,
+        n_heads=4,
+        d_head=32,
+        d_mlp=512,
+        act_fn="relu",
+        normalization="none",
+        seed=999,
+    )
     presets = {
         "mod-add": RunConfig(
             name="mod-add",
             task=ModularTask(operation="add", p=113, train_frac=0.3, split_seed=598),
             model=nanda,
-            train=TrainConfig(steps=40_000, lr=1e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
-                              warmup_steps=10, batch_size=0, ckpt_every=100, ckpt_log_until=1000),
+            train=TrainConfig(
+                steps=40_000,
+                lr=1e-3,
+                weight_decay=1.0,
+                beta1=0.9,
+                beta2=0.98,
+                warmup_steps=10,
+                batch_size=0,
+                ckpt_every=100,
+                ckpt_log_until=1000,
+            ),
         ),
         "demo": RunConfig(
             name="demo",
             task=ModularTask(operation="add", p=59, train_frac=0.4, split_seed=598),
             model=nanda,
-            train=TrainConfig(steps=1_500, lr=3e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
-                              warmup_steps=10, batch_size=0, ckpt_every=25, ckpt_log_until=200),
+            train=TrainConfig(
+                steps=1_500,
+                lr=3e-3,
+                weight_decay=1.0,
+                beta1=0.9,
+                beta2=0.98,
+                warmup_steps=10,
+                batch_size=0,
+                ckpt_every=25,
+                ckpt_log_until=200,
+            ),
         ),
     }
     presets["mod-add-fast"] = RunConfig(
         name="mod-add-fast",
         task=replace(presets["mod-add"].task, val_frac=0.1),
         model=nanda,
-        train=TrainConfig(steps=1_500, lr=3e-3, weight_decay=1.0, beta1=0.9, beta2=0.98,
-                          warmup_steps=10, batch_size=0, grad_filter="ema", grokfast_alpha=0.98,
-                          grokfast_lamb=2.0, loss="cross_entropy", orthogonal_grad=True,
-                          weight_norm_floor=1.25, ckpt_every=25, ckpt_log_until=100,
-                          stop_at_val_acc=0.99, stop_patience=4),
+        train=TrainConfig(
+            steps=1_500,
+            lr=3e-3,
+            weight_decay=1.0,
+            beta1=0.9,
+            beta2=0.98,
+            warmup_steps=10,
+            batch_size=0,
+            grad_filter="ema",
+            grokfast_alpha=0.98,
+            grokfast_lamb=2.0,
+            loss="cross_entropy",
+            orthogonal_grad=True,
+            weight_norm_floor=1.25,
+            ckpt_every=25,
+            ckpt_log_until=100,
+            stop_at_val_acc=0.99,
+            stop_patience=4,
+        ),
     )
     presets["demo-memorize"] = RunConfig(
         name="demo-memorize",
@@ -113,16 +164,23 @@ class ModularFamily(AnalyzedFamily):
     config_class = ModularTask
     title = "binary operations mod p (grokking)"
     parts = (
-        AnalysisPart("fourier", "Fourier norms, neuron clusters, key frequencies, restricted/excluded loss, Gini."),
+        AnalysisPart(
+            "fourier",
+            "Fourier norms, neuron clusters, key frequencies, restricted/excluded loss, Gini.",
+        ),
         AnalysisPart("attention", "Attention from the answer position, per head."),
         AnalysisPart("attribution", "Direct logit attribution per component."),
     )
 
     timeline_note = (
-        "Phase boundaries are computed from the metrics: memorization until train accuracy reaches 99 %, "
-        "circuit formation until test accuracy reaches 50 %, cleanup until it reaches 99 %. The circuit score "
-        "uses training examples only; the restricted loss keeps only the key-frequency part of the logits "
-        "(test set), the excluded loss removes it (train set).")
+        "Phase boundaries are computed from the metrics: memorization until train accuracy reaches "
+        "99 %, "
+        "circuit formation until test accuracy reaches 50 %, cleanup until it reaches 99 %. The "
+        "circuit score "
+        "uses training examples only; the restricted loss keeps only the key-frequency part of the "
+        "logits "
+        "(test set), the excluded loss removes it (train set)."
+    )
 
     def presets(self) -> dict[str, RunConfig]:
         return _presets()
@@ -138,9 +196,11 @@ class ModularFamily(AnalyzedFamily):
         return [make_modular_evaluator(config.task.operation, config.task.p)]
 
     def describe(self, config: ModularTask) -> str:
-        return (f"{config.operation} mod p={config.p}, train fraction {config.train_frac}"
-                + (f", validation fraction {config.val_frac}" if config.val_frac else "")
-                + (", shuffled labels" if config.shuffle_labels else ""))
+        return (
+            f"{config.operation} mod p={config.p}, train fraction {config.train_frac}"
+            + (f", validation fraction {config.val_frac}" if config.val_frac else "")
+            + (", shuffled labels" if config.shuffle_labels else "")
+        )
 
     # -- analysis --------------------------------------------------------------------------
     def analyze(self, run, parts, steps, *, workers, progress):
@@ -157,7 +217,9 @@ class ModularFamily(AnalyzedFamily):
         return [f"key frequencies: {info['key_frequencies'] or 'none found'}"]
 
     def report_facts(self, result) -> list[tuple[str, str]]:
-        return [("key frequencies", ", ".join(f"k={k}" for k in result.key_frequencies) or "none found")]
+        return [
+            ("key frequencies", ", ".join(f"k={k}" for k in result.key_frequencies) or "none found")
+        ]
 
     def report_views(self, result, context) -> list[ReportView]:
         from circuits.viz.modular_report import modular_views

@@ -31,8 +31,11 @@ class TwoHopTask(EntityTask):
 
     def _validate_sizes(self) -> None:
         check(self.n_relations >= 1, "task.n_relations", f"must be >= 1, got {self.n_relations}")
-        check(1 <= self.out_degree <= self.n_relations, "task.out_degree",
-              f"must be in [1, n_relations={self.n_relations}], got {self.out_degree}")
+        check(
+            1 <= self.out_degree <= self.n_relations,
+            "task.out_degree",
+            f"must be in [1, n_relations={self.n_relations}], got {self.out_degree}",
+        )
 
     def entity_sizes(self) -> tuple[int, int, int]:
         if self.kb_file:
@@ -43,10 +46,29 @@ class TwoHopTask(EntityTask):
 
 
 #: The 4-layer pre-LN transformer with tied embeddings of both entity families.
-ENTITY_MODEL = ModelConfig(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, act_fn="gelu",
-                           normalization="LN", tied_embeddings=True, seed=0)
-ENTITY_TRAIN = TrainConfig(steps=30_000, lr=1e-3, weight_decay=1.0, beta1=0.9, beta2=0.98, warmup_steps=100,
-                           batch_size=128, grad_clip=1.0, ckpt_every=200, ckpt_log_until=1000)
+ENTITY_MODEL = ModelConfig(
+    n_layers=4,
+    d_model=128,
+    n_heads=4,
+    d_head=32,
+    d_mlp=512,
+    act_fn="gelu",
+    normalization="LN",
+    tied_embeddings=True,
+    seed=0,
+)
+ENTITY_TRAIN = TrainConfig(
+    steps=30_000,
+    lr=1e-3,
+    weight_decay=1.0,
+    beta1=0.9,
+    beta2=0.98,
+    warmup_steps=100,
+    batch_size=128,
+    grad_clip=1.0,
+    ckpt_every=200,
+    ckpt_log_until=1000,
+)
 
 
 class TwoHopFamily(EntityFamily):
@@ -62,9 +84,18 @@ class TwoHopFamily(EntityFamily):
 
     def presets(self) -> dict[str, RunConfig]:
         """`two-hop`: |E| = 100, phi = 7.2, 30k steps (`interp.presets` has the numbers)."""
-        task = TwoHopTask(n_entities=100, n_relations=20, out_degree=10, ood_frac=0.1, phi=7.2,
-                          test_id_frac=0.1, split_seed=0)
-        return {"two-hop": RunConfig(name="two-hop", task=task, model=ENTITY_MODEL, train=ENTITY_TRAIN)}
+        task = TwoHopTask(
+            n_entities=100,
+            n_relations=20,
+            out_degree=10,
+            ood_frac=0.1,
+            phi=7.2,
+            test_id_frac=0.1,
+            split_seed=0,
+        )
+        return {
+            "two-hop": RunConfig(name="two-hop", task=task, model=ENTITY_MODEL, train=ENTITY_TRAIN)
+        }
 
     def build(self, config: TwoHopTask):
         from interp.tasks.two_hop import build_two_hop
@@ -124,8 +155,13 @@ class TwoHopFamily(EntityFamily):
         clean = task.labels[cf.index]
         # Significance gate: an indirect effect within MIN_Z standard errors of 0 is noise (a
         # memorizer's checkpoints showed single-layer blips of up to 0.13 that were < 2 SE).
-        return mediated_score(model, cf, clean, metric=specific_metric(self.vocab(task), clean, cf.answer),
-                              min_z=MIN_Z)
+        return mediated_score(
+            model,
+            cf,
+            clean,
+            metric=specific_metric(self.vocab(task), clean, cf.answer),
+            min_z=MIN_Z,
+        )
 
 
 def specific_metric(vocab, clean_answer, counterfactual_answer):
@@ -142,7 +178,10 @@ def specific_metric(vocab, clean_answer, counterfactual_answer):
 
     def metric(logits):
         logits = logits.double()
-        t, t_alt = logits.gather(1, clean_answer[:, None]), logits.gather(1, counterfactual_answer[:, None])
+        t, t_alt = (
+            logits.gather(1, clean_answer[:, None]),
+            logits.gather(1, counterfactual_answer[:, None]),
+        )
         others = (logits[:, entities].sum(dim=1, keepdim=True) - t - t_alt) / n_other
         return (others - t_alt).squeeze(1)
 

@@ -26,8 +26,11 @@ PHASE_COLORS = ("#fde0dd", "#deebf7", "#e5f5e0", "#fff2cc")
 KEY_COLOR, OTHER_COLOR, EMBED_COLOR, UNEMBED_COLOR = "#08519c", "#9ecae1", "#1f77b4", "#ff7f0e"
 
 
-def pick_steps(steps: Sequence[int], max_steps: int = 60, keep: Sequence[int | None] = ()) -> list[int]:
-    """At most `max_steps` of `steps` (evenly spaced by index), always the first, last and `keep`."""
+def pick_steps(
+    steps: Sequence[int], max_steps: int = 60, keep: Sequence[int | None] = ()
+) -> list[int]:
+    """At most `max_steps` of `steps` (evenly spaced by index), always the first, last and
+    `keep`."""
     steps = list(steps)
     if len(steps) <= max_steps:
         return steps
@@ -43,9 +46,14 @@ def phase_steps(result) -> list[int]:
     return phases.boundaries() if phases is not None else []
 
 
-def add_checkpoint_slider(fig: go.Figure, steps: list[int], restyles: list[dict[str, Any]],
-                          titles: list[str] | None = None, active: int | None = None,
-                          traces: list[int] | None = None) -> go.Figure:
+def add_checkpoint_slider(
+    fig: go.Figure,
+    steps: list[int],
+    restyles: list[dict[str, Any]],
+    titles: list[str] | None = None,
+    active: int | None = None,
+    traces: list[int] | None = None,
+) -> go.Figure:
     """A slider over checkpoints: step i applies `restyles[i]` (trace attributes, each a list
     with one value per trace in `traces`) and sets the title to `titles[i]`."""
     active = len(steps) - 1 if active is None else active
@@ -56,16 +64,28 @@ def add_checkpoint_slider(fig: go.Figure, steps: list[int], restyles: list[dict[
         if traces is not None:
             args.append(traces)
         slider_steps.append({"method": "update", "label": str(step), "args": args})
-    fig.update_layout(sliders=[{
-        "active": active,
-        # The current step is printed at the right end, clear of the x-axis title above the slider.
-        "currentvalue": {"prefix": "checkpoint step: ", "font": {"size": 14, "color": "#222"}, "xanchor": "right"},
-        "pad": {"t": 90},
-        "steps": slider_steps,
-        # Tick labels of long sliders overlap; the current value is printed above instead.
-        "font": {"size": 10 if len(steps) <= 20 else 1, "color": "#444" if len(steps) <= 20 else "rgba(0,0,0,0)"},
-        "name": "checkpoint",
-    }])
+    fig.update_layout(
+        sliders=[
+            {
+                "active": active,
+                # The current step is printed at the right end, clear of the x-axis title above the
+                # slider.
+                "currentvalue": {
+                    "prefix": "checkpoint step: ",
+                    "font": {"size": 14, "color": "#222"},
+                    "xanchor": "right",
+                },
+                "pad": {"t": 90},
+                "steps": slider_steps,
+                # Tick labels of long sliders overlap; the current value is printed above instead.
+                "font": {
+                    "size": 10 if len(steps) <= 20 else 1,
+                    "color": "#444" if len(steps) <= 20 else "rgba(0,0,0,0)",
+                },
+                "name": "checkpoint",
+            }
+        ]
+    )
     # Start on the active step.
     for key, values in restyles[active].items():
         for j, value in enumerate(values):
@@ -132,27 +152,43 @@ def plot_timeline(result) -> go.Figure:
     known = {key for _, key, *_ in series}
     for key in sorted({k for r in rows for k in r} - known):
         if key.endswith("_acc") and has(key):
-            series.append((2, key, key.removesuffix("_acc").replace("_", " ") + " accuracy", None, "solid"))
+            series.append(
+                (2, key, key.removesuffix("_acc").replace("_", " ") + " accuracy", None, "solid")
+            )
         elif key.endswith("_loss") and has(key):
-            series.append((1, key, key.removesuffix("_loss").replace("_", " ") + " loss", None, "solid"))
+            series.append(
+                (1, key, key.removesuffix("_loss").replace("_", " ") + " loss", None, "solid")
+            )
     series = [s for s in series if has(s[1])]
     panels = sorted({s[0] for s in series}) or [2]
     row_of = {panel: i + 1 for i, panel in enumerate(panels)}
     weights = [TIMELINE_PANELS[p][3] for p in panels]
     fig = make_subplots(
-        rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.05,
-        row_heights=[w / sum(weights) for w in weights], subplot_titles=[TIMELINE_PANELS[p][0] for p in panels],
+        rows=len(panels),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.05,
+        row_heights=[w / sum(weights) for w in weights],
+        subplot_titles=[TIMELINE_PANELS[p][0] for p in panels],
     )
     for panel, key, name, color, dash in series:
         ys = [r.get(key, math.nan) for r in rows]
         ys = [(max(y, 1e-12) if panel == 1 else y) if _finite(y) else None for y in ys]
         if panel == 2 and hasattr(result, "interval"):
             _add_interval_band(fig, result, key, name, steps, ys, row_of[panel])
-        fig.add_trace(go.Scatter(
-            x=steps, y=ys, name=name, mode="lines", legendgroup=str(panel),
-            line={"color": color, "dash": dash, "width": 3 if key == "circuit_score" else 2},
-            hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>",
-        ), row=row_of[panel], col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=steps,
+                y=ys,
+                name=name,
+                mode="lines",
+                legendgroup=str(panel),
+                line={"color": color, "dash": dash, "width": 3 if key == "circuit_score" else 2},
+                hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>",
+            ),
+            row=row_of[panel],
+            col=1,
+        )
     _add_phases(fig, result, n_rows=len(panels))
     _add_collapses(fig, result, n_rows=len(panels))
     for panel, row in row_of.items():
@@ -164,9 +200,14 @@ def plot_timeline(result) -> go.Figure:
     keys = getattr(result, "key_frequencies", [])
     fourier = keys or 3 in panels  # an analysis with Fourier columns
     title = "Transition timeline" + (
-        f" (key frequencies {', '.join(f'k={k}' for k in keys) or 'none found'})" if fourier else "")
-    fig.update_layout(title=title, height=250 + 700 * sum(weights), hovermode="x unified",
-                      legend={"tracegroupgap": 120})
+        f" (key frequencies {', '.join(f'k={k}' for k in keys) or 'none found'})" if fourier else ""
+    )
+    fig.update_layout(
+        title=title,
+        height=250 + 700 * sum(weights),
+        hovermode="x unified",
+        legend={"tracegroupgap": 120},
+    )
     return fig
 
 
@@ -174,7 +215,9 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def _add_interval_band(fig: go.Figure, result, key: str, name: str, steps: list, ys: list, row: int) -> None:
+def _add_interval_band(
+    fig: go.Figure, result, key: str, name: str, steps: list, ys: list, row: int
+) -> None:
     """A shaded 95 % Wilson band under an accuracy measured on a small split (< 1,000 examples)."""
     bounds = [result.interval(key, y) if y is not None else None for y in ys]
     if not any(bounds):
@@ -182,22 +225,55 @@ def _add_interval_band(fig: go.Figure, result, key: str, name: str, steps: list,
     n = result.split_sizes[key]
     low = [b[0] if b else None for b in bounds]
     high = [b[1] if b else None for b in bounds]
-    fig.add_trace(go.Scatter(x=steps, y=high, mode="lines", line={"width": 0}, showlegend=False,
-                             name=f"{name}: 95 % interval, upper", legendgroup=f"band {key}",
-                             hovertemplate=f"{name} 95 % interval, n={n}: ≤ %{{y:.3f}}<extra></extra>"), row=row, col=1)
-    fig.add_trace(go.Scatter(x=steps, y=low, mode="lines", line={"width": 0}, fill="tonexty",
-                             fillcolor="rgba(120,120,120,0.18)", name=f"{name}: 95 % interval (n={n})",
-                             legendgroup=f"band {key}",
-                             hovertemplate=f"{name} 95 % interval, n={n}: ≥ %{{y:.3f}}<extra></extra>"), row=row, col=1)
+    fig.add_trace(
+        go.Scatter(
+            x=steps,
+            y=high,
+            mode="lines",
+            line={"width": 0},
+            showlegend=False,
+            name=f"{name}: 95 % interval, upper",
+            legendgroup=f"band {key}",
+            hovertemplate=f"{name} 95 % interval, n={n}: ≤ %{{y:.3f}}<extra></extra>",
+        ),
+        row=row,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=steps,
+            y=low,
+            mode="lines",
+            line={"width": 0},
+            fill="tonexty",
+            fillcolor="rgba(120,120,120,0.18)",
+            name=f"{name}: 95 % interval (n={n})",
+            legendgroup=f"band {key}",
+            hovertemplate=f"{name} 95 % interval, n={n}: ≥ %{{y:.3f}}<extra></extra>",
+        ),
+        row=row,
+        col=1,
+    )
 
 
 def _add_collapses(fig: go.Figure, result, n_rows: int) -> None:
     """A red dotted line at each collapse event (the step the task's rule fired)."""
     for event in getattr(result, "collapses", []):
         for r in range(1, n_rows + 1):
-            fig.add_vline(x=event.step, line_dash="dot", line_color="#d62728", line_width=2, row=r, col=1)
-        fig.add_annotation(x=event.step, y=0.9, yref="y domain", text=f"collapse<br>step {event.step}",
-                           showarrow=False, xanchor="left", font={"size": 11, "color": "#d62728"}, row=1, col=1)
+            fig.add_vline(
+                x=event.step, line_dash="dot", line_color="#d62728", line_width=2, row=r, col=1
+            )
+        fig.add_annotation(
+            x=event.step,
+            y=0.9,
+            yref="y domain",
+            text=f"collapse<br>step {event.step}",
+            showarrow=False,
+            xanchor="left",
+            font={"size": 11, "color": "#d62728"},
+            row=1,
+            col=1,
+        )
 
 
 def _add_phases(fig: go.Figure, result, n_rows: int) -> None:
@@ -210,10 +286,26 @@ def _add_phases(fig: go.Figure, result, n_rows: int) -> None:
             continue
         end = span.end if span.end is not None else last
         for r in range(1, n_rows + 1):
-            fig.add_vrect(x0=span.start, x1=end, fillcolor=color, opacity=0.6, line_width=0,
-                          layer="below", row=r, col=1)
-        fig.add_annotation(x=(span.start + end) / 2, y=1.0, yref="y domain", text=span.name.replace("_", " "),
-                           showarrow=False, font={"size": 11, "color": "#333"}, row=1, col=1)
+            fig.add_vrect(
+                x0=span.start,
+                x1=end,
+                fillcolor=color,
+                opacity=0.6,
+                line_width=0,
+                layer="below",
+                row=r,
+                col=1,
+            )
+        fig.add_annotation(
+            x=(span.start + end) / 2,
+            y=1.0,
+            yref="y domain",
+            text=span.name.replace("_", " "),
+            showarrow=False,
+            font={"size": 11, "color": "#333"},
+            row=1,
+            col=1,
+        )
     for milestone in phases.milestones:
         label, step = milestone.label, milestone.step
         if step is None:
@@ -221,8 +313,16 @@ def _add_phases(fig: go.Figure, result, n_rows: int) -> None:
         for r in range(1, n_rows + 1):
             fig.add_vline(x=step, line_dash="dash", line_color="#555", line_width=1, row=r, col=1)
         last_axis = "y" if n_rows == 1 else f"y{n_rows}"
-        fig.add_annotation(x=step, y=0.0, yref=f"{last_axis} domain", text=f"{label}<br>step {step}", showarrow=False,
-                           xanchor="left", yanchor="bottom", font={"size": 10, "color": "#555"})
+        fig.add_annotation(
+            x=step,
+            y=0.0,
+            yref=f"{last_axis} domain",
+            text=f"{label}<br>step {step}",
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+            font={"size": 10, "color": "#555"},
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -237,18 +337,38 @@ def plot_embedding_spectrum(result, max_steps: int = 60) -> go.Figure:
     n_freq = cps[0].embed_freq_norms.shape[0] - 1
     ks = list(range(1, n_freq + 1))
     labels = [freq_label(k, keys) for k in ks]
-    fig = go.Figure([
-        go.Bar(x=labels, y=[0.0] * n_freq, name="embedding W_E", marker_color=EMBED_COLOR,
-               hovertemplate="%{x}<br>‖W_E in Fourier basis‖ = %{y:.3f}<extra>W_E</extra>"),
-        go.Bar(x=labels, y=[0.0] * n_freq, name="neuron→logit map W_L = W_out·W_U", marker_color=UNEMBED_COLOR,
-               hovertemplate="%{x}<br>‖W_L in Fourier basis‖ = %{y:.3f}<extra>W_L</extra>"),
-    ])
-    restyles = [{"y": [c.embed_freq_norms[1:].tolist(), c.unembed_freq_norms[1:].tolist()]} for c in cps]
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=labels,
+                y=[0.0] * n_freq,
+                name="embedding W_E",
+                marker_color=EMBED_COLOR,
+                hovertemplate="%{x}<br>‖W_E in Fourier basis‖ = %{y:.3f}<extra>W_E</extra>",
+            ),
+            go.Bar(
+                x=labels,
+                y=[0.0] * n_freq,
+                name="neuron→logit map W_L = W_out·W_U",
+                marker_color=UNEMBED_COLOR,
+                hovertemplate="%{x}<br>‖W_L in Fourier basis‖ = %{y:.3f}<extra>W_L</extra>",
+            ),
+        ]
+    )
+    restyles = [
+        {"y": [c.embed_freq_norms[1:].tolist(), c.unembed_freq_norms[1:].tolist()]} for c in cps
+    ]
     titles = [f"Fourier norms of the embedding and W_L per frequency, step {c.step}" for c in cps]
     add_checkpoint_slider(fig, [c.step for c in cps], restyles, titles)
     top = max(max(max(r["y"][0]), max(r["y"][1])) for r in restyles)
-    fig.update_layout(barmode="group", xaxis_title="frequency k (cos/sin 2πk·x/p)", yaxis_title="L2 norm",
-                      yaxis_range=[0, top * 1.05 if top > 0 else 1], height=520, xaxis_tickangle=-60)
+    fig.update_layout(
+        barmode="group",
+        xaxis_title="frequency k (cos/sin 2πk·x/p)",
+        yaxis_title="L2 norm",
+        yaxis_range=[0, top * 1.05 if top > 0 else 1],
+        height=520,
+        xaxis_tickangle=-60,
+    )
     return fig
 
 
@@ -257,11 +377,22 @@ def plot_embedding_norms_over_training(result) -> go.Figure:
     cps = [c for c in result.checkpoints if c.embed_freq_norms is not None]
     z = torch.stack([c.embed_freq_norms for c in cps]).T[1:]
     labels = [freq_label(k, result.key_frequencies) for k in range(1, z.shape[0] + 1)]
-    fig = go.Figure(go.Heatmap(z=z.tolist(), x=[c.step for c in cps], y=labels, colorscale="Viridis",
-                               colorbar={"title": {"text": "‖F W_E‖"}},
-                               hovertemplate="step %{x}<br>%{y}<br>norm %{z:.3f}<extra></extra>"))
-    fig.update_layout(title="Embedding Fourier norms per frequency over training", xaxis_title="training step",
-                      yaxis_title="frequency k", height=max(400, 12 * z.shape[0] + 150))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z.tolist(),
+            x=[c.step for c in cps],
+            y=labels,
+            colorscale="Viridis",
+            colorbar={"title": {"text": "‖F W_E‖"}},
+            hovertemplate="step %{x}<br>%{y}<br>norm %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="Embedding Fourier norms per frequency over training",
+        xaxis_title="training step",
+        yaxis_title="frequency k",
+        height=max(400, 12 * z.shape[0] + 150),
+    )
     return fig
 
 
@@ -283,15 +414,31 @@ def plot_neuron_clusters(result, max_steps: int = 60) -> go.Figure:
         per_k = torch.bincount(freq[freq > 0], minlength=n_freq + 1)[1:].tolist()
         return per_k + [int((freq < 1).sum())]
 
-    fig = go.Figure(go.Bar(x=labels, y=[0] * len(labels), marker_color=colors, name="neurons",
-                           customdata=[d_mlp] * len(labels),
-                           hovertemplate="%{x}: %{y} neurons of %{customdata}<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=labels,
+            y=[0] * len(labels),
+            marker_color=colors,
+            name="neurons",
+            customdata=[d_mlp] * len(labels),
+            hovertemplate="%{x}: %{y} neurons of %{customdata}<extra></extra>",
+        )
+    )
     restyles = [{"y": [counts(c)]} for c in cps]
-    titles = [f"MLP neurons per frequency cluster, step {c.step} ({sum(counts(c)[:-1])} of {d_mlp} clustered)"
-              for c in cps]
+    titles = [
+        f"MLP neurons per frequency cluster, step {c.step} ({sum(counts(c)[:-1])} of {d_mlp} "
+        "clustered)"
+        for c in cps
+    ]
     add_checkpoint_slider(fig, [c.step for c in cps], restyles, titles)
-    fig.update_layout(xaxis_title="frequency k of the neuron's cluster", yaxis_title="number of neurons",
-                      yaxis_range=[0, d_mlp * 1.02], height=480, xaxis_tickangle=-60, showlegend=False)
+    fig.update_layout(
+        xaxis_title="frequency k of the neuron's cluster",
+        yaxis_title="number of neurons",
+        yaxis_range=[0, d_mlp * 1.02],
+        height=480,
+        xaxis_tickangle=-60,
+        showlegend=False,
+    )
     return fig
 
 
@@ -304,8 +451,14 @@ def plot_attribution(result, max_steps: int = 60) -> go.Figure:
     """Direct logit attribution per component at one checkpoint (bars), with a slider."""
     cps = _with(result, "dla", max_steps)
     names = cps[0].dla_names or [f"component {i}" for i in range(cps[0].dla.numel())]
-    fig = go.Figure(go.Bar(x=names, y=[0.0] * len(names), name="direct logit attribution",
-                           hovertemplate="%{x}<br>contribution %{y:.3f}<extra></extra>"))
+    fig = go.Figure(
+        go.Bar(
+            x=names,
+            y=[0.0] * len(names),
+            name="direct logit attribution",
+            hovertemplate="%{x}<br>contribution %{y:.3f}<extra></extra>",
+        )
+    )
 
     def colors(values: list[float]) -> list[str]:
         return ["#2ca02c" if v >= 0 else "#d62728" for v in values]
@@ -315,15 +468,21 @@ def plot_attribution(result, max_steps: int = 60) -> go.Figure:
         values = c.dla.tolist()
         restyles.append({"y": [values], "marker.color": [colors(values)]})
         total = c.row.get("dla/total")
-        titles.append(f"Direct logit attribution to the correct answer, step {c.step}"
-                      + (f" (model's centered correct logit {total:.2f})" if _finite(total) else ""))
+        titles.append(
+            f"Direct logit attribution to the correct answer, step {c.step}"
+            + (f" (model's centered correct logit {total:.2f})" if _finite(total) else "")
+        )
     add_checkpoint_slider(fig, [c.step for c in cps], restyles, titles)
     lo = min(min(r["y"][0]) for r in restyles)
     hi = max(max(r["y"][0]) for r in restyles)
     pad = 0.05 * (hi - lo or 1.0)
-    fig.update_layout(xaxis_title="component (embedding, head LlHh, bias, MLP)",
-                      yaxis_title="mean contribution to centered correct logit", yaxis_range=[min(lo, 0) - pad, hi + pad],
-                      height=460, showlegend=False)
+    fig.update_layout(
+        xaxis_title="component (embedding, head LlHh, bias, MLP)",
+        yaxis_title="mean contribution to centered correct logit",
+        yaxis_range=[min(lo, 0) - pad, hi + pad],
+        height=460,
+        showlegend=False,
+    )
     return fig
 
 
@@ -332,15 +491,28 @@ def plot_attribution_over_training(result) -> go.Figure:
     values = torch.stack([c.dla for c in cps])
     fig = go.Figure()
     for i, name in enumerate(cps[0].dla_names or []):
-        fig.add_trace(go.Scatter(x=[c.step for c in cps], y=values[:, i].tolist(), mode="lines", name=name,
-                                 hovertemplate=f"{name}: %{{y:.3f}}<extra></extra>"))
-    fig.update_layout(title="Direct logit attribution to the correct answer over training",
-                      xaxis_title="training step", yaxis_title="mean contribution to centered correct logit",
-                      hovermode="x unified", height=450)
+        fig.add_trace(
+            go.Scatter(
+                x=[c.step for c in cps],
+                y=values[:, i].tolist(),
+                mode="lines",
+                name=name,
+                hovertemplate=f"{name}: %{{y:.3f}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title="Direct logit attribution to the correct answer over training",
+        xaxis_title="training step",
+        yaxis_title="mean contribution to centered correct logit",
+        hovermode="x unified",
+        height=450,
+    )
     return fig
 
 
-def plot_attention_over_training(result, position_names: Sequence[str] = ("a", "b", "=")) -> go.Figure:
+def plot_attention_over_training(
+    result, position_names: Sequence[str] = ("a", "b", "=")
+) -> go.Figure:
     """Mean attention from the answer position to each input position, per head, over training."""
     cps = [c for c in result.checkpoints if c.final_attention is not None]
     att = torch.stack([c.final_attention for c in cps])  # [step, layer, head, key_pos]
@@ -349,14 +521,28 @@ def plot_attention_over_training(result, position_names: Sequence[str] = ("a", "
     for layer in range(att.shape[1]):
         for head in range(att.shape[2]):
             for pos in range(att.shape[3]):
-                name = f"L{layer}H{head} → {position_names[pos] if pos < len(position_names) else pos}"
-                fig.add_trace(go.Scatter(x=[c.step for c in cps], y=att[:, layer, head, pos].tolist(), mode="lines",
-                                         name=name, legendgroup=f"L{layer}H{head}",
-                                         line={"dash": dashes[pos % len(dashes)]},
-                                         hovertemplate=f"{name}: %{{y:.3f}}<extra></extra>"))
-    fig.update_layout(title="Attention from the answer position to each input position, per head",
-                      xaxis_title="training step", yaxis_title="mean attention weight", yaxis_range=[0, 1],
-                      hovermode="x unified", height=450)
+                name = (
+                    f"L{layer}H{head} → {position_names[pos] if pos < len(position_names) else pos}"
+                )
+                fig.add_trace(
+                    go.Scatter(
+                        x=[c.step for c in cps],
+                        y=att[:, layer, head, pos].tolist(),
+                        mode="lines",
+                        name=name,
+                        legendgroup=f"L{layer}H{head}",
+                        line={"dash": dashes[pos % len(dashes)]},
+                        hovertemplate=f"{name}: %{{y:.3f}}<extra></extra>",
+                    )
+                )
+    fig.update_layout(
+        title="Attention from the answer position to each input position, per head",
+        xaxis_title="training step",
+        yaxis_title="mean attention weight",
+        yaxis_range=[0, 1],
+        hovermode="x unified",
+        height=450,
+    )
     return fig
 
 
@@ -365,18 +551,35 @@ def plot_attention_over_training(result, position_names: Sequence[str] = ("a", "
 # --------------------------------------------------------------------------------------
 
 
-def plot_layer_position(steps: Sequence[int], values: torch.Tensor, position_names: Sequence[str],
-                        title: str, value_name: str, layer_names: Sequence[str] | None = None,
-                        zmin: float | None = 0.0, zmax: float | None = 1.0, x_title: str = "position") -> go.Figure:
+def plot_layer_position(
+    steps: Sequence[int],
+    values: torch.Tensor,
+    position_names: Sequence[str],
+    title: str,
+    value_name: str,
+    layer_names: Sequence[str] | None = None,
+    zmin: float | None = 0.0,
+    zmax: float | None = 1.0,
+    x_title: str = "position",
+) -> go.Figure:
     """A heatmap of values[step, layer, pos] (layer × position) with a checkpoint slider."""
     values = values.double()
     n_layers = values.shape[1]
-    layer_names = list(layer_names or ["embed"] + [f"after L{l}" for l in range(n_layers - 1)])
-    fig = go.Figure(go.Heatmap(
-        z=values[-1].tolist(), x=list(position_names), y=layer_names, colorscale="Blues", zmin=zmin, zmax=zmax,
-        colorbar={"title": {"text": value_name}},
-        hovertemplate=f"%{{y}}, position %{{x}}<br>{value_name} %{{z:.3f}}<extra></extra>",
-    ))
+    layer_names = list(
+        layer_names or ["embed"] + [f"after L{layer}" for layer in range(n_layers - 1)]
+    )
+    fig = go.Figure(
+        go.Heatmap(
+            z=values[-1].tolist(),
+            x=list(position_names),
+            y=layer_names,
+            colorscale="Blues",
+            zmin=zmin,
+            zmax=zmax,
+            colorbar={"title": {"text": value_name}},
+            hovertemplate=f"%{{y}}, position %{{x}}<br>{value_name} %{{z:.3f}}<extra></extra>",
+        )
+    )
     restyles = [{"z": [values[i].tolist()]} for i in range(len(steps))]
     add_checkpoint_slider(fig, list(steps), restyles, [f"{title}, step {s}" for s in steps])
     fig.update_layout(xaxis_title=x_title, yaxis_title="layer (residual stream)", height=450)
@@ -386,6 +589,8 @@ def plot_layer_position(steps: Sequence[int], values: torch.Tensor, position_nam
 def _with(result, attribute: str, max_steps: int) -> list:
     cps = [c for c in result.checkpoints if getattr(c, attribute, None) is not None]
     if not cps:
-        raise ValueError(f"the analysis has no {attribute!r}; run it with the part that computes it")
+        raise ValueError(
+            f"the analysis has no {attribute!r}; run it with the part that computes it"
+        )
     keep = set(pick_steps([c.step for c in cps], max_steps, phase_steps(result)))
     return [c for c in cps if c.step in keep]

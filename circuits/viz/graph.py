@@ -1,4 +1,5 @@
-"""The circuit graph (`circuits.graph.CircuitGraph`) drawn with plotly, one checkpoint per slider step.
+"""The circuit graph (`circuits.graph.CircuitGraph`) drawn with plotly, one checkpoint per slider
+step.
 
 Columns from left to right: embedding, attention heads (per layer), MLP (earlier layers
 whole; the last layer's neurons by frequency cluster), unembedding. Edge width is the
@@ -40,7 +41,11 @@ def _column(name: str, n_layers: int) -> float:
         return 0.0
     if name == UNEMBED:
         return 2.0 * n_layers + 1
-    layer = int(name[1 : name.index("H" if "H" in name.split()[0] else " ")]) if name.startswith("L") else 0
+    layer = (
+        int(name[1 : name.index("H" if "H" in name.split()[0] else " ")])
+        if name.startswith("L")
+        else 0
+    )
     if "MLP" in name:
         return 2.0 * layer + 2
     return 2.0 * layer + 1
@@ -63,8 +68,12 @@ def _fmt_share(s: float) -> str:
     return "n/a" if math.isnan(s) else f"{100 * s:.0f}% generalizing"
 
 
-def plot_circuit_graph(graphs: Sequence[CircuitGraph], max_steps: int = 60, keep_steps: Sequence[int | None] = (),
-                       title: str = "Circuit graph") -> go.Figure:
+def plot_circuit_graph(
+    graphs: Sequence[CircuitGraph],
+    max_steps: int = 60,
+    keep_steps: Sequence[int | None] = (),
+    title: str = "Circuit graph",
+) -> go.Figure:
     """The graphs of a run's checkpoints (same nodes and edges each) as one figure with a slider."""
     if not graphs:
         raise ValueError("no circuit graphs to draw")
@@ -79,22 +88,56 @@ def plot_circuit_graph(graphs: Sequence[CircuitGraph], max_steps: int = 60, keep
     fig = go.Figure()
     for src, dst in edges:
         (x0, y0), (x1, y1) = pos[src], pos[dst]
-        fig.add_trace(go.Scatter(x=[x0, x1], y=[y0, y1], mode="lines", hoverinfo="skip", showlegend=False,
-                                 line={"width": 1, "color": UNDEFINED_COLOR}))
+        fig.add_trace(
+            go.Scatter(
+                x=[x0, x1],
+                y=[y0, y1],
+                mode="lines",
+                hoverinfo="skip",
+                showlegend=False,
+                line={"width": 1, "color": UNDEFINED_COLOR},
+            )
+        )
     # Hover targets at the edge midpoints (lines themselves have no hover text in plotly).
     mid_x = [(pos[s][0] + pos[d][0]) / 2 for s, d in edges]
     mid_y = [(pos[s][1] + pos[d][1]) / 2 for s, d in edges]
-    fig.add_trace(go.Scatter(x=mid_x, y=mid_y, mode="markers", marker={"size": 7, "color": "rgba(80,80,80,0.35)"},
-                             hoverinfo="text", showlegend=False, name="edges"))
+    fig.add_trace(
+        go.Scatter(
+            x=mid_x,
+            y=mid_y,
+            mode="markers",
+            marker={"size": 7, "color": "rgba(80,80,80,0.35)"},
+            hoverinfo="text",
+            showlegend=False,
+            name="edges",
+        )
+    )
     names = list(first.nodes)
-    fig.add_trace(go.Scatter(
-        x=[pos[n][0] for n in names], y=[pos[n][1] for n in names], mode="markers+text", text=names,
-        textposition="top center", hoverinfo="text", showlegend=False, name="components",
-        marker={"size": 20, "color": [0.5] * len(names), "colorscale": SHARE_COLORSCALE, "cmin": 0, "cmax": 1,
+    fig.add_trace(
+        go.Scatter(
+            x=[pos[n][0] for n in names],
+            y=[pos[n][1] for n in names],
+            mode="markers+text",
+            text=names,
+            textposition="top center",
+            hoverinfo="text",
+            showlegend=False,
+            name="components",
+            marker={
+                "size": 20,
+                "color": [0.5] * len(names),
+                "colorscale": SHARE_COLORSCALE,
+                "cmin": 0,
+                "cmax": 1,
                 "line": {"width": 1, "color": "#333"},
-                "colorbar": {"title": {"text": "generalization<br>share"}, "tickvals": [0, 0.5, 1],
-                             "ticktext": ["0 (memorization)", "0.5", "1 (generalization)"]}},
-    ))
+                "colorbar": {
+                    "title": {"text": "generalization<br>share"},
+                    "tickvals": [0, 0.5, 1],
+                    "ticktext": ["0 (memorization)", "0.5", "1 (generalization)"],
+                },
+            },
+        )
+    )
     n_edges = len(edges)
     restyles, titles = [], []
     for g in graphs:
@@ -103,29 +146,50 @@ def plot_circuit_graph(graphs: Sequence[CircuitGraph], max_steps: int = 60, keep
         widths = [0.5 + 11 * abs(w) / scale for w in weights]
         colors = [share_color(s) for s in shares]
         dashes = ["solid" if w >= 0 else "dot" for w in weights]
-        edge_text = [f"{s} → {d}<br>contribution {w:+.3f}<br>{_fmt_share(sh)}"
-                     for (s, d), w, sh in zip(edges, weights, shares)]
-        node_text = [f"{n}<br>effect on answer {effect[n]:+.3f}<br>{_fmt_share(node_share[n])}" for n in names]
+        edge_text = [
+            f"{s} → {d}<br>contribution {w:+.3f}<br>{_fmt_share(sh)}"
+            for (s, d), w, sh in zip(edges, weights, shares)
+        ]
+        node_text = [
+            f"{n}<br>effect on answer {effect[n]:+.3f}<br>{_fmt_share(node_share[n])}"
+            for n in names
+        ]
         sizes = [14 + 30 * math.sqrt(abs(effect[n]) / effect_scale) for n in names]
         node_colors = [0.5 if math.isnan(node_share[n]) else node_share[n] for n in names]
-        restyles.append({
-            "line.width": widths + [None, None],
-            "line.color": colors + [None, None],
-            "line.dash": dashes + [None, None],
-            "hovertext": [None] * n_edges + [edge_text, node_text],
-            "marker.size": [None] * n_edges + [7, sizes],
-            "marker.color": [None] * n_edges + ["rgba(80,80,80,0.35)", node_colors],
-        })
-        titles.append(f"{title}, step {g.step}: mean centered correct logit {g.total_logit:+.2f} (train)")
+        restyles.append(
+            {
+                "line.width": widths + [None, None],
+                "line.color": colors + [None, None],
+                "line.dash": dashes + [None, None],
+                "hovertext": [None] * n_edges + [edge_text, node_text],
+                "marker.size": [None] * n_edges + [7, sizes],
+                "marker.color": [None] * n_edges + ["rgba(80,80,80,0.35)", node_colors],
+            }
+        )
+        titles.append(
+            f"{title}, step {g.step}: mean centered correct logit {g.total_logit:+.2f} (train)"
+        )
     add_checkpoint_slider(fig, [g.step for g in graphs], restyles, titles)
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
     fig.update_layout(
-        height=max(460, 70 * (max(ys) - min(ys)) + 300), plot_bgcolor="white",
+        height=max(460, 70 * (max(ys) - min(ys)) + 300),
+        plot_bgcolor="white",
         xaxis={"visible": False, "range": [min(xs) - 0.4, max(xs) + 0.4]},
         yaxis={"visible": False, "range": [min(ys) - 0.8, max(ys) + 0.8]},
-        annotations=[{"text": "edge width = |contribution to the correct logit|; colour = generalization share; "
-                              "dotted = negative", "xref": "paper", "yref": "paper", "x": 0, "y": 1.02,
-                      "showarrow": False, "font": {"size": 11, "color": "#555"}, "xanchor": "left"}],
+        annotations=[
+            {
+                "text": "edge width = |contribution to the correct logit|; "
+                "colour = generalization share; "
+                "dotted = negative",
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0,
+                "y": 1.02,
+                "showarrow": False,
+                "font": {"size": 11, "color": "#555"},
+                "xanchor": "left",
+            }
+        ],
     )
     return fig

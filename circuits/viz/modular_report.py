@@ -4,21 +4,31 @@ and the timeline before them)."""
 
 from __future__ import annotations
 
-from circuits.viz.views import ReportView
 from circuits.viz import figures as F
+from circuits.viz.views import ReportView
 
 _GRAPH_NOTE = (
-    "Nodes are components; MLP neurons are grouped by the frequency cluster they belong to at the final "
-    "checkpoint. Edges carry the mean contribution of a path to the correct answer's centered logit over "
+    "Nodes are components; MLP neurons are grouped by the frequency cluster they belong to at the "
+    "final "
+    "checkpoint. Edges carry the mean contribution of a path to the correct answer's centered "
+    "logit over "
     "the training examples; their colour is the share of it that lies in the key-frequency Fourier "
-    "directions (blue: generalizing circuit, red: memorization). Hover the small grey dots (edges) and "
-    "the nodes for values; drag the slider to move through checkpoints.")
-_SPECTRUM_NOTE = ("L2 norm of the number-token embedding W_E and of the neuron-to-logit map W_L = W_out·W_U "
-                  "in each Fourier frequency. A generalizing model concentrates both on a few key frequencies.")
-_CLUSTER_NOTE = ("A neuron belongs to frequency k when at least 85 % of the variance of its activation over all "
-                 "inputs lies in frequency k (Nanda et al. 2023).")
-_DLA_NOTE = ("How much each component writes to the correct answer's logit (minus the mean logit), averaged "
-             "over all inputs; the contributions add up to the model's centered correct logit.")
+    "directions (blue: generalizing circuit, red: memorization). Hover the small grey dots (edges) "
+    "and "
+    "the nodes for values; drag the slider to move through checkpoints."
+)
+_SPECTRUM_NOTE = (
+    "L2 norm of the number-token embedding W_E and of the neuron-to-logit map W_L = W_out·W_U "
+    "in each Fourier frequency. A generalizing model concentrates both on a few key frequencies."
+)
+_CLUSTER_NOTE = (
+    "A neuron belongs to frequency k when at least 85 % of the variance of its activation over all "
+    "inputs lies in frequency k (Nanda et al. 2023)."
+)
+_DLA_NOTE = (
+    "How much each component writes to the correct answer's logit (minus the mean logit), averaged "
+    "over all inputs; the contributions add up to the model's centered correct logit."
+)
 
 
 def modular_views(result, context) -> list[ReportView]:
@@ -28,25 +38,46 @@ def modular_views(result, context) -> list[ReportView]:
     views = [_graph_view(result, context)]
     if "fourier" in parts:
         views += [
-            ReportView("Fourier spectrum of the embedding and W_L", lambda: F.plot_embedding_spectrum(result),
-                       _SPECTRUM_NOTE),
-            ReportView("Embedding Fourier norms over training", lambda: F.plot_embedding_norms_over_training(result)),
-            ReportView("Neuron-frequency clusters", lambda: F.plot_neuron_clusters(result), _CLUSTER_NOTE),
+            ReportView(
+                "Fourier spectrum of the embedding and W_L",
+                lambda: F.plot_embedding_spectrum(result),
+                _SPECTRUM_NOTE,
+            ),
+            ReportView(
+                "Embedding Fourier norms over training",
+                lambda: F.plot_embedding_norms_over_training(result),
+            ),
+            ReportView(
+                "Neuron-frequency clusters", lambda: F.plot_neuron_clusters(result), _CLUSTER_NOTE
+            ),
         ]
     else:
-        views.append(ReportView("Fourier views", omitted="the analysis was run without the fourier part"))
+        views.append(
+            ReportView("Fourier views", omitted="the analysis was run without the fourier part")
+        )
     if "attribution" in parts:
         views += [
             ReportView("Direct logit attribution", lambda: F.plot_attribution(result), _DLA_NOTE),
-            ReportView("Direct logit attribution over training", lambda: F.plot_attribution_over_training(result)),
+            ReportView(
+                "Direct logit attribution over training",
+                lambda: F.plot_attribution_over_training(result),
+            ),
         ]
     else:
-        views.append(ReportView("Direct logit attribution",
-                                omitted="the analysis was run without the attribution part"))
+        views.append(
+            ReportView(
+                "Direct logit attribution",
+                omitted="the analysis was run without the attribution part",
+            )
+        )
     views.append(attention_view(result, context, ("a", "b", "=")))
     if "attention" in parts:
-        views.append(ReportView("Attention from the answer position over training",
-                                lambda: F.plot_attention_over_training(result)))
+        views.append(
+            ReportView(
+                "Attention from the answer position over training",
+                lambda: F.plot_attention_over_training(result),
+            )
+        )
     return views
 
 
@@ -58,7 +89,9 @@ def _graph_view(result, context) -> ReportView:
         from circuits.graph import circuit_graph_series
         from circuits.viz.graph import plot_circuit_graph
 
-        return plot_circuit_graph(circuit_graph_series(context.run, result, context.model_steps),
-                                  keep_steps=F.phase_steps(result))
+        return plot_circuit_graph(
+            circuit_graph_series(context.run, result, context.model_steps),
+            keep_steps=F.phase_steps(result),
+        )
 
     return ReportView("Circuit graph", make, _GRAPH_NOTE)

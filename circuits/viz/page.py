@@ -27,7 +27,11 @@ import plotly.graph_objects as go
 
 #: Browser-side plotly options for every figure: no "edit in Chart Studio" link, and images
 #: saved from the mode bar at the figure's own size.
-PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "toImageButtonOptions": {"format": "png"}}
+PLOTLY_CONFIG = {
+    "displaylogo": False,
+    "responsive": True,
+    "toImageButtonOptions": {"format": "png"},
+}
 
 
 @functools.cache
@@ -96,15 +100,20 @@ class HtmlView:
 
 
 def resend_bundle() -> None:
-    """Include the circuitsvis bundle again in the next notebook output (e.g. after a page reload)."""
+    """Include the circuitsvis bundle again in the next notebook output (e.g. after a page
+    reload)."""
     global _bundle_sent
     _bundle_sent = False
 
 
 def figure_html(fig: go.Figure, div_id: str | None = None) -> str:
     """A plotly figure as a fragment that expects plotly.js to be on the page already."""
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id or new_id("figure"),
-                       config=PLOTLY_CONFIG)
+    return fig.to_html(
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=div_id or new_id("figure"),
+        config=PLOTLY_CONFIG,
+    )
 
 
 @dataclass
@@ -128,7 +137,9 @@ class Page:
         anchor = f"section-{len(self.sections) + 1}"
         if isinstance(item, go.Figure):
             title = title or (item.layout.title.text or "figure")
-            self.sections.append(Section(anchor, title, figure_html(item, f"{anchor}-figure"), "plotly", note))
+            self.sections.append(
+                Section(anchor, title, figure_html(item, f"{anchor}-figure"), "plotly", note)
+            )
         elif isinstance(item, HtmlView):
             kind = "circuitsvis" if item.needs_circuitsvis else "html"
             self.sections.append(Section(anchor, title or item.title, item.body, kind, note))
@@ -146,11 +157,15 @@ class Page:
             head_scripts.append(script(plotly_js()))
         if any(s.kind == "circuitsvis" for s in self.sections):
             head_scripts.append(script(circuitsvis_js()))
-        toc = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in self.sections)
+        toc = "".join(
+            f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in self.sections
+        )
         body = "".join(
-            f'<section id="{s.anchor}" class="interp-section interp-{s.kind}"><h2>{html.escape(s.title)}</h2>'
+            f'<section id="{s.anchor}" class="interp-section interp-{s.kind}">'
+            f"<h2>{html.escape(s.title)}</h2>"
             + (f'<p class="note">{s.note}</p>' if s.note else "")
-            + s.html + "</section>"
+            + s.html
+            + "</section>"
             for s in self.sections
         )
         return (
@@ -162,14 +177,16 @@ class Page:
 
 
 _CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em auto; max-width: 1200px;
-       color: #222; padding: 0 1em; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em auto;
+       max-width: 1200px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-table.meta { border-collapse: collapse; font-size: 0.9em; } table.meta td, table.meta th { padding: 2px 10px;
+table.meta { border-collapse: collapse; font-size: 0.9em; } table.meta td, table.meta th { padding:
+2px 10px;
        border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
 p.note { color: #555; font-size: 0.92em; max-width: 70em; }
 nav ol { columns: 2; font-size: 0.92em; }
-.interp-slider { margin: 0.5em 0; font-size: 0.95em; } .interp-slider input { width: 60%; vertical-align: middle; }
+.interp-slider { margin: 0.5em 0; font-size: 0.95em; } .interp-slider input { width: 60%;
+vertical-align: middle; }
 """
 
 
@@ -184,8 +201,16 @@ def setup_notebook() -> None:
         def to_mimebundle(self, fig_dict):
             from plotly.io import to_html
 
-            html = to_html(fig_dict, config=self.config, include_plotlyjs=False, include_mathjax=False,
-                           full_html=False, default_width="100%", default_height=525, validate=False)
+            html = to_html(
+                fig_dict,
+                config=self.config,
+                include_plotlyjs=False,
+                include_mathjax=False,
+                full_html=False,
+                default_width="100%",
+                default_height=525,
+                validate=False,
+            )
             return {"text/html": html}
 
     pio.renderers["interp_offline"] = OfflineNotebookRenderer(config=PLOTLY_CONFIG)

@@ -41,11 +41,16 @@ def attention_view(result, context: ReportContext, position_names=None) -> Repor
     def make():
         from circuits.viz.attention import attention_over_checkpoints
 
-        return attention_over_checkpoints(context.run, context.model_steps,
-                                          token_labels=list(position_names) if position_names else None)
+        return attention_over_checkpoints(
+            context.run,
+            context.model_steps,
+            token_labels=list(position_names) if position_names else None,
+        )
 
     return ReportView("Attention patterns (circuitsvis)", make, _ATTENTION_NOTE)
 
 
-_ATTENTION_NOTE = ("Attention patterns per head, averaged over inputs (query position down, key position "
-                   "across). Click a head's thumbnail to enlarge it; the slider picks the checkpoint.")
+_ATTENTION_NOTE = (
+    "Attention patterns per head, averaged over inputs (query position down, key position "
+    "across). Click a head's thumbnail to enlarge it; the slider picks the checkpoint."
+)

@@ -15,7 +15,6 @@ import torch
 from experiments.benchmarks.table import median, row
 from interp.presets import PRESETS
 
-
 # --------------------------------------------------------------------------------------
 # Analysis throughput
 # --------------------------------------------------------------------------------------
@@ -40,11 +39,15 @@ def synthetic_run(p: int, n_checkpoints: int, root: Path = Path("/tmp/interp_ben
     task = build_task(config.task)
     run_writer.write_header(run_dir, config, task)
     t = config.task
-    weights = state_dict(build_model(config.model, d_vocab=t.d_vocab, d_vocab_out=t.d_vocab_out, n_ctx=t.n_ctx))
+    weights = state_dict(
+        build_model(config.model, d_vocab=t.d_vocab, d_vocab_out=t.d_vocab_out, n_ctx=t.n_ctx)
+    )
     generator = torch.Generator().manual_seed(0)
     manifest = []
     for step in range(n_checkpoints):
-        weights = {k: v + 1e-3 * torch.randn(v.shape, generator=generator) for k, v in weights.items()}
+        weights = {
+            k: v + 1e-3 * torch.randn(v.shape, generator=generator) for k, v in weights.items()
+        }
         manifest.append(run_writer.write_weights(run_dir, step, weights))
     run_writer.write_metrics(run_dir, [])
     run_writer.write_manifest(run_dir, manifest, [], task)
@@ -83,8 +86,11 @@ class Curve:
     rss: list[int]  # peak RSS so far (bytes) at each checkpoint
 
 
-def analyze_with_curve(run_dir: Path, steps: list[int] | None = None, workers: int | None = None) -> Curve:
-    """`analyze_run(run, ("fourier",), workers=...)`, timing each checkpoint (instrumented, not changed)."""
+def analyze_with_curve(
+    run_dir: Path, steps: list[int] | None = None, workers: int | None = None
+) -> Curve:
+    """`analyze_run(run, ("fourier",), workers=...)`, timing each checkpoint (instrumented, not
+    changed)."""
     from circuits import analyze
     from interp.runs import load_run
 
@@ -135,43 +141,84 @@ def naive_analysis(run_dir: Path, n: int) -> float:
         analyze.final_position_activations, fourier._is_fourier_basis = saved
 
 
-def analysis_throughput(p_main: int, n_main: int, p_values: list[int], n_small: int, p_naive: int, n_naive: int,
-                        n_full: int, real_run: Path | None, p_full: int = 113, workers: int = 1,
-                        n_workers_row: int = 40) -> None:
+def analysis_throughput(
+    p_main: int,
+    n_main: int,
+    p_values: list[int],
+    n_small: int,
+    p_naive: int,
+    n_naive: int,
+    n_full: int,
+    real_run: Path | None,
+    p_full: int = 113,
+    workers: int = 1,
+    n_workers_row: int = 40,
+) -> None:
     main = real_run or synthetic_run(p_main, n_main)
     label = f"real run {real_run}" if real_run else f"synthetic p={p_main}"
     curve = analyze_with_curve(main, workers=workers)
     n = len(curve.times) - 1
     total = curve.times[-1]
-    row("analysis", f"analyze --fourier, {n} checkpoints ({label}), {workers} worker(s)", f"{n / total:.2f} ckpt/s",
-        f"{total:.1f} s in all, import excluded")
+    row(
+        "analysis",
+        f"analyze --fourier, {n} checkpoints ({label}), {workers} worker(s)",
+        f"{n / total:.2f} ckpt/s",
+        f"{total:.1f} s in all, import excluded",
+    )
     marks = sorted({max(1, n // 4), max(1, n // 2), n})
     per = [curve.times[m] / m for m in marks]
-    row("analysis", "  linear in checkpoints: s/ckpt after " + ", ".join(map(str, marks)),
-        " / ".join(f"{x:.3f}" for x in per), "equal values = linear")
+    row(
+        "analysis",
+        "  linear in checkpoints: s/ckpt after " + ", ".join(map(str, marks)),
+        " / ".join(f"{x:.3f}" for x in per),
+        "equal values = linear",
+    )
     rss = [curve.rss[m - 1] / 2**20 for m in marks]
-    row("analysis", "  peak RSS after " + ", ".join(map(str, marks)) + " ckpts (MiB)",
-        " / ".join(f"{x:.0f}" for x in rss), "flat = streamed (one model object reused)")
+    row(
+        "analysis",
+        "  peak RSS after " + ", ".join(map(str, marks)) + " ckpts (MiB)",
+        " / ".join(f"{x:.0f}" for x in rss),
+        "flat = streamed (one model object reused)",
+    )
     rates = {}
     for p in p_values:
         c = analyze_with_curve(synthetic_run(p, n_small), workers=1)
-        rates[p] = (c.times[-1] - c.times[1]) / (len(c.times) - 2)  # steady state, key-frequency pass excluded
-        row("analysis", f"  p={p}: s per checkpoint ({n_small} ckpts, 1 worker)", f"{rates[p]:.3f} s", "")
+        rates[p] = (c.times[-1] - c.times[1]) / (
+            len(c.times) - 2
+        )  # steady state, key-frequency pass excluded
+        row(
+            "analysis",
+            f"  p={p}: s per checkpoint ({n_small} ckpts, 1 worker)",
+            f"{rates[p]:.3f} s",
+            "",
+        )
     if len(p_values) >= 2:
         import math
 
         lo, hi = min(p_values), max(p_values)
-        row("analysis", f"  growth with p ({lo}->{hi})", f"~p^{math.log(rates[hi] / rates[lo]) / math.log(hi / lo):.1f}",
-            "p² inputs x d_mlp neurons")
+        row(
+            "analysis",
+            f"  growth with p ({lo}->{hi})",
+            f"~p^{math.log(rates[hi] / rates[lo]) / math.log(hi / lo):.1f}",
+            "p² inputs x d_mlp neurons",
+        )
     if n_naive:
         naive = naive_analysis(synthetic_run(p_naive, n_small), n_naive)
         fast = rates[p_naive]
-        row("analysis", f"  naive loop (rebuild model+basis, run_with_cache, p={p_naive})", f"{naive:.3f} s/ckpt",
-            f"{naive / fast:.1f}x slower than the project's analyze_run ({n_naive} ckpts)")
+        row(
+            "analysis",
+            f"  naive loop (rebuild model+basis, run_with_cache, p={p_naive})",
+            f"{naive:.3f} s/ckpt",
+            f"{naive / fast:.1f}x slower than the project's analyze_run ({n_naive} ckpts)",
+        )
     workers_row(p_full if p_full in rates else p_values[-1], n_workers_row)
     if p_full in rates and (real_run is not None or (p_main, n_main) != (p_full, n_full)):
-        row("analysis", f"all {n_full} ckpts of a 40k-step mod-add run (p={p_full}), 1 worker", f"{n_full * rates[p_full]:.0f} s",
-            "extrapolated from the linear rate; target < 30 s")
+        row(
+            "analysis",
+            f"all {n_full} ckpts of a 40k-step mod-add run (p={p_full}), 1 worker",
+            f"{n_full * rates[p_full]:.0f} s",
+            "extrapolated from the linear rate; target < 30 s",
+        )
 
 
 def workers_row(p: int, n: int, rounds: int = 3) -> None:
@@ -184,7 +231,11 @@ def workers_row(p: int, n: int, rounds: int = 3) -> None:
 
     run = load_run(synthetic_run(p, n))
     saved = torch.get_num_threads()
-    variants = {"1 worker, 1 thread": (1, 1), "2 workers, 1 thread each": (2, 1), "1 worker, 2 threads": (1, 2)}
+    variants = {
+        "1 worker, 1 thread": (1, 1),
+        "2 workers, 1 thread each": (2, 1),
+        "1 worker, 2 threads": (1, 2),
+    }
     times: dict[str, list[float]] = {name: [] for name in variants}
     try:
         for _ in range(rounds):
@@ -196,5 +247,10 @@ def workers_row(p: int, n: int, rounds: int = 3) -> None:
     finally:
         torch.set_num_threads(saved)
     medians = {name: median(t) for name, t in times.items()}
-    row("analysis", f"  p={p}: s/ckpt with " + " | ".join(variants), " / ".join(f"{m:.3f}" for m in medians.values()),
-        f"interleaved, {n} ckpts; 2 workers = {medians['1 worker, 1 thread'] / medians['2 workers, 1 thread each']:.2f}x")
+    row(
+        "analysis",
+        f"  p={p}: s/ckpt with " + " | ".join(variants),
+        " / ".join(f"{m:.3f}" for m in medians.values()),
+        f"interleaved, {n} ckpts; 2 workers = "
+        f"{medians['1 worker, 1 thread'] / medians['2 workers, 1 thread each']:.2f}x",
+    )

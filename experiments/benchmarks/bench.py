@@ -2,7 +2,8 @@
 
     python -m experiments.benchmarks.bench            # full (~10-20 min on 2 busy cores)
     python -m experiments.benchmarks.bench --quick    # a few minutes
-    python -m experiments.benchmarks.bench --grok-results /tmp/grok.jsonl --anchor-run /work/runs/mod-add
+    python -m experiments.benchmarks.bench --grok-results /tmp/grok.jsonl --anchor-run
+    /work/runs/mod-add
 
 Compared variants are measured interleaved in this one process (A, B, A, B, ...) and
 reported as medians, so load from other processes hits both alike. Nothing here is a
@@ -32,13 +33,18 @@ if __package__ in (None, ""):  # `python experiments/benchmarks/bench.py`
 
 import torch
 
+from experiments.benchmarks.analysis_bench import (  # noqa: F401 (re-exported for tests)
+    Curve,
+    PeakRSS,
+    analysis_throughput,
+    analyze_with_curve,
+    naive_analysis,
+    synthetic_run,
+    workers_row,
+)
+from experiments.benchmarks.table import ROWS, median, row
 from interp.config import RunConfig
 from interp.presets import PRESETS
-
-from experiments.benchmarks.analysis_bench import (  # noqa: F401 (re-exported for tests)
-    Curve, PeakRSS, analysis_throughput, analyze_with_curve, naive_analysis, synthetic_run, workers_row)
-from experiments.benchmarks.table import ROWS, median, row
-
 
 # --------------------------------------------------------------------------------------
 # Machine
@@ -96,13 +102,19 @@ def step_flops(config: RunConfig, batch: int, *, all_positions: bool) -> float:
     if all_positions:
         forward = batch * seq * (3 * 2 * d * hd + per_query)
     else:
-        tables = (2 * seq + 1) * t.d_vocab * 2 * d * hd  # K, V on every position's table, Q on the last
+        tables = (
+            (2 * seq + 1) * t.d_vocab * 2 * d * hd
+        )  # K, V on every position's table, Q on the last
         forward = tables + batch * per_query
     return 3.0 * forward
 
 
 def training_throughput(rounds: int, block: int, peak: float) -> dict[str, float]:
-    from experiments.benchmarks.reference import make_optimizer, reference_from_config, reference_step
+    from experiments.benchmarks.reference import (
+        make_optimizer,
+        reference_from_config,
+        reference_step,
+    )
     from interp.training import Trainer
 
     config = PRESETS["mod-add"]
@@ -129,13 +141,28 @@ def training_throughput(rounds: int, block: int, peak: float) -> dict[str, float
     p_rate, r_rate = median(rates["project"]), median(rates["reference"])
     p_flops = step_flops(config, n, all_positions=False)
     r_flops = step_flops(config, n, all_positions=True)
-    row("train", f"project Trainer step, mod-add full batch ({n} ex.)", f"{p_rate:.2f} steps/s",
-        f"median of {rounds}x{block} steps; {p_flops / 1e9:.2f} GFLOP/step -> {p_rate * p_flops / 1e9:.1f} GFLOP/s "
-        f"({100 * p_rate * p_flops / 1e9 / peak:.0f}% of peak)")
-    row("train", "reference: TransformerLens forward, every position", f"{r_rate:.2f} steps/s",
-        f"{r_flops / 1e9:.2f} GFLOP/step -> {r_rate * r_flops / 1e9:.1f} GFLOP/s ({100 * r_rate * r_flops / 1e9 / peak:.0f}% of peak)")
-    row("train", "speed-up project / reference (target >= 1.8x)", f"{p_rate / r_rate:.2f}x",
-        f"per-round ratios {', '.join(f'{a / b:.2f}' for a, b in zip(rates['project'], rates['reference']))}")
+    row(
+        "train",
+        f"project Trainer step, mod-add full batch ({n} ex.)",
+        f"{p_rate:.2f} steps/s",
+        f"median of {rounds}x{block} steps; {p_flops / 1e9:.2f} GFLOP/step -> "
+        f"{p_rate * p_flops / 1e9:.1f} GFLOP/s "
+        f"({100 * p_rate * p_flops / 1e9 / peak:.0f}% of peak)",
+    )
+    row(
+        "train",
+        "reference: TransformerLens forward, every position",
+        f"{r_rate:.2f} steps/s",
+        f"{r_flops / 1e9:.2f} GFLOP/step -> {r_rate * r_flops / 1e9:.1f} GFLOP/s "
+        f"({100 * r_rate * r_flops / 1e9 / peak:.0f}% of peak)",
+    )
+    row(
+        "train",
+        "speed-up project / reference (target >= 1.8x)",
+        f"{p_rate / r_rate:.2f}x",
+        "per-round ratios "
+        f"{', '.join(f'{a / b:.2f}' for a, b in zip(rates['project'], rates['reference']))}",
+    )
     return {"project_steps_s": p_rate, "reference_steps_s": r_rate}
 
 
@@ -143,7 +170,9 @@ def multiseed_throughput(seed_counts: list[int], rounds: int, block: int, device
     from interp.multiseed import MultiSeedTrainer
 
     config = PRESETS["mod-add"]
-    trainers = {s: MultiSeedTrainer(config, list(range(999, 999 + s)), device=device) for s in seed_counts}
+    trainers = {
+        s: MultiSeedTrainer(config, list(range(999, 999 + s)), device=device) for s in seed_counts
+    }
     for t in trainers.values():
         t.train_step()
     rates: dict[int, list[float]] = {s: [] for s in seed_counts}
@@ -158,8 +187,12 @@ def multiseed_throughput(seed_counts: list[int], rounds: int, block: int, device
     base = median(rates[seed_counts[0]]) / seed_counts[0]
     for s in seed_counts:
         r = median(rates[s])
-        row("multiseed", f"{s} seed(s) of mod-add in one process ({device})", f"{r:.2f} seed-steps/s",
-            f"{r / (base * s):.2f}x of {s} x single-seed rate")
+        row(
+            "multiseed",
+            f"{s} seed(s) of mod-add in one process ({device})",
+            f"{r:.2f} seed-steps/s",
+            f"{r / (base * s):.2f}x of {s} x single-seed rate",
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -178,11 +211,20 @@ def grok_from_run(run_dir: Path, target: float = 0.99) -> tuple[int | None, int]
     return first, last
 
 
-def time_to_grok(results: Path | None, anchor_run: Path | None, grok_seeds: int, reference_rate: float,
-                 project_rate: float) -> None:
+def time_to_grok(
+    results: Path | None,
+    anchor_run: Path | None,
+    grok_seeds: int,
+    reference_rate: float,
+    project_rate: float,
+) -> None:
     from experiments.benchmarks.grok import time_to_grok_trainer
 
-    lines = [json.loads(x) for x in results.read_text().splitlines()] if results and results.exists() else []
+    lines = (
+        [json.loads(x) for x in results.read_text().splitlines()]
+        if results and results.exists()
+        else []
+    )
     fast = [r for r in lines if r["recipe"] == "mod-add-fast" and not r.get("overrides")]
     for seed in range(999, 999 + grok_seeds):
         config = PRESETS["mod-add-fast"].with_overrides([f"model.seed={seed}"])
@@ -192,25 +234,38 @@ def time_to_grok(results: Path | None, anchor_run: Path | None, grok_seeds: int,
     fast_secs = fast_steps = None
     if fast:
         done = [r for r in fast if r["grok_step"] is not None]
-        seeds = "; ".join(f"seed {r['seed']}: {r['grok_step']} steps, {r['seconds']:.0f} s" for r in fast)
+        seeds = "; ".join(
+            f"seed {r['seed']}: {r['grok_step']} steps, {r['seconds']:.0f} s" for r in fast
+        )
         if done:
             fast_secs = median([r["seconds"] for r in done])
             fast_steps = median([r["grok_step"] for r in done])
-            row("grok", f"(b) mod-add-fast, median of {len(done)} seed(s) (of {len(fast)} run)",
+            row(
+                "grok",
+                f"(b) mod-add-fast, median of {len(done)} seed(s) (of {len(fast)} run)",
                 f"{fast_steps:.0f} steps / {fast_secs:.0f} s",
-                f"measured, wall-clock incl. checkpoints + evaluation every 25 steps ({seeds})")
+                f"measured, wall-clock incl. checkpoints + evaluation every 25 steps ({seeds})",
+            )
     anchors = [r for r in lines if r["recipe"] == "anchor" and r["grok_step"] is not None]
     anchor_secs = anchor_steps = None
     lower_bound = False
     if anchors:
         anchor_secs = median([r["seconds"] for r in anchors])
         anchor_steps = median([r["grok_step"] for r in anchors])
-        row("grok", f"(a) anchor recipe in the reference, median of {len(anchors)} seed(s)",
-            f"{anchor_steps:.0f} steps / {anchor_secs:.0f} s", "measured")
+        row(
+            "grok",
+            f"(a) anchor recipe in the reference, median of {len(anchors)} seed(s)",
+            f"{anchor_steps:.0f} steps / {anchor_secs:.0f} s",
+            "measured",
+        )
     else:
         # Steps from project-trainer runs of `mod-add` (the anchor recipe: same initial weights and
         # logits as the reference, tested): JSON lines of recipe "mod-add" and/or --anchor-run.
-        proxy = {r["seed"]: r["grok_step"] for r in lines if r["recipe"] == "mod-add" and not r.get("overrides")}
+        proxy = {
+            r["seed"]: r["grok_step"]
+            for r in lines
+            if r["recipe"] == "mod-add" and not r.get("overrides")
+        }
         unfinished = None
         if anchor_run is not None and (anchor_run / "metrics.jsonl").exists():
             first, last = grok_from_run(anchor_run)
@@ -222,22 +277,40 @@ def time_to_grok(results: Path | None, anchor_run: Path | None, grok_seeds: int,
             anchor_steps = median(list(done.values()))
             anchor_secs = anchor_steps / reference_rate
             seeds = "; ".join(f"seed {seed}: {step}" for seed, step in sorted(done.items()))
-            row("grok", f"(a) anchor recipe, median of {len(done)} seed(s)", f"{anchor_steps:.0f} steps / {anchor_secs:.0f} s",
-                f"steps measured in the project trainer ({seeds}; same init and function as the reference); "
-                f"seconds EXTRAPOLATED = steps / reference {reference_rate:.2f} steps/s measured above")
+            row(
+                "grok",
+                f"(a) anchor recipe, median of {len(done)} seed(s)",
+                f"{anchor_steps:.0f} steps / {anchor_secs:.0f} s",
+                f"steps measured in the project trainer ({seeds}; same init and function as the "
+                "reference); "
+                f"seconds EXTRAPOLATED = steps / reference {reference_rate:.2f} steps/s measured "
+                "above",
+            )
         elif unfinished is not None:
             lower_bound = True
             anchor_steps, anchor_secs = unfinished, unfinished / reference_rate
-            row("grok", "(a) anchor recipe", f">{anchor_steps} steps / >{anchor_secs:.0f} s",
-                f"still < 99 % test acc at step {unfinished} in {anchor_run}; seconds extrapolated")
+            row(
+                "grok",
+                "(a) anchor recipe",
+                f">{anchor_steps} steps / >{anchor_secs:.0f} s",
+                f"still < 99 % test acc at step {unfinished} in {anchor_run}; seconds extrapolated",
+            )
     if fast_secs and anchor_secs:
         sign = ">=" if lower_bound else ""
-        row("grok", "wall-clock speed-up (a) / (b) (target >= 10x)", f"{sign}{anchor_secs / fast_secs:.1f}x",
-            "(b) measured under its own load; (a) as above")
+        row(
+            "grok",
+            "wall-clock speed-up (a) / (b) (target >= 10x)",
+            f"{sign}{anchor_secs / fast_secs:.1f}x",
+            "(b) measured under its own load; (a) as above",
+        )
         if anchor_steps and fast_steps:
-            row("grok", "  same, load-independent: step ratio x per-step speed ratio",
+            row(
+                "grok",
+                "  same, load-independent: step ratio x per-step speed ratio",
                 f"{sign}{anchor_steps / fast_steps * project_rate / reference_rate:.1f}x",
-                f"({anchor_steps}/{fast_steps:.0f}) x ({project_rate:.2f}/{reference_rate:.2f}); excludes (b)'s evaluation")
+                f"({anchor_steps}/{fast_steps:.0f}) x ({project_rate:.2f}/{reference_rate:.2f}); "
+                "excludes (b)'s evaluation",
+            )
 
 
 # --------------------------------------------------------------------------------------
@@ -253,9 +326,16 @@ def startup(repeats: int) -> None:
         start = time.perf_counter()
         subprocess.run(cmd, capture_output=True, check=True)
         times.append(time.perf_counter() - start)
-    row("startup", "interp --help wall time (target < 1 s)", f"{median(times):.2f} s", f"median of {repeats}")
+    row(
+        "startup",
+        "interp --help wall time (target < 1 s)",
+        f"{median(times):.2f} s",
+        f"median of {repeats}",
+    )
     code = "import sys, interp.cli; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True
+    ).stdout.strip()
     row("startup", "import interp.cli imports torch?", out, "tested in tests/test_cli.py")
 
 
@@ -264,8 +344,10 @@ def startup(repeats: int) -> None:
 
 def print_table(info: dict[str, str]) -> str:
     lines = [
-        f"machine: {info['cpu']}, nproc {info['nproc']}, torch {info['torch']} ({info['torch_threads']} threads), "
-        f"python {info['python']}, CUDA: {info['cuda']}; load average at start {info['load_avg_start']}, "
+        f"machine: {info['cpu']}, nproc {info['nproc']}, torch {info['torch']} "
+        f"({info['torch_threads']} threads), "
+        f"python {info['python']}, CUDA: {info['cuda']}; load average at start "
+        f"{info['load_avg_start']}, "
         f"at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}",
         "",
         "| section | measurement | value | note |",
@@ -276,18 +358,42 @@ def print_table(info: dict[str, str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a short version (minutes)")
-    parser.add_argument("--grok-results", type=Path, help="JSON lines from experiments.benchmarks.grok")
-    parser.add_argument("--anchor-run", type=Path, help="a project-trainer run of mod-add (steps to grok of the anchor)")
-    parser.add_argument("--grok-seeds", type=int, default=0, help="run this many seeds of mod-add-fast here")
-    parser.add_argument("--analysis-run", type=Path, help="analyze this real run instead of a synthetic one")
+    parser.add_argument(
+        "--grok-results", type=Path, help="JSON lines from experiments.benchmarks.grok"
+    )
+    parser.add_argument(
+        "--anchor-run",
+        type=Path,
+        help="a project-trainer run of mod-add (steps to grok of the anchor)",
+    )
+    parser.add_argument(
+        "--grok-seeds", type=int, default=0, help="run this many seeds of mod-add-fast here"
+    )
+    parser.add_argument(
+        "--analysis-run", type=Path, help="analyze this real run instead of a synthetic one"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
-    parser.add_argument("--analysis-workers", type=int, default=os.cpu_count() or 1,
-                        help="checkpoint workers for the main analysis measurement (default: all cores, as `interp analyze`)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)"
+    )
+    parser.add_argument(
+        "--analysis-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="checkpoint workers for the main analysis measurement (default: all cores, as `interp "
+        "analyze`)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
-    parser.add_argument("--skip", action="append", default=[], help="section to skip (train, multiseed, grok, analysis, startup)")
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        help="section to skip (train, multiseed, grok, analysis, startup)",
+    )
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -296,14 +402,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {info}", flush=True)
     q = args.quick
     peak = matmul_peak(1024 if q else 2048)
-    row("machine", f"fp32 matmul peak ({1024 if q else 2048}² torch.matmul, best of 5)", f"{peak:.1f} GFLOP/s", "")
+    row(
+        "machine",
+        f"fp32 matmul peak ({1024 if q else 2048}² torch.matmul, best of 5)",
+        f"{peak:.1f} GFLOP/s",
+        "",
+    )
     rates = {"project_steps_s": float("nan"), "reference_steps_s": float("nan")}
     if "train" not in args.skip:
         rates = training_throughput(rounds=3 if q else 7, block=2 if q else 5, peak=peak)
     if "multiseed" not in args.skip:
-        multiseed_throughput([1, 2] if q else [1, 2, 4], rounds=2 if q else 3, block=2 if q else 3, device=args.device)
+        multiseed_throughput(
+            [1, 2] if q else [1, 2, 4],
+            rounds=2 if q else 3,
+            block=2 if q else 3,
+            device=args.device,
+        )
     if "grok" not in args.skip:
-        time_to_grok(args.grok_results, args.anchor_run, args.grok_seeds, rates["reference_steps_s"], rates["project_steps_s"])
+        time_to_grok(
+            args.grok_results,
+            args.anchor_run,
+            args.grok_seeds,
+            rates["reference_steps_s"],
+            rates["project_steps_s"],
+        )
     if "analysis" not in args.skip:
         from interp.memory import keep_freed_memory
         from interp.training import checkpoint_schedule
@@ -313,9 +435,22 @@ def main(argv: list[str] | None = None) -> int:
         n_full = len(checkpoint_schedule(40_000, 100, 1000))
         w = args.analysis_workers
         if q:
-            analysis_throughput(59, 40, [31, 59, 113], 5, 59, 2, n_full, args.analysis_run, workers=w, n_workers_row=8)
+            analysis_throughput(
+                59,
+                40,
+                [31, 59, 113],
+                5,
+                59,
+                2,
+                n_full,
+                args.analysis_run,
+                workers=w,
+                n_workers_row=8,
+            )
         else:
-            analysis_throughput(113, n_full, [31, 59, 113], 12, 113, 3, n_full, args.analysis_run, workers=w)
+            analysis_throughput(
+                113, n_full, [31, 59, 113], 12, 113, 3, n_full, args.analysis_run, workers=w
+            )
     if "startup" not in args.skip:
         startup(3)
     table = print_table(info)

@@ -56,7 +56,9 @@ def time_to_grok_trainer(config, run_dir: Path, target: float = 0.99) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("recipe")
     parser.add_argument("--seed", type=int, default=999)
     parser.add_argument("--out", type=Path, required=True)
@@ -73,14 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     from interp.presets import PRESETS
 
     name = "mod-add" if args.recipe == "anchor" else args.recipe
-    config = PRESETS[name].with_overrides([f"model.seed={args.seed}", f"train.steps={args.max_steps}", *args.overrides])
+    config = PRESETS[name].with_overrides(
+        [f"model.seed={args.seed}", f"train.steps={args.max_steps}", *args.overrides]
+    )
     if args.recipe == "anchor":
         from experiments.benchmarks.reference import train_reference_to_grok
 
         log_file = args.out.with_suffix(f".anchor_s{args.seed}.log")
         with open(log_file, "a") as log:
             res = train_reference_to_grok(
-                config, max_steps=args.max_steps, eval_every=args.eval_every,
+                config,
+                max_steps=args.max_steps,
+                eval_every=args.eval_every,
                 log=lambda line: (log.write(line + "\n"), log.flush()),
             )
         row = {"grok_step": res.grok_step, "seconds": res.seconds, "steps_run": res.steps_run}
@@ -91,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         tag = hashlib.sha1(" ".join(args.overrides).encode()).hexdigest()[:8]
         row = time_to_grok_trainer(config, Path(f"/tmp/interp_grok_{name}_s{args.seed}_{tag}"))
         row["run_dir"] = f"/tmp/interp_grok_{name}_s{args.seed}_{tag}"
-    row.update(recipe=args.recipe, seed=args.seed, threads=torch.get_num_threads(),
-               overrides=args.overrides, finished=time.strftime("%H:%M:%S"))
+    row.update(
+        recipe=args.recipe,
+        seed=args.seed,
+        threads=torch.get_num_threads(),
+        overrides=args.overrides,
+        finished=time.strftime("%H:%M:%S"),
+    )
     with open(args.out, "a") as handle:
         handle.write(json.dumps(row) + "\n")
     print(json.dumps(row))

@@ -1,4 +1,5 @@
-"""The benchmark's reference: TransformerLens's own forward over every position, without the shortcut.
+"""The benchmark's reference: TransformerLens's own forward over every position, without the
+shortcut.
 
 This is what a researcher would write with TransformerLens and without the project's
 shortcut: the hooked model (`interp.model.build_model`, so the very same initial weights as
@@ -23,9 +24,12 @@ from interp.model import build_model, parameters
 
 
 def reference_from_config(config: RunConfig, device: str | torch.device = "cpu"):
-    """The hooked model (TransformerBridge) with exactly the project's initial weights for `config`."""
+    """The hooked model (TransformerBridge) with exactly the project's initial weights for
+    `config`."""
     m, t = config.model, config.task
-    return build_model(m, d_vocab=t.d_vocab, d_vocab_out=t.d_vocab_out, n_ctx=t.n_ctx, device=device)
+    return build_model(
+        m, d_vocab=t.d_vocab, d_vocab_out=t.d_vocab_out, n_ctx=t.n_ctx, device=device
+    )
 
 
 def make_optimizer(model, config: RunConfig):
@@ -34,7 +38,8 @@ def make_optimizer(model, config: RunConfig):
 
 
 def reference_step(model, opt, sched, tokens: Tensor, labels: Tensor) -> Tensor:
-    """One full-batch step; the loss is read at the last position (float32, as one would write it)."""
+    """One full-batch step; the loss is read at the last position (float32, as one would write
+    it)."""
     logits = model(tokens)[:, -1]  # the bridge's forward: every position, hooks and all
     loss = F.cross_entropy(logits, labels)
     opt.zero_grad(set_to_none=True)
@@ -49,11 +54,20 @@ class GrokResult:
     grok_step: int | None  # first evaluated step with test accuracy >= target
     seconds: float  # wall-clock to grok_step (or to the end), evaluation included
     steps_run: int
-    history: list[tuple[int, float, float]] = field(default_factory=list)  # (step, seconds, test_acc)
+    history: list[tuple[int, float, float]] = field(
+        default_factory=list
+    )  # (step, seconds, test_acc)
 
 
-def train_reference_to_grok(config: RunConfig, *, target: float = 0.99, max_steps: int = 50_000,
-                            eval_every: int = 50, log=None, device: str = "cpu") -> GrokResult:
+def train_reference_to_grok(
+    config: RunConfig,
+    *,
+    target: float = 0.99,
+    max_steps: int = 50_000,
+    eval_every: int = 50,
+    log=None,
+    device: str = "cpu",
+) -> GrokResult:
     """Train the reference with `config`'s optimizer settings until test accuracy >= target."""
     from interp.tasks import build_task
 

@@ -46,7 +46,9 @@ def build_comparison(config: TaskConfig) -> TaskData:
         kb = load_kb(config.kb_file, "values")
         return comparison_from_kb(config, kb.table, names=kb.names, queries=kb.queries)
     generator = torch.Generator().manual_seed(config.split_seed)
-    kb_value = torch.randint(0, config.n_values, (config.n_entities, config.n_attributes), generator=generator)
+    kb_value = torch.randint(
+        0, config.n_values, (config.n_entities, config.n_attributes), generator=generator
+    )
     return comparison_from_kb(config, kb_value, n_values=config.n_values, generator=generator)
 
 
@@ -100,7 +102,9 @@ def comparison_from_kb(
     in_id = _sample_pairs(id_members, n_test + n_train, generator, exclude=asked)
     test_id, train_inferred = in_id[:n_test], in_id[n_test:]
     n_ood_pairs = sum(len(m) * (len(m) - 1) for m in ood_members)
-    test_ood = _sample_pairs(ood_members, min(config.max_eval, n_ood_pairs), generator, exclude=asked)
+    test_ood = _sample_pairs(
+        ood_members, min(config.max_eval, n_ood_pairs), generator, exclude=asked
+    )
 
     def comparisons(rows: Tensor):
         a, e1, e2 = rows.unbind(dim=1)
@@ -110,7 +114,9 @@ def comparison_from_kb(
 
     values = kb_value[ents, attrs]
     none = torch.full_like(ents, -1)
-    atomic_tokens = torch.stack([vocab.relation(attrs), ents, torch.full_like(ents, vocab.end_token)], dim=1)
+    atomic_tokens = torch.stack(
+        [vocab.relation(attrs), ents, torch.full_like(ents, vocab.end_token)], dim=1
+    )
     parts = {
         "train_atomic": (atomic_tokens, vocab.value(values), attrs, ents, none, values, none),
         "train_inferred": comparisons(train_inferred),
@@ -149,9 +155,13 @@ def comparison_from_kb(
 
 
 def _sample_pairs(
-    members: list[Tensor], k: int, generator: torch.Generator, exclude: set[tuple[int, int, int]] = frozenset()
+    members: list[Tensor],
+    k: int,
+    generator: torch.Generator,
+    exclude: set[tuple[int, int, int]] = frozenset(),
 ) -> Tensor:
-    """k distinct (attribute, e1, e2) rows, e1 != e2 both in `members[attribute]`, in random order."""
+    """k distinct (attribute, e1, e2) rows, e1 != e2 both in `members[attribute]`, in random
+    order."""
     sizes = torch.tensor([len(m) for m in members], dtype=torch.long)
     grid = sizes * sizes
     offsets = torch.cumsum(grid, 0) - grid
@@ -178,7 +188,9 @@ def _sample_pairs(
     rows = torch.stack([attr, flat[starts[attr] + i], flat[starts[attr] + j]], dim=1)
     if exclude:
         rows = rows[: k + len(exclude)]
-        rows = rows[torch.tensor([tuple(r) not in exclude for r in rows.tolist()], dtype=torch.bool)]
+        rows = rows[
+            torch.tensor([tuple(r) not in exclude for r in rows.tolist()], dtype=torch.bool)
+        ]
     if len(rows) < k:  # pragma: no cover - only when rejection sampling runs dry
         raise ConfigError(f"task: could only sample {len(rows)} of {k} distinct comparisons")
     return rows[:k]

@@ -27,7 +27,6 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-
 from typing import Literal
 
 import torch
@@ -37,7 +36,10 @@ from interp.config import ConfigError
 
 #: The two file layouts: relational facts (two-hop composition) and attribute values (comparison).
 Layout = Literal["facts", "values"]
-FIELDS: dict[str, tuple[str, str, str]] = {"facts": ("head", "relation", "tail"), "values": ("entity", "attribute", "value")}
+FIELDS: dict[str, tuple[str, str, str]] = {
+    "facts": ("head", "relation", "tail"),
+    "values": ("entity", "attribute", "value"),
+}
 
 
 class KBFileError(ConfigError):
@@ -46,7 +48,8 @@ class KBFileError(ConfigError):
 
 @dataclass(frozen=True)
 class KnowledgeBase:
-    #: two_hop: kb_tail [entity, relation]; comparison: kb_value [entity, attribute] (value ranks); -1 = none.
+    #: two_hop: kb_tail [entity, relation]; comparison: kb_value [entity, attribute] (value ranks);
+    #: -1 = none.
     table: Tensor
     #: (entities, relations) or (entities, attributes, values), in token order.
     names: tuple[list[str], ...]
@@ -94,14 +97,19 @@ def _read_records(path: Path, layout: Layout):
                 header = [cell.strip() for cell in row]
                 for name in header:
                     if name not in expected:
-                        raise KBFileError(f"{path}:{line}: unknown field {name!r}; expected {', '.join(expected)}")
+                        raise KBFileError(
+                            f"{path}:{line}: unknown field {name!r}; expected {', '.join(expected)}"
+                        )
                 for name in expected:
                     if name not in header:
                         raise KBFileError(f"{path}:{line}: missing field {name!r} in the header")
                 continue
             if len(row) != len(header):
                 raise KBFileError(f"{path}:{line}: expected {len(header)} columns, got {len(row)}")
-            yield line, _check_fields(path, line, dict(zip(header, (c.strip() for c in row))), layout)
+            yield (
+                line,
+                _check_fields(path, line, dict(zip(header, (c.strip() for c in row))), layout),
+            )
         return
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
@@ -122,12 +130,20 @@ def _check_fields(path: Path, line: int, record: dict, layout: Layout) -> dict:
         if extra:
             raise KBFileError(f"{path}:{line}: unknown field {extra[0]!r} in a query line")
         query = record["query"]
-        if not (isinstance(query, list) and len(query) == 3 and all(isinstance(q, str) and q for q in query)):
-            raise KBFileError(f"{path}:{line}: bad value for 'query': expected a list of 3 names, got {query!r}")
+        if not (
+            isinstance(query, list)
+            and len(query) == 3
+            and all(isinstance(q, str) and q for q in query)
+        ):
+            raise KBFileError(
+                f"{path}:{line}: bad value for 'query': expected a list of 3 names, got {query!r}"
+            )
         return record
     for name in record:
         if name not in expected:
-            raise KBFileError(f"{path}:{line}: unknown field {name!r}; expected {', '.join(expected)}")
+            raise KBFileError(
+                f"{path}:{line}: unknown field {name!r}; expected {', '.join(expected)}"
+            )
     for name in expected:
         if name not in record:
             raise KBFileError(f"{path}:{line}: missing field {name!r}")
@@ -135,7 +151,9 @@ def _check_fields(path: Path, line: int, record: dict, layout: Layout) -> dict:
     for name in names:
         value = record[name]
         if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value).strip() == "":
-            raise KBFileError(f"{path}:{line}: bad value for {name!r}: expected a non-empty name, got {value!r}")
+            raise KBFileError(
+                f"{path}:{line}: bad value for {name!r}: expected a non-empty name, got {value!r}"
+            )
         record[name] = str(value).strip()
     if layout == "values":
         value = record["value"]
@@ -144,7 +162,9 @@ def _check_fields(path: Path, line: int, record: dict, layout: Layout) -> dict:
         except (TypeError, ValueError):
             number = math.nan
         if not math.isfinite(number):
-            raise KBFileError(f"{path}:{line}: bad value for 'value': expected a finite number, got {value!r}")
+            raise KBFileError(
+                f"{path}:{line}: bad value for 'value': expected a finite number, got {value!r}"
+            )
         record["value"] = number
     return record
 
@@ -170,11 +190,16 @@ def _two_hop_kb(path: str, facts, queries) -> KnowledgeBase:
     r_ix: dict[str, int] = {}
     seen: dict[tuple[int, int], tuple[int, int]] = {}  # (h, r) -> (t, line)
     for line, rec in facts:
-        h, r, t = _index(entities, e_ix, rec["head"]), _index(relations, r_ix, rec["relation"]), _index(entities, e_ix, rec["tail"])
+        h, r, t = (
+            _index(entities, e_ix, rec["head"]),
+            _index(relations, r_ix, rec["relation"]),
+            _index(entities, e_ix, rec["tail"]),
+        )
         if (h, r) in seen and seen[h, r][0] != t:
             other_t, other_line = seen[h, r]
             raise KBFileError(
-                f"{path}:{line}: contradicts line {other_line}: ({rec['head']}, {rec['relation']}) -> "
+                f"{path}:{line}: contradicts line {other_line}: ({rec['head']}, {rec['relation']}) "
+                "-> "
                 f"{rec['tail']!r} here but {entities[other_t]!r} there"
             )
         seen.setdefault((h, r), (t, line))
@@ -184,8 +209,14 @@ def _two_hop_kb(path: str, facts, queries) -> KnowledgeBase:
     asked = []
     for line, rec in queries:
         h, r1, r2 = rec["query"]
-        asked.append((_known(e_ix, h, "entity", path, line), _known(r_ix, r1, "relation", path, line),
-                      _known(r_ix, r2, "relation", path, line), line))
+        asked.append(
+            (
+                _known(e_ix, h, "entity", path, line),
+                _known(r_ix, r1, "relation", path, line),
+                _known(r_ix, r2, "relation", path, line),
+                line,
+            )
+        )
     return KnowledgeBase(table, (entities, relations), asked)
 
 
@@ -200,7 +231,8 @@ def _comparison_kb(path: str, facts, queries) -> KnowledgeBase:
         if (e, a) in seen and seen[e, a][0] != rec["value"]:
             other, other_line = seen[e, a]
             raise KBFileError(
-                f"{path}:{line}: contradicts line {other_line}: ({rec['entity']}, {rec['attribute']}) = "
+                f"{path}:{line}: contradicts line {other_line}: ({rec['entity']}, "
+                f"{rec['attribute']}) = "
                 f"{rec['value']:g} here but {other:g} there"
             )
         seen.setdefault((e, a), (rec["value"], line))
@@ -212,7 +244,13 @@ def _comparison_kb(path: str, facts, queries) -> KnowledgeBase:
     asked = []
     for line, rec in queries:
         a, e1, e2 = rec["query"]
-        asked.append((_known(a_ix, a, "attribute", path, line), _known(e_ix, e1, "entity", path, line),
-                      _known(e_ix, e2, "entity", path, line), line))
+        asked.append(
+            (
+                _known(a_ix, a, "attribute", path, line),
+                _known(e_ix, e1, "entity", path, line),
+                _known(e_ix, e2, "entity", path, line),
+                line,
+            )
+        )
     value_names = [f"{v:g}" for v in values]
     return KnowledgeBase(table, (entities, attributes, value_names), asked)

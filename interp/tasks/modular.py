@@ -75,7 +75,8 @@ def build_modular(config: TaskConfig) -> TaskData:
     if n_train < 1 or n_train >= len(valid):
         # ConfigError (a ValueError) so the CLI reports it like any other bad field.
         raise ConfigError(
-            f"task.train_frac: {config.train_frac} leaves {n_train} of {len(valid)} examples for training "
+            f"task.train_frac: {config.train_frac} leaves {n_train} of {len(valid)} examples for "
+            "training "
             f"(p={p}); both splits need at least one"
         )
     # Validation pairs come from the held-out pairs, after the training ones: the training

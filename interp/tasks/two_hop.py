@@ -38,7 +38,8 @@ TRAIN_SPLITS = ("train_atomic", "train_inferred")
 
 
 def random_graph(config: TaskConfig, generator: torch.Generator) -> Tensor:
-    """kb_tail [entity, relation]: each entity gets `out_degree` distinct relations to random entities."""
+    """kb_tail [entity, relation]: each entity gets `out_degree` distinct relations to random
+    entities."""
     n_e, n_r, degree = config.n_entities, config.n_relations, config.out_degree
     relations = torch.rand(n_e, n_r, generator=generator).argsort(dim=1)[:, :degree]
     tails = torch.randint(0, n_e, (n_e, degree), generator=generator)
@@ -97,7 +98,9 @@ def two_hop_from_kb(
     query_rows = _query_rows(queries, kb_tail, config.kb_file)
     if len(query_rows):
         asked = set(map(tuple, query_rows[:, :3].tolist()))
-        keep = torch.tensor([tuple(row) not in asked for row in inferred[:, :3].tolist()], dtype=torch.bool)
+        keep = torch.tensor(
+            [tuple(row) not in asked for row in inferred[:, :3].tolist()], dtype=torch.bool
+        )
         inferred, ood1, ood2 = inferred[keep], ood1[keep], ood2[keep]
 
     in_id = inferred[~ood1 & ~ood2]
@@ -109,7 +112,8 @@ def two_hop_from_kb(
         max_phi = (len(in_id) - n_test) / max(1, n_id_atomic)
         raise ConfigError(
             f"task.phi: {config.phi} needs {n_train} training inferred facts, but only "
-            f"{len(in_id) - n_test} ID inferred facts remain after test-ID; use phi <= {max_phi:.2f} "
+            f"{len(in_id) - n_test} ID inferred facts remain after test-ID; use phi <= "
+            f"{max_phi:.2f} "
             "or a larger knowledge base"
         )
     test_id, train_inferred = in_id[:n_test], in_id[n_test : n_test + n_train]
@@ -118,13 +122,31 @@ def two_hop_from_kb(
 
     end = vocab.end_token
     atomic_tokens = torch.stack([heads, vocab.relation(rels), torch.full_like(heads, end)], dim=1)
-    parts = {"train_atomic": (atomic_tokens, tails, heads, rels, torch.full_like(heads, -1), torch.full_like(heads, -1))}
+    parts = {
+        "train_atomic": (
+            atomic_tokens,
+            tails,
+            heads,
+            rels,
+            torch.full_like(heads, -1),
+            torch.full_like(heads, -1),
+        )
+    }
     named = {"train_inferred": train_inferred, "test_id": test_id, "test_ood": test_ood}
     if len(query_rows):
         named["query"] = query_rows
     for name, rows in named.items():
-        h, r1_, r2_, b, t = rows.unbind(dim=1) if len(rows) else [torch.zeros(0, dtype=torch.long)] * 5
-        parts[name] = (torch.stack([h, vocab.relation(r1_), vocab.relation(r2_)], dim=1), t, h, r1_, r2_, b)
+        h, r1_, r2_, b, t = (
+            rows.unbind(dim=1) if len(rows) else [torch.zeros(0, dtype=torch.long)] * 5
+        )
+        parts[name] = (
+            torch.stack([h, vocab.relation(r1_), vocab.relation(r2_)], dim=1),
+            t,
+            h,
+            r1_,
+            r2_,
+            b,
+        )
 
     tokens, labels, splits, cols, start = [], [], {}, [[], [], [], []], 0
     for name, (tok, lab, *extra) in parts.items():
