@@ -23,3 +23,9 @@ def test_first_command_installs_cpu_torch_then_trains_and_analyzes_the_demo():
     first = _readme_commands()[0]
     assert first.index("torch==2.13.0") < first.index("pip install -e .")
     assert "interp train demo" in first and "interp analyze" in first
+
+
+def test_ci_lints_with_ruff_before_the_tests():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "ruff check ." in ci and ci.index("ruff check .") < ci.index(_readme_commands()[1])
+    assert "[tool.ruff" in (ROOT / "pyproject.toml").read_text()
