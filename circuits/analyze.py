@@ -388,7 +388,7 @@ def basic_columns(model, run: Run) -> tuple[dict[str, Any], dict[str, tuple[Tens
     from interp.metrics import evaluate
 
     task = run.task
-    row, by_split = evaluate(model, task, torch.device("cpu"))
+    row, by_split = evaluate(model, task, torch.device("cpu"), family_of(run.config).forward)
     for base, split in (("train", task.train_splits[-1]), ("test", task.held_out_splits[0])):
         row.setdefault(f"{base}_acc", row[f"{split}_acc"])
         row.setdefault(f"{base}_loss", row[f"{split}_loss"])

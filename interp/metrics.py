@@ -108,15 +108,17 @@ def format_accuracy(accuracy: float, n: int | None) -> str:
 
 @torch.inference_mode()
 def evaluate(
-    model, task: TaskData, device: torch.device
+    model, task: TaskData, device: torch.device, forward=answer_logits
 ) -> tuple[dict[str, float], dict[str, tuple[Tensor, Tensor]]]:
-    """Loss (float64 cross-entropy) and accuracy on every split."""
+    """Loss (float64 cross-entropy) and accuracy on every split; `forward(model, tokens)` gives
+    the logits the family's loss reads (default: the answer position), aligned with the
+    flattened labels."""
     row: dict[str, float] = {}
     by_split: dict[str, tuple[Tensor, Tensor]] = {}
     for name in task.splits:
         tokens, labels = task.split(name)
-        tokens, labels = tokens.to(device), labels.to(device)
-        logits = answer_logits(model, tokens) if len(tokens) else torch.zeros(0, 1, device=device)
+        tokens, labels = tokens.to(device), labels.to(device).reshape(-1)
+        logits = forward(model, tokens) if len(tokens) else torch.zeros(0, 1, device=device)
         by_split[name] = (logits, labels)
         row[f"{name}_loss"] = (
             float(cross_entropy_f64(logits, labels)) if len(tokens) else float("nan")

@@ -19,13 +19,17 @@ very same parameters, and `tests/test_model.py` checks it equals the bridge's lo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from interp.config import ModelConfig
+if TYPE_CHECKING:
+    from interp.config import ModelConfig
+
 
 #: TransformerLens names of the native parameters (wrapper segments removed, `canonical_name`);
 #: block entries follow `layers.L.` / `blocks.L.`. Norm parameters are TL's `w` and `b`.

@@ -95,6 +95,24 @@ class Family:
         """All examples and their named splits, deterministically from the config."""
         raise NotImplementedError
 
+    def forward(self, model, tokens):
+        """The logits the loss and accuracy read, one row per label of the flattened labels:
+        by default the answer at the last position (`interp.model.answer_logits`, the fast
+        path). A next-token family returns the full-sequence causal logits, flattened."""
+        from interp.model import answer_logits
+
+        return answer_logits(model, tokens)
+
+    def sampler(self, task: TaskData, train, device):
+        """Where training batches come from (`interp.sampling`): by default the training
+        examples, whole or in reshuffled minibatches seeded by `train.seed`. A family with
+        streamed data returns its own sampler, whose state is saved for an exact resume."""
+        from interp.sampling import ShuffledBatches
+
+        index = task.train_index
+        return ShuffledBatches(task.tokens[index], task.labels[index], train.batch_size, train.seed,
+                               device)
+
     def evaluators(self, config: RunConfig) -> list:
         """Progress measures computed at every checkpoint while training
         (`interp.training.Evaluator`)."""

@@ -34,8 +34,7 @@ _STATE_RE = re.compile(r"^state_(\d{9})\.json$")
 _OPTIM = "optim."
 _FILTER = "filter."
 _RNG_TORCH = "rng.torch"
-_RNG_DATA = "rng.data"
-_ORDER = "data.order"
+# The batch sampler's own keys (`interp.sampling`) are stored alongside.
 
 
 def state_files(step: int) -> tuple[str, str]:
@@ -68,13 +67,12 @@ def capture(trainer) -> TrainerState:
         for key, value in trainer.grad_filter.state_dict().items():
             tensors[_FILTER + key] = value.detach().cpu().clone()
     tensors[_RNG_TORCH] = torch.get_rng_state()
-    tensors[_RNG_DATA] = trainer.data_generator.get_state()
-    if trainer._order is not None:
-        tensors[_ORDER] = trainer._order.detach().cpu().clone()
+    sampler_tensors, sampler_meta = trainer.sampler.state()
+    tensors.update(sampler_tensors)
     meta = {
+        **sampler_meta,
         "format": FORMAT_VERSION,
         "step": trainer.step,
-        "cursor": trainer._cursor,
         "param_groups": groups,
         "scheduler": trainer.scheduler.state_dict(),
         "grad_filter": trainer.config.train.grad_filter,
@@ -175,9 +173,7 @@ def _restore(trainer, state: TrainerState) -> None:
             }
         )
     torch.set_rng_state(tensors[_RNG_TORCH])
-    trainer.data_generator.set_state(tensors[_RNG_DATA])
-    trainer._order = tensors[_ORDER].to(trainer.device) if _ORDER in tensors else None
-    trainer._cursor = int(meta["cursor"])
+    trainer.sampler.restore(tensors, meta)
     trainer.step = state.step
     # States written before the floor existed have no flag: a run without a floor needs none.
     trainer.norm_floor_armed = bool(meta.get("norm_floor_armed", False)) and trainer.norm_floor > 0

@@ -36,7 +36,7 @@ from interp.metrics import (
     stablemax_cross_entropy_f64,
     sum_squared_weights,
 )
-from interp.model import answer_logits, build_model, parameters, state_dict, tl_named_parameters
+from interp.model import build_model, parameters, state_dict, tl_named_parameters
 from interp.registry import family_of
 from interp.tasks import TaskData, build_task
 
@@ -120,26 +120,23 @@ class Trainer:
             lamb=train.grokfast_lamb,
             window=train.grokfast_window,
         )
-        self.data_generator = torch.Generator().manual_seed(train.seed)
-        train_index = self.task.train_index
+        family = family_of(config)
+        #: The family's forward to the logits its loss reads (the answer position by default).
+        self.forward = family.forward
+        #: Where batches come from; its state is saved with the trainer state.
+        self.sampler = family.sampler(self.task, train, self.device)
         if train.stop_at_val_acc > 0 and "val" not in self.task.splits:
             raise TrainingError(
                 "train.stop_at_val_acc: early stopping selects on a validation split and this task "
-                "has "
-                "none; set task.val_frac > 0 (modular tasks) or train.stop_at_val_acc=0 (for a run "
-                "folder written "
-                "by an earlier version, whose stop_at_test_acc became stop_at_val_acc, edit its "
-                "config.json)"
+                "has none; set task.val_frac > 0 (modular tasks) or train.stop_at_val_acc=0 (for a "
+                "run folder written by an earlier version, whose stop_at_test_acc became "
+                "stop_at_val_acc, edit its config.json)"
             )
         self.collapse_rule = rule_for_splits(self.task.train_splits)
-        self.train_tokens = self.task.tokens[train_index].to(self.device)
-        self.train_labels = self.task.labels[train_index].to(self.device)
         self.schedule = checkpoint_schedule(train.steps, train.ckpt_every, train.ckpt_log_until)
         self.step = 0
         self.manifest: list[dict[str, Any]] = []
         self.metrics: list[dict[str, Any]] = []
-        self._order: Tensor | None = None
-        self._cursor = 0
         self._start_time = time.perf_counter()
         #: Wall time spent before this process (a resumed run continues its clock).
         self._time_offset = 0.0
@@ -148,23 +145,10 @@ class Trainer:
     def elapsed_s(self) -> float:
         return self._time_offset + time.perf_counter() - self._start_time
 
-    # -- data order -------------------------------------------------------------------------
-    def _next_batch(self) -> tuple[Tensor, Tensor]:
-        size = self.config.train.batch_size
-        n = len(self.train_labels)
-        if size == 0 or size >= n:
-            return self.train_tokens, self.train_labels
-        if self._order is None or self._cursor + size > n:
-            self._order = torch.randperm(n, generator=self.data_generator).to(self.device)
-            self._cursor = 0
-        index = self._order[self._cursor : self._cursor + size]
-        self._cursor += size
-        return self.train_tokens[index], self.train_labels[index]
-
     # -- one optimizer step -----------------------------------------------------------------
     def train_step(self) -> float:
-        tokens, labels = self._next_batch()
-        logits = answer_logits(self.model, tokens)
+        tokens, labels = self.sampler.next_batch()
+        logits, labels = self.forward(self.model, tokens), labels.reshape(-1)
         if self.config.train.loss == "stablemax":
             loss = stablemax_cross_entropy_f64(logits, labels)
         else:
@@ -199,7 +183,7 @@ class Trainer:
         """Measure, then write weights, metrics and (last) the manifest, each atomically."""
         self.model.eval()
         row: dict[str, Any] = {"step": self.step}
-        measured, by_split = evaluate(self.model, self.task, self.device)
+        measured, by_split = evaluate(self.model, self.task, self.device, self.forward)
         row.update(measured)
         row.update(sum_squared_weights(tl_named_parameters(self.model)))
         row["lr"] = self.optimizer.param_groups[0]["lr"]

@@ -121,7 +121,7 @@ def training_throughput(rounds: int, block: int, peak: float) -> dict[str, float
     trainer = Trainer(config, Path("/tmp/interp_bench_unused"), progress=False)  # writes nothing
     reference = reference_from_config(config)
     opt, sched = make_optimizer(reference, config)
-    x, y = trainer.train_tokens, trainer.train_labels
+    x, y = trainer.sampler.tokens, trainer.sampler.labels
     n = len(y)
 
     def time_block(fn) -> float:
