@@ -29,6 +29,15 @@ class FinalActs:
     mlp_out: Float[Tensor, "layer batch d_model"] | None = None  # blocks.L.hook_mlp_out
     resid_final: Float[Tensor, "batch d_model"] | None = None  # blocks.{-1}.hook_resid_post
 
+    def select(self, index: Int[Tensor, " index"]) -> FinalActs:
+        """The same record for the examples `index` only."""
+        def pick(x: Tensor | None, axis: int = 0) -> Tensor | None:
+            return None if x is None else x.index_select(axis, index)
+
+        return FinalActs(logits=pick(self.logits), embed=pick(self.embed), pattern=pick(self.pattern, 1),
+                         mlp_post=pick(self.mlp_post), z=pick(self.z, 1), mlp_out=pick(self.mlp_out, 1),
+                         resid_final=pick(self.resid_final))
+
 
 def hook_names(n_layers: int) -> list[str]:
     names = ["hook_embed", "hook_pos_embed", f"blocks.{n_layers - 1}.hook_resid_post", f"blocks.{n_layers - 1}.mlp.hook_post"]
