@@ -1,5 +1,6 @@
 """Visualizations: circuit-graph maths on a hand-built Fourier model, slider figures, the offline
-report (one copy of each library, no CDN), the CLI's --html, and graceful degradation."""
+report (one copy of each library, no CDN), the CLI's --html, and graceful degradation.
+(`tests/test_report_from_analysis.py`: the report's data against independent references.)"""
 
 from __future__ import annotations
 
@@ -134,8 +135,10 @@ def test_report_degrades_when_parts_are_missing(tiny_run, tmp_path):
     omitted = dict(report.omitted)
     assert "Fourier views" in omitted and "Direct logit attribution" in omitted
     assert "Transition timeline" in report.figures and "Circuit graph" in report.figures
+    # Every view reads only the analysis: a run folder that is gone changes nothing.
     gone = build_report(partial.__class__(**{**partial.__dict__, "run_dir": tmp_path / "missing"}))
-    assert "Circuit graph" in dict(gone.omitted) and "Transition timeline" in gone.figures
+    assert gone.figures == report.figures and gone.omitted == report.omitted
+    assert "Attention patterns (circuitsvis)" in gone.figures
 
 
 def test_cli_writes_the_report_by_default_and_to_html(tiny_run, tmp_path, capsys):

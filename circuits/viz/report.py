@@ -1,15 +1,16 @@
 """The self-contained HTML report of an analyzed run.
 
-`report_html(result, run)` renders one offline page (plotly.js and the circuitsvis bundle
+`report_html(result)` renders one offline page (plotly.js and the circuitsvis bundle
 inlined once each) with, in order: the run's settings and headline numbers, the
 transition timeline, the circuit graph, the Fourier spectrum and neuron clusters, direct
 logit attribution, attention patterns (circuitsvis) and attention over training, and the
 logit lens when the analysis has one. A view whose ingredients are missing (an analysis
-part that was not run, a run folder that is gone) is left out and listed at the end with
-the reason, so a partial analysis still yields a report.
+part that was not run, an analysis without figures) is left out and listed at the end
+with the reason, so a partial analysis still yields a report.
 
-The circuit graph and the circuitsvis attention need the checkpoints themselves (one more
-forward pass per shown checkpoint); the other views read only the `RunAnalysis`.
+Every view reads only the `RunAnalysis`: the circuit graph and the attention patterns were
+computed in the analysis' one pass over the checkpoints, so no checkpoint is loaded and
+no model is run here.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from circuits.viz import figures as F
 from circuits.viz.page import Page
 
-#: Checkpoints shown by the slider views that need a forward pass per checkpoint.
+#: Checkpoints shown by the circuit-graph and circuitsvis sliders (the heaviest views).
 MAX_MODEL_STEPS = 40
 
 
@@ -42,17 +43,9 @@ class Report:
 
 
 def build_report(result, run=None, *, max_model_steps: int = MAX_MODEL_STEPS, title: str | None = None) -> Report:
-    """Assemble the report of `result` (a `circuits.analyze.RunAnalysis`); `run` is loaded from
-    `result.run_dir` when not given (views that need checkpoints are skipped if it cannot be)."""
-    run_error = ""
-    if run is None:
-        try:
-            from interp.runs import load_run
-
-            run = load_run(result.run_dir)
-        except Exception as exc:  # the report degrades to the analysis-only views
-            run, run_error = None, f"cannot open the run folder: {exc}"
-    config = getattr(run, "config", None)
+    """Assemble the report of `result` (a `circuits.analyze.RunAnalysis`); of `run`, if given,
+    only the config is read, for an analysis that does not carry one."""
+    config = getattr(result, "config", None) or getattr(run, "config", None)
     name = title or f"interp report: {Path(result.run_dir).name}"
     report = Report(Page(name, intro=_intro(result, config)))
     page, omitted = report.page, report.omitted
@@ -74,15 +67,15 @@ def build_report(result, run=None, *, max_model_steps: int = MAX_MODEL_STEPS, ti
     parts = set(getattr(result, "parts", ()))
     phases = entity_phases(result)
     attempt("Transition timeline", lambda: F.plot_timeline(result, phases=phases), _TIMELINE_NOTE)
-    model_steps = F.pick_steps(result.steps, max_model_steps, F.phase_steps(result))
-    if run is not None:
-        from circuits.graph import circuit_graph_series
+    model_steps = set(F.pick_steps(result.steps, max_model_steps, F.phase_steps(result)))
+    shown = [c for c in result.checkpoints if c.step in model_steps]
+    graphs = [c.graph for c in shown if c.graph is not None]
+    if graphs:
         from circuits.viz.graph import plot_circuit_graph
 
-        attempt("Circuit graph", lambda: plot_circuit_graph(circuit_graph_series(run, result, model_steps),
-                                                           keep_steps=F.phase_steps(result)), _GRAPH_NOTE)
+        attempt("Circuit graph", lambda: plot_circuit_graph(graphs, keep_steps=F.phase_steps(result)), _GRAPH_NOTE)
     else:
-        omitted.append(("Circuit graph", run_error))
+        omitted.append(("Circuit graph", _NO_FIGURES if getattr(result, "kind", "modular") == "modular" else _NO_ENTITY_GRAPH))
     if getattr(result, "kind", "modular") != "modular":
         attempt("Intermediate entity per layer", lambda: F.plot_entity_measures(result))
     if "fourier" in parts:
@@ -96,11 +89,14 @@ def build_report(result, run=None, *, max_model_steps: int = MAX_MODEL_STEPS, ti
         attempt("Direct logit attribution over training", lambda: F.plot_attribution_over_training(result))
     elif getattr(result, "kind", "modular") == "modular":
         omitted.append(("Direct logit attribution", "the analysis was run without the attribution part"))
-    if run is not None:
-        from circuits.viz.attention import attention_over_checkpoints
+    with_patterns = [c for c in shown if c.attention_pattern is not None]
+    if with_patterns:
+        from circuits.viz.attention import analysis_attention_view
 
-        attempt("Attention patterns (circuitsvis)", lambda: attention_over_checkpoints(run, model_steps),
+        attempt("Attention patterns (circuitsvis)", lambda: analysis_attention_view(result, with_patterns),
                 _ATTENTION_NOTE)
+    else:
+        omitted.append(("Attention patterns (circuitsvis)", _NO_FIGURES))
     if "attention" in parts:
         attempt("Attention from the answer position over training", lambda: F.plot_attention_over_training(result))
     if getattr(result, "kind", "modular") != "modular":
@@ -122,6 +118,10 @@ def entity_phases(result):
 
     train_key = "train_inferred_acc" if "train_inferred_acc" in rows[0] else "train_acc"
     return compute_phases(rows, train_key=train_key, test_key="test_id_acc").ended_by(getattr(result, "collapses", []))
+
+
+_NO_FIGURES = "computed only by an analysis with figures (`analyze_run(..., figures=True)`, the default)"
+_NO_ENTITY_GRAPH = "not computed for the entity tasks (their circuit graph is being redesigned)"
 
 
 def report_html(result, run=None, **kwargs: Any) -> str:
