@@ -32,6 +32,7 @@ from circuits.attention import attention_columns, attention_summary, mean_attent
 from circuits.attribution import attribution_columns, direct_logit_attribution
 from circuits.graph import CircuitGraph, GraphSetup, checkpoint_graph, graph_setup
 from circuits.progress import Phases, circuit_score, compute_phases, first_crossing
+from circuits.steps import FigureSteps
 from interp.collapse import CollapseEvent, detect_collapses, rule_for_splits
 from interp.config import RunConfig
 from interp.metrics import SMALL_SPLIT, per_example_cross_entropy, wilson_interval
@@ -112,7 +113,7 @@ class RunAnalysis:
 class _ModularContext:
     """Per-run constants shared by every checkpoint: basis, data, directions, figure inputs."""
 
-    def __init__(self, run: Run, figures: bool = True):
+    def __init__(self, run: Run, figures: bool = False, steps: list[int] | None = None):
         cfg = run.config.task
         self.p = cfg.p
         self.operation = cfg.operation
@@ -125,6 +126,8 @@ class _ModularContext:
         self.position_names = ["a", "b", "="]
         self.directions: Tensor | None = None
         self.figures = figures
+        #: decides which of `steps` get figure data (None: every checkpoint, e.g. a single model)
+        self.figure_steps = FigureSteps(steps) if figures and steps is not None else None
         self.pattern_tokens = pattern_sample(self.task.tokens)
         self.graph: GraphSetup | None = None
 
@@ -147,16 +150,18 @@ def _accuracy_columns(all_logits: Tensor, ctx: _ModularContext) -> dict[str, flo
     return row
 
 
-def _activations(model, ctx: _ModularContext, parts: tuple[str, ...]) -> FinalActs:
+def _activations(model, ctx: _ModularContext, parts: tuple[str, ...], step: int) -> FinalActs:
     """The one forward pass; the circuit graph reads what attribution reads (z, mlp_out, resid_final)."""
-    return final_position_activations(model, ctx.task.tokens, attribution=ctx.figures or "attribution" in parts)
+    for_graph = ctx.figures and (ctx.figure_steps is None or step in ctx.figure_steps.grid)
+    return final_position_activations(model, ctx.task.tokens, attribution=for_graph or "attribution" in parts)
 
 
 @torch.inference_mode()
 def analyze_checkpoint(model, step: int, ctx: _ModularContext, parts: tuple[str, ...],
-                       acts: FinalActs | None = None) -> CheckpointAnalysis:
-    """All requested analyses of one checkpoint from one forward pass (the model is not modified)."""
-    acts = _activations(model, ctx, parts) if acts is None else acts
+                       acts: FinalActs | None = None, always: bool = False) -> CheckpointAnalysis:
+    """All requested analyses of one checkpoint from one forward pass (the model is not modified);
+    the figure data too if a slider may show the checkpoint (`always`: it will)."""
+    acts = _activations(model, ctx, parts, step) if acts is None else acts
     labels = ctx.task.labels
     row: dict[str, Any] = {"step": step, **_accuracy_columns(acts.logits, ctx)}
     logits = acts.logits.double()  # the score and Fourier losses below are float64: convert once
@@ -197,7 +202,9 @@ def analyze_checkpoint(model, step: int, ctx: _ModularContext, parts: tuple[str,
         row.update(attribution_columns(dla))
         row["dla/total"] = dla.total
         extras.update(dla_names=dla.names, dla=dla.mean.float())
-    if ctx.figures:
+    if ctx.figures and (ctx.figure_steps is None or ctx.figure_steps.wants(step, row, always)):
+        if acts.z is None:  # a phase boundary off the evenly spaced steps: its graph needs z
+            acts = final_position_activations(model, ctx.task.tokens)
         if ctx.graph is not None:
             extras["graph"] = checkpoint_graph(model, acts, ctx.graph, step)
         extras["attention_pattern"] = mean_attention_pattern(model, ctx.pattern_tokens)
@@ -208,7 +215,7 @@ def _analyze_final(model, step: int, ctx: _ModularContext, parts: tuple[str, ...
                    key_frequencies: list[int] | None = None) -> tuple[list[int], CheckpointAnalysis]:
     """The final checkpoint: its neuron clusters give the key frequencies (unless given) and the
     graph's neuron groups; then it is analyzed like the others, from the same forward pass."""
-    acts = _activations(model, ctx, parts)
+    acts = _activations(model, ctx, parts, step)
     clusters = fourier.neuron_clusters(acts.mlp_post.reshape(ctx.p, ctx.p, -1), ctx.basis)
     keys = fourier.key_frequencies_from_clusters(clusters, ctx.p) if key_frequencies is None else list(key_frequencies)
     if not keys and key_frequencies is None:
@@ -217,7 +224,7 @@ def _analyze_final(model, step: int, ctx: _ModularContext, parts: tuple[str, ...
         keys = circuit_score(acts.logits[train], ctx.task.labels[train], ctx.operation, ctx.p).key_frequencies
     # Without the fourier part no checkpoint has clusters, and the graph keeps one group per MLP.
     ctx.set_key_frequencies(keys, clusters.frequency if "fourier" in parts else None)
-    return keys, analyze_checkpoint(model, step, ctx, parts, acts)
+    return keys, analyze_checkpoint(model, step, ctx, parts, acts, always=True)
 
 
 def analyze_model(model, run: Run, parts: tuple[str, ...] | None = None, *,
@@ -227,15 +234,16 @@ def analyze_model(model, run: Run, parts: tuple[str, ...] | None = None, *,
     Key frequencies default to the model's own neuron clusters (as for a run's last checkpoint).
     """
     parts = tuple(parts or available_parts(run))
-    return _analyze_final(model, step, _ModularContext(run), parts, key_frequencies)[1]
+    return _analyze_final(model, step, _ModularContext(run, figures=True), parts, key_frequencies)[1]
 
 
 def _map_checkpoints(
-    run: Run, steps: list[int], make_analyze_one, workers: int = 1, progress: str | None = None, done: int = 0
+    run: Run, steps: list[int], make_analyze_one, workers: int = 1, progress: str | None = None, done: int = 0,
+    figure_steps: FigureSteps | None = None,
 ) -> tuple[list[CheckpointAnalysis], list[tuple[str, str]]]:
     """analyze_one(model, step) over every checkpoint that loads (`Run.iter_models`); the others
     are collected as (file, reason) instead of aborting the run. `done` checkpoints were
-    analyzed before (they count in the progress bar).
+    analyzed before (they count in the progress bar); `figure_steps` learns of the skipped.
 
     `make_analyze_one()` is called once per worker, in this thread (model construction is not
     thread-safe), so each worker gets its own state (e.g. a random-init baseline model).
@@ -253,6 +261,8 @@ def _map_checkpoints(
 
     def on_error(item) -> None:
         skipped.append((str(item.path), item.reason))
+        if figure_steps is not None:
+            figure_steps.skipped(item.step)
         bar.update(1)
 
     def counted(analyze_one):
@@ -321,29 +331,23 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
     label = f"analyze {'+'.join(parts)}" if progress else None
     if parts and set(parts) <= set(ENTITY_PARTS) and run.config.task.kind != "modular":
         return _analyze_entity_run(run, parts, steps, workers, label, figures)
-    ctx = _ModularContext(run, figures)
+    ctx = _ModularContext(run, figures, steps)
     # The last checkpoint that loads comes first: its clusters give the key frequencies.
-    late_skipped: list[tuple[str, str]] = []
+    late: list = []  # the `Skipped` after it
     final: CheckpointAnalysis | None = None
     keys: list[int] = []
-    for step, model in run.iter_models(list(reversed(steps)),
-                                       on_error=lambda item: late_skipped.append((str(item.path), item.reason))):
+    for step, model in run.iter_models(list(reversed(steps)), on_error=late.append):
         keys, final = _analyze_final(model, step, ctx, parts)
         break
     _require(final is not None, run, steps)
     results, skipped = _map_checkpoints(
         run, steps[: steps.index(final.step)], lambda: lambda model, step: analyze_checkpoint(model, step, ctx, parts),
-        workers=workers, progress=label, done=1 + len(late_skipped),
+        workers=workers, progress=label, done=1 + len(late), figure_steps=ctx.figure_steps,
     )
-    results.append(final)
     return RunAnalysis(
-        run_dir=run.path,
-        parts=parts,
-        checkpoints=results,
-        key_frequencies=keys,
-        skipped=skipped + late_skipped[::-1],
-        p=ctx.p,
-        **_run_facts(run, results, figures, ctx.position_names),
+        run_dir=run.path, parts=parts, checkpoints=[*results, final], key_frequencies=keys, p=ctx.p,
+        skipped=skipped + [(str(item.path), item.reason) for item in reversed(late)],
+        **_run_facts(run, [*results, final], figures, ctx.position_names),
     )
 
 
@@ -371,6 +375,7 @@ def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], work
 
     task = run.task
     pattern_tokens = pattern_sample(task.tokens)
+    figure_steps = FigureSteps(steps) if figures else None
 
     def make_analyze_one():
         # The probes' random-init baseline: one model per worker (hooks are per model object).
@@ -378,19 +383,15 @@ def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], work
 
         def analyze_one(model, step: int) -> CheckpointAnalysis:
             row = {"step": step, **analyze_entity_checkpoint(model, task, run.config, set(parts), random_model=random_model)}
-            pattern = mean_attention_pattern(model, pattern_tokens) if figures else None
+            wanted = figure_steps is not None and figure_steps.wants(step, row)
+            pattern = mean_attention_pattern(model, pattern_tokens) if wanted else None
             return CheckpointAnalysis(step=step, row=row, attention_pattern=pattern)
 
         return analyze_one
 
-    results, skipped = _map_checkpoints(run, steps, make_analyze_one, workers=workers, progress=progress)
+    results, skipped = _map_checkpoints(run, steps, make_analyze_one, workers=workers, progress=progress,
+                                        figure_steps=figure_steps)
     _require(bool(results), run, steps)
-    return RunAnalysis(
-        run_dir=run.path,
-        parts=parts,
-        checkpoints=results,
-        key_frequencies=[],
-        skipped=skipped,
-        kind=run.config.task.kind,
-        **_run_facts(run, results, figures, [f"pos {i}" for i in range(task.tokens.shape[1])]),
-    )
+    return RunAnalysis(run_dir=run.path, parts=parts, checkpoints=results, key_frequencies=[], skipped=skipped,
+                       kind=run.config.task.kind,
+                       **_run_facts(run, results, figures, [f"pos {i}" for i in range(task.tokens.shape[1])]))

@@ -263,3 +263,79 @@ def test_entity_runs_get_patterns_from_the_pass_and_say_why_there_is_no_graph(tm
     page = open(info["figures"], encoding="utf-8").read()
     assert "Attention patterns (circuitsvis)" in page and "Logit lens" in page
     assert "<b>Circuit graph</b>: not computed for the entity tasks" in page
+
+
+# -- figure data only where a slider can show it ---------------------------------------------------
+
+
+def _rows(rng, steps):
+    """Accuracy curves with first crossings at random steps (and dips, and early test gains)."""
+    memorized, half, full = sorted(rng.sample(range(len(steps)), 3))
+    rows = {}
+    for i, step in enumerate(steps):
+        train_acc = 1.0 if i >= memorized and rng.random() > 0.1 else rng.uniform(0.2, 0.98)
+        test_acc = 1.0 if i >= full else 0.7 if i >= half else rng.choice([0.1, 0.3, 0.6])
+        rows[step] = {"step": step, "train_acc": train_acc, "test_acc": test_acc}
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_figure_steps_cover_every_step_a_slider_can_show(seed):
+    """Two workers finishing checkpoints in the order their times give (one much slower for some
+    seeds): every step of the final pick gets figure data, and not many more."""
+    import random
+
+    from circuits.progress import compute_phases
+    from circuits.steps import MAX_FIGURE_STEPS, FigureSteps, grid_steps, pick_steps
+
+    rng = random.Random(seed)
+    steps = sorted(rng.sample(range(10_000), rng.choice([25, 120, 400])))
+    rows = _rows(rng, steps)
+    skipped = set(rng.sample(steps[1:-1], 2)) if seed % 3 == 0 else set()
+    slow = 3.0 if seed % 4 == 1 else 1.0  # the second worker's time per checkpoint
+    figure_steps = FigureSteps(steps)
+    wanted = {steps[-1]} if figure_steps.wants(steps[-1], rows[steps[-1]], always=True) else set()
+    finished = []  # (time, step): each worker analyzes its round-robin shard in order
+    for worker, speed in enumerate([1.0, slow]):
+        clock = 0.0
+        for step in steps[:-1][worker::2]:
+            clock += speed * rng.uniform(0.7, 1.3)
+            finished.append((clock, step))
+    for _, step in sorted(finished):
+        if step in skipped:
+            figure_steps.skipped(step)
+        elif figure_steps.wants(step, rows[step]):
+            wanted.add(step)
+    loadable = [s for s in steps if s not in skipped]
+    phases = compute_phases([rows[s] for s in loadable])
+    boundaries = {phases.memorized, phases.cleanup_start, phases.generalized} - {None}
+    assert boundaries | {loadable[0], loadable[-1]} <= wanted
+    if not skipped:  # (a skipped checkpoint shifts the evenly spaced grid)
+        assert set(pick_steps(loadable, MAX_FIGURE_STEPS, list(boundaries))) <= wanted
+    if len(steps) == 400 and slow == 1.0:
+        assert len(wanted) <= len(grid_steps(steps, MAX_FIGURE_STEPS)) + 12 < len(steps) / 2
+
+
+def test_figure_data_is_computed_only_where_the_report_shows_it(tmp_path):
+    """A 121-checkpoint run: the report's graph slider shows the steps `pick_steps` picks, and
+    only checkpoints a slider could show got a graph and an attention pattern."""
+    import re
+
+    from circuits.steps import MAX_FIGURE_STEPS, pick_steps
+    from circuits.viz.figures import phase_steps
+    from circuits.viz.report import build_report
+
+    config = tiny_config(train__steps=240, train__lr=3e-2, train__ckpt_every=2, train__ckpt_log_until=0,
+                         task__train_frac=0.8)
+    train(config, tmp_path / "run", evaluators=evaluators_for(config), progress=False)
+    analysis = analyze_run(load_run(tmp_path / "run"), workers=2)
+    assert analysis.phases.memorized is not None
+    shown = pick_steps(analysis.steps, MAX_FIGURE_STEPS, phase_steps(analysis))
+    with_graph = [c.step for c in analysis.checkpoints if c.graph is not None]
+    assert set(shown) <= set(with_graph) and len(with_graph) < len(analysis.steps) == 121
+    assert with_graph == [c.step for c in analysis.checkpoints if c.attention_pattern is not None]
+    report = build_report(analysis)
+    graph_html = next(s.html for s in report.page.sections if s.title == "Circuit graph")
+    attention_html = next(s.html for s in report.page.sections if s.title == "Attention patterns (circuitsvis)")
+    assert [int(x) for x in re.findall(r'"label":"(\d+)"', graph_html)] == shown
+    assert re.search(r"var steps = \[([\d,]+)\]", attention_html).group(1) == ",".join(map(str, shown))

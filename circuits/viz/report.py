@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from circuits.steps import MAX_FIGURE_STEPS
 from circuits.viz import figures as F
 from circuits.viz.page import Page
 
-#: Checkpoints shown by the circuit-graph and circuitsvis sliders (the heaviest views).
-MAX_MODEL_STEPS = 40
+#: Checkpoints shown by the circuit-graph and circuitsvis sliders; the analysis computes their
+#: data only at the checkpoints such a slider may show (`circuits.steps.FigureSteps`).
+MAX_MODEL_STEPS = MAX_FIGURE_STEPS
 
 
 @dataclass
