@@ -29,11 +29,36 @@ class FinalActs:
     mlp_out: Float[Tensor, "layer batch d_model"] | None = None  # blocks.L.hook_mlp_out
     resid_final: Float[Tensor, "batch d_model"] | None = None  # blocks.{-1}.hook_resid_post
 
+    def select(self, index: Int[Tensor, " index"]) -> FinalActs:
+        """The same record for the examples `index` only."""
+
+        def pick(x: Tensor | None, axis: int = 0) -> Tensor | None:
+            return None if x is None else x.index_select(axis, index)
+
+        return FinalActs(
+            logits=pick(self.logits),
+            embed=pick(self.embed),
+            pattern=pick(self.pattern, 1),
+            mlp_post=pick(self.mlp_post),
+            z=pick(self.z, 1),
+            mlp_out=pick(self.mlp_out, 1),
+            resid_final=pick(self.resid_final),
+        )
+
 
 def hook_names(n_layers: int) -> list[str]:
-    names = ["hook_embed", "hook_pos_embed", f"blocks.{n_layers - 1}.hook_resid_post", f"blocks.{n_layers - 1}.mlp.hook_post"]
+    names = [
+        "hook_embed",
+        "hook_pos_embed",
+        f"blocks.{n_layers - 1}.hook_resid_post",
+        f"blocks.{n_layers - 1}.mlp.hook_post",
+    ]
     for layer in range(n_layers):
-        names += [f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.attn.hook_pattern", f"blocks.{layer}.hook_mlp_out"]
+        names += [
+            f"blocks.{layer}.attn.hook_z",
+            f"blocks.{layer}.attn.hook_pattern",
+            f"blocks.{layer}.hook_mlp_out",
+        ]
     return names
 
 
@@ -50,10 +75,17 @@ def final_position_activations(
     chunk = max(batch_size, 32_768)
     parts: dict[str, list[Tensor]] = {}
     for start in range(0, tokens.shape[0], chunk):
-        for name, value in answer_activations(model, tokens[start : start + chunk], attribution=attribution).items():
+        for name, value in answer_activations(
+            model, tokens[start : start + chunk], attribution=attribution
+        ).items():
             parts.setdefault(name, []).append(value)
     batch_axis = {"z": 1, "pattern": 1, "mlp_out": 1}
-    return FinalActs(**{k: v[0] if len(v) == 1 else torch.cat(v, dim=batch_axis.get(k, 0)) for k, v in parts.items()})
+    return FinalActs(
+        **{
+            k: v[0] if len(v) == 1 else torch.cat(v, dim=batch_axis.get(k, 0))
+            for k, v in parts.items()
+        }
+    )
 
 
 @torch.inference_mode()
@@ -66,15 +98,29 @@ def final_position_activations_hooked(
     wanted = set(hook_names(n_layers))
     parts: dict[str, list[Tensor]] = {}
     for start in range(0, tokens.shape[0], batch_size):
-        logits, cache = model.run_with_cache(tokens[start : start + batch_size], names_filter=lambda n: n in wanted)
-        parts.setdefault("logits", []).append(logits[:, -1])
-        parts.setdefault("embed", []).append(cache["hook_embed"][:, -1] + cache["hook_pos_embed"][:, -1])
-        parts.setdefault("z", []).append(torch.stack([cache[f"blocks.{l}.attn.hook_z"][:, -1] for l in range(n_layers)]))
-        parts.setdefault("pattern", []).append(
-            torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][:, :, -1] for l in range(n_layers)])
+        logits, cache = model.run_with_cache(
+            tokens[start : start + batch_size], names_filter=lambda n: n in wanted
         )
-        parts.setdefault("mlp_out", []).append(torch.stack([cache[f"blocks.{l}.hook_mlp_out"][:, -1] for l in range(n_layers)]))
-        parts.setdefault("mlp_post", []).append(cache[f"blocks.{n_layers - 1}.mlp.hook_post"][:, -1])
-        parts.setdefault("resid_final", []).append(cache[f"blocks.{n_layers - 1}.hook_resid_post"][:, -1])
+        parts.setdefault("logits", []).append(logits[:, -1])
+        parts.setdefault("embed", []).append(
+            cache["hook_embed"][:, -1] + cache["hook_pos_embed"][:, -1]
+        )
+        parts.setdefault("z", []).append(
+            torch.stack([cache[f"blocks.{layer}.attn.hook_z"][:, -1] for layer in range(n_layers)])
+        )
+        parts.setdefault("pattern", []).append(
+            torch.stack(
+                [cache[f"blocks.{layer}.attn.hook_pattern"][:, :, -1] for layer in range(n_layers)]
+            )
+        )
+        parts.setdefault("mlp_out", []).append(
+            torch.stack([cache[f"blocks.{layer}.hook_mlp_out"][:, -1] for layer in range(n_layers)])
+        )
+        parts.setdefault("mlp_post", []).append(
+            cache[f"blocks.{n_layers - 1}.mlp.hook_post"][:, -1]
+        )
+        parts.setdefault("resid_final", []).append(
+            cache[f"blocks.{n_layers - 1}.hook_resid_post"][:, -1]
+        )
     batch_axis = {"z": 1, "pattern": 1, "mlp_out": 1}
     return FinalActs(**{k: torch.cat(v, dim=batch_axis.get(k, 0)) for k, v in parts.items()})

@@ -1,21 +1,19 @@
 """Analyze every checkpoint of a run: a streamed map over checkpoints, then files.
 
-`analyze_run(run, parts)` loads one checkpoint at a time into a single model object
-(memory stays flat in the number of checkpoints) and returns a `RunAnalysis` holding one
-table row per checkpoint plus the small per-checkpoint arrays the figures need.
-`write_analysis` turns that into `analysis/table.csv`, `analysis/summary.json` and the
-figures. Nothing here prints; the CLI decides what to say.
+`analyze_run(run, parts)` loads each checkpoint once, into one model object per worker
+(memory stays flat in the number of checkpoints), and returns a `RunAnalysis`: one table
+row per checkpoint plus the small results the figures need (Fourier norms, clusters,
+attribution and, with `figures`, the circuit graph and mean attention pattern), all from
+the checkpoint's one forward pass. `circuits.analysis_io.write_analysis` writes the table,
+the summary and the report, which reads only the `RunAnalysis`. Nothing here prints.
 
 Key frequencies follow Nanda et al.: the frequencies of the neuron clusters of the final
-checkpoint; the restricted and excluded losses of every checkpoint use that one set.
+checkpoint, which is therefore analyzed first; every checkpoint's restricted and excluded
+losses use that one set, and its circuit graph groups neurons by those clusters.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
@@ -23,25 +21,37 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from circuits import fourier
 from circuits.activations import FinalActs, final_position_activations
-from circuits.attention import attention_columns, attention_summary
+
+# Re-exported: the analysis' files are written by `circuits.analysis_io`.
+from circuits.analysis_io import BASE_COLUMNS as BASE_COLUMNS
+from circuits.analysis_io import FIGURES_FILE as FIGURES_FILE
+from circuits.analysis_io import SUMMARY_FILE as SUMMARY_FILE
+from circuits.analysis_io import TABLE_FILE as TABLE_FILE
+from circuits.analysis_io import dumps as dumps
+from circuits.analysis_io import summary as summary
+from circuits.analysis_io import write_analysis as write_analysis
+from circuits.analysis_io import write_table as write_table
+from circuits.attention import (
+    attention_columns,
+    attention_summary,
+    mean_attention_pattern,
+    pattern_sample,
+)
 from circuits.attribution import attribution_columns, direct_logit_attribution
+from circuits.graph import CircuitGraph, GraphSetup, checkpoint_graph, graph_setup
 from circuits.phases import Phases
 from circuits.progress import circuit_score
+from circuits.steps import FigureSteps
 from interp.collapse import CollapseEvent, detect_collapses, rule_for_splits
+from interp.config import RunConfig
 from interp.metrics import SMALL_SPLIT, per_example_cross_entropy, wilson_interval
 from interp.registry import family_of, get_family
-from interp.runs import (ANALYSIS_DIR, Run, RunError, atomic_write_bytes, atomic_write_json, no_checkpoints_message,
-                         read_best)
-
-TABLE_FILE = "table.csv"
-SUMMARY_FILE = "summary.json"
-#: The self-contained HTML report (`circuits.viz.report`): every figure, offline.
-FIGURES_FILE = "report.html"
-BASE_COLUMNS = ["step", "train_acc", "test_acc", "train_loss", "test_loss", "circuit_score"]
+from interp.runs import Run, RunError, no_checkpoints_message, read_best
 
 
 def available_parts(run: Run) -> tuple[str, ...]:
@@ -51,6 +61,8 @@ def available_parts(run: Run) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class CheckpointAnalysis:
+    """One checkpoint: its table row and the small results its figures are drawn from."""
+
     step: int
     row: dict[str, Any]
     embed_freq_norms: Tensor | None = None
@@ -59,6 +71,10 @@ class CheckpointAnalysis:
     final_attention: Tensor | None = None
     dla_names: list[str] | None = None
     dla: Tensor | None = None
+    #: the circuit graph (`circuits.graph`), neurons grouped by the final checkpoint's clusters
+    graph: CircuitGraph | None = None
+    #: mean attention pattern over `RunAnalysis.pattern_examples` inputs (the circuitsvis view)
+    attention_pattern: Float[Tensor, "layer head query_pos key_pos"] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,11 @@ class RunAnalysis:
     split_sizes: dict[str, int] = field(default_factory=dict)
     #: the manifest's `best` checkpoint (selected on validation or training metrics), if any
     best: dict[str, Any] | None = None
+    #: the run's configuration (the report's header)
+    config: RunConfig | None = None
+    #: the inputs averaged by each `attention_pattern` (a seeded sample), and its position labels
+    pattern_examples: int = 0
+    position_labels: tuple[str, ...] = ()
 
     def interval(self, column: str, value: float) -> tuple[float, float] | None:
         """95 % Wilson interval of an accuracy column whose split has < SMALL_SPLIT examples."""
@@ -102,9 +123,9 @@ class RunAnalysis:
 
 
 class _ModularContext:
-    """Per-run constants shared by every checkpoint: basis, data, directions."""
+    """Per-run constants shared by every checkpoint: basis, data, directions, figure inputs."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, figures: bool = False, steps: list[int] | None = None):
         cfg = run.config.task
         self.p = cfg.p
         self.operation = cfg.operation
@@ -113,13 +134,28 @@ class _ModularContext:
         self.train_index = self.task.splits["train"]
         self.test_index = self.task.splits["test"]
         # train, val (when the run has one) and test, in that order
-        self.splits = {name: self.task.splits[name] for name in ("train", "val", "test") if name in self.task.splits}
-        self.position_names = ["a", "b", "="]
+        self.splits = {
+            name: self.task.splits[name]
+            for name in ("train", "val", "test")
+            if name in self.task.splits
+        }
+        self.position_names = list(family_of(run.config).position_names)
         self.directions: Tensor | None = None
+        self.figures = figures
+        #: decides which of `steps` get figure data (None: every checkpoint, e.g. a single model)
+        self.figure_steps = (
+            FigureSteps(steps, family_of(run.config).milestones)
+            if figures and steps is not None
+            else None
+        )
+        self.pattern_tokens = pattern_sample(self.task.tokens)
+        self.graph: GraphSetup | None = None
 
-    def set_key_frequencies(self, keys: list[int]) -> None:
+    def set_key_frequencies(self, keys: list[int], neuron_frequency: Tensor | None = None) -> None:
+        """The key frequencies (and the final checkpoint's clusters, the graph's neuron groups)."""
         group = fourier.answer_group(self.operation, self.p)
         self.directions = fourier.answer_directions(self.task.labels, group, keys)
+        self.graph = graph_setup(self.task, neuron_frequency, keys, group) if self.figures else None
 
 
 def _accuracy_columns(all_logits: Tensor, ctx: _ModularContext) -> dict[str, float]:
@@ -134,22 +170,27 @@ def _accuracy_columns(all_logits: Tensor, ctx: _ModularContext) -> dict[str, flo
     return row
 
 
-@torch.inference_mode()
-def _final_key_frequencies(model, ctx: _ModularContext) -> list[int]:
-    acts = final_position_activations(model, ctx.task.tokens, attribution=False)
-    clusters = fourier.neuron_clusters(acts.mlp_post.reshape(ctx.p, ctx.p, -1), ctx.basis)
-    keys = fourier.key_frequencies_from_clusters(clusters, ctx.p)
-    if keys:
-        return keys
-    # No neuron clusters (e.g. a model that only memorized): fall back to the answer-space set.
-    train = ctx.train_index
-    return circuit_score(acts.logits[train], ctx.task.labels[train], ctx.operation, ctx.p).key_frequencies
+def _activations(model, ctx: _ModularContext, parts: tuple[str, ...], step: int) -> FinalActs:
+    """The one forward pass; the circuit graph reads what attribution reads (z, mlp_out,
+    resid_final)."""
+    for_graph = ctx.figures and (ctx.figure_steps is None or step in ctx.figure_steps.grid)
+    return final_position_activations(
+        model, ctx.task.tokens, attribution=for_graph or "attribution" in parts
+    )
 
 
 @torch.inference_mode()
-def analyze_checkpoint(model, step: int, ctx: _ModularContext, parts: tuple[str, ...]) -> CheckpointAnalysis:
-    """All requested analyses of one checkpoint (the model is not modified)."""
-    acts = final_position_activations(model, ctx.task.tokens, attribution="attribution" in parts)
+def analyze_checkpoint(
+    model,
+    step: int,
+    ctx: _ModularContext,
+    parts: tuple[str, ...],
+    acts: FinalActs | None = None,
+    always: bool = False,
+) -> CheckpointAnalysis:
+    """All requested analyses of one checkpoint from one forward pass (the model is not modified);
+    the figure data too if a slider may show the checkpoint (`always`: it will)."""
+    acts = _activations(model, ctx, parts, step) if acts is None else acts
     labels = ctx.task.labels
     row: dict[str, Any] = {"step": step, **_accuracy_columns(acts.logits, ctx)}
     logits = acts.logits.double()  # the score and Fourier losses below are float64: convert once
@@ -161,7 +202,9 @@ def analyze_checkpoint(model, step: int, ctx: _ModularContext, parts: tuple[str,
     extras: dict[str, Any] = {}
     if "fourier" in parts:
         assert ctx.directions is not None
-        losses = fourier.restricted_and_excluded_loss(logits, labels, train, ctx.test_index, ctx.directions)
+        losses = fourier.restricted_and_excluded_loss(
+            logits, labels, train, ctx.test_index, ctx.directions
+        )
         row["restricted_loss"] = losses.restricted_loss
         row["excluded_loss"] = losses.excluded_loss
         W_L = model.blocks[-1].mlp.W_out @ model.W_U
@@ -170,7 +213,9 @@ def analyze_checkpoint(model, step: int, ctx: _ModularContext, parts: tuple[str,
         row["gini_unembed"] = spectrum.gini_unembed
         clusters = fourier.neuron_clusters(acts.mlp_post.reshape(ctx.p, ctx.p, -1), ctx.basis)
         row["frac_neurons_clustered"] = clusters.frac_clustered
-        row["neuron_key_frequencies"] = " ".join(map(str, fourier.key_frequencies_from_clusters(clusters, ctx.p)))
+        row["neuron_key_frequencies"] = " ".join(
+            map(str, fourier.key_frequencies_from_clusters(clusters, ctx.p))
+        )
         extras.update(
             embed_freq_norms=spectrum.embed_freq_norms.float(),
             unembed_freq_norms=spectrum.unembed_freq_norms.float(),
@@ -186,43 +231,76 @@ def analyze_checkpoint(model, step: int, ctx: _ModularContext, parts: tuple[str,
             dla = direct_logit_attribution(model, acts, labels)
         else:
             index = torch.nonzero(valid).squeeze(1)
-            dla = direct_logit_attribution(model, _subset(acts, index), labels[index])
+            dla = direct_logit_attribution(model, acts.select(index), labels[index])
         row.update(attribution_columns(dla))
         row["dla/total"] = dla.total
         extras.update(dla_names=dla.names, dla=dla.mean.float())
+    if ctx.figures and (ctx.figure_steps is None or ctx.figure_steps.wants(step, row, always)):
+        if acts.z is None:  # a phase boundary off the evenly spaced steps: its graph needs z
+            acts = final_position_activations(model, ctx.task.tokens)
+        if ctx.graph is not None:
+            extras["graph"] = checkpoint_graph(model, acts, ctx.graph, step)
+        extras["attention_pattern"] = mean_attention_pattern(model, ctx.pattern_tokens)
     return CheckpointAnalysis(step=step, row=row, **extras)
 
 
-def analyze_model(model, run: Run, parts: tuple[str, ...] | None = None, *,
-                  key_frequencies: list[int] | None = None, step: int = -1) -> CheckpointAnalysis:
+def _analyze_final(
+    model,
+    step: int,
+    ctx: _ModularContext,
+    parts: tuple[str, ...],
+    key_frequencies: list[int] | None = None,
+) -> tuple[list[int], CheckpointAnalysis]:
+    """The final checkpoint: its neuron clusters give the key frequencies (unless given) and the
+    graph's neuron groups; then it is analyzed like the others, from the same forward pass."""
+    acts = _activations(model, ctx, parts, step)
+    clusters = fourier.neuron_clusters(acts.mlp_post.reshape(ctx.p, ctx.p, -1), ctx.basis)
+    keys = (
+        fourier.key_frequencies_from_clusters(clusters, ctx.p)
+        if key_frequencies is None
+        else list(key_frequencies)
+    )
+    if not keys and key_frequencies is None:
+        # No neuron clusters (e.g. a model that only memorized): fall back to the answer-space set.
+        train = ctx.train_index
+        keys = circuit_score(
+            acts.logits[train], ctx.task.labels[train], ctx.operation, ctx.p
+        ).key_frequencies
+    # Without the fourier part no checkpoint has clusters, and the graph keeps one group per MLP.
+    ctx.set_key_frequencies(keys, clusters.frequency if "fourier" in parts else None)
+    return keys, analyze_checkpoint(model, step, ctx, parts, acts, always=True)
+
+
+def analyze_model(
+    model,
+    run: Run,
+    parts: tuple[str, ...] | None = None,
+    *,
+    key_frequencies: list[int] | None = None,
+    step: int = -1,
+) -> CheckpointAnalysis:
     """Analyze one model on a run's task, e.g. a checkpoint edited in a notebook.
 
     Key frequencies default to the model's own neuron clusters (as for a run's last checkpoint).
     """
     parts = tuple(parts or available_parts(run))
-    ctx = _ModularContext(run)
-    keys = _final_key_frequencies(model, ctx) if key_frequencies is None else list(key_frequencies)
-    ctx.set_key_frequencies(keys)
-    return analyze_checkpoint(model, step, ctx, parts)
-
-
-def _subset(acts: FinalActs, index: Tensor) -> FinalActs:
-    return FinalActs(
-        logits=acts.logits[index],
-        embed=acts.embed[index],
-        z=None if acts.z is None else acts.z[:, index],
-        pattern=acts.pattern[:, index],
-        mlp_post=acts.mlp_post[index],
-        mlp_out=None if acts.mlp_out is None else acts.mlp_out[:, index],
-        resid_final=None if acts.resid_final is None else acts.resid_final[index],
-    )
+    return _analyze_final(model, step, _ModularContext(run, figures=True), parts, key_frequencies)[
+        1
+    ]
 
 
 def _map_checkpoints(
-    run: Run, steps: list[int], make_analyze_one, workers: int = 1, progress: str | None = None
+    run: Run,
+    steps: list[int],
+    make_analyze_one,
+    workers: int = 1,
+    progress: str | None = None,
+    done: int = 0,
+    figure_steps: FigureSteps | None = None,
 ) -> tuple[list[CheckpointAnalysis], list[tuple[str, str]]]:
     """analyze_one(model, step) over every checkpoint that loads (`Run.iter_models`); the others
-    are collected as (file, reason) instead of aborting the run.
+    are collected as (file, reason) instead of aborting the run. `done` checkpoints were
+    analyzed before (they count in the progress bar); `figure_steps` learns of the skipped.
 
     `make_analyze_one()` is called once per worker, in this thread (model construction is not
     thread-safe), so each worker gets its own state (e.g. a random-init baseline model).
@@ -234,10 +312,20 @@ def _map_checkpoints(
     from tqdm.auto import tqdm
 
     skipped: list[tuple[str, str]] = []
-    bar = tqdm(total=len(steps), desc=progress, unit="ckpt", disable=progress is None, leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(steps) + done,
+        desc=progress,
+        unit="ckpt",
+        disable=progress is None,
+        leave=False,
+        dynamic_ncols=True,
+    )
+    bar.update(done)
 
     def on_error(item) -> None:
         skipped.append((str(item.path), item.reason))
+        if figure_steps is not None:
+            figure_steps.skipped(item.step)
         bar.update(1)
 
     def counted(analyze_one):
@@ -252,15 +340,24 @@ def _map_checkpoints(
     if workers == 1:
         analyze_one = counted(make_analyze_one())
         try:
-            results = [analyze_one(model, step) for step, model in run.iter_models(steps, on_error=on_error)]
+            results = [
+                analyze_one(model, step)
+                for step, model in run.iter_models(steps, on_error=on_error)
+            ]
         finally:
             bar.close()
     else:
-        jobs = [(steps[i::workers], run.new_model(), counted(make_analyze_one())) for i in range(workers)]
+        jobs = [
+            (steps[i::workers], run.new_model(), counted(make_analyze_one()))
+            for i in range(workers)
+        ]
 
         def shard(job) -> list[CheckpointAnalysis]:
             shard_steps, model, analyze_one = job
-            return [analyze_one(m, step) for step, m in run.iter_models(shard_steps, on_error=on_error, model=model)]
+            return [
+                analyze_one(m, step)
+                for step, m in run.iter_models(shard_steps, on_error=on_error, model=model)
+            ]
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -271,9 +368,12 @@ def _map_checkpoints(
             torch.set_num_threads(threads)
             bar.close()
         skipped.sort()
-    if not results:
-        raise RunError(f"{run.path}: none of the {len(steps)} checkpoints could be loaded")
     return results, skipped
+
+
+def _require(loaded: bool, run: Run, steps: list[int]) -> None:
+    if not loaded:
+        raise RunError(f"{run.path}: none of the {len(steps)} checkpoints could be loaded")
 
 
 def default_workers() -> int:
@@ -281,14 +381,23 @@ def default_workers() -> int:
     return max(1, torch.get_num_threads())
 
 
-def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int] | None = None, *,
-                workers: int | None = None, progress: bool = False) -> RunAnalysis:
-    """Analyze the run's complete checkpoints; damaged ones are skipped and reported.
+def analyze_run(
+    run: Run,
+    parts: tuple[str, ...] | None = None,
+    steps: list[int] | None = None,
+    *,
+    workers: int | None = None,
+    progress: bool = False,
+    figures: bool = True,
+) -> RunAnalysis:
+    """Analyze the run's complete checkpoints, each loaded once; damaged ones are skipped and
+    reported.
 
     `parts` are the run's family's analysis parts (default: all of them). `workers`
     checkpoints are analyzed in parallel (default: `default_workers()`, one per torch
     thread), each worker with its own model objects. `progress` shows a bar over the
-    checkpoints (done/total, rate, ETA, and which parts) on stderr.
+    checkpoints (done/total, rate, ETA, and which parts) on stderr. `figures` also computes
+    what only the report draws (circuit graph, attention patterns); without it, no such views.
     """
     family = family_of(run.config)
     parts = tuple(parts or available_parts(run))
@@ -296,48 +405,68 @@ def analyze_run(run: Run, parts: tuple[str, ...] | None = None, steps: list[int]
     if unknown:
         from interp.config import ConfigError
 
-        raise ConfigError(f"analysis parts {sorted(unknown)} do not apply to task kind {run.config.task.kind!r}; "
-                          f"its parts: {', '.join(available_parts(run)) or 'none'}")
+        raise ConfigError(
+            f"analysis parts {sorted(unknown)} do not apply to task kind {run.config.task.kind!r}; "
+            f"its parts: {', '.join(available_parts(run)) or 'none'}"
+        )
     steps = list(run.steps if steps is None else steps)
     if not steps:
         raise RunError(no_checkpoints_message(run.path))
     workers = default_workers() if workers is None else workers
-    return family.analyze(run, parts, steps, workers=workers, progress=progress)
+    return family.analyze(run, parts, steps, workers=workers, progress=progress, figures=figures)
 
 
 def _label(parts: tuple[str, ...], progress: bool) -> str | None:
     return f"analyze {'+'.join(parts) or 'accuracy'}" if progress else None
 
 
-def analyze_modular_run(run: Run, parts: tuple[str, ...], steps: list[int], *, workers: int,
-                        progress: bool) -> RunAnalysis:
-    """The modular family's analysis: key frequencies from the last checkpoint, then every
-    checkpoint's accuracy, circuit score and requested parts (`analyze_checkpoint`)."""
-    ctx = _ModularContext(run)
-    # Key frequencies come from the last checkpoint that loads (damage is reported below).
+def analyze_modular_run(
+    run: Run,
+    parts: tuple[str, ...],
+    steps: list[int],
+    *,
+    workers: int,
+    progress: bool,
+    figures: bool = True,
+) -> RunAnalysis:
+    """The modular family's analysis: the last checkpoint first (its clusters give the key
+    frequencies), then every checkpoint's accuracy, circuit score, parts and figure data."""
+    label = _label(parts, progress)
+    ctx = _ModularContext(run, figures, steps)
+    # The last checkpoint that loads comes first: its clusters give the key frequencies.
+    late: list = []  # the `Skipped` after it
+    final: CheckpointAnalysis | None = None
     keys: list[int] = []
-    for _step, model in run.iter_models(list(reversed(steps)), on_error=lambda s: None):
-        keys = _final_key_frequencies(model, ctx)
+    for step, model in run.iter_models(list(reversed(steps)), on_error=late.append):
+        keys, final = _analyze_final(model, step, ctx, parts)
         break
-    ctx.set_key_frequencies(keys)
+    _require(final is not None, run, steps)
     results, skipped = _map_checkpoints(
-        run, steps, lambda: lambda model, step: analyze_checkpoint(model, step, ctx, parts), workers=workers,
-        progress=_label(parts, progress),
+        run,
+        steps[: steps.index(final.step)],
+        lambda: lambda model, step: analyze_checkpoint(model, step, ctx, parts),
+        workers=workers,
+        progress=label,
+        done=1 + len(late),
+        figure_steps=ctx.figure_steps,
     )
     return RunAnalysis(
         run_dir=run.path,
         parts=parts,
-        checkpoints=results,
+        checkpoints=[*results, final],
         key_frequencies=keys,
-        skipped=skipped,
         p=ctx.p,
         kind=run.config.task.kind,
-        **_run_facts(run, results),
+        skipped=skipped + [(str(item.path), item.reason) for item in reversed(late)],
+        **_run_facts(run, [*results, final], figures, ctx.position_names),
     )
 
 
-def _run_facts(run: Run, results: list[CheckpointAnalysis]) -> dict[str, Any]:
-    """Collapse events (the task's rule on this table), split sizes and the `best` pointer."""
+def _run_facts(
+    run: Run, results: list[CheckpointAnalysis], figures: bool, position_labels
+) -> dict[str, Any]:
+    """Collapse events (the task's rule on this table), split sizes, the `best` pointer, the
+    config."""
     task = run.task
     sizes = {f"{name}_acc": len(index) for name, index in task.splits.items()}
     sizes["train_acc"] = len(task.train_index)
@@ -346,40 +475,101 @@ def _run_facts(run: Run, results: list[CheckpointAnalysis]) -> dict[str, Any]:
     rule = rule_for_splits(task.train_splits)
     collapses = detect_collapses([r.row for r in results], rule)
     phases = family_of(run.config).phases([r.row for r in results], collapses)
-    return {"collapses": collapses, "phases": phases, "split_sizes": sizes, "best": read_best(run.path)}
+    return dict(
+        collapses=collapses,
+        phases=phases,
+        split_sizes=sizes,
+        best=read_best(run.path),
+        config=run.config,
+        pattern_examples=len(pattern_sample(task.tokens)) if figures else 0,
+        position_labels=tuple(position_labels),
+    )
 
 
-def analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], *, workers: int,
-                       progress: bool) -> RunAnalysis:
-    """The entity families' analysis (`circuits.entity.analyze_entity_checkpoint`) of every checkpoint."""
+def analyze_entity_run(
+    run: Run,
+    parts: tuple[str, ...],
+    steps: list[int],
+    *,
+    workers: int,
+    progress: bool,
+    figures: bool = True,
+) -> RunAnalysis:
+    """The entity families' analysis (`circuits.entity.analyze_entity_checkpoint`) of every
+    checkpoint, plus, with `figures`, the mean attention pattern at the checkpoints a slider
+    may show (the circuit graph of these families is left to circuit discovery)."""
+    from dataclasses import replace
+
     from circuits.entity import analyze_entity_checkpoint, random_init_model
 
     task = run.task
+    family = family_of(run.config)
+    pattern_tokens = pattern_sample(task.tokens)
+    figure_steps = FigureSteps(steps, family.milestones) if figures else None
 
     def make_analyze_one():
         # The probes' random-init baseline: one model per worker (hooks are per model object).
         random_model = random_init_model(run.config) if "probes" in parts else None
 
         def analyze_one(model, step: int):
-            return analyze_entity_checkpoint(model, task, run.config, parts, random_model=random_model, step=step)
+            result = analyze_entity_checkpoint(
+                model, task, run.config, parts, random_model=random_model, step=step
+            )
+            if figure_steps is not None and figure_steps.wants(step, result.row):
+                result = replace(
+                    result, attention_pattern=mean_attention_pattern(model, pattern_tokens)
+                )
+            return result
 
         return analyze_one
 
-    return analyze_each(run, parts, steps, make_analyze_one, workers=workers, progress=progress)
+    return analyze_each(
+        run,
+        parts,
+        steps,
+        make_analyze_one,
+        workers=workers,
+        progress=progress,
+        figure_steps=figure_steps,
+        position_labels=family.position_names,
+    )
 
 
-def analyze_each(run: Run, parts: tuple[str, ...], steps: list[int], make_analyze_one, *, workers: int = 1,
-                 progress: bool = False) -> RunAnalysis:
+def analyze_each(
+    run: Run,
+    parts: tuple[str, ...],
+    steps: list[int],
+    make_analyze_one,
+    *,
+    workers: int = 1,
+    progress: bool = False,
+    figure_steps: FigureSteps | None = None,
+    position_labels: tuple[str, ...] = (),
+) -> RunAnalysis:
     """The `RunAnalysis` of `analyze_one(model, step)` mapped over the checkpoints (damaged ones
     skipped and reported), with the family's phases, collapses, split sizes and `best`.
 
     `make_analyze_one()` is called once per worker and returns `analyze_one`, whose result is
     a frozen per-checkpoint object with `.step` and `.row` (its table columns). This is what
     a family's `analyze` needs to do beyond computing one checkpoint."""
-    results, skipped = _map_checkpoints(run, steps, make_analyze_one, workers=workers,
-                                        progress=_label(parts, progress))
-    return RunAnalysis(run_dir=run.path, parts=parts, checkpoints=results, key_frequencies=[], skipped=skipped,
-                       kind=run.config.task.kind, **_run_facts(run, results))
+    results, skipped = _map_checkpoints(
+        run,
+        steps,
+        make_analyze_one,
+        workers=workers,
+        progress=_label(parts, progress),
+        figure_steps=figure_steps,
+    )
+    _require(bool(results), run, steps)
+    return RunAnalysis(
+        run_dir=run.path,
+        parts=parts,
+        checkpoints=results,
+        key_frequencies=[],
+        skipped=skipped,
+        kind=run.config.task.kind,
+        **_run_facts(run, results, figure_steps is not None, position_labels),
+    )
 
 
 def basic_columns(model, run: Run) -> tuple[dict[str, Any], dict[str, tuple[Tensor, Tensor]]]:
@@ -395,10 +585,17 @@ def basic_columns(model, run: Run) -> tuple[dict[str, Any], dict[str, tuple[Tens
     return row, by_split
 
 
-def analyze_basic_run(run: Run, parts: tuple[str, ...], steps: list[int], *, workers: int,
-                      progress: bool) -> RunAnalysis:
+def analyze_basic_run(
+    run: Run,
+    parts: tuple[str, ...],
+    steps: list[int],
+    *,
+    workers: int,
+    progress: bool,
+    figures: bool = True,
+) -> RunAnalysis:
     """`basic_columns` and the family's training evaluators (its progress measure), for a
-    family without analyses of its own."""
+    family without analyses of its own (no figure data)."""
     task = run.task
     evaluators = family_of(run.config).evaluators(run.config)
 
@@ -410,79 +607,3 @@ def analyze_basic_run(run: Run, parts: tuple[str, ...], steps: list[int], *, wor
         return CheckpointAnalysis(step=step, row={"step": step, **row})
 
     return analyze_each(run, parts, steps, lambda: analyze_one, workers=workers, progress=progress)
-
-
-def _format(value: Any) -> Any:
-    if isinstance(value, float) and math.isfinite(value):
-        return f"{value:.6g}"
-    return value
-
-
-def write_table(rows: list[dict[str, Any]], path: Path) -> None:
-    columns = BASE_COLUMNS + sorted({k for row in rows for k in row} - set(BASE_COLUMNS))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _format(v) for k, v in row.items()})
-    atomic_write_bytes(path, buffer.getvalue().encode())
-
-
-def _intervals(result: RunAnalysis, row: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{column: {n, low, high}} for the accuracies of `row` measured on small splits."""
-    out = {}
-    for column, value in row.items():
-        if column.endswith("_acc") and isinstance(value, float) and math.isfinite(value):
-            interval = result.interval(column, value)
-            if interval is not None:
-                out[column] = {"n": result.split_sizes[column], "low": interval[0], "high": interval[1]}
-    return out
-
-
-def summary(result: RunAnalysis, out_dir: Path) -> dict[str, Any]:
-    last = result.checkpoints[-1].row
-    return {
-        "run": str(result.run_dir),
-        "parts": list(result.parts),
-        "n_checkpoints": len(result.checkpoints),
-        "steps": [result.steps[0], result.steps[-1]],
-        "key_frequencies": result.key_frequencies,
-        "phases": result.phases.to_dict(),
-        "leads": result.leads(),
-        "kind": result.kind,
-        "final": {k: last[k] for k in BASE_COLUMNS if k in last},
-        "final_splits": {k: v for k, v in last.items() if k.endswith("_acc")},
-        "final_intervals": _intervals(result, last),
-        "split_sizes": result.split_sizes,
-        "collapses": [e.to_dict() for e in result.collapses],
-        "best": result.best,
-        "skipped": [{"step": _step_of(f), "file": f, "reason": r} for f, r in result.skipped],
-        "table": str(out_dir / TABLE_FILE),
-        "figures": str(out_dir / FIGURES_FILE),
-    }
-
-
-def _step_of(file: str) -> int | None:
-    stem = Path(file).stem
-    return int(stem.removeprefix("step_")) if stem.startswith("step_") and stem[5:].isdigit() else None
-
-
-def write_analysis(
-result: RunAnalysis, out_dir: Path | None = None, *, figures: bool = True) -> dict[str, Any]:
-    """Write the table, the summary and the figures; returns the summary."""
-    out_dir = Path(out_dir) if out_dir is not None else result.run_dir / ANALYSIS_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(result.rows, out_dir / TABLE_FILE)
-    info = summary(result, out_dir)
-    if figures:
-        from circuits.viz.report import write_report
-
-        write_report(result, out_dir / FIGURES_FILE)
-    else:
-        info["figures"] = None
-    atomic_write_json(out_dir / SUMMARY_FILE, info)
-    return info
-
-
-def dumps(info: dict[str, Any]) -> str:
-    return json.dumps(info, indent=2, sort_keys=True)

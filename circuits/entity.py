@@ -332,6 +332,9 @@ class EntityCheckpoint:
     lens: LogitLensResult | None = None
     tracing: tuple[TracingResult, ...] = ()
     probes: tuple[ProbeResult, ...] = ()
+    #: mean attention pattern [layer, head, query_pos, key_pos] (the circuitsvis view), at the
+    #: checkpoints a slider may show
+    attention_pattern: Tensor | None = None
     row: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

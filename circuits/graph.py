@@ -17,13 +17,21 @@ so only the centered logit matters):
 
 Each edge also has a **generalization share**: the fraction of its correct-logit
 contribution that lies in the key-frequency Fourier directions of the answer (the
-projection P_K of the restricted loss, `circuits.fourier.restricted_and_excluded_loss`). A Fourier circuit
+projection P_K of the restricted loss, `circuits.fourier.restricted_and_excluded_loss`). A Fourier
+circuit
 puts all of it there (share 1); a memorized lookup table spreads it over all p² inputs
 (share ≈ 2|K|/p). The shares are clipped to [0, 1]. Without key frequencies the share is
 undefined and reported as NaN.
 
 Attention and MLP biases and LayerNorm biases are constant across inputs and are left out
-of the graph. Pure functions, no plotting; `circuits.viz.graph` draws the result.
+of the graph (so pre_n above lacks the attention output bias b_O: where that sum is near 0,
+the split is large and sensitive to rounding; it is summed in float64 for that reason).
+
+`circuits.analyze` computes every checkpoint's graph in its one pass over the checkpoints
+(`checkpoint_graph`, with the run's `GraphSetup`). The paths into the MLP groups cost one
+[r, example] × [example, d_mlp] product per input (r = d_head for a head), not one
+[example, d_vocab_out] table per path. Pure functions, no plotting; `circuits.viz.graph`
+draws the result.
 """
 
 from __future__ import annotations
@@ -31,7 +39,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import einops
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -67,21 +74,28 @@ class CircuitGraph:
         """Generalization share of each node's effect (weighted over its counted edges)."""
         gen = {name: 0.0 for name in self.nodes}
         tot = {name: 0.0 for name in self.nodes}
-        for (src, dst), w, s in zip(self.edges, self.weight.tolist(), self.generalization_share.tolist()):
+        for (src, dst), w, s in zip(
+            self.edges, self.weight.tolist(), self.generalization_share.tolist()
+        ):
             if _is_head(dst) or math.isnan(s):
                 continue
             gen[src] += s * w
             tot[src] += w
             gen[dst] += s * w if dst == UNEMBED else 0.0
             tot[dst] += w if dst == UNEMBED else 0.0
-        return {n: (min(max(gen[n] / tot[n], 0.0), 1.0) if abs(tot[n]) > 1e-12 else math.nan) for n in self.nodes}
+        return {
+            n: (min(max(gen[n] / tot[n], 0.0), 1.0) if abs(tot[n]) > 1e-12 else math.nan)
+            for n in self.nodes
+        }
 
 
 def _is_head(name: str) -> bool:
     return "H" in name and name.startswith("L") and "MLP" not in name
 
 
-def neuron_groups(neuron_frequency: Int[Tensor, " d_mlp"] | None, d_mlp: int, layer: int) -> dict[str, Tensor]:
+def neuron_groups(
+    neuron_frequency: Int[Tensor, " d_mlp"] | None, d_mlp: int, layer: int
+) -> dict[str, Tensor]:
     """Neuron index sets of the last MLP layer: one per frequency cluster plus the rest."""
     if neuron_frequency is None:
         return {f"L{layer} MLP": torch.arange(d_mlp)}
@@ -99,24 +113,65 @@ def _share(
     M: Float[Tensor, "rank d_vocab_out"],
     labels: Int[Tensor, " example"],
     train: Int[Tensor, " index"],
-    directions: Float[Tensor, "direction example"] | None,
+    dirs: _Directions | None,
 ) -> tuple[float, float]:
     """(mean centered correct logit over train, its key-frequency share) of the logits X·M.
 
-    The logits are kept factored (rank ≤ d_mlp) so the [p², d_vocab_out] table of every path
-    is never built: centering over outputs is M − mean, and the projection onto the answer
-    directions is (D·X)·M.
+    The logits are kept factored (rank ≤ d_model) so the [p², d_vocab_out] table of a path
+    is never built: centering over outputs is M − mean. With D the answer directions, the
+    mean over train of the projected correct logit (DᵀD·X·M)[i, y_i] is Σ_{d,v} (D·X·M)[d, v]·G[d,
+    v]
+    (`_Directions.G`), so the projection costs one [direction, example] product.
     """
     M = M.double()
     Mc = M - M.mean(dim=1, keepdim=True)
-    y = labels[train]
-    correct = (X[train].double() * Mc[:, y].T).sum(dim=1)
-    weight = float(correct.mean())
-    if directions is None or directions.shape[0] == 0 or abs(weight) < 1e-12:
+    X = X.double()
+    weight = float((X[train] * Mc[:, labels[train]].T).sum(dim=1).mean())
+    if dirs is None or abs(weight) < 1e-12:
         return weight, math.nan
-    coef = (directions.to(X.dtype) @ X).double() @ Mc  # [direction, d_vocab_out]
-    projected = einops.einsum(directions[:, train].double(), coef[:, y], "direction i, direction i -> i")
-    return weight, min(max(float(projected.mean()) / weight, 0.0), 1.0)
+    return weight, _clip_share(float(((dirs.D @ X) @ Mc * dirs.G).sum()) / train.numel(), weight)
+
+
+@dataclass(frozen=True)
+class _Directions:
+    D: Float[Tensor, "direction example"]  # the key-frequency answer directions, float64
+    G: Float[Tensor, "direction d_vocab_out"]  # G[d, v] = Σ_{i ∈ train, y_i = v} D[d, i]
+
+
+def _clip_share(projected: float, weight: float) -> float:
+    return min(max(projected / weight, 0.0), 1.0)
+
+
+def _times(rows: Tensor, other: Tensor, transpose: bool = False) -> Tensor:
+    """rows @ other (or rowsᵀ @ other) in other's dtype; when every row is the same (the answer
+    position's embedding in a modular task, whose last token is always "="), one row does."""
+    rows = rows.to(other.dtype)
+    if _same_rows(rows):
+        return (
+            rows[0, :, None] * other.sum(0)[None]
+            if transpose
+            else (rows[:1] @ other).expand(rows.shape[0], -1)
+        )
+    return rows.T @ other if transpose else rows @ other
+
+
+def _same_rows(rows: Tensor) -> bool:
+    return rows.shape[0] > 1 and bool((rows == rows[:1]).all())
+
+
+@dataclass(frozen=True)
+class _Component:
+    """An upstream component's residual-stream output as rows @ map (map None: the identity)."""
+
+    rows: Tensor  # [example, r]: z of one head (r = d_head), else the output itself (r = d_model)
+    map: Tensor | None = None  # [r, d_model]: the head's W_O
+
+    def through(self, M: Tensor) -> Tensor:
+        return M if self.map is None else self.map.to(M.dtype) @ M
+
+
+def _rms(x: Tensor, eps: float) -> Tensor:
+    return (x - x.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True).add(eps).sqrt()
 
 
 @torch.inference_mode()
@@ -136,90 +191,162 @@ def circuit_graph(
     """
     n_layers = acts.z.shape[0]
     last = n_layers - 1
-    W_U = model.W_U.double()
     is_ln = model.cfg.normalization_type is not None
     labels = labels.long()
+    y = labels[train]
+    n_train = train.numel()
+    dirs = None
+    if directions is not None and directions.shape[0] > 0:
+        D = directions.double()
+        dirs = _Directions(
+            D, D.new_zeros(D.shape[0], model.W_U.shape[1]).index_add_(1, y, D[:, train])
+        )
 
     # Upstream components at the final position, in residual-stream order.
-    upstream: dict[str, Tensor] = {EMBED: acts.embed.double()}
+    components: dict[str, _Component] = {EMBED: _Component(acts.embed)}
     head_names: list[str] = []
     for layer in range(n_layers):
-        attn = model.blocks[layer].attn
-        per_head = einops.einsum(
-            acts.z[layer].double(), attn.W_O.double(), "batch head d_head, head d_head d_model -> head batch d_model"
-        )
-        for h in range(per_head.shape[0]):
-            upstream[f"L{layer}H{h}"] = per_head[h]
+        for h in range(acts.z.shape[2]):
             head_names.append(f"L{layer}H{h}")
+            components[head_names[-1]] = _Component(
+                acts.z[layer][:, h], model.blocks[layer].attn.W_O[h]
+            )
         if layer < last:
-            upstream[f"L{layer} MLP"] = acts.mlp_out[layer].double()
+            components[f"L{layer} MLP"] = _Component(acts.mlp_out[layer])
 
-    final_scale = 1.0
+    # The residual stream read by the unembedding, through the final LayerNorm at its frozen
+    # per-example scale: the centering is folded into the map, the scale is a row factor.
+    W_logit = model.W_U.double()
+    row_scale = torch.ones(acts.logits.shape[0], 1, dtype=torch.float64)
     if is_ln:
-        resid = acts.resid_final.double()
-        final_scale = (resid - resid.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True).add(model.cfg.eps).sqrt()
-
-    def factor(vec: Tensor) -> tuple[Tensor, Tensor]:
-        """A component's logits as X·M (through the final LayerNorm at its frozen scale)."""
-        if is_ln:
-            vec = (vec - vec.mean(-1, keepdim=True)) / final_scale.to(vec.dtype)
-            return vec, model.ln_final.w.double()[:, None] * W_U
-        return vec, W_U
+        W_logit = model.ln_final.w.double()[:, None] * W_logit
+        W_logit = W_logit - W_logit.mean(0, keepdim=True)
+        row_scale = 1.0 / _rms(acts.resid_final.double(), model.cfg.eps)
 
     edges: list[tuple[str, str]] = []
     weights: list[float] = []
     shares: list[float] = []
 
-    def add(src: str, dst: str, X: Tensor, M: Tensor) -> None:
-        w, s = _share(X, M, labels, train, directions)
+    def add(src: str, dst: str, weight: float, share: float) -> None:
         edges.append((src, dst))
-        weights.append(w)
-        shares.append(s)
+        weights.append(weight)
+        shares.append(share)
 
     # Direct edges into the unembedding.
-    for name, vec in upstream.items():
-        add(name, UNEMBED, *factor(vec))
+    for name, c in components.items():
+        add(
+            name,
+            UNEMBED,
+            *_share(c.rows.double() * row_scale, c.through(W_logit), labels, train, dirs),
+        )
 
-    # Paths through the last MLP layer, group by group. The [batch, d_mlp] products are the
-    # bulk of the cost (p² examples × d_mlp per upstream component), so they run in float32.
-    mlp = model.blocks[last].mlp
-    W_in, W_out = mlp.W_in.float(), mlp.W_out.float()
-    post = acts.mlp_post.float()  # [batch, d_mlp]
-    mlp_inputs = {n: v for n, v in upstream.items() if not (n.startswith(f"L{last}") and "MLP" in n)}
+    # Paths through the last MLP layer. Each input u's part of the pre-activation is c_u·T
+    # (÷ the LayerNorm scale; its centering folded into T) and its share of neuron n's
+    # activation is post·(c_u·T)/pre: exact for ReLU, a first-order split otherwise. A set of
+    # neurons with activations A [example, neuron] reaches the logits as A·W_out, so the
+    # weight and key-frequency projection of a path are sums over neurons of Σ_i A·B with
+    # two maps built once per checkpoint: B1 = the neuron's centered logit of the correct
+    # answer (training rows) and B2 = its projection on the answer directions. For input u,
+    # Σ_i ratio·(c_u·T)·B is the [r, example] × [example, neuron] product c_uᵀ·(ratio·B),
+    # contracted with T; a group's edges are sums of per-neuron numbers.
+    block = model.blocks[last]
+    mlp = block.mlp
+    T = mlp.W_in.double()
+    inv_mid = None
     if is_ln:
-        resid_mid = sum(mlp_inputs.values())
-        mid_scale = (resid_mid - resid_mid.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True).add(model.cfg.eps).sqrt()
-        ln2_w = model.blocks[last].ln2.w.double()
-        mlp_inputs = {n: (v - v.mean(-1, keepdim=True)) / mid_scale * ln2_w for n, v in mlp_inputs.items()}
-    per_input = {n: v.float() @ W_in for n, v in mlp_inputs.items()}  # [batch, d_mlp] each
-    pre = sum(per_input.values()) + mlp.b_in.float()
-    is_active = pre.abs() > 1e-6
-    ratio = torch.where(is_active, post / torch.where(is_active, pre, torch.ones_like(pre)), torch.zeros_like(pre))
+        resid_mid = sum(
+            c.rows.double() if c.map is None else c.rows.double() @ c.map.double()
+            for c in components.values()
+        )
+        inv_mid = 1.0 / _rms(resid_mid, model.cfg.eps)
+        wW = block.ln2.w.double()[:, None] * T
+        T = wW - wW.mean(0, keepdim=True)
+    # The inputs of the last MLP as [example, r] rows and their [r, d_mlp] part of W_in: one
+    # block per layer's heads (z of every head, W_O^h·T stacked), the embedding, earlier MLPs.
+    sources: list[tuple[list[str], Tensor, Tensor]] = []
+    for layer in range(n_layers):
+        names = [h for h in head_names if h.startswith(f"L{layer}H")]
+        W_O = model.blocks[layer].attn.W_O.double()  # [head, d_head, d_model]
+        sources.append(
+            (names, acts.z[layer].reshape(acts.z.shape[1], -1), W_O.reshape(-1, W_O.shape[-1]) @ T)
+        )
+    sources += [([name], c.rows, T) for name, c in components.items() if c.map is None]
+    # The split's denominator is summed in float64: where pre ≈ 0, the float32 rounding of a
+    # sum of larger, cancelling parts would dominate post/pre (the previous implementation's
+    # float32 sum moved some edges by several % of the largest).
+    n_examples, d_mlp = acts.mlp_post.shape
+    constant = mlp.b_in.double() if inv_mid is None else torch.zeros(d_mlp, dtype=torch.float64)
+    pre = None
+    for _, rows, K in sources:
+        if _same_rows(rows):
+            constant = constant + rows[0].double() @ K
+        elif pre is None:
+            pre = rows.double() @ K
+        else:
+            pre.addmm_(rows.double(), K)
+    pre = constant.expand(n_examples, d_mlp).clone() if pre is None else pre.add_(constant)
+    if inv_mid is not None:
+        pre = pre.mul_(inv_mid).add_(mlp.b_in.double())
+    pre = pre.float()
+    post = acts.mlp_post.float()
+    ratio = (post / pre).masked_fill_(pre.abs() <= 1e-6, 0.0)
+    del pre
+    if inv_mid is not None:
+        ratio *= inv_mid.float()
+
+    W_out = mlp.W_out.double()
+    neuron_logit = W_out @ W_logit  # [d_mlp, d_vocab_out]
+    neuron_logit = neuron_logit - neuron_logit.mean(dim=1, keepdim=True)
+    B1 = (neuron_logit[:, y].T * row_scale[train]).float()  # [train, d_mlp]
+    own = [(post[train] * B1).sum(0)]
+    C = [(B1.mul_(ratio[train]), train)]
+    if dirs is not None:
+        # B2[i, n] = Σ_d D[d, i]·H[d, n]: rank `direction`, so the group's own edge needs no B2.
+        H = dirs.G @ neuron_logit.T  # [direction, d_mlp]
+        scaled = (dirs.D * row_scale.T).float()  # [direction, example]
+        own.append((H.float() * (scaled @ post)).sum(0))
+        B2 = scaled.T @ H.float()  # [example, d_mlp]
+        C.append((B2.mul_(ratio), None))
+    del ratio
+
+    paths: dict[str, list[Tensor]] = {}
+    for names, rows, K in sources:
+        K = K.float().view(len(names), -1, K.shape[-1])  # [component, r, d_mlp]
+        per_map = [
+            (_times(rows if at is None else rows[at], Cb, transpose=True).view_as(K) * K).sum(1)
+            for Cb, at in C
+        ]  # each [component, d_mlp]: Σ_i ratio·(c_u·T)·B per neuron
+        paths.update({name: [m[i] for m in per_map] for i, name in enumerate(names)})
+    paths = {name: paths[name] for name in components}  # residual-stream order
+
+    def group_edge(per_neuron: list[Tensor], index: Tensor) -> tuple[float, float]:
+        weight = float(per_neuron[0][index].double().sum()) / n_train
+        if len(per_neuron) == 1 or abs(weight) < 1e-12:
+            return weight, math.nan
+        return weight, _clip_share(float(per_neuron[1][index].double().sum()) / n_train, weight)
+
     head_total = {h: weights[edges.index((h, UNEMBED))] for h in head_names}
     head_gen = {h: head_total[h] * _nan0(shares[edges.index((h, UNEMBED))]) for h in head_names}
     for group, index in groups.items():
-        out = W_out[index].double()  # [n_group, d_model]
-
-        def through_group(acts_in_group: Tensor, out: Tensor = out) -> tuple[Tensor, Tensor]:
-            if is_ln:
-                return factor(acts_in_group.double() @ out)
-            return acts_in_group, out @ W_U
-
-        add(group, UNEMBED, *through_group(post[:, index]))
-        for name, contrib in per_input.items():
-            add(name, group, *through_group(ratio[:, index] * contrib[:, index]))
+        add(group, UNEMBED, *group_edge(own, index))
+        for name, per_neuron in paths.items():
+            weight, share = group_edge(per_neuron, index)
+            add(name, group, weight, share)
             if name in head_total:
-                head_total[name] += weights[-1]
-                head_gen[name] += weights[-1] * _nan0(shares[-1])
+                head_total[name] += weight
+                head_gen[name] += weight * _nan0(share)
     for h in head_names:
-        edges.append((EMBED, h))
-        weights.append(head_total[h])
-        shares.append(min(max(head_gen[h] / head_total[h], 0.0), 1.0) if abs(head_total[h]) > 1e-12 else math.nan)
+        add(
+            EMBED,
+            h,
+            head_total[h],
+            _clip_share(head_gen[h], head_total[h]) if abs(head_total[h]) > 1e-12 else math.nan,
+        )
 
     logits = acts.logits.double()
     centered = logits - logits.mean(dim=1, keepdim=True)
     total = float(centered[train].gather(1, labels[train, None]).mean())
-    nodes = [EMBED, *head_names, *[n for n in upstream if n.endswith("MLP")], *groups, UNEMBED]
+    nodes = [EMBED, *head_names, *[n for n in components if n.endswith("MLP")], *groups, UNEMBED]
     return CircuitGraph(
         step=step,
         nodes=nodes,
@@ -234,37 +361,78 @@ def _nan0(x: float) -> float:
     return 0.0 if math.isnan(x) else x
 
 
-def circuit_graph_series(run, analysis=None, steps: list[int] | None = None) -> list[CircuitGraph]:
-    """The graph at each checkpoint of a run (a map over checkpoints, one model in memory).
+@dataclass(frozen=True)
+class GraphSetup:
+    """What the graphs of every checkpoint of a run share: the examples, the neuron groups
+    (fixed over the run, so the slider shows the same nodes growing and fading) and the
+    key-frequency answer directions."""
 
-    Neuron groups are fixed over the run to the final checkpoint's frequency clusters
-    (from `analysis`, a `RunAnalysis` with the `fourier` part), so the slider shows the same
-    nodes growing and fading; key frequencies come from the analysis too.
-    """
+    valid: Int[Tensor, " example"]  # examples with an answer (label ≥ 0), indices into the task's
+    labels: Int[Tensor, " example"]  # their answers
+    train: Int[Tensor, " index"]  # every trained-on example, as positions in `valid`
+    neuron_frequency: (
+        Int[Tensor, " d_mlp"] | None
+    )  # the final checkpoint's clusters (None: one group)
+    directions: (
+        Float[Tensor, "direction example"] | None
+    )  # over `valid`; None without key frequencies
+    is_all_valid: bool = True
+
+
+def graph_setup(
+    task,
+    neuron_frequency: Tensor | None = None,
+    key_frequencies: list[int] | tuple[int, ...] = (),
+    answer_group=None,
+) -> GraphSetup:
+    """The run's constants for `checkpoint_graph`; `answer_group` (`circuits.fourier.answer_group`)
+    and `key_frequencies` give the generalization shares (modular tasks only)."""
     from circuits import fourier
 
-    config = run.config
-    task = run.task
-    valid = torch.nonzero(task.labels >= 0).squeeze(1)
+    is_valid = task.labels >= 0
+    valid = torch.nonzero(is_valid).squeeze(1)
     labels = task.labels[valid]
     position_of = torch.full((task.n_examples,), -1, dtype=torch.long)
     position_of[valid] = torch.arange(valid.numel())
-    train = position_of[task.train_index]  # every split the model is trained on
+    train = position_of[task.train_index]
     train = train[train >= 0]
-    steps = list(run.steps if steps is None and analysis is None else (steps or analysis.steps))
-    neuron_frequency = None
     directions = None
-    if analysis is not None:
-        with_clusters = [c for c in analysis.checkpoints if c.neuron_frequency is not None]
-        if with_clusters:
-            neuron_frequency = with_clusters[-1].neuron_frequency
-        if config.task.kind == "modular" and analysis.key_frequencies:
-            group = fourier.answer_group(config.task.operation, config.task.p)
-            directions = fourier.answer_directions(labels, group, analysis.key_frequencies)
-    graphs = []
-    tokens = task.tokens[valid]
-    for step, model in run.iter_models(steps):
-        groups = neuron_groups(neuron_frequency, model.cfg.d_mlp, model.cfg.n_layers - 1)
-        acts = final_position_activations(model, tokens)
-        graphs.append(circuit_graph(model, acts, labels, train, groups, directions, step=step))
-    return graphs
+    if answer_group is not None and key_frequencies:
+        directions = fourier.answer_directions(labels, answer_group, list(key_frequencies))
+    return GraphSetup(
+        valid=valid,
+        labels=labels,
+        train=train,
+        neuron_frequency=neuron_frequency,
+        directions=directions,
+        is_all_valid=bool(is_valid.all()),
+    )
+
+
+def checkpoint_graph(model, acts: FinalActs, setup: GraphSetup, step: int) -> CircuitGraph:
+    """The graph of one checkpoint from its activations over all of the task's examples
+    (gathered with `attribution=True`)."""
+    if not setup.is_all_valid:
+        acts = acts.select(setup.valid)
+    groups = neuron_groups(setup.neuron_frequency, model.cfg.d_mlp, model.cfg.n_layers - 1)
+    return circuit_graph(
+        model, acts, setup.labels, setup.train, groups, setup.directions, step=step
+    )
+
+
+def circuit_graph_series(run, analysis=None, steps: list[int] | None = None) -> list[CircuitGraph]:
+    """The graph at each checkpoint of a run (default: every checkpoint of `analysis`).
+
+    `analyze_run` computes each checkpoint's graph in its one pass over the checkpoints, so
+    with an `analysis` this only selects them. Without one, each checkpoint is loaded and
+    analyzed here (one model in memory), neurons in one group and no generalization shares.
+    """
+    if analysis is not None and any(c.graph is not None for c in analysis.checkpoints):
+        wanted = set(analysis.steps if steps is None else steps)
+        return [c.graph for c in analysis.checkpoints if c.graph is not None and c.step in wanted]
+    setup = graph_setup(run.task)
+    tokens = run.task.tokens
+    return [
+        checkpoint_graph(model, final_position_activations(model, tokens), setup, step)
+        for step, model in run.iter_models(list(run.steps if steps is None else steps))
+    ]

@@ -66,7 +66,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from circuits.fourier import AnswerGroup, answer_group
-from circuits.phases import MilestoneSpec, Phases, compute_phases, first_crossing  # noqa: F401
+from circuits.phases import first_crossing  # noqa: F401 (re-exported: tests and notebooks use it)
 
 
 @dataclass(frozen=True)
@@ -238,29 +238,3 @@ def make_modular_evaluator(operation: str, p: int):
         return row
 
     return evaluate
-
-
-# --------------------------------------------------------------------------------------
-# Phases of the modular family
-# --------------------------------------------------------------------------------------
-
-#: memorization: [0, memorized) — until train accuracy first reaches 99 %.
-#: circuit formation: [memorized, cleanup_start) — train fitted, test accuracy still < 50 %.
-#: cleanup: [cleanup_start, generalized) — test accuracy rising from 50 % to 99 %.
-#: stable: from `generalized` until the first checkpoint of a later collapse, if any.
-MODULAR_MILESTONES = (
-    MilestoneSpec("memorized", "train fitted", "train_acc", 0.99),
-    MilestoneSpec("cleanup_start", "test acc ≥ 50%", "test_acc", 0.5, after="memorized"),
-    MilestoneSpec("generalized", "test acc ≥ 99%", "test_acc", 0.99, after="cleanup_start"),
-)
-MODULAR_SPANS = (
-    ("memorization", None, "memorized"),
-    ("circuit_formation", "memorized", "cleanup_start"),
-    ("cleanup", "cleanup_start", "generalized"),
-    ("stable", "generalized", None),
-)
-
-
-def modular_phases(rows: list[dict[str, Any]], collapses=()) -> Phases:
-    """The modular family's phases (above), the stable one ended by a later collapse."""
-    return compute_phases(rows, MODULAR_MILESTONES, MODULAR_SPANS).ended_by(collapses)

@@ -198,8 +198,9 @@ def analyze(
             f"{flags}: not an analysis of {run.config.task.kind} tasks; "
             f"its flags: {', '.join(AnalysisPart(n, '').flag for n in sorted(own)) or 'none'}"
         )
-    result = analyze_run(run, parts or None, progress=not quiet)
-    info = write_analysis(result, figures=not no_figures or html is not None)
+    figures = not no_figures or html is not None
+    result = analyze_run(run, parts or None, progress=not quiet, figures=figures)
+    info = write_analysis(result, figures=figures)
     if html is not None and info.get("figures"):
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_bytes(Path(info["figures"]).read_bytes())

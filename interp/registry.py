@@ -110,8 +110,9 @@ class Family:
         from interp.sampling import ShuffledBatches
 
         index = task.train_index
-        return ShuffledBatches(task.tokens[index], task.labels[index], train.batch_size, train.seed,
-                               device)
+        return ShuffledBatches(
+            task.tokens[index], task.labels[index], train.batch_size, train.seed, device
+        )
 
     def evaluators(self, config: RunConfig) -> list:
         """Progress measures computed at every checkpoint while training

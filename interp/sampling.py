@@ -38,8 +38,9 @@ class ShuffledBatches(BatchSampler):
     """The training examples, all at once (`batch_size` 0 or >= their number) or in
     minibatches of a fresh seeded permutation per epoch (a partial last batch is skipped)."""
 
-    def __init__(self, tokens: Tensor, labels: Tensor, batch_size: int, seed: int,
-                 device: torch.device):
+    def __init__(
+        self, tokens: Tensor, labels: Tensor, batch_size: int, seed: int, device: torch.device
+    ):
         self.tokens, self.labels = tokens.to(device), labels.to(device)
         self.batch_size, self.device = batch_size, device
         self.generator = torch.Generator().manual_seed(seed)

@@ -398,10 +398,7 @@ class Trainer:
 
 
 def resume(
-    run_dir: str | Path,
-    *,
-    evaluators: Sequence[Evaluator] | None = None,
-    progress: bool = True,
+    run_dir: str | Path, *, evaluators: Sequence[Evaluator] | None = None, progress: bool = True
 ) -> TrainResult:
     """Continue a run from its last complete checkpoint to the end of its schedule.
 

@@ -203,7 +203,7 @@ def test_wilson_interval_matches_scipy(k, n):
 
 
 def test_a_collapse_ends_the_stable_phase():
-    from circuits.progress import modular_phases
+    from circuits.families.modular import FAMILY as MODULAR
 
     rows = [
         {"step": s, "train_acc": tr, "test_acc": te}
@@ -220,7 +220,7 @@ def test_a_collapse_ends_the_stable_phase():
     ]
     events = detect_collapses(rows, CollapseRule("train_acc"))
     assert [(e.step, e.first_step) for e in events] == [(70, 50)]
-    phases = modular_phases(rows, events)
+    phases = MODULAR.phases(rows, events)
     assert phases.to_dict()["stable"] == {"start": 30, "end": 50}
-    assert modular_phases(rows).to_dict()["stable"] == {"start": 30, "end": None}
-    assert modular_phases(rows[:3], events).to_dict()["stable"] == {"start": None, "end": None}
+    assert MODULAR.phases(rows).to_dict()["stable"] == {"start": 30, "end": None}
+    assert MODULAR.phases(rows[:3], events).to_dict()["stable"] == {"start": None, "end": None}

@@ -20,14 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from circuits.families.modular import NEEDS_PRIME, ModularTask, is_prime
-from interp.config import (
-    ConfigError,
-    ModelConfig,
-    RunConfig,
-    TrainConfig,
-    all_keys,
-    task_config,
-)
+from interp.config import ConfigError, ModelConfig, RunConfig, TrainConfig, all_keys, task_config
 from interp.tasks import build_task
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -114,7 +114,7 @@ class CopyFamily(AnalyzedFamily):
 
         return [margin]
 
-    def analyze(self, run, parts, steps, *, workers, progress):
+    def analyze(self, run, parts, steps, *, workers, progress, figures=True):
         from circuits.analyze import analyze_each, basic_columns
 
         def analyze_one(model, step):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from circuits.activations import final_position_activations
-from circuits.progress import circuit_score, modular_phases
+from circuits.families.modular import FAMILY as MODULAR
+from circuits.progress import circuit_score
 from interp.config import task_config
 from interp.tasks import build_task
 from tests.conftest import handbuilt_fourier_model
@@ -72,13 +73,13 @@ def test_phases_are_computed_from_metrics():
         {"step": 300, "train_acc": 1.0, "test_acc": 0.6},
         {"step": 400, "train_acc": 1.0, "test_acc": 0.995},
     ]
-    phases = modular_phases(rows)
+    phases = MODULAR.phases(rows)
     assert [phases.milestone(n) for n in ("memorized", "cleanup_start", "generalized")] == [
         100,
         300,
         400,
     ]
-    assert modular_phases(rows[:2]).milestone("cleanup_start") is None
+    assert MODULAR.phases(rows[:2]).milestone("cleanup_start") is None
     assert phases.to_dict()["circuit_formation"] == {"start": 100, "end": 300}
 
 

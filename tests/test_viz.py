@@ -1,5 +1,6 @@
 """Visualizations: circuit-graph maths on a hand-built Fourier model, slider figures, the offline
-report (one copy of each library, no CDN), the CLI's --html, and graceful degradation."""
+report (one copy of each library, no CDN), the CLI's --html, and graceful degradation.
+(`tests/test_report_from_analysis.py`: the report's data against independent references.)"""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _graph_of(model, p: int, keys: list[int]):
     from circuits import fourier
     from circuits.activations import final_position_activations
     from circuits.graph import circuit_graph, neuron_groups
-    from interp.config import TaskConfig, task_config
+    from interp.config import task_config
     from interp.tasks import build_task
 
     task = build_task(task_config(p=p, train_frac=0.5, split_seed=0))
@@ -43,8 +44,11 @@ def test_circuit_graph_paths_add_up_and_a_fourier_circuit_is_all_generalizing():
     w = dict(zip(graph.edges, graph.weight.tolist()))
     share = dict(zip(graph.edges, graph.generalization_share.tolist()))
     # Direct edges into the unembedding sum to the model's centered correct logit.
-    into_unembed = sum(v for (s, d), v in w.items() if d == "unembed" and "MLP" not in s or
-                       (d == "unembed" and s in groups))
+    into_unembed = sum(
+        v
+        for (s, d), v in w.items()
+        if d == "unembed" and "MLP" not in s or (d == "unembed" and s in groups)
+    )
     assert into_unembed == pytest.approx(graph.total_logit, rel=1e-4, abs=1e-4)
     # Paths into each neuron group sum to the group's own output (no b_in share here).
     for group in groups:
@@ -57,20 +61,26 @@ def test_circuit_graph_paths_add_up_and_a_fourier_circuit_is_all_generalizing():
 
 
 def test_slider_figures_restyle_one_checkpoint_per_step(analysis):
+    from circuits.graph import circuit_graph_series
     from circuits.viz import figures as F
     from circuits.viz.graph import plot_circuit_graph
-    from circuits.graph import circuit_graph_series
 
     run = load_run(analysis.run_dir)
-    figs = [F.plot_embedding_spectrum(analysis), F.plot_neuron_clusters(analysis), F.plot_attribution(analysis),
-            plot_circuit_graph(circuit_graph_series(run, analysis))]
+    figs = [
+        F.plot_embedding_spectrum(analysis),
+        F.plot_neuron_clusters(analysis),
+        F.plot_attribution(analysis),
+        plot_circuit_graph(circuit_graph_series(run, analysis)),
+    ]
     for i, fig in enumerate(figs):
         steps = fig.layout.sliders[0].steps
         assert [int(s.label) for s in steps] == analysis.steps
         first, last = steps[0].args[0], steps[-1].args[0]
         if i != 1:  # (the tiny run has no neuron cluster at any step)
             assert first != last  # the checkpoints differ, so does what the slider draws
-        assert "step" in fig.layout.title.text and (fig.layout.xaxis.title.text or fig.layout.xaxis.visible is False)
+        assert "step" in fig.layout.title.text and (
+            fig.layout.xaxis.title.text or fig.layout.xaxis.visible is False
+        )
     spectrum = figs[0]
     assert spectrum.data[0].x[0] == "k=1" or spectrum.data[0].x[0].startswith("k=1 ")
 
@@ -88,8 +98,14 @@ def test_timeline_marks_phases_and_names_every_measure(analysis):
 
     fig = plot_timeline(analysis)
     names = {t.name for t in fig.data}
-    for name in ("train loss", "test loss", "circuit score (train only)", "sum of squared weights",
-                 "restricted loss (key freqs only, test)", "Gini of W_E Fourier norms"):
+    for name in (
+        "train loss",
+        "test loss",
+        "circuit score (train only)",
+        "sum of squared weights",
+        "restricted loss (key freqs only, test)",
+        "Gini of W_E Fourier norms",
+    ):
         assert name in names
     assert all(t.hovertemplate for t in fig.data)
 
@@ -103,7 +119,9 @@ def test_logit_lens_and_causal_tracing_read_typed_entity_results():
 
     def checkpoint(step):
         mrr = torch.tensor([[(step + layer) / 10 for layer in range(3)] for _ in range(2)])
-        lens = LogitLensResult(("bridge", "answer"), torch.zeros(2, 3, 1, dtype=torch.long), mrr, (1, 2))
+        lens = LogitLensResult(
+            ("bridge", "answer"), torch.zeros(2, 3, 1, dtype=torch.long), mrr, (1, 2)
+        )
         tracing = (TracingResult("head", torch.tensor([[0.1 * layer] * 3 for layer in range(3)])),)
         return SimpleNamespace(step=step, lens=lens, tracing=tracing)
 
@@ -114,7 +132,9 @@ def test_logit_lens_and_causal_tracing_read_typed_entity_results():
     # layer 2 of the last checkpoint: (5 + 2) / 10 for both targets
     assert list(lens.data[0].z[2]) == pytest.approx([0.7, 0.7])
     assert plot_causal_tracing(result).data[0].x == ("first", "mid", "last")
-    assert plot_logit_lens(SimpleNamespace(checkpoints=[SimpleNamespace(step=0, lens=None)])) is None
+    assert (
+        plot_logit_lens(SimpleNamespace(checkpoints=[SimpleNamespace(step=0, lens=None)])) is None
+    )
 
 
 def test_report_is_offline_with_each_library_once(analysis, tmp_path):
@@ -129,8 +149,14 @@ def test_report_is_offline_with_each_library_once(analysis, tmp_path):
     # (plotly.js itself mentions cdn.plot.ly only as the default topojson URL of geo maps).
     assert not re.search(r"<link[^>]+href=", page) and 'from "https://' not in page
     assert "sourceMappingURL=iife" not in page
-    for title in ("Transition timeline", "Circuit graph", "Neuron-frequency clusters", "Direct logit attribution",
-                  "Attention patterns (circuitsvis)", "Fourier spectrum of the embedding and W_L"):
+    for title in (
+        "Transition timeline",
+        "Circuit graph",
+        "Neuron-frequency clusters",
+        "Direct logit attribution",
+        "Attention patterns (circuitsvis)",
+        "Fourier spectrum of the embedding and W_L",
+    ):
         assert title in report.figures
 
 
@@ -142,8 +168,10 @@ def test_report_degrades_when_parts_are_missing(tiny_run, tmp_path):
     omitted = dict(report.omitted)
     assert "Fourier views" in omitted and "Direct logit attribution" in omitted
     assert "Transition timeline" in report.figures and "Circuit graph" in report.figures
+    # Every view reads only the analysis: a run folder that is gone changes nothing.
     gone = build_report(partial.__class__(**{**partial.__dict__, "run_dir": tmp_path / "missing"}))
-    assert "Circuit graph" in dict(gone.omitted) and "Transition timeline" in gone.figures
+    assert gone.figures == report.figures and gone.omitted == report.omitted
+    assert "Attention patterns (circuitsvis)" in gone.figures
 
 
 def test_cli_writes_the_report_by_default_and_to_html(tiny_run, tmp_path, capsys):
@@ -169,6 +197,9 @@ def test_notebook_views_send_the_circuitsvis_bundle_once(tiny_run):
 
 
 def test_import_interp_stays_light():
-    code = "import sys, interp; assert 'torch' not in sys.modules; assert callable(interp.load_run); print('ok')"
+    code = (
+        "import sys, interp; assert 'torch' not in sys.modules; "
+        "assert callable(interp.load_run); print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from circuits.phases import MilestoneSpec, compute_phases
 from circuits.viz.views import ReportView, attention_view
 from interp.registry import Family
 
@@ -18,6 +19,8 @@ from interp.registry import Family
 class AnalyzedFamily(Family):
     """A family that `interp analyze` can analyze and report (see the module docstring)."""
 
+    #: Names of the input positions, for figures (empty: `pos 0`, `pos 1`, …).
+    position_names: tuple[str, ...] = ()
     #: The note under the report's transition timeline: how the phases are defined.
     timeline_note: str = (
         "Shaded spans are the task family's phases, dashed lines the milestones that bound "
@@ -25,29 +28,38 @@ class AnalyzedFamily(Family):
         "accuracy does, then stable."
     )
 
+    #: The family's phases (`circuits.phases`): milestones, and spans between them. By default,
+    #: memorization until train accuracy reaches 99 %, generalization until test accuracy
+    #: does, then stable.
+    milestones: tuple[MilestoneSpec, ...] = (
+        MilestoneSpec("memorized", "train fitted", "train_acc", 0.99),
+        MilestoneSpec("generalized", "test acc ≥ 99%", "test_acc", 0.99),
+    )
+    spans: tuple[tuple[str, str | None, str | None], ...] = (
+        ("memorization", None, "memorized"),
+        ("generalization", "memorized", "generalized"),
+        ("stable", "generalized", None),
+    )
+
     def analyze(
-        self, run, parts: tuple[str, ...], steps: list[int], *, workers: int, progress: bool
+        self,
+        run,
+        parts: tuple[str, ...],
+        steps: list[int],
+        *,
+        workers: int,
+        progress: bool,
+        figures: bool = True,
     ):
-        """Every checkpoint in `steps`, the requested `parts` (already validated)."""
+        """Every checkpoint in `steps`, the requested `parts` (already validated); with
+        `figures`, also what only the report draws."""
         from circuits.analyze import analyze_basic_run
 
         return analyze_basic_run(run, parts, steps, workers=workers, progress=progress)
 
     def phases(self, rows: list[dict[str, Any]], collapses=()):
-        """The family's phases (`circuits.phases`): by default, memorization until train
-        accuracy reaches 99 %, generalization until test accuracy does, then stable."""
-        from circuits.phases import MilestoneSpec, compute_phases
-
-        specs = (
-            MilestoneSpec("memorized", "train fitted", "train_acc", 0.99),
-            MilestoneSpec("generalized", "test acc ≥ 99%", "test_acc", 0.99),
-        )
-        spans = (
-            ("memorization", None, "memorized"),
-            ("generalization", "memorized", "generalized"),
-            ("stable", "generalized", None),
-        )
-        return compute_phases(rows, specs, spans).ended_by(collapses)
+        """The phases of this table (`milestones`, `spans`), the last span ended by a collapse."""
+        return compute_phases(rows, self.milestones, self.spans).ended_by(collapses)
 
     def leads(self, rows: list[dict[str, Any]]) -> dict[str, int | None]:
         """First steps at which the progress measure and test accuracy reach a level."""

@@ -141,10 +141,12 @@ class EntityFamily(AnalyzedFamily):
 
         return [make_entity_evaluator()]
 
-    def analyze(self, run, parts, steps, *, workers, progress):
+    def analyze(self, run, parts, steps, *, workers, progress, figures=True):
         from circuits.analyze import analyze_entity_run
 
-        return analyze_entity_run(run, parts, steps, workers=workers, progress=progress)
+        return analyze_entity_run(
+            run, parts, steps, workers=workers, progress=progress, figures=figures
+        )
 
     def describe(self, config: EntityTask) -> str:
         if config.kb_file:
@@ -160,16 +162,17 @@ class EntityFamily(AnalyzedFamily):
             ", shuffled labels" if config.shuffle_labels else ""
         )
 
-    def phases(self, rows: list[dict[str, Any]], collapses=()):
-        """Milestones: atomic facts learned (train_atomic ≥ 99 %), training inferred facts
-        learned (train_inferred ≥ 99 %), and test-ID leaving chance (≥ chance + 10 points),
-        reaching 50 % and 95 % (ANCHORS §2 reads generalization on test-ID). Spans:
-        memorization until test-ID leaves chance, generalization until it reaches 95 %, then
-        stable until a collapse. Test-ID may rise while training accuracy still climbs, so
-        the test-ID milestones do not wait for the training ones."""
-        from circuits.phases import MilestoneSpec, compute_phases
+    @property
+    def milestones(self):  # type: ignore[override]
+        """Atomic facts learned (train_atomic ≥ 99 %), training inferred facts learned
+        (train_inferred ≥ 99 %), and test-ID leaving chance (≥ chance + 10 points), reaching
+        50 % and 95 % (ANCHORS §2 reads generalization on test-ID). Test-ID may rise while
+        training accuracy still climbs, so the test-ID milestones do not wait for the
+        training ones. Spans: memorization until test-ID leaves chance, generalization until
+        it reaches 95 %, then stable until a collapse."""
+        from circuits.phases import MilestoneSpec
 
-        specs = (
+        return (
             MilestoneSpec("atomic_learned", "atomic facts learned", "train_atomic_acc", 0.99),
             MilestoneSpec("inferred_learned", "train inferred learned", "train_inferred_acc", 0.99),
             MilestoneSpec(
@@ -178,12 +181,12 @@ class EntityFamily(AnalyzedFamily):
             MilestoneSpec("half", "test-ID ≥ 50%", "test_id_acc", 0.5, after="left_chance"),
             MilestoneSpec("generalized", "test-ID ≥ 95%", "test_id_acc", 0.95, after="half"),
         )
-        spans = (
-            ("memorization", None, "left_chance"),
-            ("generalization", "left_chance", "generalized"),
-            ("stable", "generalized", None),
-        )
-        return compute_phases(rows, specs, spans).ended_by(collapses)
+
+    spans = (
+        ("memorization", None, "left_chance"),
+        ("generalization", "left_chance", "generalized"),
+        ("stable", "generalized", None),
+    )
 
     def summary_lines(self, info: dict[str, Any]) -> list[str]:
         from interp.metrics import format_accuracy
@@ -206,7 +209,7 @@ class EntityFamily(AnalyzedFamily):
                 "Intermediate entity per layer",
                 lambda: E.plot_entity_measures(result, self.intermediate),
             ),
-            attention_view(result, context, self.position_names),
+            attention_view(result, context),
             ReportView(
                 "Logit lens", lambda: E.plot_logit_lens(result, self.position_names), _LENS_NOTE
             ),

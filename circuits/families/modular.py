@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from circuits.families.base import AnalyzedFamily
+from circuits.phases import MilestoneSpec
 from circuits.viz.views import ReportView
 from interp.config import ModelConfig, RunConfig, TrainConfig
 from interp.config_base import TaskConfig, check, is_prime  # noqa: F401 (is_prime: re-exported)
@@ -159,6 +160,24 @@ def _presets() -> dict[str, RunConfig]:
     return presets
 
 
+# Phases of this family (`circuits.phases`):
+#: memorization: [0, memorized) — until train accuracy first reaches 99 %.
+#: circuit formation: [memorized, cleanup_start) — train fitted, test accuracy still < 50 %.
+#: cleanup: [cleanup_start, generalized) — test accuracy rising from 50 % to 99 %.
+#: stable: from `generalized` until the first checkpoint of a later collapse, if any.
+MODULAR_MILESTONES = (
+    MilestoneSpec("memorized", "train fitted", "train_acc", 0.99),
+    MilestoneSpec("cleanup_start", "test acc ≥ 50%", "test_acc", 0.5, after="memorized"),
+    MilestoneSpec("generalized", "test acc ≥ 99%", "test_acc", 0.99, after="cleanup_start"),
+)
+MODULAR_SPANS = (
+    ("memorization", None, "memorized"),
+    ("circuit_formation", "memorized", "cleanup_start"),
+    ("cleanup", "cleanup_start", "generalized"),
+    ("stable", "generalized", None),
+)
+
+
 class ModularFamily(AnalyzedFamily):
     kind = "modular"
     config_class = ModularTask
@@ -203,15 +222,17 @@ class ModularFamily(AnalyzedFamily):
         )
 
     # -- analysis --------------------------------------------------------------------------
-    def analyze(self, run, parts, steps, *, workers, progress):
+    milestones = MODULAR_MILESTONES
+    spans = MODULAR_SPANS
+    #: Names of the three input positions, for figures.
+    position_names = ("a", "b", "=")
+
+    def analyze(self, run, parts, steps, *, workers, progress, figures=True):
         from circuits.analyze import analyze_modular_run
 
-        return analyze_modular_run(run, parts, steps, workers=workers, progress=progress)
-
-    def phases(self, rows, collapses):
-        from circuits.progress import modular_phases
-
-        return modular_phases(rows, collapses)
+        return analyze_modular_run(
+            run, parts, steps, workers=workers, progress=progress, figures=figures
+        )
 
     def summary_lines(self, info) -> list[str]:
         return [f"key frequencies: {info['key_frequencies'] or 'none found'}"]

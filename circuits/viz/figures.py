@@ -21,23 +21,11 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from circuits.steps import pick_steps
+
 #: Shading of the phase spans in order (the last, stable span is not shaded).
 PHASE_COLORS = ("#fde0dd", "#deebf7", "#e5f5e0", "#fff2cc")
 KEY_COLOR, OTHER_COLOR, EMBED_COLOR, UNEMBED_COLOR = "#08519c", "#9ecae1", "#1f77b4", "#ff7f0e"
-
-
-def pick_steps(
-    steps: Sequence[int], max_steps: int = 60, keep: Sequence[int | None] = ()
-) -> list[int]:
-    """At most `max_steps` of `steps` (evenly spaced by index), always the first, last and
-    `keep`."""
-    steps = list(steps)
-    if len(steps) <= max_steps:
-        return steps
-    chosen = {steps[0], steps[-1]} | {s for s in keep if s is not None and s in steps}
-    n = max(max_steps - len(chosen), 1)
-    chosen |= {steps[round(i * (len(steps) - 1) / n)] for i in range(n + 1)}
-    return sorted(chosen)
 
 
 def phase_steps(result) -> list[int]:

@@ -70,7 +70,7 @@ def modular_views(result, context) -> list[ReportView]:
                 omitted="the analysis was run without the attribution part",
             )
         )
-    views.append(attention_view(result, context, ("a", "b", "=")))
+    views.append(attention_view(result, context))
     if "attention" in parts:
         views.append(
             ReportView(
@@ -82,16 +82,15 @@ def modular_views(result, context) -> list[ReportView]:
 
 
 def _graph_view(result, context) -> ReportView:
-    if context.run is None:
-        return ReportView("Circuit graph", omitted=context.run_error)
+    from circuits.viz.views import NO_FIGURES
+
+    graphs = [c.graph for c in context.shown if c.graph is not None]
+    if not graphs:
+        return ReportView("Circuit graph", omitted=NO_FIGURES)
 
     def make():
-        from circuits.graph import circuit_graph_series
         from circuits.viz.graph import plot_circuit_graph
 
-        return plot_circuit_graph(
-            circuit_graph_series(context.run, result, context.model_steps),
-            keep_steps=F.phase_steps(result),
-        )
+        return plot_circuit_graph(graphs, keep_steps=F.phase_steps(result))
 
     return ReportView("Circuit graph", make, _GRAPH_NOTE)

@@ -25,27 +25,29 @@ class ReportView:
 
 @dataclass(frozen=True)
 class ReportContext:
-    """What the family's views may use besides the analysis: the run (None when it cannot be
-    opened, with the reason) and the checkpoints the slider views that need models show."""
+    """What the family's views may use besides the whole analysis: the checkpoints the heavy
+    slider views show (`pick_steps` with the phase boundaries), whose figure data (circuit
+    graph, attention pattern) the analysis computed in its pass."""
 
-    run: Any
-    run_error: str
-    model_steps: list[int]
+    shown: list[Any]
 
 
-def attention_view(result, context: ReportContext, position_names=None) -> ReportView:
+#: Why a figure-data view is missing.
+NO_FIGURES = (
+    "computed only by an analysis with figures (`analyze_run(..., figures=True)`, the default)"
+)
+
+
+def attention_view(result, context: ReportContext) -> ReportView:
     """The circuitsvis attention patterns per head at the shown checkpoints (every family)."""
-    if context.run is None:
-        return ReportView("Attention patterns (circuitsvis)", omitted=context.run_error)
+    with_patterns = [c for c in context.shown if getattr(c, "attention_pattern", None) is not None]
+    if not with_patterns:
+        return ReportView("Attention patterns (circuitsvis)", omitted=NO_FIGURES)
 
     def make():
-        from circuits.viz.attention import attention_over_checkpoints
+        from circuits.viz.attention import analysis_attention_view
 
-        return attention_over_checkpoints(
-            context.run,
-            context.model_steps,
-            token_labels=list(position_names) if position_names else None,
-        )
+        return analysis_attention_view(result, with_patterns)
 
     return ReportView("Attention patterns (circuitsvis)", make, _ATTENTION_NOTE)
 
