@@ -19,8 +19,9 @@ import torch
 
 from circuits import fourier
 from circuits.activations import final_position_activations_hooked
-from circuits.analyze import analyze_model, analyze_run, write_analysis
+from circuits.analyze import analyze_run, write_analysis
 from circuits.attention import mean_attention_pattern, pattern_sample
+from circuits.modular_analysis import analyze_model
 from interp.runs import Run, load_run
 from interp.training import train
 from tests.conftest import tiny_config

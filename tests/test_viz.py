@@ -62,7 +62,7 @@ def test_circuit_graph_paths_add_up_and_a_fourier_circuit_is_all_generalizing():
 
 def test_slider_figures_restyle_one_checkpoint_per_step(analysis):
     from circuits.graph import circuit_graph_series
-    from circuits.viz import figures as F
+    from circuits.viz import modular_figures as F
     from circuits.viz.graph import plot_circuit_graph
 
     run = load_run(analysis.run_dir)

@@ -228,7 +228,7 @@ class ModularFamily(AnalyzedFamily):
     position_names = ("a", "b", "=")
 
     def analyze(self, run, parts, steps, *, workers, progress, figures=True):
-        from circuits.analyze import analyze_modular_run
+        from circuits.modular_analysis import analyze_modular_run
 
         return analyze_modular_run(
             run, parts, steps, workers=workers, progress=progress, figures=figures

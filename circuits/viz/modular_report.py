@@ -5,6 +5,7 @@ and the timeline before them)."""
 from __future__ import annotations
 
 from circuits.viz import figures as F
+from circuits.viz import modular_figures as M
 from circuits.viz.views import ReportView
 
 _GRAPH_NOTE = (
@@ -40,15 +41,15 @@ def modular_views(result, context) -> list[ReportView]:
         views += [
             ReportView(
                 "Fourier spectrum of the embedding and W_L",
-                lambda: F.plot_embedding_spectrum(result),
+                lambda: M.plot_embedding_spectrum(result),
                 _SPECTRUM_NOTE,
             ),
             ReportView(
                 "Embedding Fourier norms over training",
-                lambda: F.plot_embedding_norms_over_training(result),
+                lambda: M.plot_embedding_norms_over_training(result),
             ),
             ReportView(
-                "Neuron-frequency clusters", lambda: F.plot_neuron_clusters(result), _CLUSTER_NOTE
+                "Neuron-frequency clusters", lambda: M.plot_neuron_clusters(result), _CLUSTER_NOTE
             ),
         ]
     else:
@@ -57,10 +58,10 @@ def modular_views(result, context) -> list[ReportView]:
         )
     if "attribution" in parts:
         views += [
-            ReportView("Direct logit attribution", lambda: F.plot_attribution(result), _DLA_NOTE),
+            ReportView("Direct logit attribution", lambda: M.plot_attribution(result), _DLA_NOTE),
             ReportView(
                 "Direct logit attribution over training",
-                lambda: F.plot_attribution_over_training(result),
+                lambda: M.plot_attribution_over_training(result),
             ),
         ]
     else:
@@ -75,7 +76,7 @@ def modular_views(result, context) -> list[ReportView]:
         views.append(
             ReportView(
                 "Attention from the answer position over training",
-                lambda: F.plot_attention_over_training(result),
+                lambda: M.plot_attention_over_training(result),
             )
         )
     return views

@@ -91,13 +91,13 @@ def analyze_with_curve(
 ) -> Curve:
     """`analyze_run(run, ("fourier",), workers=...)`, timing each checkpoint (instrumented, not
     changed)."""
-    from circuits import analyze
+    from circuits import analyze, modular_analysis
     from interp.runs import load_run
 
     run = load_run(run_dir)
     run.new_model()  # imports TransformerLens outside the timed region ("import excluded")
     curve = Curve([], [])
-    original = analyze.analyze_checkpoint
+    original = modular_analysis.analyze_checkpoint
     with PeakRSS() as mem:
         start = time.perf_counter()
 
@@ -107,11 +107,11 @@ def analyze_with_curve(
             curve.rss.append(mem.peak)
             return out
 
-        analyze.analyze_checkpoint = timed
+        modular_analysis.analyze_checkpoint = timed
         try:
             analyze.analyze_run(run, ("fourier",), steps=steps, workers=workers)
         finally:
-            analyze.analyze_checkpoint = original
+            modular_analysis.analyze_checkpoint = original
     curve.times.insert(0, 0.0)  # the key-frequency pass before the first checkpoint is in times[1]
     return curve
 
@@ -119,26 +119,27 @@ def analyze_with_curve(
 def naive_analysis(run_dir: Path, n: int) -> float:
     """The loop without the project's reuse: per checkpoint a new model, a new Fourier basis and
     task context, TransformerLens run_with_cache on all p² inputs, the O(p³) basis transform."""
-    from circuits import analyze, fourier
+    from circuits import fourier, modular_analysis
     from circuits.activations import final_position_activations_hooked
+    from circuits.analyze import analyze_run
     from interp.runs import load_run
 
     run = load_run(run_dir)
     steps = run.steps[:n]
-    saved = analyze.final_position_activations, fourier._is_fourier_basis
-    analyze.final_position_activations = final_position_activations_hooked
+    saved = modular_analysis.final_position_activations, fourier._is_fourier_basis
+    modular_analysis.final_position_activations = final_position_activations_hooked
     fourier._is_fourier_basis = lambda basis: False
     try:
-        keys = analyze.analyze_run(run, ("fourier",), steps=steps[-1:]).key_frequencies
+        keys = analyze_run(run, ("fourier",), steps=steps[-1:]).key_frequencies
         start = time.perf_counter()
         for step in steps:
-            ctx = analyze._ModularContext(run)  # rebuilds the basis and task every time
+            ctx = modular_analysis._ModularContext(run)  # rebuilds the basis and task every time
             ctx.set_key_frequencies(keys)
             model = run.model_at(step)  # rebuilds the model every time
-            analyze.analyze_checkpoint(model, step, ctx, ("fourier",))
+            modular_analysis.analyze_checkpoint(model, step, ctx, ("fourier",))
         return (time.perf_counter() - start) / len(steps)
     finally:
-        analyze.final_position_activations, fourier._is_fourier_basis = saved
+        modular_analysis.final_position_activations, fourier._is_fourier_basis = saved
 
 
 def analysis_throughput(
