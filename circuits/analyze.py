@@ -285,7 +285,7 @@ def analyze_entity_run(
     may show (the circuit graph of these families is left to circuit discovery)."""
     from dataclasses import replace
 
-    from circuits.entity import analyze_entity_checkpoint, random_init_model
+    from circuits.entity_analysis import analyze_entity_checkpoint, random_init_model
 
     task = run.task
     family = family_of(run.config)

@@ -32,7 +32,7 @@ from circuits.attention import (
     pattern_sample,
 )
 from circuits.attribution import attribution_columns, direct_logit_attribution
-from circuits.graph import GraphSetup, checkpoint_graph, graph_setup
+from circuits.graph_series import GraphSetup, checkpoint_graph, graph_setup
 from circuits.progress import circuit_score
 from circuits.steps import FigureSteps
 from interp.metrics import per_example_cross_entropy

@@ -208,6 +208,8 @@ def analyze(
     if as_json:
         typer.echo(dumps(info))
     else:
+        from interp.summary_text import human_summary
+
         typer.echo(human_summary(info, result.family.summary_lines(info)))
     for item in info["skipped"]:
         typer.echo(f"skipped step {item['step']}: {item['reason']}", err=True)
@@ -272,52 +274,6 @@ def _set_threads(threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
-
-
-def _accuracy_text(info: dict, key: str, value: float) -> str:
-    """An accuracy, with its 95 % Wilson interval when its split is small."""
-    from interp.metrics import format_accuracy
-
-    return f"{key} {format_accuracy(value, info.get('split_sizes', {}).get(key))}"
-
-
-def human_summary(info: dict, family_lines: list[str] = ()) -> str:
-    """The CLI's summary of `summary.json`; `family_lines` come from the run's task family."""
-    lines = [
-        f"analyzed {info['n_checkpoints']} checkpoints (steps "
-        f"{info['steps'][0]}–{info['steps'][1]}) of {info['run']}",
-        *family_lines,
-        "final: "
-        + ", ".join(
-            _accuracy_text(info, k, v) if k.endswith("_acc") else f"{k} {v:.4g}"
-            for k, v in info["final"].items()
-            if k != "step"
-        ),
-        "phases: "
-        + "; ".join(
-            f"{name.replace('_', ' ')} "
-            f"{span['start']}–{span['end'] if span['end'] is not None else '…'}"
-            for name, span in info["phases"].items()
-            if span["start"] is not None
-        ),
-        "leads: " + ", ".join(f"{k} at step {v}" for k, v in info["leads"].items()),
-        f"table: {info['table']}",
-    ]
-    for event in info.get("collapses", []):
-        lines.insert(
-            -1,
-            f"collapse at step {event['step']}: {event['metric']} {event['value']:.3f} "
-            f"(best {event['best']:.3f} at step {event['best_step']}, down since step "
-            f"{event['first_step']})",
-        )
-    if info.get("best"):
-        best = info["best"]
-        lines.insert(
-            -1, f"best checkpoint: step {best['step']} ({best['criterion']} {best['value']:.4g})"
-        )
-    if info.get("figures"):
-        lines.append(f"report: {info['figures']}")
-    return "\n".join(lines)
 
 
 @app.command("import")

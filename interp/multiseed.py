@@ -26,8 +26,8 @@ from interp.config import RunConfig
 from interp.grokfast import make_filter, make_optimizer, orthogonalize_grads_
 from interp.metrics import cross_entropy_f64, stablemax_cross_entropy_f64
 from interp.model import build_model, parameters, stacked_answer_logits
+from interp.schedule import resolve_device
 from interp.tasks import build_task
-from interp.training import resolve_device
 
 
 class MultiSeedTrainer:

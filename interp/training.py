@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,43 +37,11 @@ from interp.metrics import (
 )
 from interp.model import build_model, parameters, state_dict, tl_named_parameters
 from interp.registry import family_of
+from interp.schedule import TrainResult, checkpoint_schedule, resolve_device
 from interp.tasks import TaskData, build_task
 
 #: (model, task, {split: (logits, labels)}) -> extra metric columns
 Evaluator = Callable[[Any, TaskData, dict[str, tuple[Tensor, Tensor]]], dict[str, float]]
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    run_dir: Path
-    final_step: int
-    last_row: dict[str, Any]
-    stopped_early: bool
-    #: every collapse event of the run so far (`interp.collapse`), also in metrics.jsonl
-    collapses: tuple[CollapseEvent, ...] = ()
-    #: why it stopped before the end of its schedule: "val_acc", "collapse" or None
-    stop_reason: str | None = None
-    #: examples behind each `{split}_acc` column of the rows, e.g. {"test_ood_acc": 95}
-    split_sizes: dict[str, int] = field(default_factory=dict)
-
-
-def checkpoint_schedule(steps: int, every: int, log_until: int, per_decade: int = 8) -> list[int]:
-    """Step 0, log-spaced steps below `log_until`, every `every` steps, and the final step."""
-    schedule = {0, steps}
-    schedule.update(range(every, steps + 1, every))
-    if log_until > 1:
-        n_points = max(2, int(math.log10(log_until) * per_decade))
-        for i in range(n_points + 1):
-            schedule.add(min(steps, int(round(log_until ** (i / n_points)))))
-    return sorted(s for s in schedule if 0 <= s <= steps)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("train.device: 'cuda' was asked for but torch sees no CUDA device")
-    return torch.device(device)
 
 
 class Trainer:

@@ -100,7 +100,11 @@ def test_nonstandard_basis_takes_the_reference_path():
 def test_analysis_rows_equal_the_hooked_reference(tiny_run, monkeypatch):
     run = load_run(tiny_run)
     fast = analyze.analyze_run(run, ("fourier", "attention", "attribution"))
-    monkeypatch.setattr(analyze, "final_position_activations", final_position_activations_hooked)
+    from circuits import modular_analysis
+
+    monkeypatch.setattr(
+        modular_analysis, "final_position_activations", final_position_activations_hooked
+    )
     monkeypatch.setattr(fourier, "_is_fourier_basis", lambda basis: False)
     reference = analyze.analyze_run(run, ("fourier", "attention", "attribution"))
     assert fast.key_frequencies == reference.key_frequencies

@@ -61,7 +61,7 @@ def test_circuit_graph_paths_add_up_and_a_fourier_circuit_is_all_generalizing():
 
 
 def test_slider_figures_restyle_one_checkpoint_per_step(analysis):
-    from circuits.graph import circuit_graph_series
+    from circuits.graph_series import circuit_graph_series
     from circuits.viz import modular_figures as F
     from circuits.viz.graph import plot_circuit_graph
 
@@ -113,7 +113,7 @@ def test_timeline_marks_phases_and_names_every_measure(analysis):
 def test_logit_lens_and_causal_tracing_read_typed_entity_results():
     from types import SimpleNamespace
 
-    from circuits.entity import TracingResult
+    from circuits.entity_analysis import TracingResult
     from circuits.logit_lens import LogitLensResult
     from circuits.viz.entity_figures import plot_causal_tracing, plot_logit_lens
 

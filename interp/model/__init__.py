@@ -1,0 +1,55 @@
+"""The one place that knows TransformerLens's internals: this package (TransformerLens 4,
+`TransformerBridge.boot_native`).
+
+It builds the hooked transformer and names its parameters (`interp.model.build`), and holds
+the fast forwards (`interp.model.forward`).
+Everything else receives a `TransformerBridge` and uses TransformerLens names: `W_E`,
+`blocks.0.attn.W_Q [n_heads, d_model, d_head]`, hooks such as `blocks.0.mlp.hook_post`.
+
+Checkpoints store the native parameter names (`parameters`, with the bridge's wrapper
+segments); what users read (metric columns, imported checkpoints) uses TL's names (`tl_name`:
+`blocks.0.attn.W_K`, `embed.W_E`, `blocks.0.ln1.w`) and layouts (`to_tl_layout`).
+
+Training does not go through the bridge's hooked forward: it calls
+`answer_logits`, which computes only what the loss at the answer position depends on
+(the last layer's attention and MLP at the last position only, and the first layer's
+Q/K/V from per-(position, token) tables instead of per-example matmuls). It reads the
+very same parameters, and `tests/test_model.py` checks it equals the bridge's logits.
+`stacked_answer_logits` runs that same forward for several models at once (`torch.func.vmap`).
+"""
+
+from interp.model.build import (
+    build_model,
+    canonical_name,
+    from_tl_layout,
+    load_state,
+    native_model,
+    parameters,
+    state_dict,
+    tl_name,
+    tl_named_parameters,
+    to_tl_layout,
+)
+from interp.model.forward import (
+    answer_activations,
+    answer_logits,
+    stacked_answer_logits,
+    supports_answer_activations,
+)
+
+__all__ = [
+    "answer_activations",
+    "answer_logits",
+    "build_model",
+    "canonical_name",
+    "from_tl_layout",
+    "load_state",
+    "native_model",
+    "parameters",
+    "stacked_answer_logits",
+    "state_dict",
+    "supports_answer_activations",
+    "tl_name",
+    "tl_named_parameters",
+    "to_tl_layout",
+]
