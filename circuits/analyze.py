@@ -362,8 +362,9 @@ def _run_facts(run: Run, results: list[CheckpointAnalysis], figures: bool, posit
     rule = rule_for_splits(task.train_splits)
     collapses = detect_collapses([r.row for r in results], rule)
     phases = compute_phases([r.row for r in results]).ended_by(collapses)
-    return dict(collapses=collapses, phases=phases, split_sizes=sizes, best=read_best(run.path), config=run.config,
-                pattern_examples=len(pattern_sample(task.tokens)) if figures else 0, position_labels=tuple(position_labels))
+    return {"collapses": collapses, "phases": phases, "split_sizes": sizes, "best": read_best(run.path),
+            "config": run.config, "pattern_examples": len(pattern_sample(task.tokens)) if figures else 0,
+            "position_labels": tuple(position_labels)}
 
 
 def _analyze_entity_run(run: Run, parts: tuple[str, ...], steps: list[int], workers: int,
