@@ -142,11 +142,11 @@ def _clip_share(projected: float, weight: float) -> float:
     return min(max(projected / weight, 0.0), 1.0)
 
 
-def _times(rows: Tensor, other: Tensor, transpose: bool = False) -> Tensor:
-    """rows @ other (or rowsᵀ @ other) in other's dtype; when every row is the same (the answer
-    position's embedding in a modular task, whose last token is always "="), one row does."""
+def _times(rows: Tensor, other: Tensor, transpose: bool = False, same: bool = False) -> Tensor:
+    """rows @ other (or rowsᵀ @ other) in other's dtype; when every row is the same (`same`: the
+    answer position's embedding in a modular task, whose last token is "="), one row does."""
     rows = rows.to(other.dtype)
-    if _same_rows(rows):
+    if same:
         return (
             rows[0, :, None] * other.sum(0)[None]
             if transpose
@@ -263,22 +263,30 @@ def circuit_graph(
         T = wW - wW.mean(0, keepdim=True)
     # The inputs of the last MLP as [example, r] rows and their [r, d_mlp] part of W_in: one
     # block per layer's heads (z of every head, W_O^h·T stacked), the embedding, earlier MLPs.
-    sources: list[tuple[list[str], Tensor, Tensor]] = []
+    # (components, rows, K, every row the same)
+    sources: list[tuple[list[str], Tensor, Tensor, bool]] = []
     for layer in range(n_layers):
         names = [h for h in head_names if h.startswith(f"L{layer}H")]
         W_O = model.blocks[layer].attn.W_O.double()  # [head, d_head, d_model]
         sources.append(
-            (names, acts.z[layer].reshape(acts.z.shape[1], -1), W_O.reshape(-1, W_O.shape[-1]) @ T)
+            (
+                names,
+                acts.z[layer].reshape(acts.z.shape[1], -1),
+                W_O.reshape(-1, W_O.shape[-1]) @ T,
+                False,
+            )
         )
-    sources += [([name], c.rows, T) for name, c in components.items() if c.map is None]
+    sources += [
+        ([name], c.rows, T, _same_rows(c.rows)) for name, c in components.items() if c.map is None
+    ]
     # The split's denominator is summed in float64: where pre ≈ 0, the float32 rounding of a
     # sum of larger, cancelling parts would dominate post/pre (the previous implementation's
     # float32 sum moved some edges by several % of the largest).
     n_examples, d_mlp = acts.mlp_post.shape
     constant = mlp.b_in.double() if inv_mid is None else torch.zeros(d_mlp, dtype=torch.float64)
     pre = None
-    for _, rows, K in sources:
-        if _same_rows(rows):
+    for _, rows, K, same in sources:
+        if same:
             constant = constant + rows[0].double() @ K
         elif pre is None:
             pre = rows.double() @ K
@@ -289,7 +297,7 @@ def circuit_graph(
         pre = pre.mul_(inv_mid).add_(mlp.b_in.double())
     pre = pre.float()
     post = acts.mlp_post.float()
-    ratio = (post / pre).masked_fill_(pre.abs() <= 1e-6, 0.0)
+    ratio = (post / pre).masked_fill_(pre.abs_() <= 1e-6, 0.0)
     del pre
     if inv_mid is not None:
         ratio *= inv_mid.float()
@@ -310,10 +318,10 @@ def circuit_graph(
     del ratio
 
     paths: dict[str, list[Tensor]] = {}
-    for names, rows, K in sources:
+    for names, rows, K, same in sources:
         K = K.float().view(len(names), -1, K.shape[-1])  # [component, r, d_mlp]
         per_map = [
-            (_times(rows if at is None else rows[at], Cb, transpose=True).view_as(K) * K).sum(1)
+            (_times(rows if at is None else rows[at], Cb, True, same).view_as(K) * K).sum(1)
             for Cb, at in C
         ]  # each [component, d_mlp]: Σ_i ratio·(c_u·T)·B per neuron
         paths.update({name: [m[i] for m in per_map] for i, name in enumerate(names)})

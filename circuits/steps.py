@@ -9,9 +9,11 @@ more
 than the rest of its analysis. `FigureSteps` therefore decides during the analysis' one pass
 whether a checkpoint may be shown, so that its figure data is computed then or never:
 
-- it may be on the evenly spaced grid: the grid depends only on the number of steps and on
-  how many distinct boundaries are kept (0 to the number of milestones), so the union of
-  those grids is known upfront (133 of a 40k-step modular run's 422 checkpoints);
+- it may be on the evenly spaced grid, which depends only on the number of steps and on how
+  many distinct boundaries are kept (0 to the number of milestones): on any of those grids
+  that the boundaries already fixed by the earlier checkpoints leave possible ("fixed" by
+  the longest prefix of the run whose rows are all known; first crossings there are final;
+  on the 40k-step mod-add run that is 72 of 422 checkpoints, the grids together: 133);
 - it may be a phase boundary: its own row reaches a phase's threshold, and the rows of all
   earlier checkpoints known so far (another worker may still be analyzing some) do not
   already place that phase's first crossing before it.
@@ -47,17 +49,6 @@ def pick_steps(
     return sorted(chosen)
 
 
-def grid_steps(steps: Sequence[int], max_steps: int, n_boundaries: int = 3) -> set[int]:
-    """Every step `pick_steps(steps, max_steps, keep)` can choose besides `keep` itself, for up
-    to `n_boundaries` kept steps."""
-    steps = list(steps)
-    if len(steps) <= max_steps:
-        return set(steps)
-    return set().union(
-        *(pick_steps(steps, max_steps - n_kept, ()) for n_kept in range(n_boundaries + 1))
-    )
-
-
 def _reaches(row: dict[str, Any], spec: MilestoneSpec) -> bool:
     value = row.get(spec.column)
     return isinstance(value, (int, float)) and value == value and value >= spec.threshold
@@ -83,7 +74,16 @@ class FigureSteps:
     ):
         self.steps = sorted(steps)
         self.specs = tuple(specs)
-        self.grid = grid_steps(self.steps, max_steps, len(self.specs))
+        #: the grid for each number of kept boundaries; their union: every step that may be on it
+        self.grids = [
+            set(
+                self.steps
+                if len(self.steps) <= max_steps
+                else pick_steps(self.steps, max_steps - k)
+            )
+            for k in range(len(self.specs) + 1)
+        ]
+        self.grid = set().union(*self.grids)
         self._rows: dict[int, dict[str, Any] | None] = {}  # None: skipped
         self._reached: dict[str, set[int]] = {spec.name: set() for spec in self.specs}
         self._lock = threading.Lock()
@@ -109,13 +109,17 @@ class FigureSteps:
             for name, hit in reached.items():
                 if hit:
                     self._reached[name].add(step)
-        if (
-            always or step in self.grid or (not prefix and n_known == len(earlier))
-        ):  # ... or the first that loads
+        if always or (not prefix and n_known == len(earlier)):  # ... or the first that loads
             return True
-        fixed = compute_phases(
-            prefix, self.specs, ()
-        )  # first crossings within a fully known prefix are final
+        # First crossings within a fully known prefix are final: the boundaries fixed so far
+        # narrow the grids that remain possible.
+        fixed = compute_phases(prefix, self.specs, ())
+        boundaries = [fixed.milestone(spec.name) for spec in self.specs]
+        n_fixed = len({b for b in boundaries if b is not None} - {self.steps[0], self.steps[-1]})
+        n_open = boundaries.count(None)
+        limit = min(n_fixed + n_open, len(self.specs))
+        if any(step in self.grids[n] for n in range(n_fixed, limit + 1)):
+            return True
         return any(
             fixed.milestone(spec.name) is None
             and reached[spec.name]
