@@ -86,6 +86,14 @@ def train(
             "checkpoints); sets train.stop_on_collapse.",
         ),
     ] = False,
+    init_from: Annotated[
+        Optional[str],
+        typer.Option(
+            "--init-from",
+            help="Start from another run's weights: RUN_DIR (its last checkpoint) or RUN_DIR@STEP; "
+            "fresh optimizer. Sets train.init_from.",
+        ),
+    ] = None,
 ) -> None:
     """Train a model and checkpoint it into a run folder."""
     if out is None:
@@ -94,7 +102,7 @@ def train(
     if resume:
         from interp.training import resume as resume_run
 
-        if preset_or_config or set_ or stop_on_collapse:
+        if preset_or_config or set_ or stop_on_collapse or init_from is not None:
             raise CliError(
                 "--resume: continues the run's own config; do not pass a preset, --set or "
                 "--stop-on-collapse"
@@ -108,6 +116,8 @@ def train(
             overrides.append(f"train.device={device}")
         if stop_on_collapse:
             overrides.append("train.stop_on_collapse=true")
+        if init_from is not None:
+            overrides.append(f"train.init_from={init_from}")
         config = resolve_config(preset_or_config, overrides)
         from interp.training import train as train_run
 

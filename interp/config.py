@@ -111,6 +111,9 @@ class TrainConfig:
     #: Stop at the first collapse event (`interp.collapse`): the main training accuracy more
     #: than 20 points below its best for 3 checkpoints in a row.
     stop_on_collapse: bool = False
+    #: Start from another run's weights: "RUN_DIR" (its last complete checkpoint) or
+    #: "RUN_DIR@STEP"; weights only, a fresh optimizer (`interp.init_from`). "" = the seed's init.
+    init_from: str = ""
     device: Device = "cpu"
 
     def __post_init__(self) -> None:

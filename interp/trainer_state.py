@@ -78,6 +78,8 @@ def capture(trainer) -> TrainerState:
         "grad_filter": trainer.config.train.grad_filter,
         "elapsed_s": trainer.elapsed_s(),
         "norm_floor_armed": trainer.norm_floor_armed,
+        # The floor's value: relative to the run's starting weights (`train.init_from` too).
+        "norm_floor": trainer.norm_floor,
     }
     return TrainerState(step=trainer.step, tensors=tensors, meta=meta)
 
@@ -176,4 +178,5 @@ def _restore(trainer, state: TrainerState) -> None:
     trainer.sampler.restore(tensors, meta)
     trainer.step = state.step
     # States written before the floor existed have no flag: a run without a floor needs none.
+    trainer.norm_floor = float(meta.get("norm_floor", trainer.norm_floor))
     trainer.norm_floor_armed = bool(meta.get("norm_floor_armed", False)) and trainer.norm_floor > 0

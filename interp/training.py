@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from interp import provenance, run_writer, runs, trainer_state
+from interp import init_from, provenance, run_writer, runs, trainer_state
 from interp.collapse import CollapseEvent, detect_collapses, rule_for_splits
 from interp.config import RunConfig
 from interp.console import postfix, progress_bar, warn
@@ -304,6 +304,7 @@ class Trainer:
         train = self.config.train
         checkpoints = [s for s in self.schedule if s > self.step]
         if self.step == 0:
+            init_from.start(self)
             self.write_header()
             last_row = self.checkpoint()
             checkpoints = [s for s in checkpoints if s > 0]
@@ -353,14 +354,9 @@ class Trainer:
 
     def _result(self, last_row: dict[str, Any], stop_reason: str | None) -> TrainResult:
         sizes = {f"{name}_acc": len(index) for name, index in self.task.splits.items()}
+        stopped = stop_reason is not None
         return TrainResult(
-            self.run_dir,
-            self.step,
-            last_row,
-            stop_reason is not None,
-            self.collapses(),
-            stop_reason,
-            sizes,
+            self.run_dir, self.step, last_row, stopped, self.collapses(), stop_reason, sizes
         )
 
 
@@ -387,8 +383,7 @@ def train(
 ) -> TrainResult:
     """Train a fresh run into `run_dir` (must be empty, or a run with `overwrite=True`)."""
     run_dir = Path(run_dir)
-    # Build first (task, model, device): a config that cannot train fails before anything is
-    # written.
+    # Build first (task, model, device): a config that cannot train fails before any writing.
     trainer = Trainer(config, run_dir, evaluators=evaluators, progress=progress)
     try:
         run_writer.prepare_run_dir(run_dir, overwrite=overwrite)

@@ -40,6 +40,11 @@ class ModularTask(TaskConfig):
     #: (the split is then exactly the one of earlier versions). The training pairs never
     #: change, so a recipe's training set is the same with or without it.
     val_frac: float = 0.0
+    #: Train on a seeded random subset of this many of the training pairs (0 = all of them):
+    #: subsets are nested (a smaller one lies inside a larger one of the same split), the
+    #: held-out pairs do not change, and the pairs left out are in no split. With
+    #: `train.init_from` this is how a grokked model is fine-tuned on less data (ungrokking).
+    train_subset: int = 0
 
     def __post_init__(self) -> None:
         check(self.p >= 3, "task.p", f"must be an integer >= 3, got {self.p}")
@@ -61,6 +66,7 @@ class ModularTask(TaskConfig):
         check(
             0.0 <= self.val_frac < 1.0, "task.val_frac", f"must be in [0, 1), got {self.val_frac}"
         )
+        check(self.train_subset >= 0, "task.train_subset", f"must be >= 0, got {self.train_subset}")
 
     @property
     def d_vocab(self) -> int:
@@ -218,6 +224,11 @@ class ModularFamily(AnalyzedFamily):
         return (
             f"{config.operation} mod p={config.p}, train fraction {config.train_frac}"
             + (f", validation fraction {config.val_frac}" if config.val_frac else "")
+            + (
+                f", trained on {config.train_subset} of the training pairs"
+                if config.train_subset
+                else ""
+            )
             + (", shuffled labels" if config.shuffle_labels else "")
         )
 

@@ -87,7 +87,17 @@ def build_modular(config: TaskConfig) -> TaskData:
             f"task.val_frac: {config.val_frac} of the {len(valid) - n_train} held-out pairs leaves "
             f"{n_val} for validation (p={p}); validation and test need at least one each"
         )
-    splits = {"train": order[:n_train].sort().values}
+    train = order[:n_train]
+    if config.train_subset:
+        if config.train_subset > n_train:
+            raise ConfigError(
+                f"task.train_subset: {config.train_subset} is more than the {n_train} training "
+                "pairs"
+            )
+        # One seeded order of the training pairs, cut at N: smaller subsets nest in larger ones.
+        generator = torch.Generator().manual_seed(config.split_seed + 1)
+        train = train[torch.randperm(n_train, generator=generator)[: config.train_subset]]
+    splits = {"train": train.sort().values}
     if n_val:
         splits["val"] = order[n_train : n_train + n_val].sort().values
     splits["test"] = order[n_train + n_val :].sort().values
