@@ -3,9 +3,9 @@
 Each checkpoint is loaded once per `interp analyze`; the circuit graph and the circuitsvis
 attention patterns are computed in the analysis' one pass and must equal independent
 references: the graph from its definition (`circuits.graph`'s docstring) with every path's
-[example, d_vocab_out] logit table built explicitly in float64 from `run_with_cache`
-activations (1 layer without norm; 2 layers with LayerNorm and GELU), the patterns from
-`run_with_cache` over every query position.
+[example, d_vocab_out] logit table built explicitly in float64 (1 layer without norm; 2
+layers with LayerNorm and GELU), the patterns from `run_with_cache` over every query
+position. Figure data is computed only where a slider can show it (`circuits.steps`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from circuits import fourier
-from circuits.activations import final_position_activations_hooked
+from circuits.activations import final_position_activations
 from circuits.analyze import analyze_run, write_analysis
 from circuits.attention import mean_attention_pattern, pattern_sample
 from circuits.modular_analysis import analyze_model
@@ -131,15 +131,17 @@ def _groups(neuron_frequency, d_mlp: int, layer: int) -> dict:
 def check_modular_graphs(
     run: Run, checkpoints, parts, key_frequencies: list[int], own_clusters: bool = False
 ) -> None:
-    """Each checkpoint's graph equals the reference on run_with_cache activations, with the final
-    checkpoint's clusters (`own_clusters`: the checkpoint's own) when the fourier part ran, and
-    the key-frequency directions."""
+    """Each checkpoint's graph equals the reference, with the final checkpoint's clusters
+    (`own_clusters`: the checkpoint's own) when the fourier part ran, and the key-frequency
+    directions. The reference reads the analysis' own activations (`tests/test_fast_paths.py`
+    checks them against run_with_cache): where a neuron's pre-activation without b_O is near 0,
+    the split amplifies float32 rounding, and the run_with_cache activations round differently."""
     p, task = run.config.task.p, run.task
     group = fourier.answer_group(run.config.task.operation, p)
     directions = fourier.answer_directions(task.labels, group, key_frequencies)
 
     def groups_of(model):
-        acts = final_position_activations_hooked(model, task.tokens)
+        acts = final_position_activations(model, task.tokens)
         clusters = fourier.neuron_clusters(
             acts.mlp_post.reshape(p, p, -1), fourier.fourier_basis(p)
         )
@@ -153,7 +155,7 @@ def check_modular_graphs(
     scale = max(float(c.graph.weight.abs().max()) for c in checkpoints)
     for c in checkpoints:
         model = run.model_at(c.step)
-        acts = final_position_activations_hooked(model, task.tokens)
+        acts = final_position_activations(model, task.tokens)
         groups = groups_of(model) if own_clusters else final_groups
         assert_graph_matches(
             c.graph,
