@@ -80,18 +80,18 @@ class Phases:
         )
 
 
+def reaches(row: dict[str, Any], column: str, threshold: float) -> bool:
+    """Whether `row` has a number (not NaN) in `column` that is >= `threshold`."""
+    value = row.get(column)
+    return isinstance(value, (int, float)) and not math.isnan(value) and value >= threshold
+
+
 def first_step(
     rows: Sequence[dict[str, Any]], column: str, threshold: float, after: int = 0
 ) -> int | None:
     """First step >= `after` whose `column` is >= `threshold` (rows sorted by step)."""
     for row in rows:
-        value = row.get(column)
-        if (
-            row["step"] >= after
-            and isinstance(value, (int, float))
-            and not math.isnan(value)
-            and value >= threshold
-        ):
+        if row["step"] >= after and reaches(row, column, threshold):
             return int(row["step"])
     return None
 

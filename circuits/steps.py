@@ -29,7 +29,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from circuits.phases import MilestoneSpec, compute_phases
+from circuits.phases import MilestoneSpec, compute_phases, reaches
 
 #: Checkpoints shown by the circuit-graph and circuitsvis sliders.
 MAX_FIGURE_STEPS = 40
@@ -47,11 +47,6 @@ def pick_steps(
     n = max(max_steps - len(chosen), 1)
     chosen |= {steps[round(i * (len(steps) - 1) / n)] for i in range(n + 1)}
     return sorted(chosen)
-
-
-def _reaches(row: dict[str, Any], spec: MilestoneSpec) -> bool:
-    value = row.get(spec.column)
-    return isinstance(value, (int, float)) and value == value and value >= spec.threshold
 
 
 class FigureSteps:
@@ -95,7 +90,7 @@ class FigureSteps:
     def wants(self, step: int, row: dict[str, Any], always: bool = False) -> bool:
         """Whether `step` (whose table row is `row`) may be shown; records the row."""
         row = {**row, "step": step}
-        reached = {spec.name: _reaches(row, spec) for spec in self.specs}
+        reached = {spec.name: reaches(row, spec.column, spec.threshold) for spec in self.specs}
         with self._lock:
             earlier = self.steps[: bisect.bisect_left(self.steps, step)]
             n_known = next((i for i, s in enumerate(earlier) if s not in self._rows), len(earlier))
