@@ -35,39 +35,18 @@ def test_a_run_starts_from_the_source_weights_and_records_where_from(source, tmp
     assert all(torch.equal(start[k], v) for k, v in _weights(source, last).items())
     saved = json.loads((tmp_path / "b" / "config.json").read_text())["train"]["init_from"]
     assert saved == f"{source.resolve()}@{last}"
-    # A given step, through the CLI flag.
+    # A given step, through the CLI flag (the tiny config written as a file).
+    out = str(tmp_path / "c")
     assert (
         main(
             [
                 "train",
-                "demo",
+                str(_config_file(tmp_path)),
                 "--out",
-                str(tmp_path / "c"),
+                out,
                 "-q",
                 "--init-from",
                 f"{source}@20",
-                "--set",
-                "task.p=11",
-                "--set",
-                "task.train_frac=0.5",
-                "--set",
-                "task.split_seed=1",
-                "--set",
-                "model.d_model=16",
-                "--set",
-                "model.n_heads=2",
-                "--set",
-                "model.d_head=8",
-                "--set",
-                "model.d_mlp=32",
-                "--set",
-                "model.seed=3",
-                "--set",
-                "train.steps=10",
-                "--set",
-                "train.ckpt_every=10",
-                "--set",
-                "train.ckpt_log_until=0",
             ]
         )
         == 0
