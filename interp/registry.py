@@ -16,6 +16,7 @@ entry-point group (`kind = "package.module"`).
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -147,10 +148,15 @@ def register(family: Family) -> Family:
     return family
 
 
+@functools.cache
+def _installed_plugins() -> tuple:
+    """The `interp.families` entry points of the installed packages, read once per process
+    (scanning every package's metadata takes milliseconds, and presets are looked up often)."""
+    return tuple(entry_points(group=ENTRY_POINT_GROUP))
+
+
 def _plugin_modules(kind: str | None = None) -> list[str]:
-    return [
-        ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if kind is None or ep.name == kind
-    ]
+    return [ep.value for ep in _installed_plugins() if kind is None or ep.name == kind]
 
 
 def _import(module: str, why: str) -> None:
@@ -185,7 +191,7 @@ def family_of(config: Any) -> Family:
 
 
 def known_kinds() -> set[str]:
-    return set(_FAMILIES) | set(BUILTIN) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return set(_FAMILIES) | set(BUILTIN) | {ep.name for ep in _installed_plugins()}
 
 
 def all_families() -> list[Family]:
