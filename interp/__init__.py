@@ -5,6 +5,7 @@
     import interp
     interp.train("demo", "runs/demo")    # a preset, a config file or a RunConfig; overrides=[...]
     run = interp.load_run("runs/demo")   # .config .steps .metrics .task .model_at(step)
+    sweep = interp.load_sweep("sweeps/wd")   # .table (pandas) .phase_diagram() .fit() ...
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from circuits.sweeps import load_sweep
     from interp.api import train
     from interp.runs import Run, load_run
 
-__all__ = ["Run", "load_run", "train"]
+__all__ = ["Run", "load_run", "load_sweep", "train"]
 
 
 def __getattr__(name: str) -> Any:
@@ -23,6 +25,10 @@ def __getattr__(name: str) -> Any:
         from interp import runs
 
         return getattr(runs, name)
+    if name == "load_sweep":  # the one facade entry from the analysis layer
+        from circuits import sweeps
+
+        return sweeps.load_sweep
     if name == "train":
         from interp import api
 

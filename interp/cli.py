@@ -347,6 +347,11 @@ def presets() -> None:
         )
 
 
+from interp.cli_sweep import sweep_app  # noqa: E402 (the sub-command group, after `app`)
+
+app.add_typer(sweep_app, name="sweep")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code instead of exiting."""
     import click

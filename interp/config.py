@@ -28,6 +28,7 @@ InitMode = Literal["gpt2", "xavier_uniform", "xavier_normal", "kaiming_uniform",
 GradFilter = Literal["none", "ema", "ma"]
 Loss = Literal["cross_entropy", "stablemax"]
 Device = Literal["cpu", "cuda", "auto"]
+Retention = Literal["all", "events", "final"]
 
 _check = check
 __all__ = [
@@ -114,6 +115,11 @@ class TrainConfig:
     #: Start from another run's weights: "RUN_DIR" (its last complete checkpoint) or
     #: "RUN_DIR@STEP"; weights only, a fresh optimizer (`interp.init_from`). "" = the seed's init.
     init_from: str = ""
+    #: Which checkpoints a finished run keeps (`interp.retention`): "all"; "events" (log-spaced
+    #: ones plus those around accuracy crossings and collapses; the default of sweeps); or
+    #: "final". The last checkpoint, the `best` one and any another run starts from are never
+    #: pruned; metrics.jsonl keeps every evaluation.
+    keep_checkpoints: Retention = "all"
     device: Device = "cpu"
 
     def __post_init__(self) -> None:

@@ -26,10 +26,16 @@ def postfix(row: dict[str, Any], train_loss_key: str, test_acc_key: str) -> dict
     return out
 
 
+#: Extra tqdm options for the bars of this process: a sweep worker sets its line (`position`)
+#: and the run's name (`desc`), so that the bars of parallel runs stack under the sweep's.
+bar_options: dict[str, Any] = {}
+
+
 def progress_bar(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(
+        **bar_options,
         total=total,
         initial=initial,
         disable=not enabled,

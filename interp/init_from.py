@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from interp import runs
+from interp import retention, runs
+from interp.console import warn
 from interp.errors import TrainingError
 from interp.grokfast import total_norm
 
@@ -57,6 +58,11 @@ def start(trainer) -> None:
     if not train.init_from:
         return
     resolved = load_into(trainer.model, train.init_from)
+    source, _, step = resolved.rpartition("@")
+    try:  # the source run keeps this checkpoint whatever its retention policy
+        retention.pin(Path(source), int(step), trainer.run_dir)
+    except OSError as exc:
+        warn(f"warning: train.init_from: cannot pin step {step} in {source}: {exc}")
     trainer.config = replace(trainer.config, train=replace(train, init_from=resolved))
     if train.weight_norm_floor:
         trainer.norm_floor = train.weight_norm_floor * total_norm(trainer.params)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from interp import init_from, provenance, run_writer, runs, trainer_state
+from interp import init_from, provenance, retention, run_writer, runs, trainer_state
 from interp.collapse import CollapseEvent, detect_collapses, rule_for_splits
 from interp.config import RunConfig
 from interp.console import postfix, progress_bar, warn
@@ -353,6 +353,12 @@ class Trainer:
         return self._result(last_row, stop_reason)
 
     def _result(self, last_row: dict[str, Any], stop_reason: str | None) -> TrainResult:
+        # The run has ended (its schedule, or an early stop): apply the retention policy.
+        if self.config.train.keep_checkpoints != "all":
+            try:
+                retention.prune(self.run_dir, self.config.train.keep_checkpoints)
+            except (OSError, runs.RunError) as exc:
+                warn(f"warning: {self.run_dir}: checkpoints not pruned: {exc}")
         sizes = {f"{name}_acc": len(index) for name, index in self.task.splits.items()}
         stopped = stop_reason is not None
         return TrainResult(

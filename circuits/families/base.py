@@ -35,6 +35,10 @@ class AnalyzedFamily(Family):
         MilestoneSpec("memorized", "train fitted", "train_acc", 0.99),
         MilestoneSpec("generalized", "test acc ≥ 99%", "test_acc", 0.99),
     )
+    #: The milestones a sweep's outcome classes read (`circuits.sweep_table.outcome`): the
+    #: training set fitted, and the held-out split generalized.
+    fit_milestone: str = "memorized"
+    generalize_milestone: str = "generalized"
     spans: tuple[tuple[str, str | None, str | None], ...] = (
         ("memorization", None, "memorized"),
         ("generalization", "memorized", "generalized"),

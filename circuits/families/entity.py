@@ -182,6 +182,7 @@ class EntityFamily(AnalyzedFamily):
             MilestoneSpec("generalized", "test-ID ≥ 95%", "test_id_acc", 0.95, after="half"),
         )
 
+    fit_milestone = "inferred_learned"
     spans = (
         ("memorization", None, "left_chance"),
         ("generalization", "left_chance", "generalized"),

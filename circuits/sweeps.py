@@ -1,0 +1,156 @@
+"""A finished (or stopped) sweep in a notebook: `interp.load_sweep(path)`.
+
+    sweep = interp.load_sweep("sweeps/wd")
+    sweep.table                                  # pandas: one row per run (circuits.sweep_table)
+    sweep.event_curve("train.weight_decay")      # per axis value: mean step with its interval
+    sweep.fit("train.weight_decay")              # power law t = a·x^b over the runs, with CIs
+    sweep.phase_diagram("task.train_frac", "train.weight_decay")   # plotly figure
+    sweep.event_figure("train.weight_decay")     # runs, means with intervals, the fit
+    sweep.write_report("sweeps/wd/sweep_report.html")
+
+`interp sweep analyze SWEEP_DIR` writes the same table as `sweep.csv` and the same figures
+as `sweep_report.html`. Intervals over seeds: `interp.fits.seed_interval` (a bootstrap with
+≥ 5 seeds, a t-interval with fewer). Censored runs (the event not reached in the budget)
+are drawn and counted but left out of means and fits, which is only honest when few are:
+the curve's `n_censored` says how many, and a fit lists how many it left out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from circuits.sweep_table import run_row
+from interp.fits import Fit, fit_power_law, seed_interval
+from interp.sweep.runner import RUNS_DIR, read_manifest
+
+TABLE_FILE = "sweep.csv"
+REPORT_FILE = "sweep_report.html"
+
+
+@dataclass
+class EventFit:
+    axis: str
+    event: str
+    fit: Fit
+    excluded_censored: int
+    group: dict[str, Any]
+
+
+class Sweep:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        #: The spec's axes in order (`seed` among them when the spec lists seeds).
+        self.axes: list[str] = list(self.manifest.get("axes", []))
+        rows = [run_row(e, self.path / RUNS_DIR / e["name"]) for e in self.manifest["runs"]]
+        self.table = pd.DataFrame(rows)
+
+    def __repr__(self) -> str:
+        counts = self.table["status"].value_counts().to_dict()
+        return f"Sweep({str(self.path)!r}, {len(self.table)} runs, {counts}, axes={self.axes})"
+
+    @property
+    def varied(self) -> list[str]:
+        """The axes other than `seed`."""
+        return [a for a in self.axes if a != "seed"]
+
+    def _done(self) -> pd.DataFrame:
+        t = self.table
+        return t[t["status"] == "done"] if "status" in t else t
+
+    def event_curve(
+        self, axis: str, event: str = "generalized", by: list[str] | None = None
+    ) -> pd.DataFrame:
+        """Per value of `axis` (and of the `by` axes; default: every other varied axis), the
+        mean step of `event` over the runs that reached it, with its interval over seeds."""
+        by = [a for a in self.varied if a != axis] if by is None else by
+        done = self._done()
+        column, censored = f"{event}_step", f"{event}_censored"
+        if column not in done:
+            raise KeyError(f"event {event!r}: no column {column}; events: {self.events}")
+        rows = []
+        for key, group in done.groupby([*by, axis], dropna=False, sort=True):
+            key = key if isinstance(key, tuple) else (key,)
+            observed = group.loc[~group[censored].astype(bool), column].astype(float)
+            row = dict(zip([*by, axis], key))
+            row.update(n=len(group), n_censored=int(group[censored].astype(bool).sum()))
+            if len(observed):
+                interval = seed_interval(observed.to_numpy())
+                row.update(
+                    mean=interval.mean, low=interval.low, high=interval.high, method=interval.method
+                )
+            else:
+                row.update(mean=math.nan, low=math.nan, high=math.nan, method="all censored")
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    @property
+    def events(self) -> list[str]:
+        """The events in the table (each has `<event>_step` and `<event>_censored`)."""
+        return [c.removesuffix("_censored") for c in self.table.columns if c.endswith("_censored")]
+
+    def fit(self, axis: str, event: str = "generalized", **group: Any) -> EventFit:
+        """A power law step = a·axis^b over the runs (every seed a point) that reached `event`,
+        restricted to the runs whose other axes equal `group` (e.g. task_frac=0.4)."""
+        done = self._done()
+        for name, value in group.items():
+            done = done[done[name] == value]
+        censored = done[f"{event}_censored"].astype(bool)
+        data = done[~censored & (done[axis] > 0)]
+        fit = fit_power_law(data[axis].astype(float), data[f"{event}_step"].astype(float))
+        return EventFit(axis, event, fit, int(censored.sum()), dict(group))
+
+    def fits(self, axis: str, event: str = "generalized") -> list[EventFit]:
+        """One fit per combination of the other varied axes, where at least 2 distinct positive
+        axis values were observed (else there is no slope to fit)."""
+        others = [a for a in self.varied if a != axis]
+        done = self._done()
+        fits = []
+        groups = done.groupby(others, dropna=False) if others else [((), done)]
+        for key, group in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            observed = group[~group[f"{event}_censored"].astype(bool) & (group[axis] > 0)]
+            if observed[axis].nunique() < 2:
+                continue
+            try:
+                fits.append(self.fit(axis, event, **dict(zip(others, key))))
+            except (ValueError, RuntimeError):
+                continue
+        return fits
+
+    def phase_diagram(self, x: str, y: str):
+        from circuits.viz.sweep_figures import phase_diagram
+
+        return phase_diagram(self._done(), x, y)
+
+    def event_figure(self, axis: str, event: str = "generalized", fit: bool = True):
+        from circuits.viz.sweep_figures import event_figure
+
+        fits = []
+        if fit:
+            fits = self.fits(axis, event)
+        return event_figure(self._done(), self.event_curve(axis, event), axis, event, fits)
+
+    def write_table(self, path: str | Path | None = None) -> Path:
+        from interp.runs import atomic_write_bytes
+
+        path = Path(path) if path else self.path / TABLE_FILE
+        atomic_write_bytes(path, self.table.to_csv(index=False).encode())
+        return path
+
+    def write_report(
+        self, path: str | Path | None = None, x: str | None = None, y: str | None = None
+    ) -> Path:
+        from circuits.viz.sweep_report import write_sweep_report
+
+        return write_sweep_report(self, Path(path) if path else self.path / REPORT_FILE, x, y)
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """The sweep in `path` (a folder `interp sweep run` wrote), as a table and figures."""
+    return Sweep(path)

@@ -1,0 +1,147 @@
+"""Figures of a sweep (`circuits.sweeps.Sweep`): the phase diagram and event curves with fits."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from circuits.sweep_table import OUTCOMES
+
+OUTCOME_COLORS = {
+    "comprehension": "#2ca02c",
+    "grokking": "#1f77b4",
+    "memorization": "#ff7f0e",
+    "confusion": "#d62728",
+}
+
+
+def _ordered(values) -> list[Any]:
+    return sorted(set(values), key=lambda v: (isinstance(v, str), v))
+
+
+def phase_diagram(table: pd.DataFrame, x: str, y: str) -> go.Figure:
+    """The outcome class of each (x, y) cell: the most common one over its seeds (ties: the
+    first in `OUTCOMES` order), with the counts in the cell's label."""
+    if "outcome" not in table:
+        raise ValueError("phase diagram: no run has metrics yet")
+    xs, ys = _ordered(table[x]), _ordered(table[y])
+    z, text = np.full((len(ys), len(xs)), np.nan), [["" for _ in xs] for _ in ys]
+    for (xv, yv), cell in table.groupby([x, y]):
+        counts = cell["outcome"].value_counts()
+        best = max(OUTCOMES, key=lambda o: (counts.get(o, 0), -OUTCOMES.index(o)))
+        i, j = ys.index(yv), xs.index(xv)
+        z[i, j] = OUTCOMES.index(best)
+        text[i][j] = "<br>".join(f"{o} {n}/{len(cell)}" for o, n in counts.items())
+    n = len(OUTCOMES)
+    scale = []
+    for k, name in enumerate(OUTCOMES):
+        scale += [[k / n, OUTCOME_COLORS[name]], [(k + 1) / n, OUTCOME_COLORS[name]]]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[str(v) for v in xs],
+            y=[str(v) for v in ys],
+            text=text,
+            texttemplate="%{text}",
+            hovertemplate=f"{x}=%{{x}}<br>{y}=%{{y}}<br>%{{text}}<extra></extra>",
+            colorscale=scale,
+            zmin=-0.5,
+            zmax=n - 0.5,
+            colorbar=dict(
+                tickvals=list(range(n)), ticktext=list(OUTCOMES), title="outcome (majority)"
+            ),
+        )
+    )
+    fig.update_layout(
+        title=f"Phase diagram: {y} against {x}",
+        xaxis_title=x,
+        yaxis_title=y,
+        xaxis_type="category",
+        yaxis_type="category",
+        height=420 + 20 * len(ys),
+    )
+    return fig
+
+
+def event_figure(
+    table: pd.DataFrame, curve: pd.DataFrame, axis: str, event: str, fits: list = ()
+) -> go.Figure:
+    """Each run's event step (open triangles: censored, drawn at the run's last step), the
+    mean over seeds with its interval per axis value, and fitted power laws."""
+    fig = go.Figure()
+    column, censored = f"{event}_step", f"{event}_censored"
+    cens = table[censored].astype(bool)
+    fig.add_trace(
+        go.Scatter(
+            x=table.loc[~cens, axis],
+            y=table.loc[~cens, column],
+            mode="markers",
+            name="runs",
+            marker=dict(color="#888", size=6),
+            text=table.loc[~cens, "run"],
+        )
+    )
+    if cens.any():
+        fig.add_trace(
+            go.Scatter(
+                x=table.loc[cens, axis],
+                y=table.loc[cens, column],
+                mode="markers",
+                name="censored (not reached: last step)",
+                marker=dict(symbol="triangle-up-open", color="#d62728", size=9),
+                text=table.loc[cens, "run"],
+            )
+        )
+    others = [
+        c
+        for c in curve.columns
+        if c not in (axis, "n", "n_censored", "mean", "low", "high", "method")
+    ]
+    groups = curve.groupby(others, dropna=False) if others else [((), curve)]
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{k}={v}" for k, v in zip(others, key)) or "mean"
+        ok = group["mean"].notna()
+        fig.add_trace(
+            go.Scatter(
+                x=group.loc[ok, axis],
+                y=group.loc[ok, "mean"],
+                mode="lines+markers",
+                name=f"{label} (mean, 95% CI)",
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=(group.loc[ok, "high"] - group.loc[ok, "mean"]).clip(lower=0),
+                    arrayminus=(group.loc[ok, "mean"] - group.loc[ok, "low"]).clip(lower=0),
+                ),
+            )
+        )
+    for item in fits:
+        f = item.fit
+        xs = np.geomspace(float(table[axis][table[axis] > 0].min()), float(table[axis].max()), 50)
+        a, b = f.params["a"], f.params["b"]
+        lo, hi = f.interval["b"]
+        where = ", ".join(f"{k}={v}" for k, v in item.group.items())
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=a * xs**b,
+                mode="lines",
+                line=dict(dash="dash"),
+                name=f"fit {where}: {a:.3g}·x^{b:.2f} (b in [{lo:.2f}, {hi:.2f}])",
+            )
+        )
+    positive = (table[axis] > 0).all() and (table[column] > 0).all()
+    fig.update_layout(
+        title=f"{event} step against {axis}",
+        xaxis_title=axis,
+        yaxis_title=f"{event} step",
+        xaxis_type="log" if positive and not math.isnan(table[axis].min()) else "linear",
+        yaxis_type="log" if positive else "linear",
+        height=480,
+    )
+    return fig

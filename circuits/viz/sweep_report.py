@@ -1,0 +1,99 @@
+"""The offline HTML report of a sweep (`interp sweep analyze`): one page, plotly inlined once.
+
+In order: what the sweep is (runs done and failed, disk use, axes), the outcome counts, a
+phase diagram over two varied axes (the first two, or the ones asked for), for every numeric
+varied axis the generalization step against it with intervals over seeds and fitted power
+laws (with their parameters and intervals in a table), then the failed runs with their
+errors. The thresholds behind the outcome classes are in `circuits.sweep_table`.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from circuits.sweep_table import GROKKING_DELAY, OUTCOMES
+from circuits.viz.page import Page
+
+
+def _numeric(table: pd.DataFrame, axis: str) -> bool:
+    return axis in table and pd.api.types.is_numeric_dtype(table[axis])
+
+
+def _table_html(rows: list[list[str]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f'<table class="meta"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def build_sweep_report(sweep, x: str | None = None, y: str | None = None) -> Page:
+    table = sweep.table
+    status = table["status"].value_counts().to_dict()
+    disk = sweep.manifest.get("disk_bytes")
+    intro = _table_html(
+        [
+            ["sweep", str(sweep.path)],
+            ["runs", ", ".join(f"{k} {v}" for k, v in status.items())],
+            ["axes", ", ".join(sweep.axes) or "none"],
+            ["disk use", f"{disk / 1e6:.1f} MB" if disk else "not measured"],
+        ],
+        ["", ""],
+    )
+    page = Page(f"interp sweep report: {sweep.path.name}", intro=intro)
+    if "outcome" in table:
+        counts = table["outcome"].value_counts()
+        page.add(
+            _table_html([[o, str(counts.get(o, 0))] for o in OUTCOMES], ["outcome", "runs"]),
+            title="Outcomes",
+            note=(
+                "confusion: training never fitted (train ≥ 99 %); memorization: fitted, never "
+                "generalized; grokking: generalized at least "
+                f"{GROKKING_DELAY:g}× the fitting time after fitting; comprehension: "
+                "generalized sooner. All within each run's budget."
+            ),
+        )
+    varied = sweep.varied
+    x = x or (varied[0] if varied else None)
+    y = y or next((a for a in varied if a != x), None)
+    if x and y and "outcome" in table:
+        page.add(sweep.phase_diagram(x, y), title="Phase diagram")
+    event = "generalized" if "generalized_step" in table else None
+    for axis in varied:
+        if not event or not _numeric(table, axis) or not len(sweep._done()):
+            continue
+        fig = sweep.event_figure(axis, event)
+        page.add(fig, title=f"Generalization step against {axis}")
+        fits = sweep.fits(axis, event)
+        if fits:
+            rows = [
+                [
+                    ", ".join(f"{k}={v}" for k, v in f.group.items()) or "all runs",
+                    f"{f.fit.params['a']:.4g}",
+                    "{:.3f} [{:.3f}, {:.3f}]".format(f.fit.params["b"], *f.fit.interval["b"]),
+                    str(f.fit.n),
+                    str(f.excluded_censored),
+                ]
+                for f in fits
+            ]
+            page.add(
+                _table_html(rows, ["runs", "a", "b [95% CI]", "points", "censored, left out"]),
+                title=f"Power-law fits: {event} step = a·{axis}^b",
+            )
+    failed = table[table["status"] == "failed"]
+    if len(failed):
+        page.add(
+            _table_html(failed[["run", "error"]].astype(str).values.tolist(), ["run", "error"]),
+            title="Failed runs",
+        )
+    return page
+
+
+def write_sweep_report(sweep, path: Path, x: str | None = None, y: str | None = None) -> Path:
+    from interp.runs import atomic_write_bytes
+
+    atomic_write_bytes(path, build_sweep_report(sweep, x, y).render().encode("utf-8"))
+    return path

@@ -1,0 +1,97 @@
+"""`interp sweep run|analyze`: families of runs from the command line (a thin layer over
+`interp.sweep.runner` and `circuits.sweeps`; part of the CLI, the composition root)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+sweep_app = typer.Typer(
+    no_args_is_help=True,
+    help="Run a sweep of runs from a TOML spec, and analyze it (table, phase diagram, fits).",
+)
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+@sweep_app.command("run")
+def run(
+    spec: Annotated[
+        Optional[Path],
+        typer.Argument(
+            help="The sweep spec (TOML; see interp.sweep.spec). Optional with --resume."
+        ),
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The sweep folder.")] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", help="Local worker processes (0 = one per core).")
+    ] = 0,
+    threads: Annotated[
+        int, typer.Option("--threads", help="torch threads per worker (1 is fastest on a CPU).")
+    ] = 1,
+    backend: Annotated[
+        str, typer.Option("--backend", help="local (worker processes here) or ray.")
+    ] = "local",
+    address: Annotated[
+        Optional[str],
+        typer.Option("--address", help="Ray: auto (a running cluster) or ray://HOST:PORT."),
+    ] = None,
+    cpus: Annotated[float, typer.Option("--cpus", help="Ray: CPUs requested per run.")] = 1.0,
+    gpus: Annotated[float, typer.Option("--gpus", help="Ray: GPUs requested per run.")] = 0.0,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Finish the stopped sweep in --out.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> int:
+    """Run every run of SPEC into --out/runs/ (exit 1 if any run failed)."""
+    from interp.sweep.runner import default_workers, run_sweep
+    from interp.sweep.spec import SpecError, load_spec
+
+    if out is None:
+        raise SpecError("--out: required (the sweep folder)")
+    if workers < 0 or threads < 0:
+        raise SpecError("--workers/--threads: must be >= 0")
+    parsed = load_spec(spec) if spec is not None else None
+    outcome = run_sweep(
+        parsed,
+        out,
+        workers=workers or default_workers(),
+        threads=threads,
+        backend=backend,
+        address=address,
+        resources={"num_cpus": cpus, "num_gpus": gpus},
+        resume=resume,
+        progress=not quiet,
+    )
+    typer.echo(
+        f"sweep {out}: {outcome.done}/{outcome.total} runs done ({outcome.skipped} already), "
+        f"{len(outcome.failed)} failed, {outcome.seconds:.0f} s, "
+        f"{outcome.disk_bytes / 1e6:.0f} MB on disk"
+    )
+    for name, error in outcome.failed:
+        typer.echo(f"failed: {name}: {error}", err=True)
+    return EXIT_FAILED if outcome.failed else EXIT_OK
+
+
+@sweep_app.command("analyze")
+def analyze(
+    sweep_dir: Annotated[Path, typer.Argument(help="A sweep folder (interp sweep run --out).")],
+    x: Annotated[Optional[str], typer.Option("--x", help="Phase diagram: x axis.")] = None,
+    y: Annotated[Optional[str], typer.Option("--y", help="Phase diagram: y axis.")] = None,
+) -> int:
+    """Write sweep.csv (one row per run: axes, final metrics, events) and sweep_report.html."""
+    from circuits.sweeps import load_sweep
+    from interp.sweep.spec import SpecError
+
+    sweep = load_sweep(sweep_dir)
+    for axis in (x, y):
+        if axis is not None and axis not in sweep.axes:
+            raise SpecError(f"--x/--y: {axis!r} is not an axis of this sweep: {sweep.axes}")
+    table = sweep.write_table()
+    report = sweep.write_report(x=x, y=y)
+    counts = sweep.table["outcome"].value_counts().to_dict() if "outcome" in sweep.table else {}
+    typer.echo(f"{len(sweep.table)} runs; outcomes {counts}")
+    typer.echo(f"table: {table}\nreport: {report}")
+    return EXIT_OK
