@@ -45,6 +45,9 @@ class ModularTask(TaskConfig):
     #: held-out pairs do not change, and the pairs left out are in no split. With
     #: `train.init_from` this is how a grokked model is fine-tuned on less data (ungrokking).
     train_subset: int = 0
+    #: Which seeded subset (`train_subset`): other values draw other nested subsets of the same
+    #: training pairs (seeds of an ungrokking sweep); 0 = the original draw.
+    subset_seed: int = 0
 
     def __post_init__(self) -> None:
         check(self.p >= 3, "task.p", f"must be an integer >= 3, got {self.p}")
@@ -67,6 +70,7 @@ class ModularTask(TaskConfig):
             0.0 <= self.val_frac < 1.0, "task.val_frac", f"must be in [0, 1), got {self.val_frac}"
         )
         check(self.train_subset >= 0, "task.train_subset", f"must be >= 0, got {self.train_subset}")
+        check(self.subset_seed >= 0, "task.subset_seed", f"must be >= 0, got {self.subset_seed}")
 
     @property
     def d_vocab(self) -> int:

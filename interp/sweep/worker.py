@@ -36,6 +36,20 @@ def _has_checkpoint(run_dir: Path) -> bool:
         return False
 
 
+def _reset_global_rngs(seed: int) -> None:
+    """A run starts from the same global RNG state whatever ran before it in this worker
+    (its trainer state saves that state, so the run folder does not depend on the worker's
+    history or the backend; a resumed run restores it from there)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def _clear_aborted_start(run_dir: Path) -> None:
     """A start killed before its config was written leaves only the writer lock: remove it
     (anything else in the folder is left for `training.train` to refuse, naming it)."""
@@ -58,6 +72,7 @@ def execute(job: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
             resumed = True
         else:
             config = RunConfig.from_dict(job["config"])
+            _reset_global_rngs(config.train.seed)
             _clear_aborted_start(run_dir)
             overwrite = run_dir.exists() and any(run_dir.iterdir())
             result = training.train(config, run_dir, progress=progress, overwrite=overwrite)

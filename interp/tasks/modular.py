@@ -95,7 +95,9 @@ def build_modular(config: TaskConfig) -> TaskData:
                 "pairs"
             )
         # One seeded order of the training pairs, cut at N: smaller subsets nest in larger ones.
-        generator = torch.Generator().manual_seed(config.split_seed + 1)
+        generator = torch.Generator().manual_seed(
+            config.split_seed + 1 + 1_000_003 * config.subset_seed
+        )
         train = train[torch.randperm(n_train, generator=generator)[: config.train_subset]]
     splits = {"train": train.sort().values}
     if n_val:

@@ -1,0 +1,35 @@
+"""Tiny sweep specs shared by the sweep tests (p = 11, d_model 16: a run takes a second)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TINY_SET = [
+    "task.p=11",
+    "task.train_frac=0.5",
+    "model.d_model=16",
+    "model.n_heads=2",
+    "model.d_head=8",
+    "model.d_mlp=32",
+    "train.lr=3e-3",
+    "train.ckpt_every=20",
+    "train.ckpt_log_until=10",
+]
+
+
+def write_spec(folder: Path, body: str, steps: int = 60, name: str = "spec.toml") -> Path:
+    """A spec on the tiny demo: `body` adds the axes (TOML)."""
+    fixed = json.dumps([*TINY_SET, f"train.steps={steps}"])
+    path = folder / name
+    path.write_text(f'base = "demo"\nset = {fixed}\n{body}\n', encoding="utf-8")
+    return path
+
+
+def manifest(sweep_dir: Path) -> dict:
+    return json.loads((sweep_dir / "sweep.json").read_text())
+
+
+def weights_bytes(run_dir: Path) -> dict[str, bytes]:
+    """Every checkpoint file's bytes, by name."""
+    return {p.name: p.read_bytes() for p in sorted((run_dir / "checkpoints").glob("*"))}
