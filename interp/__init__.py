@@ -5,6 +5,7 @@
     import interp
     interp.train("demo", "runs/demo")    # a preset, a config file or a RunConfig; overrides=[...]
     run = interp.load_run("runs/demo")   # .config .steps .metrics .task .model_at(step)
+    interp.run_sweep("spec.toml", "sweeps/wd")   # as `interp sweep run`
     sweep = interp.load_sweep("sweeps/wd")   # .table (pandas) .phase_diagram() .fit() ...
 """
 
@@ -14,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from circuits.sweeps import load_sweep
-    from interp.api import train
+    from interp.api import run_sweep, train
     from interp.runs import Run, load_run
 
-__all__ = ["Run", "load_run", "load_sweep", "train"]
+__all__ = ["Run", "load_run", "load_sweep", "run_sweep", "train"]
 
 
 def __getattr__(name: str) -> Any:
@@ -29,7 +30,7 @@ def __getattr__(name: str) -> Any:
         from circuits import sweeps
 
         return sweeps.load_sweep
-    if name == "train":
+    if name in ("train", "run_sweep"):
         from interp import api
 
         return getattr(api, name)

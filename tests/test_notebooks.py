@@ -59,3 +59,15 @@ def test_two_hop_walkthrough_runs():
     nb, _ = executed_notebook("two_hop_walkthrough.ipynb")
     text = _outputs(nb)
     assert "Logit lens" in text and "Causal tracing" in text and text.count("var CircuitsVis=") == 1
+
+
+def test_sweep_walkthrough_runs_a_tiny_sweep():
+    nb, workdir = executed_notebook("sweep_walkthrough.ipynb")
+    text = _outputs(nb)
+    assert "Phase diagram" in text and len(re.findall(r"plotly\.js v\d", text)) == 1
+    assert (workdir / "run" / "sweep.csv").exists()
+    assert (workdir / "run" / "sweep_report.html").stat().st_size > 1_000_000
+    import pandas as pd
+
+    table = pd.read_csv(workdir / "run" / "sweep.csv")
+    assert len(table) == 12 and (table["status"] == "done").all()
