@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from circuits.sweeps import load_sweep
-    from interp.api import run_sweep, train
+    from interp.api import train
     from interp.runs import Run, load_run
+    from interp.sweep.runner import run_sweep
 
 __all__ = ["Run", "load_run", "load_sweep", "run_sweep", "train"]
 
@@ -30,7 +31,11 @@ def __getattr__(name: str) -> Any:
         from circuits import sweeps
 
         return sweeps.load_sweep
-    if name in ("train", "run_sweep"):
+    if name == "run_sweep":
+        from interp.sweep import runner
+
+        return runner.run_sweep
+    if name == "train":
         from interp import api
 
         return getattr(api, name)

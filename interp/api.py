@@ -38,30 +38,3 @@ def train(
         config = resolve_config(str(preset_or_config), list(overrides))
     return training.train(config, out, progress=progress, overwrite=overwrite)
 
-
-def run_sweep(
-    spec: str | Path,
-    out: str | Path,
-    *,
-    workers: int = 0,
-    threads: int = 1,
-    backend: str = "local",
-    resume: bool = False,
-    progress: bool = True,
-):
-    """Run the sweep a TOML `spec` describes into `out` (as `interp sweep run`; `workers=0`:
-    one per core). Returns an `interp.sweep.runner.SweepOutcome`; a failed run is recorded
-    in it and in `out/sweep.json`, not raised. Read the result with `interp.load_sweep(out)`."""
-    from interp.sweep.runner import default_workers
-    from interp.sweep.runner import run_sweep as run
-    from interp.sweep.spec import load_spec
-
-    return run(
-        load_spec(spec) if spec else None,
-        out,
-        workers=workers or default_workers(),
-        threads=threads,
-        backend=backend,
-        resume=resume,
-        progress=progress,
-    )

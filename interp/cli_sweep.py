@@ -46,18 +46,17 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> int:
     """Run every run of SPEC into --out/runs/ (exit 1 if any run failed)."""
-    from interp.sweep.runner import default_workers, run_sweep
-    from interp.sweep.spec import SpecError, load_spec
+    from interp.sweep.runner import run_sweep
+    from interp.sweep.spec import SpecError
 
     if out is None:
         raise SpecError("--out: required (the sweep folder)")
     if workers < 0 or threads < 0:
         raise SpecError("--workers/--threads: must be >= 0")
-    parsed = load_spec(spec) if spec is not None else None
     outcome = run_sweep(
-        parsed,
+        spec,
         out,
-        workers=workers or default_workers(),
+        workers=workers,
         threads=threads,
         backend=backend,
         address=address,

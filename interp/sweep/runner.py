@@ -102,10 +102,10 @@ def prepare(spec: SweepSpec | None, sweep_dir: Path, resume: bool) -> dict[str, 
 
 
 def run_sweep(
-    spec: SweepSpec | None,
+    spec: SweepSpec | str | Path | None,
     sweep_dir: str | Path,
     *,
-    workers: int = 2,
+    workers: int = 0,
     threads: int = 1,
     backend: str = "local",
     address: str | None = None,
@@ -113,7 +113,15 @@ def run_sweep(
     resume: bool = False,
     progress: bool = True,
 ) -> SweepOutcome:
-    """Run the sweep into `sweep_dir` (module docstring); returns what happened."""
+    """Run the sweep `spec` (a TOML file or a parsed `SweepSpec`; None with `resume`) into
+    `sweep_dir` (module docstring) with `workers` local processes (0: one per core). Returns
+    what happened; a failed run is recorded there and in sweep.json, not raised. This is
+    `interp.run_sweep` and `interp sweep run`."""
+    if isinstance(spec, (str, Path)):
+        from interp.sweep.spec import load_spec
+
+        spec = load_spec(spec)
+    workers = workers or default_workers()
     sweep_dir = Path(sweep_dir)
     manifest = prepare(spec, sweep_dir, resume)
     (sweep_dir / RUNS_DIR).mkdir(parents=True, exist_ok=True)
