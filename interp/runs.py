@@ -151,7 +151,7 @@ def load_tensors(path: Path, expected_sha256: str | None = None) -> dict[str, Te
         raise RunError(f"{path}: not a valid safetensors file ({exc})") from None
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -162,7 +162,7 @@ def _read_json(path: Path) -> Any:
 
 def read_config(run_dir: Path) -> RunConfig:
     """The run's config; a relative `task.kb_file` names the copy inside the run folder."""
-    data = _read_json(run_dir / CONFIG_FILE)
+    data = read_json(run_dir / CONFIG_FILE)
     try:
         config = RunConfig.from_dict(data)
     except ConfigError as exc:
@@ -177,7 +177,7 @@ def read_manifest(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / MANIFEST_FILE
     if not path.exists():
         return []
-    data = _read_json(path)
+    data = read_json(path)
     entries = data.get("checkpoints") if isinstance(data, dict) else None
     if not isinstance(entries, list):
         raise RunError(f"{path}: expected an object with a 'checkpoints' list")
@@ -208,7 +208,7 @@ def read_best(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / MANIFEST_FILE
     if not path.exists():
         return None
-    data = _read_json(path)
+    data = read_json(path)
     best = data.get("best") if isinstance(data, dict) else None
     return best if isinstance(best, dict) and isinstance(best.get("step"), int) else None
 

@@ -117,7 +117,7 @@ def remove_all_but(run_dir: Path, keep_step: int) -> None:
 def load(run_dir: Path, step: int) -> TrainerState:
     """Read the trainer state saved with the checkpoint at `step`; RunError names the file."""
     tensor_file, json_file = state_files(step)
-    meta = runs._read_json(run_dir / json_file)
+    meta = runs.read_json(run_dir / json_file)
     if (
         not isinstance(meta, dict)
         or meta.get("format") != FORMAT_VERSION

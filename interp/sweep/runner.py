@@ -43,7 +43,7 @@ class SweepOutcome:
 def read_manifest(sweep_dir: str | Path) -> dict[str, Any]:
     path = Path(sweep_dir) / SWEEP_FILE
     try:
-        data = runs._read_json(path)
+        data = runs.read_json(path)
     except runs.RunError as exc:
         raise SpecError(f"SWEEP_DIR: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list):

@@ -1,0 +1,110 @@
+"""The numbers of the sweep reproductions in docs/experiments.md, from the sweep folders.
+
+    python -m experiments.sweep_numbers wd SWEEP_DIR       # grokking time against weight decay
+    python -m experiments.sweep_numbers phase SWEEP_DIR    # outcome counts per cell
+    python -m experiments.sweep_numbers ungrok SWEEP_DIR   # final test accuracy against N
+
+Each reads the sweep with `interp.load_sweep` (the same table as `sweep.csv`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import pandas as pd
+
+import interp
+from interp.fits import seed_interval
+
+WD, FRAC, SUBSET, SOURCE = (
+    "train.weight_decay",
+    "task.train_frac",
+    "task.train_subset",
+    "train.init_from",
+)
+
+
+def grok_time(path: str) -> None:
+    sweep = interp.load_sweep(path)
+    print(sweep.event_curve(WD).to_string(index=False))
+    fit = sweep.fit(WD)
+    lo, hi = fit.fit.interval["b"]
+    print(
+        f"t_generalized = {fit.fit.params['a']:.4g} * wd^b, b = {fit.fit.params['b']:.3f} "
+        f"[{lo:.3f}, {hi:.3f}] (95 %), {fit.fit.n} runs, {fit.excluded_censored} censored left out"
+    )
+    memorized = sweep.table["memorized_step"]
+    print(
+        f"memorization step: median {memorized.median():.0f} "
+        f"(range {memorized.min():.0f}-{memorized.max():.0f})"
+    )
+    print("outcomes:", sweep.table["outcome"].value_counts().to_dict())
+    print(f"wall time per run: median {sweep.table['wall_s'].median():.0f} s")
+
+
+def phase(path: str) -> None:
+    sweep = interp.load_sweep(path)
+    table = sweep.table
+    cells = table.groupby([FRAC, WD])["outcome"].agg(lambda s: s.value_counts().idxmax())
+    print(cells.unstack(WD).to_string())
+    print("outcomes:", table["outcome"].value_counts().to_dict())
+    acc = table.groupby([FRAC, WD])["final_test_acc"].mean().unstack(WD)
+    print("mean final test accuracy:\n" + acc.round(3).to_string())
+    print(f"disk use: {sweep.manifest.get('disk_bytes', 0) / 1e9:.2f} GB for {len(table)} runs")
+
+
+def _crossing(xs: np.ndarray, ys: np.ndarray, level: float) -> float:
+    """The x (log-linear interpolation) where y first rises through `level`, scanning up."""
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        if y0 < level <= y1:
+            t = (level - y0) / (y1 - y0)
+            return float(math.exp(math.log(x0) + t * (math.log(x1) - math.log(x0))))
+    return math.nan
+
+
+def ungrok(path: str) -> None:
+    sweep = interp.load_sweep(path)
+    table = sweep.table[sweep.table["status"] == "done"].copy()
+    table["start"] = np.where(table[SOURCE].fillna("").astype(str) == "", "scratch", "grokked")
+    rows = []
+    for (start, n), group in table.groupby(["start", SUBSET]):
+        interval = seed_interval(group["final_test_acc"].to_numpy())
+        generalized = int((~group["generalized_censored"].astype(bool)).sum())
+        rows.append(
+            dict(
+                start=start,
+                N=n,
+                test_acc=interval.mean,
+                low=interval.low,
+                high=interval.high,
+                n=interval.n,
+                reached_99=f"{generalized}/{len(group)}",
+            )
+        )
+    curve = pd.DataFrame(rows)
+    print(curve.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    grokked = curve[curve["start"] == "grokked"].sort_values("N")
+    critical = _crossing(grokked["N"].to_numpy(float), grokked["test_acc"].to_numpy(), 0.5)
+    print(
+        f"fine-tuned from the grokked model: test accuracy falls below 50 % at N ≈ {critical:.0f}"
+    )
+    scratch = table[table["start"] == "scratch"]
+    grokking = scratch[~scratch["generalized_censored"].astype(bool)]
+    smallest = grokking[SUBSET].min() if len(grokking) else math.nan
+    print(
+        f"from scratch, in the same budget: smallest N where a run reaches test ≥ 99 %: {smallest}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=("wd", "phase", "ungrok"))
+    parser.add_argument("sweep_dir")
+    args = parser.parse_args()
+    {"wd": grok_time, "phase": phase, "ungrok": ungrok}[args.what](args.sweep_dir)
+
+
+if __name__ == "__main__":
+    main()
