@@ -106,8 +106,8 @@ class Sweep:
         return EventFit(axis, event, fit, int(censored.sum()), dict(group))
 
     def fits(self, axis: str, event: str = "generalized") -> list[EventFit]:
-        """One fit per combination of the other varied axes, where at least 2 distinct positive
-        axis values were observed (else there is no slope to fit)."""
+        """One fit per combination of the other varied axes, where at least 3 distinct positive
+        axis values were observed (with 2 a line fits exactly and its interval means nothing)."""
         others = [a for a in self.varied if a != axis]
         done = self._done()
         fits = []
@@ -115,7 +115,7 @@ class Sweep:
         for key, group in groups:
             key = key if isinstance(key, tuple) else (key,)
             observed = group[~group[f"{event}_censored"].astype(bool) & (group[axis] > 0)]
-            if observed[axis].nunique() < 2:
+            if observed[axis].nunique() < 3:
                 continue
             try:
                 fits.append(self.fit(axis, event, **dict(zip(others, key))))
