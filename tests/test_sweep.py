@@ -117,7 +117,7 @@ def test_a_sweep_runs_isolates_a_failure_and_analyzes(tmp_path, capsys):
 def test_a_killed_sweep_resumes_with_nothing_lost(tmp_path):
     """SIGKILL the whole sweep (coordinator and workers) mid-run; --resume finishes it, and
     the interrupted run's weights equal an uninterrupted run's, bit for bit."""
-    spec = write_spec(tmp_path, "seeds = [0, 1, 2]", steps=1500)
+    spec = write_spec(tmp_path, "seeds = [0, 1, 2]", steps=800)
     out = tmp_path / "sweep"
     cli = "from interp.cli import entry_point; entry_point()"
     cmd = [sys.executable, "-c", cli, "sweep", "run", str(spec), "--out", str(out)]
