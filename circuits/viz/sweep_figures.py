@@ -104,14 +104,14 @@ def event_figure(
     groups = curve.groupby(others, dropna=False) if others else [((), curve)]
     for key, group in groups:
         key = key if isinstance(key, tuple) else (key,)
-        label = ", ".join(f"{k}={v}" for k, v in zip(others, key)) or "mean"
+        label = ", ".join(f"{k}={v}" for k, v in zip(others, key))
         ok = group["mean"].notna()
         fig.add_trace(
             go.Scatter(
                 x=group.loc[ok, axis],
                 y=group.loc[ok, "mean"],
                 mode="lines+markers",
-                name=f"{label} (mean, 95% CI)",
+                name=f"{label + ': ' if label else ''}mean over seeds, 95% CI",
                 error_y=dict(
                     type="data",
                     symmetric=False,
@@ -125,14 +125,14 @@ def event_figure(
         xs = np.geomspace(float(table[axis][table[axis] > 0].min()), float(table[axis].max()), 50)
         a, b = f.params["a"], f.params["b"]
         lo, hi = f.interval["b"]
-        where = ", ".join(f"{k}={v}" for k, v in item.group.items())
+        where = " " + ", ".join(f"{k}={v}" for k, v in item.group.items()) if item.group else ""
         fig.add_trace(
             go.Scatter(
                 x=xs,
                 y=a * xs**b,
                 mode="lines",
                 line=dict(dash="dash"),
-                name=f"fit {where}: {a:.3g}·x^{b:.2f} (b in [{lo:.2f}, {hi:.2f}])",
+                name=f"fit{where}: {a:.3g}·x^{b:.2f} (b in [{lo:.2f}, {hi:.2f}])",
             )
         )
     positive = (table[axis] > 0).all() and (table[column] > 0).all()
