@@ -1,0 +1,54 @@
+"""Known answers for next-token prediction on random walks: the best count-based learner.
+
+Given the transitions a model saw (counts c_ij of i → j), the add-½ (Krichevsky–Trofimov)
+estimator predicts q(j | i) = (c_ij + ½) / (c_i + K_i/2) over K_i candidate next tokens, in
+two forms:
+
+- **knows the graph** (`known_neighbours=True`): the candidates are i's k_i neighbours, the
+  sample-efficiency limit of a learner that still has to learn the probabilities;
+- **over all n nodes**: what a learner that must also find the edges faces.
+
+Its excess loss over the entropy rate is Σ_i π_i KL(P_i ‖ q_i) (nats per token), computed
+exactly from the true transition matrix, not sampled. Once every node has been visited
+many times, E[KL(P_i ‖ q_i)] ≈ (K_i − 1) / (2 c_i) with c_i ≈ π_i D, so the excess is about
+Σ_i (K_i − 1) / (2D): (2m − n)/(2D) for the graph-aware learner on an unbiased walk
+(n nodes, m edges) and n(n − 1)/(2D) over all nodes (`asymptotic_kt_excess`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def transition_counts(walks: torch.Tensor, n: int) -> np.ndarray:
+    """c[i, j] = how often j followed i in `walks` ([batch, length] node ids)."""
+    src, dst = walks[:, :-1].reshape(-1), walks[:, 1:].reshape(-1)
+    flat = torch.bincount(src * n + dst, minlength=n * n)
+    return flat.reshape(n, n).numpy().astype(float)
+
+
+def kt_predictor(counts: np.ndarray, support: np.ndarray | None) -> np.ndarray:
+    """q[i, j] of the add-½ estimator over `support` (a boolean [n, n] mask; None: all)."""
+    mask = np.ones_like(counts, dtype=bool) if support is None else support
+    pseudo = np.where(mask, counts + 0.5, 0.0)
+    return pseudo / pseudo.sum(1, keepdims=True)
+
+
+def excess_loss(transition: np.ndarray, stationary: np.ndarray, q: np.ndarray) -> float:
+    """Σ_i π_i KL(P_i ‖ q_i) in nats: the expected loss of q above the entropy rate."""
+    P = transition
+    ratio = np.where(P > 0, P / np.where(q > 0, q, 1.0), 1.0)
+    return float((stationary * (P * np.log(ratio)).sum(1)).sum())
+
+
+def kt_excess_loss(graph, counts: np.ndarray, known_neighbours: bool = True) -> float:
+    """The count-based learner's excess loss after seeing `counts` (module docstring)."""
+    support = graph.transition > 0 if known_neighbours else None
+    return excess_loss(graph.transition, graph.stationary, kt_predictor(counts, support))
+
+
+def asymptotic_kt_excess(graph, tokens: int, known_neighbours: bool = True) -> float:
+    """Σ_i (K_i − 1) / (2D): the large-D excess of the add-½ learner after D transitions."""
+    candidates = graph.degrees if known_neighbours else np.full(graph.n, graph.n, dtype=float)
+    return float((candidates - 1).sum() / (2 * tokens))

@@ -1,0 +1,151 @@
+"""Random walks on graphs: the data of the random-walk language-modelling family (issue 13).
+
+A `WalkGraph` is a connected undirected graph on nodes 0..n-1 with a transition rule:
+unbiased (each neighbour with probability 1/k_i) or degree-biased with exponent κ (neighbour
+j with probability ∝ k_j^κ; κ = 0 is unbiased). Both are reversible walks on a weighted
+graph, w_ij = (k_i k_j)^κ, so the stationary distribution is unique on a connected graph
+(π_i ∝ Σ_j w_ij; π_i ∝ k_i when κ = 0) and walks start from it. Its **entropy rate**
+H = −Σ_i π_i Σ_j P_ij log P_ij (nats per token; Σ_i π_i log k_i when unbiased) is the
+irreducible loss of next-token prediction on its walks.
+
+Graphs: Erdős–Rényi G(n, m) and Barabási–Albert (networkx), or an edge-list file (one edge
+`u v` per line, `#` comments; an error names the line). Edges are undirected; self-loops and
+repeated edges are refused, naming the line. A disconnected graph (G(n, m) can be one) is
+reduced to its largest connected component, its nodes renumbered in sorted order, and the
+number dropped is recorded (`WalkGraph.dropped`): no node has degree 0 and π is unique.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class GraphError(ValueError):
+    """A graph that cannot be walked: the message names the file and line or the parameter."""
+
+
+@dataclass(frozen=True, eq=False)
+class WalkGraph:
+    n: int
+    #: [m, 2] undirected edges, u < v, sorted
+    edges: np.ndarray
+    kappa: float = 0.0
+    #: nodes of the input left out (outside the largest connected component)
+    dropped: int = 0
+    _P: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        adjacency = np.zeros((self.n, self.n))
+        adjacency[self.edges[:, 0], self.edges[:, 1]] = 1.0
+        adjacency[self.edges[:, 1], self.edges[:, 0]] = 1.0
+        weights = adjacency * self.degrees[None, :] ** self.kappa
+        object.__setattr__(self, "_P", weights / weights.sum(1, keepdims=True))
+
+    @property
+    def m(self) -> int:
+        return len(self.edges)
+
+    @property
+    def degrees(self) -> np.ndarray:
+        return np.bincount(self.edges.ravel(), minlength=self.n).astype(float)
+
+    @property
+    def transition(self) -> np.ndarray:
+        """P[i, j]: the probability of stepping from i to j ([n, n], rows sum to 1)."""
+        return self._P
+
+    @property
+    def stationary(self) -> np.ndarray:
+        """π with π P = π: for the reversible walk π_i ∝ Σ_{j ∈ N(i)} (k_i k_j)^κ."""
+        k = self.degrees
+        mass = k**self.kappa * ((self._P > 0) * k[None, :] ** self.kappa).sum(1)
+        return mass / mass.sum()
+
+    def entropy_rate(self) -> float:
+        """H = −Σ_i π_i Σ_j P_ij log P_ij, nats per step (the irreducible loss)."""
+        P = self._P
+        logs = np.log(np.where(P > 0, P, 1.0))
+        return float(-(self.stationary * (P * logs).sum(1)).sum())
+
+
+def from_edges(n: int, edges, kappa: float = 0.0) -> WalkGraph:
+    """The walk on the largest connected component of the undirected graph (n nodes)."""
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    g.add_edges_from((int(u), int(v)) for u, v in edges)
+    component = sorted(max(nx.connected_components(g), key=lambda c: (len(c), -min(c))))
+    if len(component) < 2:
+        raise GraphError("graph: no edge to walk (the largest connected component is one node)")
+    index = {node: i for i, node in enumerate(component)}
+    kept = sorted(tuple(sorted((index[u], index[v]))) for u, v in g.subgraph(component).edges())
+    return WalkGraph(len(component), np.asarray(kept, dtype=np.int64), kappa, n - len(component))
+
+
+def erdos_renyi(n: int, m: int, seed: int, kappa: float = 0.0) -> WalkGraph:
+    import networkx as nx
+
+    if not 1 <= m <= n * (n - 1) // 2:
+        raise GraphError(f"task.m: must be in [1, n(n-1)/2 = {n * (n - 1) // 2}], got {m}")
+    return from_edges(n, nx.gnm_random_graph(n, m, seed=seed).edges(), kappa)
+
+
+def barabasi_albert(n: int, attach: int, seed: int, kappa: float = 0.0) -> WalkGraph:
+    import networkx as nx
+
+    if not 1 <= attach < n:
+        raise GraphError(f"task.attach: must be in [1, n), got {attach}")
+    return from_edges(n, nx.barabasi_albert_graph(n, attach, seed=seed).edges(), kappa)
+
+
+def read_edge_list(path: str | Path, kappa: float = 0.0) -> WalkGraph:
+    """An undirected edge list (`u v` per line, non-negative integer ids, `#` comments)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GraphError(f"{path}: cannot read: {exc}") from None
+    edges, seen = [], set()
+    for number, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        parts = text.split()
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise GraphError(f"{path}:{number}: expected two node ids 'u v', got {line.strip()!r}")
+        u, v = int(parts[0]), int(parts[1])
+        if u == v:
+            raise GraphError(f"{path}:{number}: self-loop {u}-{v} (a walk must move)")
+        key = (min(u, v), max(u, v))
+        if key in seen:
+            raise GraphError(
+                f"{path}:{number}: edge {u}-{v} listed twice (the graph is undirected)"
+            )
+        seen.add(key)
+        edges.append(key)
+    if not edges:
+        raise GraphError(f"{path}: no edges")
+    return from_edges(max(max(e) for e in edges) + 1, edges, kappa)
+
+
+def sample_walks(
+    graph: WalkGraph, n_walks: int, length: int, generator: torch.Generator
+) -> torch.Tensor:
+    """[n_walks, length] node ids: walks started from the stationary distribution, all
+    advanced together (one `searchsorted` per step)."""
+    P = torch.as_tensor(graph.transition)
+    cumulative = P.cumsum(1)
+    cumulative[:, -1] = 1.0  # rounding: the last column closes every row
+    start = torch.multinomial(torch.as_tensor(graph.stationary), n_walks, True, generator=generator)
+    walks = torch.empty(n_walks, length, dtype=torch.long)
+    walks[:, 0] = start
+    for t in range(1, length):
+        u = torch.rand(n_walks, 1, generator=generator, dtype=torch.float64)
+        rows = cumulative[walks[:, t - 1]]
+        walks[:, t] = torch.searchsorted(rows, u).squeeze(1).clamp_max(graph.n - 1)
+    return walks
