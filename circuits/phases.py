@@ -24,6 +24,8 @@ class MilestoneSpec:
     threshold: float
     #: the milestone is searched only from this earlier milestone's step on (None: from step 0)
     after: str | None = None
+    #: reached when the column falls to <= threshold (a loss) instead of rising to >= it
+    below: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,18 +82,25 @@ class Phases:
         )
 
 
-def reaches(row: dict[str, Any], column: str, threshold: float) -> bool:
-    """Whether `row` has a number (not NaN) in `column` that is >= `threshold`."""
+def reaches(row: dict[str, Any], column: str, threshold: float, below: bool = False) -> bool:
+    """Whether `row` has a number (not NaN) in `column` that is >= `threshold` (<= with
+    `below`)."""
     value = row.get(column)
-    return isinstance(value, (int, float)) and not math.isnan(value) and value >= threshold
+    if not isinstance(value, (int, float)) or math.isnan(value):
+        return False
+    return value <= threshold if below else value >= threshold
 
 
 def first_step(
-    rows: Sequence[dict[str, Any]], column: str, threshold: float, after: int = 0
+    rows: Sequence[dict[str, Any]],
+    column: str,
+    threshold: float,
+    after: int = 0,
+    below: bool = False,
 ) -> int | None:
-    """First step >= `after` whose `column` is >= `threshold` (rows sorted by step)."""
+    """First step >= `after` whose `column` reaches `threshold` (rows sorted by step)."""
     for row in rows:
-        if row["step"] >= after and reaches(row, column, threshold):
+        if row["step"] >= after and reaches(row, column, threshold, below):
             return int(row["step"])
     return None
 
@@ -108,7 +117,9 @@ def compute_phases(
     for spec in specs:
         after = 0 if spec.after is None else steps[spec.after]
         steps[spec.name] = (
-            None if after is None else first_step(rows, spec.column, spec.threshold, after)
+            None
+            if after is None
+            else first_step(rows, spec.column, spec.threshold, after, spec.below)
         )
     out = []
     for name, start_name, end_name in spans:

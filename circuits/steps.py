@@ -90,7 +90,9 @@ class FigureSteps:
     def wants(self, step: int, row: dict[str, Any], always: bool = False) -> bool:
         """Whether `step` (whose table row is `row`) may be shown; records the row."""
         row = {**row, "step": step}
-        reached = {spec.name: reaches(row, spec.column, spec.threshold) for spec in self.specs}
+        reached = {
+            spec.name: reaches(row, spec.column, spec.threshold, spec.below) for spec in self.specs
+        }
         with self._lock:
             earlier = self.steps[: bisect.bisect_left(self.steps, step)]
             n_known = next((i for i, s in enumerate(earlier) if s not in self._rows), len(earlier))

@@ -37,4 +37,3 @@ def train(
     else:
         config = resolve_config(str(preset_or_config), list(overrides))
     return training.train(config, out, progress=progress, overwrite=overwrite)
-

@@ -33,6 +33,7 @@ BUILTIN: dict[str, str] = {
     "modular": "circuits.families.modular",
     "two_hop": "circuits.families.two_hop",
     "comparison": "circuits.families.comparison",
+    "graph_walk": "circuits.families.graph_walk",
 }
 #: The kind of a config section that names none (configs written before families had tags).
 DEFAULT_KIND = "modular"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("interp", "circuits", "probes", "experiments")
-KINDS = {"modular", "two_hop", "comparison"}
+KINDS = {"modular", "two_hop", "comparison", "graph_walk"}
 #: The only modules that may name a task kind.
 FAMILY_MODULES = {
     "interp/registry.py",

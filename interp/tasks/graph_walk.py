@@ -19,9 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+from interp.sampling import BatchSampler
 
 
 class GraphError(ValueError):
@@ -136,16 +139,55 @@ def read_edge_list(path: str | Path, kappa: float = 0.0) -> WalkGraph:
 def sample_walks(
     graph: WalkGraph, n_walks: int, length: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """[n_walks, length] node ids: walks started from the stationary distribution, all
-    advanced together (one `searchsorted` per step)."""
-    P = torch.as_tensor(graph.transition)
-    cumulative = P.cumsum(1)
+    """[n_walks, length] node ids: walks started from the stationary distribution."""
+    return walks_from(
+        torch.as_tensor(graph.transition),
+        torch.as_tensor(graph.stationary),
+        n_walks,
+        length,
+        generator,
+    )
+
+
+def walks_from(
+    transition: torch.Tensor,
+    stationary: torch.Tensor,
+    n_walks: int,
+    length: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Walks of a transition matrix ([n, n] float64) from `stationary`, all advanced together
+    (one `searchsorted` per step)."""
+    cumulative = transition.cumsum(1)
     cumulative[:, -1] = 1.0  # rounding: the last column closes every row
-    start = torch.multinomial(torch.as_tensor(graph.stationary), n_walks, True, generator=generator)
+    start = torch.multinomial(stationary, n_walks, True, generator=generator)
     walks = torch.empty(n_walks, length, dtype=torch.long)
     walks[:, 0] = start
     for t in range(1, length):
         u = torch.rand(n_walks, 1, generator=generator, dtype=torch.float64)
         rows = cumulative[walks[:, t - 1]]
-        walks[:, t] = torch.searchsorted(rows, u).squeeze(1).clamp_max(graph.n - 1)
+        walks[:, t] = torch.searchsorted(rows, u).squeeze(1).clamp_max(len(transition) - 1)
     return walks
+
+
+class FreshWalks(BatchSampler):
+    """New walks at every step from a seeded generator; its state is the whole position.
+    It reads the walk from the task's extras (`transition`, `stationary`)."""
+
+    def __init__(self, task, batch_size: int, seed: int, device):
+        self.transition, self.stationary = task.extras["transition"], task.extras["stationary"]
+        self.length = task.tokens.shape[1] + 1
+        self.batch_size, self.device = batch_size, device
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next_batch(self):
+        walks = walks_from(
+            self.transition, self.stationary, self.batch_size, self.length, self.generator
+        )
+        return walks[:, :-1].to(self.device), walks[:, 1:].to(self.device)
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return {"walks.rng": self.generator.get_state()}, {}
+
+    def restore(self, tensors, meta) -> None:
+        self.generator.set_state(tensors["walks.rng"])

@@ -1,0 +1,74 @@
+"""The graph-walk family trains end to end: its excess-loss measure (paired with the true
+log-probabilities) falls towards 0 as a tiny model learns the walk, fresh walks resume
+exactly, and the fixed-corpus mode trains on (and memorizes) its stored walks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import interp
+from circuits.families.graph_walk import walk_graph
+from interp.config import ModelConfig, RunConfig, TrainConfig
+from interp.registry import task_config
+
+
+def walk_config(data: str = "fresh", steps: int = 300) -> RunConfig:
+    return RunConfig(
+        task=task_config(
+            "graph_walk",
+            n_nodes=12,
+            n_edges=24,
+            context=8,
+            data=data,
+            corpus_walks=64,
+            eval_walks=64,
+        ),
+        model=ModelConfig(n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, seed=0),
+        train=TrainConfig(
+            steps=steps, lr=1e-2, weight_decay=0.0, batch_size=32, ckpt_every=50, ckpt_log_until=0
+        ),
+    )
+
+
+def rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_excess_loss_falls_towards_the_entropy_rate(tmp_path):
+    config = walk_config()
+    interp.train(config, tmp_path / "run", progress=False)
+    metrics = rows(tmp_path / "run")
+    graph = walk_graph(config.task)
+    first, last = metrics[0], metrics[-1]
+    assert last["entropy_rate"] == pytest.approx(graph.entropy_rate())
+    # The paired excess equals the sampled loss minus the walks' own log-loss, so it is
+    # close to test_loss - H; at init it is about log(n) - H, at the end small.
+    assert first["excess_loss"] > 0.5 and last["excess_loss"] < 0.15
+    assert last["excess_loss"] == pytest.approx(last["test_loss"] - graph.entropy_rate(), abs=0.1)
+    assert 0 < last["excess_loss_se"] < 0.05
+
+
+def test_fresh_walks_resume_exactly_and_the_fixed_corpus_trains(tmp_path):
+    whole = tmp_path / "whole"
+    interp.train(walk_config(steps=100), whole, progress=False)
+    cut = tmp_path / "cut"
+    interp.train(walk_config(steps=50), cut, progress=False)
+    config = json.loads((cut / "config.json").read_text())
+    config["train"]["steps"] = 100
+    (cut / "config.json").write_text(json.dumps(config))
+    interp.train(None, cut, resume=True, progress=False)
+    strip = [{k: v for k, v in r.items() if k != "time_s"} for r in rows(whole)]
+    assert [{k: v for k, v in r.items() if k != "time_s"} for r in rows(cut)] == strip
+
+    fixed = tmp_path / "fixed"
+    interp.train(walk_config("fixed", steps=200), fixed, progress=False)
+    run = interp.load_run(fixed)
+    assert len(run.task.splits["train"]) == 64  # the stored corpus
+    # 512 tokens for 100 epochs without weight decay: the model memorizes its corpus, with a
+    # training loss below the entropy rate (impossible without memorizing those walks) while
+    # its excess loss on fresh test walks grows.
+    last = rows(fixed)[-1]
+    assert last["train_loss"] < last["entropy_rate"] < last["test_loss"]
+    assert last["excess_loss"] > rows(fixed)[0]["excess_loss"]
