@@ -63,31 +63,43 @@ class Sweep:
         t = self.table
         return t[t["status"] == "done"] if "status" in t else t
 
-    def event_curve(
-        self, axis: str, event: str = "generalized", by: list[str] | None = None
+    def curve(
+        self,
+        axis: str,
+        column: str,
+        by: list[str] | None = None,
+        censored: str | None = None,
     ) -> pd.DataFrame:
         """Per value of `axis` (and of the `by` axes; default: every other varied axis), the
-        mean step of `event` over the runs that reached it, with its interval over seeds."""
+        mean of `column` over seeds with its interval; runs flagged in the `censored` column
+        are counted (`n_censored`) but left out of the mean."""
         by = [a for a in self.varied if a != axis] if by is None else by
         done = self._done()
-        column, censored = f"{event}_step", f"{event}_censored"
-        if column not in done:
-            raise KeyError(f"event {event!r}: no column {column}; events: {self.events}")
         rows = []
         for key, group in done.groupby([*by, axis], dropna=False, sort=True):
             key = key if isinstance(key, tuple) else (key,)
-            observed = group.loc[~group[censored].astype(bool), column].astype(float)
+            cut = group[censored].astype(bool) if censored else pd.Series(False, group.index)
+            observed = group.loc[~cut, column].astype(float).dropna()
             row = dict(zip([*by, axis], key))
-            row.update(n=len(group), n_censored=int(group[censored].astype(bool).sum()))
+            row.update(n=len(group), n_censored=int(cut.sum()))
             if len(observed):
                 interval = seed_interval(observed.to_numpy())
-                row.update(
-                    mean=interval.mean, low=interval.low, high=interval.high, method=interval.method
-                )
+                low, high = interval.low, interval.high
+                if column.endswith("_acc"):  # an accuracy's interval stays within [0, 1]
+                    low, high = max(low, 0.0), min(high, 1.0)
+                row.update(mean=interval.mean, low=low, high=high, method=interval.method)
             else:
                 row.update(mean=math.nan, low=math.nan, high=math.nan, method="all censored")
             rows.append(row)
         return pd.DataFrame(rows)
+
+    def event_curve(
+        self, axis: str, event: str = "generalized", by: list[str] | None = None
+    ) -> pd.DataFrame:
+        """`curve` of the step of `event` over the runs that reached it."""
+        if f"{event}_step" not in self.table:
+            raise KeyError(f"event {event!r}: no column {event}_step; events: {self.events}")
+        return self.curve(axis, f"{event}_step", by, censored=f"{event}_censored")
 
     @property
     def events(self) -> list[str]:
@@ -129,12 +141,22 @@ class Sweep:
         return phase_diagram(self._done(), x, y)
 
     def event_figure(self, axis: str, event: str = "generalized", fit: bool = True):
-        from circuits.viz.sweep_figures import event_figure
+        """Each run's `event` step (censored ones drawn at their last step), the mean over
+        seeds with its interval, and the power-law fits (`fits`)."""
+        from circuits.viz.sweep_figures import curve_figure
 
-        fits = []
-        if fit:
-            fits = self.fits(axis, event)
-        return event_figure(self._done(), self.event_curve(axis, event), axis, event, fits)
+        fits = self.fits(axis, event) if fit else []
+        curve = self.event_curve(axis, event)
+        return curve_figure(
+            self._done(), curve, axis, f"{event}_step", f"{event}_censored", fits, log=True
+        )
+
+    def metric_figure(self, axis: str, column: str = "final_test_acc"):
+        """A final metric against `axis`: every run, and the mean over seeds with its
+        interval, one line per value of the other varied axes."""
+        from circuits.viz.sweep_figures import curve_figure
+
+        return curve_figure(self._done(), self.curve(axis, column), axis, column, log=False)
 
     def write_table(self, path: str | Path | None = None) -> Path:
         from interp.runs import atomic_write_bytes

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -67,14 +66,20 @@ def phase_diagram(table: pd.DataFrame, x: str, y: str) -> go.Figure:
     return fig
 
 
-def event_figure(
-    table: pd.DataFrame, curve: pd.DataFrame, axis: str, event: str, fits: list = ()
+def curve_figure(
+    table: pd.DataFrame,
+    curve: pd.DataFrame,
+    axis: str,
+    column: str,
+    censored: str | None = None,
+    fits: list = (),
+    log: bool = True,
 ) -> go.Figure:
-    """Each run's event step (open triangles: censored, drawn at the run's last step), the
-    mean over seeds with its interval per axis value, and fitted power laws."""
+    """Each run's `column` (open triangles: runs flagged `censored`, drawn at their value, a
+    lower bound), the mean over seeds with its interval per axis value (`curve`), and fitted
+    power laws; log axes with `log` when every value is positive."""
     fig = go.Figure()
-    column, censored = f"{event}_step", f"{event}_censored"
-    cens = table[censored].astype(bool)
+    cens = table[censored].astype(bool) if censored else pd.Series(False, table.index)
     fig.add_trace(
         go.Scatter(
             x=table.loc[~cens, axis],
@@ -96,11 +101,8 @@ def event_figure(
                 text=table.loc[cens, "run"],
             )
         )
-    others = [
-        c
-        for c in curve.columns
-        if c not in (axis, "n", "n_censored", "mean", "low", "high", "method")
-    ]
+    stats = ("n", "n_censored", "mean", "low", "high", "method")
+    others = [c for c in curve.columns if c not in (axis, *stats)]
     groups = curve.groupby(others, dropna=False) if others else [((), curve)]
     for key, group in groups:
         key = key if isinstance(key, tuple) else (key,)
@@ -135,12 +137,12 @@ def event_figure(
                 name=f"fit{where}: {a:.3g}·x^{b:.2f} (b in [{lo:.2f}, {hi:.2f}])",
             )
         )
-    positive = (table[axis] > 0).all() and (table[column] > 0).all()
+    positive = log and (table[axis] > 0).all() and (table[column] > 0).all()
     fig.update_layout(
-        title=f"{event} step against {axis}",
+        title=f"{column} against {axis}",
         xaxis_title=axis,
-        yaxis_title=f"{event} step",
-        xaxis_type="log" if positive and not math.isnan(table[axis].min()) else "linear",
+        yaxis_title=column,
+        xaxis_type="log" if positive else "linear",
         yaxis_type="log" if positive else "linear",
         height=480,
     )

@@ -3,8 +3,9 @@
 In order: what the sweep is (runs done and failed, disk use, axes), the outcome counts, a
 phase diagram over two varied axes (the first two, or the ones asked for), for every numeric
 varied axis the generalization step against it with intervals over seeds and fitted power
-laws (with their parameters and intervals in a table), then the failed runs with their
-errors. The thresholds behind the outcome classes are in `circuits.sweep_table`.
+laws (with their parameters and intervals in a table) and the final test accuracy against
+it, then the failed runs with their errors. The thresholds behind the outcome classes are
+in `circuits.sweep_table`.
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ def build_sweep_report(sweep, x: str | None = None, y: str | None = None) -> Pag
             page.add(
                 _table_html(rows, ["runs", "a", "b [95% CI]", "points", "censored, left out"]),
                 title=f"Power-law fits: {event} step = a·{axis}^b",
+            )
+    for axis in varied:
+        if _numeric(table, axis) and "final_test_acc" in table and len(sweep._done()):
+            page.add(
+                sweep.metric_figure(axis, "final_test_acc"),
+                title=f"Final test accuracy against {axis}",
             )
     failed = table[table["status"] == "failed"]
     if len(failed):
