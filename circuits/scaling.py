@@ -1,0 +1,168 @@
+"""Scaling-law fits of a loss against tokens D or parameters N, with intervals over seeds.
+
+`fit_scaling(points)` fits, to the mean loss over seeds at each x:
+
+- a power law with an irreducible term, L = A·x^(−α) + c, with c free or fixed (e.g. at the
+  walk's entropy rate H);
+- an exponential with the same irreducible term, L = A·exp(−β·x/x_max) + c;
+
+both in log space (the losses span decades) with a Huber loss (`interp.fits.fit_curve`,
+`scipy.optimize.least_squares(loss="huber")`), so one outlying point does not set the
+exponent. `mse_ratio` is the exponential's mean squared log-residual over the power law's
+(> 1: the power law describes the points better; ANCHORS §3 reports 50–100× for L(D)).
+
+The interval on α is a bootstrap **over seeds** (whole seeds resampled with replacement, the
+mean curve refitted), not over the points of one curve, which are not independent draws.
+
+Points limited by optimization rather than by data or size are excluded by a documented,
+automatic rule (`optimization_limited`): a run whose monitored loss still fell by more than
+`tol` (relative) over the last `tail` fraction of its training steps had not converged, so
+its loss says more about its step budget than about x. `ScalingFit.excluded` lists them,
+with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from interp.fits import Fit, fit_curve
+
+HUBER_SCALE = 0.1  # in log-loss units: residuals beyond ~10 % count linearly
+
+
+@dataclass(frozen=True)
+class ScalingFit:
+    power: Fit
+    exponential: Fit
+    #: the exponential's mean squared log-residual over the power law's
+    mse_ratio: float
+    alpha: float
+    #: 95 % bootstrap interval over seeds (the fit's t-interval with one seed)
+    alpha_interval: tuple[float, float]
+    #: the irreducible loss: fitted (free) or as given (fixed)
+    irreducible: float
+    irreducible_fixed: bool
+    n_points: int
+    excluded: list[dict[str, Any]] = field(default_factory=list)
+
+    def predict(self, x) -> np.ndarray:
+        return np.exp(self.power.predict(np.asarray(x, dtype=float)))
+
+
+def optimization_limited(
+    rows: Sequence[dict[str, Any]], column: str = "test_loss", tail: float = 0.2, tol: float = 0.02
+) -> bool:
+    """Whether `column` still fell by more than `tol` (relative) over the last `tail` of the
+    run's steps (the module docstring's exclusion rule)."""
+    values = [(r["step"], r[column]) for r in rows if isinstance(r.get(column), (int, float))]
+    if len(values) < 2:
+        return True
+    last_step = values[-1][0]
+    start = [v for s, v in values if s <= last_step * (1 - tail)]
+    if not start:
+        return True
+    before, after = start[-1], values[-1][1]
+    return before - after > tol * abs(before)
+
+
+def _models(x_max: float, fixed: float | None):
+    if fixed is None:
+
+        def power(x, log_a, alpha, c):
+            return np.log(np.exp(log_a) * np.power(x, -alpha) + np.abs(c))
+
+        def exponential(x, log_a, beta, c):
+            return np.log(np.exp(log_a) * np.exp(-beta * x / x_max) + np.abs(c))
+
+    else:
+
+        def power(x, log_a, alpha):
+            return np.log(np.exp(log_a) * np.power(x, -alpha) + fixed)
+
+        def exponential(x, log_a, beta):
+            return np.log(np.exp(log_a) * np.exp(-beta * x / x_max) + fixed)
+
+    return power, exponential
+
+
+def _fit_pair(x: np.ndarray, loss: np.ndarray, fixed: float | None) -> tuple[Fit, Fit]:
+    power, exponential = _models(float(x.max()), fixed)
+    floor = fixed if fixed is not None else 0.5 * float(loss.min())
+    excess = np.clip(loss - floor, 1e-12, None)
+    slope = -np.polyfit(np.log(x), np.log(excess), 1)[0]
+    log_a = float(np.log(excess[0]) + slope * np.log(x[0]))
+    p0_power = [log_a, max(slope, 0.05)] + ([] if fixed is not None else [floor])
+    p0_exp = [float(np.log(excess[0] + 1e-12)), 1.0] + ([] if fixed is not None else [floor])
+    y = np.log(loss)
+    fits = []
+    for function, p0 in ((power, p0_power), (exponential, p0_exp)):
+        fits.append(fit_curve(function, x, y, p0, loss="huber", f_scale=HUBER_SCALE))
+    return fits[0], fits[1]
+
+
+def fit_scaling(
+    points: pd.DataFrame,
+    *,
+    x: str = "x",
+    loss: str = "loss",
+    seed: str = "seed",
+    irreducible: float | None = None,
+    n_boot: int = 200,
+    rng_seed: int = 0,
+) -> ScalingFit:
+    """Fit L(x) (module docstring). `points` has one row per run: `x`, `loss`, `seed`, and
+    optionally `limited` (True: excluded, see `optimization_limited`)."""
+    data = points.copy()
+    limited = data["limited"].astype(bool) if "limited" in data else pd.Series(False, data.index)
+    excluded = [
+        {"x": float(r[x]), "seed": r[seed], "reason": "optimization-limited (still improving)"}
+        for _, r in data[limited].iterrows()
+    ]
+    data = data[~limited]
+    curve = data.groupby(x)[loss].mean()
+    xs, ys = curve.index.to_numpy(float), curve.to_numpy(float)
+    power, exponential = _fit_pair(xs, ys, irreducible)
+    ratio = float(
+        np.mean(np.square(log_residuals(exponential, xs, ys)))
+        / max(float(np.mean(np.square(log_residuals(power, xs, ys)))), 1e-300)
+    )
+    alpha = power.params["alpha"]
+    seeds = data[seed].unique()
+    if len(seeds) > 1:
+        rng, draws = np.random.default_rng(rng_seed), []
+        by_seed = {s: g for s, g in data.groupby(seed)}
+        for _ in range(n_boot):
+            chosen = rng.choice(seeds, size=len(seeds), replace=True)
+            sample = pd.concat([by_seed[s] for s in chosen]).groupby(x)[loss].mean()
+            try:
+                fit, _ = _fit_pair(
+                    sample.index.to_numpy(float), sample.to_numpy(float), irreducible
+                )
+                draws.append(fit.params["alpha"])
+            except (ValueError, RuntimeError):
+                continue
+        interval = (float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5)))
+    else:
+        interval = power.interval["alpha"]
+    c = irreducible if irreducible is not None else abs(power.params["c"])
+    return ScalingFit(
+        power,
+        exponential,
+        ratio,
+        alpha,
+        interval,
+        float(c),
+        irreducible is not None,
+        len(xs),
+        excluded,
+    )
+
+
+def log_residuals(fit: Fit, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Residuals of a log-space fit (either model) at the points."""
+    return fit.predict(xs) - np.log(ys)
