@@ -173,3 +173,13 @@ def test_outcome_classes_follow_the_documented_thresholds():
     assert outcome(100, 200) == "grokking"  # lag 100 >= 1.0 x 100
     assert outcome(75, 675) == "grokking"  # the demo
     assert math.isclose(len({outcome(a, b) for a in (None, 10) for b in (None, 15, 500)}), 4)
+
+
+def test_a_relative_init_from_is_planned_as_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(write_spec(tmp_path, '[grid]\n"train.init_from" = ["runs/demo@1500", ""]'))
+    sources = [r.config.train.init_from for r in spec.runs]
+    assert sources == [f"{tmp_path}/runs/demo@1500", ""]
+    assert spec.runs[0].name.startswith("from=demo@1500,") and spec.runs[1].name.startswith(
+        "from=-"
+    )

@@ -34,7 +34,7 @@ import itertools
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,17 @@ def run_name(axes: dict[str, Any], config: RunConfig, names: dict[str, str]) -> 
     return f"{label}-{digest[:6]}" if label else f"run-{digest[:6]}"
 
 
+def _absolute_init_from(config: RunConfig) -> RunConfig:
+    """A relative `train.init_from` is resolved against the working directory now, so the
+    planned config (stored in sweep.json) means the same run wherever `--resume` is run."""
+    source = config.train.init_from
+    if not source or Path(source.rpartition("@")[0] or source).is_absolute():
+        return config
+    path, at, step = source.rpartition("@") if "@" in source else (source, "", "")
+    train = replace(config.train, init_from=f"{Path(path).resolve()}{at}{step}")
+    return replace(config, train=train)
+
+
 def load_spec(path: str | Path) -> SweepSpec:
     path = Path(path)
     try:
@@ -213,7 +224,7 @@ def parse_spec(raw: dict[str, Any], root: Path = Path(".")) -> SweepSpec:
                 axes["seed"] = seed
                 overrides += [assignment(f, seed) for f in seed_fields]
             try:
-                run_config = config.with_overrides(overrides)
+                run_config = _absolute_init_from(config.with_overrides(overrides))
             except ConfigError as exc:
                 raise SpecError(f"run {axes}: {exc}") from None
             name = run_name(axes, run_config, names)
