@@ -180,6 +180,6 @@ def test_a_relative_init_from_is_planned_as_an_absolute_path(tmp_path, monkeypat
     spec = load_spec(write_spec(tmp_path, '[grid]\n"train.init_from" = ["runs/demo@1500", ""]'))
     sources = [r.config.train.init_from for r in spec.runs]
     assert sources == [f"{tmp_path}/runs/demo@1500", ""]
-    assert spec.runs[0].name.startswith("from=demo@1500,") and spec.runs[1].name.startswith(
+    assert spec.runs[0].name.startswith("from=demo@1500-") and spec.runs[1].name.startswith(
         "from=-"
     )
