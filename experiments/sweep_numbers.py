@@ -71,6 +71,7 @@ def ungrok(path: str) -> None:
     rows = []
     for (start, n), group in table.groupby(["start", SUBSET]):
         interval = seed_interval(group["final_test_acc"].to_numpy())
+        low, high = max(interval.low, 0.0), min(interval.high, 1.0)  # an accuracy
         ever = int((~group["generalized_censored"].astype(bool)).sum())
         final = int((group["final_test_acc"] >= 0.99).sum())
         rows.append(
@@ -78,8 +79,8 @@ def ungrok(path: str) -> None:
                 start=start,
                 N=n,
                 test_acc=interval.mean,
-                low=interval.low,
-                high=interval.high,
+                low=low,
+                high=high,
                 n=interval.n,
                 ever_99=f"{ever}/{len(group)}",
                 final_99=f"{final}/{len(group)}",
