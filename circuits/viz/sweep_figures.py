@@ -18,6 +18,11 @@ OUTCOME_COLORS = {
 }
 
 
+def _shown(value: Any) -> str:
+    """An axis value in a legend: an empty one (e.g. no init_from) reads 'none'."""
+    return "none" if value is None or value != value or value == "" else str(value)
+
+
 def _ordered(values) -> list[Any]:
     return sorted(set(values), key=lambda v: (isinstance(v, str), v))
 
@@ -106,7 +111,7 @@ def curve_figure(
     groups = curve.groupby(others, dropna=False) if others else [((), curve)]
     for key, group in groups:
         key = key if isinstance(key, tuple) else (key,)
-        label = ", ".join(f"{k}={v}" for k, v in zip(others, key))
+        label = ", ".join(f"{k}={_shown(v)}" for k, v in zip(others, key))
         ok = group["mean"].notna()
         fig.add_trace(
             go.Scatter(
