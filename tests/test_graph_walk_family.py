@@ -72,3 +72,33 @@ def test_fresh_walks_resume_exactly_and_the_fixed_corpus_trains(tmp_path):
     last = rows(fixed)[-1]
     assert last["train_loss"] < last["entropy_rate"] < last["test_loss"]
     assert last["excess_loss"] > rows(fixed)[0]["excess_loss"]
+
+
+def test_learned_transitions_are_exact_for_the_true_model_and_the_analysis_reports(tmp_path):
+    import numpy as np
+    import torch
+
+    from circuits.walk_analysis import learned_transitions
+    from interp.cli import main
+
+    config = walk_config(steps=100)
+    graph = walk_graph(config.task)
+    P = torch.as_tensor(graph.transition)
+    current = torch.randint(graph.n, (500,), generator=torch.Generator().manual_seed(0))
+    kl, visits = learned_transitions(
+        torch.log(P.clamp_min(1e-30))[current], current, graph.transition
+    )
+    seen = visits > 0
+    assert np.allclose(kl[seen], 0.0, atol=1e-9) and np.isnan(kl[~seen]).all()
+    uniform = torch.zeros(len(current), graph.n)  # q = 1/n: KL = log n - H(P_i)
+    kl, _ = learned_transitions(uniform, current, graph.transition)
+    k = graph.degrees
+    if graph.kappa == 0:
+        assert np.allclose(kl[seen], (np.log(graph.n) - np.log(k))[seen])
+
+    interp.train(config, tmp_path / "run", progress=False)
+    assert main(["analyze", str(tmp_path / "run"), "-q"]) == 0
+    table = (tmp_path / "run" / "analysis" / "table.csv").read_text()
+    assert "kl_node_mean" in table and "attn/L0H0->prev" in table
+    html = (tmp_path / "run" / "analysis" / "report.html").read_text()
+    assert "Learned transitions" in html and "Views not in this report" not in html

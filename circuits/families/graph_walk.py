@@ -26,9 +26,10 @@ from typing import Literal
 
 from circuits.families.base import AnalyzedFamily
 from circuits.phases import MilestoneSpec
+from circuits.viz.views import ReportView
 from interp.config import ModelConfig, RunConfig, TrainConfig
 from interp.config_base import TaskConfig, check
-from interp.registry import register
+from interp.registry import AnalysisPart, register
 
 GraphKind = Literal["er", "ba", "file"]
 DataMode = Literal["fresh", "fixed"]
@@ -152,6 +153,32 @@ class GraphWalkFamily(AnalyzedFamily):
     )
     fit_milestone = "coarse"
     generalize_milestone = "converged"
+    parts = (
+        AnalysisPart("transitions", "Learned next-node distributions: KL per node against visits."),
+        AnalysisPart("attention", "Attention to the current and the previous position, per head."),
+    )
+
+    def analyze(self, run, parts, steps, *, workers, progress, figures=True):
+        from circuits.analyze import analyze_each
+        from circuits.walk_analysis import analyze_walk_checkpoint
+
+        chosen = tuple(parts) or tuple(p.name for p in self.parts)
+
+        def make():
+            return lambda model, step: analyze_walk_checkpoint(model, step, run, chosen)
+
+        return analyze_each(run, chosen, steps, make, workers=workers, progress=progress)
+
+    def report_views(self, result, context) -> list[ReportView]:
+        from circuits.viz import walk_figures
+
+        return [
+            ReportView("Learned transitions", lambda: walk_figures.plot_node_kl(result)),
+            ReportView(
+                "Attention to the current and previous node",
+                lambda: walk_figures.plot_position_attention(result),
+            ),
+        ]
 
     def presets(self) -> dict[str, RunConfig]:
         return {
