@@ -31,9 +31,13 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(1)
 
 
-def _worker_main(conn, slot: int, threads: int, progress: bool, lock, parent: int) -> None:
+def _worker_main(
+    conn, slot: int, threads: int, progress: bool, lock, parent: int, execute: str
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    import importlib
+
     from tqdm import tqdm
 
     from interp import console
@@ -42,20 +46,30 @@ def _worker_main(conn, slot: int, threads: int, progress: bool, lock, parent: in
     if lock is not None:
         tqdm.set_lock(lock)
     worker.warm_up(threads)
+    module, _, name = execute.partition(":")
+    run_job = getattr(importlib.import_module(module), name)
     conn.send(("ready", slot, None))
     while True:
         job = conn.recv()
         if job is None:
             return
         console.bar_options.update(position=slot + 1, desc=job["name"][:30])
-        conn.send(("done", job["name"], worker.execute(job, progress=progress)))
+        conn.send(("done", job["name"], run_job(job, progress=progress)))
 
 
 class LocalPool:
-    """`workers` persistent processes, `threads` torch threads each."""
+    """`workers` persistent processes, `threads` torch threads each, running `execute`
+    ("module:function", called as function(job, progress=...); the default trains)."""
 
-    def __init__(self, workers: int, threads: int = 1, progress: bool = False):
+    def __init__(
+        self,
+        workers: int,
+        threads: int = 1,
+        progress: bool = False,
+        execute: str = "interp.sweep.worker:execute",
+    ):
         self.workers, self.threads, self.progress = workers, threads, progress
+        self.execute = execute
         self._ctx = mp.get_context("spawn")
         self._lock = self._ctx.RLock() if progress else None
         self._procs: dict[int, Any] = {}
@@ -65,7 +79,7 @@ class LocalPool:
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
             target=_worker_main,
-            args=(child, slot, self.threads, self.progress, self._lock, os.getpid()),
+            args=(child, slot, self.threads, self.progress, self._lock, os.getpid(), self.execute),
             daemon=True,
             name=f"interp-sweep-{slot}",
         )
