@@ -46,8 +46,13 @@ def grok_time(path: str) -> None:
 
 def phase(path: str) -> None:
     sweep = interp.load_sweep(path)
-    table = sweep.table
-    cells = table.groupby([FRAC, WD])["outcome"].agg(lambda s: s.value_counts().idxmax())
+    table = sweep.table[sweep.table["status"] == "done"]
+
+    def majority(outcomes: pd.Series) -> str:
+        counts = outcomes.value_counts()
+        return f"{counts.idxmax()} {counts.max()}/{len(outcomes)}"
+
+    cells = table.groupby([FRAC, WD])["outcome"].agg(majority)
     print(cells.unstack(WD).to_string())
     print("outcomes:", table["outcome"].value_counts().to_dict())
     acc = table.groupby([FRAC, WD])["final_test_acc"].mean().unstack(WD)
