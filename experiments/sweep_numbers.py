@@ -3,6 +3,7 @@
     python -m experiments.sweep_numbers wd SWEEP_DIR       # grokking time against weight decay
     python -m experiments.sweep_numbers phase SWEEP_DIR    # outcome counts per cell
     python -m experiments.sweep_numbers ungrok SWEEP_DIR   # final test accuracy against N
+    python -m experiments.sweep_numbers comparison SWEEP_DIR   # test-ID/OOD against steps
 
 Each reads the sweep with `interp.load_sweep` (the same table as `sweep.csv`).
 """
@@ -106,12 +107,35 @@ def ungrok(path: str) -> None:
     )
 
 
+def comparison(path: str, every: int = 2000) -> None:
+    """Test-ID and test-OOD accuracy of every run at every `every` steps (the frontier against
+    weight decay, φ, entities and steps), with train atomic accuracy (OOD comparisons need
+    the OOD entities' atomic facts)."""
+    from interp import runs
+
+    sweep = interp.load_sweep(path)
+    for entry in sweep.manifest["runs"]:
+        rows = runs.read_metrics(sweep.path / "runs" / entry["name"])
+        picked = [r for r in rows if r["step"] % every == 0 and r["step"] > 0]
+        cells = ", ".join(
+            f"{r['step'] // 1000}k: {r['test_id_acc']:.3f}/{r['test_ood_acc']:.3f}"
+            f" (atomic {r['train_atomic_acc']:.3f})"
+            for r in picked
+        )
+        print(f"{entry['name']}: test-ID/test-OOD {cells}")
+    done = sweep.table[sweep.table["status"] == "done"]
+    best = done.sort_values("final_test_id_acc", ascending=False).head(3)
+    columns = ["run", "final_test_id_acc", "final_test_ood_acc", "final_train_atomic_acc", "wall_s"]
+    print(best[columns].to_string(index=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("wd", "phase", "ungrok"))
+    parser.add_argument("what", choices=("wd", "phase", "ungrok", "comparison"))
     parser.add_argument("sweep_dir")
     args = parser.parse_args()
-    {"wd": grok_time, "phase": phase, "ungrok": ungrok}[args.what](args.sweep_dir)
+    functions = {"wd": grok_time, "phase": phase, "ungrok": ungrok, "comparison": comparison}
+    functions[args.what](args.sweep_dir)
 
 
 if __name__ == "__main__":
