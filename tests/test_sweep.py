@@ -183,3 +183,10 @@ def test_a_relative_init_from_is_planned_as_an_absolute_path(tmp_path, monkeypat
     assert spec.runs[0].name.startswith("from=demo@1500-") and spec.runs[1].name.startswith(
         "from=-"
     )
+
+
+def test_a_bad_backend_is_refused_before_anything_is_written(tmp_path, capsys):
+    spec = write_spec(tmp_path, "seeds = [0]", steps=20)
+    out = tmp_path / "sweep"
+    assert main(["sweep", "run", str(spec), "--out", str(out), "--backend", "slurm", "-q"]) == 2
+    assert "--backend: expected local or ray" in capsys.readouterr().err and not out.exists()

@@ -123,6 +123,12 @@ def run_sweep(
         spec = load_spec(spec)
     workers = workers or default_workers()
     sweep_dir = Path(sweep_dir)
+    if backend not in ("local", "ray"):
+        raise SpecError(f"--backend: expected local or ray, got {backend!r}")
+    if backend == "ray":
+        from interp.sweep.ray_backend import require_ray
+
+        require_ray()
     manifest = prepare(spec, sweep_dir, resume)
     (sweep_dir / RUNS_DIR).mkdir(parents=True, exist_ok=True)
     runs.atomic_write_json(sweep_dir / SWEEP_FILE, manifest)
@@ -162,7 +168,8 @@ def run_sweep(
 
     def on_done(job: dict[str, Any], result: dict[str, Any]) -> None:
         entry = entries[job["name"]]
-        entry.update({k: v for k, v in result.items() if k != "traceback"})
+        entry.pop("traceback", None)
+        entry.update(result)  # a failure keeps its traceback here; the CLI prints one line
         running.discard(job["name"])
         if result["status"] == "done":
             outcome.done += 1
@@ -177,12 +184,10 @@ def run_sweep(
             from interp.sweep.local import LocalPool
 
             LocalPool(workers, threads, progress=progress).run(jobs, on_start, on_done)
-        elif backend == "ray":
+        else:
             from interp.sweep.ray_backend import run_on_ray
 
             run_on_ray(jobs, sweep_dir, address, resources or {}, threads, on_start, on_done)
-        else:
-            raise SpecError(f"--backend: expected local or ray, got {backend!r}")
     finally:
         bar.close()
         outcome.seconds = time.perf_counter() - start
