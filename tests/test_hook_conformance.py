@@ -6,25 +6,20 @@ family's (one layer, no LayerNorm) and the entity families' (pre-LN, tied embedd
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from interp.config import ModelConfig
+from circuits.families.two_hop import ENTITY_MODEL
 from interp.model import build_model
+from interp.presets import PRESETS
 
+SMALL = dict(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=32, seed=3)
+#: The families' own architectures at a test size.
 ARCHITECTURES = {
-    "modular": ModelConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=32, seed=3),
-    "entity": ModelConfig(
-        n_layers=2,
-        d_model=16,
-        n_heads=2,
-        d_head=8,
-        d_mlp=32,
-        act_fn="gelu",
-        normalization="LN",
-        tied_embeddings=True,
-        seed=3,
-    ),
+    "modular": replace(PRESETS["demo"].model, **{**SMALL, "n_layers": 1}),
+    "entity": replace(ENTITY_MODEL, **SMALL),
 }
 D_VOCAB, N_CTX = 12, 4
 
