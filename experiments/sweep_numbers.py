@@ -3,7 +3,7 @@
     python -m experiments.sweep_numbers wd SWEEP_DIR       # grokking time against weight decay
     python -m experiments.sweep_numbers phase SWEEP_DIR    # outcome counts per cell
     python -m experiments.sweep_numbers ungrok SWEEP_DIR   # final test accuracy against N
-    python -m experiments.sweep_numbers comparison SWEEP_DIR   # test-ID/OOD against steps
+    python -m experiments.sweep_numbers frontier SWEEP_DIR # entity runs: test-ID/OOD by steps
 
 Each reads the sweep with `interp.load_sweep` (the same table as `sweep.csv`).
 """
@@ -107,7 +107,7 @@ def ungrok(path: str) -> None:
     )
 
 
-def comparison(path: str, every: int = 2000) -> None:
+def frontier(path: str, every: int = 2000) -> None:
     """Test-ID and test-OOD accuracy of every run at every `every` steps (the frontier against
     weight decay, φ, entities and steps), with train atomic accuracy (OOD comparisons need
     the OOD entities' atomic facts)."""
@@ -131,10 +131,10 @@ def comparison(path: str, every: int = 2000) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("wd", "phase", "ungrok", "comparison"))
+    parser.add_argument("what", choices=("wd", "phase", "ungrok", "frontier"))
     parser.add_argument("sweep_dir")
     args = parser.parse_args()
-    functions = {"wd": grok_time, "phase": phase, "ungrok": ungrok, "comparison": comparison}
+    functions = {"wd": grok_time, "phase": phase, "ungrok": ungrok, "frontier": frontier}
     functions[args.what](args.sweep_dir)
 
 
