@@ -37,11 +37,17 @@ def _run_job(job: dict[str, Any], threads: int) -> dict[str, Any]:
     return worker.execute(job)
 
 
-def connect(address: str | None):
+def require_ray():
+    """Ray, or a SpecError saying how to install it (checked before anything is written)."""
     try:
         import ray
     except ImportError:
         raise SpecError("--backend ray: Ray is not installed; pip install 'interp[ray]'") from None
+    return ray
+
+
+def connect(address: str | None):
+    ray = require_ray()
     if not ray.is_initialized():
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
