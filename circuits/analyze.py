@@ -357,9 +357,13 @@ def analyze_each(
     )
 
 
-def basic_columns(model, run: Run) -> tuple[dict[str, Any], dict[str, tuple[Tensor, Tensor]]]:
+def basic_columns(
+    model, run: Run, evaluators=()
+) -> tuple[dict[str, Any], dict[str, tuple[Tensor, Tensor]]]:
     """Loss and accuracy on every split plus the `train`/`test` base columns (the last training
-    split and the first held-out one, when no split has those names), and the logits by split."""
+    split and the first held-out one, when no split has those names), the columns of
+    `evaluators` (the family's training-time progress measures, `Family.evaluators`), and the
+    logits by split."""
     from interp.metrics import evaluate
 
     task = run.task
@@ -367,6 +371,9 @@ def basic_columns(model, run: Run) -> tuple[dict[str, Any], dict[str, tuple[Tens
     for base, split in (("train", task.train_splits[-1]), ("test", task.held_out_splits[0])):
         row.setdefault(f"{base}_acc", row[f"{split}_acc"])
         row.setdefault(f"{base}_loss", row[f"{split}_loss"])
+    with torch.inference_mode():
+        for evaluator in evaluators:
+            row.update(evaluator(model, task, by_split))
     return row, by_split
 
 
@@ -381,14 +388,10 @@ def analyze_basic_run(
 ) -> RunAnalysis:
     """`basic_columns` and the family's training evaluators (its progress measure), for a
     family without analyses of its own (no figure data)."""
-    task = run.task
     evaluators = family_of(run.config).evaluators(run.config)
 
     def analyze_one(model, step: int) -> CheckpointAnalysis:
-        row, by_split = basic_columns(model, run)
-        with torch.inference_mode():
-            for evaluator in evaluators:
-                row.update(evaluator(model, task, by_split))
+        row, _ = basic_columns(model, run, evaluators)
         return CheckpointAnalysis(step=step, row={"step": step, **row})
 
     return analyze_each(run, parts, steps, lambda: analyze_one, workers=workers, progress=progress)

@@ -65,10 +65,14 @@ def attention_to_positions(model, tokens: torch.Tensor) -> tuple[np.ndarray, np.
     return np.stack(own), np.stack(previous)
 
 
-def analyze_walk_checkpoint(model, step: int, run, parts: tuple[str, ...]) -> WalkCheckpoint:
+def analyze_walk_checkpoint(
+    model, step: int, run, parts: tuple[str, ...], evaluators=()
+) -> WalkCheckpoint:
+    """One checkpoint: the base columns, the family's `evaluators` (the excess loss the phases
+    read), and the requested `parts`."""
     from circuits.analyze import basic_columns
 
-    base, by_split = basic_columns(model, run)
+    base, by_split = basic_columns(model, run, evaluators)
     row = {"step": step, **base}
     task = run.task
     transition = task.extras["transition"].numpy()

@@ -100,5 +100,9 @@ def test_learned_transitions_are_exact_for_the_true_model_and_the_analysis_repor
     assert main(["analyze", str(tmp_path / "run"), "-q"]) == 0
     table = (tmp_path / "run" / "analysis" / "table.csv").read_text()
     assert "kl_node_mean" in table and "attn/L0H0->prev" in table
+    # The family's own measure is in the analysis too: the phases are read off it.
+    assert "excess_loss" in table.splitlines()[0].split(",")
+    summary = json.loads((tmp_path / "run" / "analysis" / "summary.json").read_text())
+    assert summary["phases"]["memorization"]["start"] == 0
     html = (tmp_path / "run" / "analysis" / "report.html").read_text()
     assert "Learned transitions" in html and "Views not in this report" not in html

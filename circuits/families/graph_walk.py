@@ -164,8 +164,9 @@ class GraphWalkFamily(AnalyzedFamily):
 
         chosen = tuple(parts) or tuple(p.name for p in self.parts)
 
-        def make():
-            return lambda model, step: analyze_walk_checkpoint(model, step, run, chosen)
+        def make():  # once per worker: the evaluator holds the graph's log-probabilities
+            evaluators = self.evaluators(run.config)
+            return lambda model, step: analyze_walk_checkpoint(model, step, run, chosen, evaluators)
 
         return analyze_each(run, chosen, steps, make, workers=workers, progress=progress)
 
