@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from circuits.entity import entity_lens_targets, entity_logit_lens, sample_examples
+from circuits.entity_analysis import random_init_model
 from circuits.logit_lens import (
     LensTarget,
     logit_lens,
@@ -13,7 +14,6 @@ from circuits.logit_lens import (
     residual_stack,
     unembed_resid,
 )
-from interp.model import build_model
 from interp.tasks import build_task
 from tests.test_entity_tasks import tiny_entity_run, tiny_task
 
@@ -21,14 +21,7 @@ from tests.test_entity_tasks import tiny_entity_run, tiny_task
 @pytest.fixture(scope="module")
 def two_hop():
     config = tiny_entity_run(tiny_task())
-    model = build_model(
-        config.model,
-        d_vocab=config.task.d_vocab,
-        d_vocab_out=config.task.d_vocab_out,
-        n_ctx=config.task.n_ctx,
-    )
-    model.eval()
-    return model, build_task(config.task)
+    return random_init_model(config), build_task(config.task)
 
 
 def test_hook_names_cover_every_layer():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from circuits.entity import counterfactuals, mediation_score, sample_examples
+from circuits.entity_analysis import random_init_model
 from circuits.logit_lens import residual_stack
 from circuits.patching import causal_tracing, patched_logits
 from interp.model import build_model
@@ -15,14 +16,7 @@ from tests.test_entity_tasks import tiny_entity_run, tiny_task
 
 def _model(kind):
     config = tiny_entity_run(tiny_task(kind))
-    model = build_model(
-        config.model,
-        d_vocab=config.task.d_vocab,
-        d_vocab_out=config.task.d_vocab_out,
-        n_ctx=config.task.n_ctx,
-    )
-    model.eval()
-    return model, build_task(config.task)
+    return random_init_model(config), build_task(config.task)
 
 
 @pytest.fixture(scope="module")
