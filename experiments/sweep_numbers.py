@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 import interp
-from interp.fits import seed_interval
 
 WD, FRAC, SUBSET, SOURCE = (
     "train.weight_decay",
@@ -74,25 +73,21 @@ def ungrok(path: str) -> None:
     sweep = interp.load_sweep(path)
     table = sweep.table[sweep.table["status"] == "done"].copy()
     table["start"] = np.where(table[SOURCE].fillna("").astype(str) == "", "scratch", "grokked")
-    rows = []
-    for (start, n), group in table.groupby(["start", SUBSET]):
-        interval = seed_interval(group["final_test_acc"].to_numpy())
-        low, high = max(interval.low, 0.0), min(interval.high, 1.0)  # an accuracy
-        ever = int((~group["generalized_censored"].astype(bool)).sum())
-        final = int((group["final_test_acc"] >= 0.99).sum())
-        rows.append(
-            dict(
-                start=start,
-                N=n,
-                test_acc=interval.mean,
-                low=low,
-                high=high,
-                n=interval.n,
-                ever_99=f"{ever}/{len(group)}",
-                final_99=f"{final}/{len(group)}",
-            )
-        )
-    curve = pd.DataFrame(rows)
+    # Mean final test accuracy over seeds with its interval (the report's own curve).
+    curve = sweep.curve(SUBSET, "final_test_acc", by=[SOURCE]).rename(
+        columns={SUBSET: "N", "mean": "test_acc"}
+    )
+    curve.insert(
+        0, "start", np.where(curve[SOURCE].fillna("").astype(str) == "", "scratch", "grokked")
+    )
+    ever, final = [], []
+    for start, n in zip(curve["start"], curve["N"]):
+        group = table[(table["start"] == start) & (table[SUBSET] == n)]
+        ever.append(f"{int((~group['generalized_censored'].astype(bool)).sum())}/{len(group)}")
+        final.append(f"{int((group['final_test_acc'] >= 0.99).sum())}/{len(group)}")
+    curve = curve.assign(ever_99=ever, final_99=final).drop(
+        columns=[SOURCE, "n_censored", "method"]
+    )
     print(curve.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     grokked = curve[curve["start"] == "grokked"].sort_values("N")
     critical = _crossing(grokked["N"].to_numpy(float), grokked["test_acc"].to_numpy(), 0.5)
