@@ -140,12 +140,15 @@ class Sweep:
 
         return phase_diagram(self._done(), x, y)
 
-    def event_figure(self, axis: str, event: str = "generalized", fit: bool = True):
+    def event_figure(
+        self, axis: str, event: str = "generalized", fit: bool = True, fits: list | None = None
+    ):
         """Each run's `event` step (censored ones drawn at their last step), the mean over
-        seeds with its interval, and the power-law fits (`fits`)."""
+        seeds with its interval, and the power-law fits (`fits`, computed unless given)."""
         from circuits.viz.sweep_figures import curve_figure
 
-        fits = self.fits(axis, event) if fit else []
+        if fits is None:
+            fits = self.fits(axis, event) if fit else []
         curve = self.event_curve(axis, event)
         return curve_figure(
             self._done(), curve, axis, f"{event}_step", f"{event}_censored", fits, log=True

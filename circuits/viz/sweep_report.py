@@ -66,9 +66,9 @@ def build_sweep_report(sweep, x: str | None = None, y: str | None = None) -> Pag
     for axis in varied:
         if not event or not _numeric(table, axis) or not len(sweep._done()):
             continue
-        fig = sweep.event_figure(axis, event)
+        fits = sweep.fits(axis, event)  # once, for the figure and the table
+        fig = sweep.event_figure(axis, event, fits=fits)
         page.add(fig, title=f"Generalization step against {axis}")
-        fits = sweep.fits(axis, event)
         if fits:
             rows = [
                 [
