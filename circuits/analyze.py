@@ -41,7 +41,7 @@ from circuits.attention import (
 from circuits.graph import CircuitGraph
 from circuits.phases import Phases
 from circuits.steps import FigureSteps
-from interp.collapse import CollapseEvent, detect_collapses, rule_for_splits
+from interp.collapse import CollapseEvent, detect_collapses
 from interp.config import RunConfig
 from interp.metrics import SMALL_SPLIT, wilson_interval
 from interp.registry import family_of, get_family
@@ -257,7 +257,7 @@ def _run_facts(
     sizes["train_acc"] = len(task.train_index)
     if "test_acc" not in sizes:  # the base test columns are the first held-out split
         sizes["test_acc"] = len(task.splits[task.held_out_splits[0]])
-    rule = rule_for_splits(task.train_splits)
+    rule = family_of(run.config).collapse_rule(task)
     collapses = detect_collapses([r.row for r in results], rule)
     phases = family_of(run.config).phases([r.row for r in results], collapses)
     return dict(

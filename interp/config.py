@@ -29,6 +29,7 @@ GradFilter = Literal["none", "ema", "ma"]
 Loss = Literal["cross_entropy", "stablemax"]
 Device = Literal["cpu", "cuda", "auto"]
 Retention = Literal["all", "events", "final"]
+LrSchedule = Literal["constant", "cosine"]
 
 _check = check
 __all__ = [
@@ -78,6 +79,9 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.98
     warmup_steps: int = 10
+    #: After warmup: "constant" (Nanda et al.), or "cosine" decay to 0 at `steps` (the
+    #: scaling-law recipe, where the step budget is the data budget).
+    lr_schedule: LrSchedule = "constant"
     #: 0 = full batch (one step is one epoch).
     batch_size: int = 0
     seed: int = 0

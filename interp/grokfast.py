@@ -15,6 +15,8 @@ apply unchanged to parameters stacked over seeds (the multi-seed trainer's leadi
 
 from __future__ import annotations
 
+import math
+
 from collections import deque
 from collections.abc import Iterable
 
@@ -27,16 +29,25 @@ from interp.config import TrainConfig
 def make_optimizer(
     params: Iterable[nn.Parameter], train: TrainConfig
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW with `train`'s lr, weight decay and betas; Nanda et al.'s schedule lr * min(step /
-    warmup, 1)."""
+    """AdamW with `train`'s lr, weight decay and betas; linear warmup over `warmup_steps`, then
+    constant (Nanda et al.) or, with `lr_schedule="cosine"`, a cosine decay to 0 at `steps`."""
     optimizer = torch.optim.AdamW(
         params, lr=train.lr, weight_decay=train.weight_decay, betas=(train.beta1, train.beta2)
     )
-    warmup = train.warmup_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(step / warmup, 1.0) if warmup > 0 else 1.0
+        optimizer, lambda step: lr_factor(step, train.warmup_steps, train.steps, train.lr_schedule)
     )
     return optimizer, scheduler
+
+
+def lr_factor(step: int, warmup: int, steps: int, schedule: str = "constant") -> float:
+    """The multiplier of the base lr at `step` (0-based: the update that makes step + 1)."""
+    if warmup > 0 and step < warmup:
+        return step / warmup
+    if schedule == "cosine":
+        progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
 
 
 class GradFilter:

@@ -116,6 +116,14 @@ class Family:
             task.tokens[index], task.labels[index], train.batch_size, train.seed, device
         )
 
+    def collapse_rule(self, task: TaskData):
+        """The rule the trainer and `interp analyze` detect collapses with (`interp.collapse`):
+        by default the accuracy of the task's main training split. A family whose accuracy is
+        capped by design watches a loss instead."""
+        from interp.collapse import rule_for_splits
+
+        return rule_for_splits(task.train_splits)
+
     def evaluators(self, config: RunConfig) -> list:
         """Progress measures computed at every checkpoint while training
         (`interp.training.Evaluator`)."""

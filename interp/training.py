@@ -1,9 +1,8 @@
-"""The training loop: AdamW with linear warmup, optional Grokfast filter, checkpoints on a schedule.
-
-The trainer receives its collaborators: `evaluators` are called at every checkpoint with
-(model, task, logits by split) and return extra metric columns. By default they are the
-task family's progress measures (`interp.registry.Family.evaluators`), found through the
-registry, so `interp` never imports `circuits` itself.
+"""The training loop: AdamW with warmup (then constant or cosine), optional Grokfast filter,
+checkpoints on a schedule. `evaluators` are called at every checkpoint with (model, task,
+logits by split) and return extra metric columns; by default the task family's progress
+measures (`interp.registry.Family.evaluators`), found through the registry, so `interp`
+never imports `circuits` itself. Every metrics row counts `tokens_seen` (targets trained on).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import torch
 from torch import Tensor
 
 from interp import init_from, provenance, retention, run_writer, runs, trainer_state
-from interp.collapse import CollapseEvent, detect_collapses, rule_for_splits
+from interp.collapse import CollapseEvent, detect_collapses
 from interp.config import RunConfig
 from interp.console import postfix, progress_bar, warn
 from interp.errors import TrainingError
@@ -57,9 +56,8 @@ class Trainer:
     ):
         self.config = config
         self.run_dir = Path(run_dir)
-        self.evaluators = list(
-            family_of(config).evaluators(config) if evaluators is None else evaluators
-        )
+        family = family_of(config)
+        self.evaluators = list(family.evaluators(config) if evaluators is None else evaluators)
         self.progress = progress
         self.device = resolve_device(config.train.device)
         self.task = build_task(config.task)
@@ -87,7 +85,6 @@ class Trainer:
             lamb=train.grokfast_lamb,
             window=train.grokfast_window,
         )
-        family = family_of(config)
         #: The family's forward to the logits its loss reads (the answer position by default).
         self.forward = family.forward
         #: Where batches come from; its state is saved with the trainer state.
@@ -99,7 +96,9 @@ class Trainer:
                 "run folder written by an earlier version, whose stop_at_test_acc became "
                 "stop_at_val_acc, edit its config.json)"
             )
-        self.collapse_rule = rule_for_splits(self.task.train_splits)
+        self.collapse_rule = family.collapse_rule(self.task)
+        batch = train.batch_size or len(self.task.train_index)  # targets per step: tokens_seen
+        self.tokens_per_step = batch * int(self.task.labels[0].numel())
         self.schedule = checkpoint_schedule(train.steps, train.ckpt_every, train.ckpt_log_until)
         self.step = 0
         self.manifest: list[dict[str, Any]] = []
@@ -154,6 +153,7 @@ class Trainer:
         row.update(measured)
         row.update(sum_squared_weights(tl_named_parameters(self.model)))
         row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row["tokens_seen"] = self.step * self.tokens_per_step
         with torch.inference_mode():
             for evaluator in self.evaluators:
                 row.update(evaluator(self.model, self.task, by_split))

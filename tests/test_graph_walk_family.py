@@ -48,6 +48,28 @@ def test_excess_loss_falls_towards_the_entropy_rate(tmp_path):
     assert first["excess_loss"] > 0.5 and last["excess_loss"] < 0.15
     assert last["excess_loss"] == pytest.approx(last["test_loss"] - graph.entropy_rate(), abs=0.1)
     assert 0 < last["excess_loss_se"] < 0.05
+    # The loop counts the tokens it trained on: batch 32 × context 8 per step.
+    assert [r["tokens_seen"] for r in metrics] == [r["step"] * 32 * 8 for r in metrics]
+
+
+def test_collapse_is_read_off_the_training_loss_not_the_capped_accuracy():
+    from interp.collapse import detect_collapses
+    from interp.registry import get_family
+    from interp.tasks import build_task
+
+    config = walk_config()
+    rule = get_family("graph_walk").collapse_rule(build_task(config.task))
+    assert rule.metric == "train_loss" and not rule.higher_is_better
+    # The loss climbs back towards log n while the accuracy (capped near 1/k) barely moves.
+    losses = [2.5, 1.6, 1.4, 1.41, 1.9, 2.0, 2.1, 2.2]
+    table = [
+        {"step": 50 * i, "train_loss": v, "train_acc": 0.3 - 0.01 * (v > 1.8)}
+        for i, v in enumerate(losses)
+    ]
+    (event,) = detect_collapses(table, rule)
+    assert (event.first_step, event.step, event.best) == (200, 300, 1.4)
+    noisy = [{**r, "train_loss": 1.4 + 0.1 * (i % 2)} for i, r in enumerate(table[2:])]
+    assert detect_collapses(noisy, rule) == []
 
 
 def test_fresh_walks_resume_exactly_and_the_fixed_corpus_trains(tmp_path):

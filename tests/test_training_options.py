@@ -69,6 +69,24 @@ def test_optimizer_is_adamw_with_linear_warmup(warmup, expected):
     assert lrs == pytest.approx(expected)
 
 
+def test_cosine_schedule_warms_up_then_decays_to_zero_at_the_last_step():
+    train = tiny_config(
+        train__lr=1e-2, train__warmup_steps=2, train__steps=6, train__lr_schedule="cosine"
+    ).train
+    param = torch.nn.Parameter(torch.ones(3))
+    optimizer, scheduler = make_optimizer([param], train)
+    lrs = []
+    for _ in range(7):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        param.grad = torch.ones(3)
+        optimizer.step()
+        scheduler.step()
+    # warmup 0, 1/2; then cos over the 4 remaining updates: 1, (1+cos(pi/4))/2, 1/2, ...
+    cosine = [0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(5)]
+    assert lrs == pytest.approx([0.0, 5e-3] + [1e-2 * c for c in cosine])
+    assert lrs[-1] == 0.0
+
+
 def test_options_train_and_round_trip(tmp_path):
     config = tiny_config(
         train__loss="stablemax",

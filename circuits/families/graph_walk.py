@@ -14,8 +14,8 @@ evaluate), ``fixed`` trains on a corpus of `corpus_walks` walks repeated for as 
 as `train.steps` asks (the infinite-compute study). Tokens seen = steps × batch × context.
 
 Phases are read off the excess loss (accuracy is capped near 1/k): memorization until it
-falls to 0.1 nats, then convergence until 0.01 nats, then stable; the collapse rule stays
-the trainer's, on training accuracy.
+falls to 0.1 nats, then convergence until 0.01 nats, then stable. A collapse is read off the
+training loss (`collapse_rule`), not the accuracy.
 """
 
 from __future__ import annotations
@@ -243,6 +243,13 @@ class GraphWalkFamily(AnalyzedFamily):
 
             return FreshWalks(task, train.batch_size, train.seed, device)
         return super().sampler(task, train, device)
+
+    def collapse_rule(self, task):
+        """Accuracy is capped near 1/k here, so the rule watches the training loss: a collapse
+        is `train_loss` more than 0.3 nats above its best for 3 checkpoints in a row."""
+        from interp.collapse import CollapseRule
+
+        return CollapseRule("train_loss", drop=0.3, higher_is_better=False)
 
     def evaluators(self, config: RunConfig) -> list:
         return [excess_loss_evaluator(config)]
