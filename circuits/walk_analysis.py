@@ -7,6 +7,10 @@
   edges are learned when. Averaging q over contexts first makes q̄_i a mixture, so this
   KL is a lower bound on the mean per-position KL; the paired `excess_loss` is the exact
   mean.
+- **Which components write the next-node logits.** Direct logit attribution
+  (`circuits.attribution`) at every position of the test walks: each component's mean
+  contribution to the centered logit of the true next node (`dla/embed`, `dla/L0H1`,
+  `dla/L1 MLP`, ...). A model that stores the graph's edges in its MLPs shows them here.
 - **Where the current node is read from.** Per layer and head, the mean attention from each
   query position t to itself (the current node) and to t − 1 (the node before). A Markov
   walk needs only the current node, which the residual stream already holds at t, so
@@ -33,6 +37,9 @@ class WalkCheckpoint:
     #: [layer, head] mean attention to the query's own position / the one before
     attention_self: np.ndarray | None = None
     attention_previous: np.ndarray | None = None
+    #: direct logit attribution of the true next node, per component (`dla_names`)
+    dla: torch.Tensor | None = None
+    dla_names: list[str] | None = None
 
 
 def learned_transitions(
@@ -49,6 +56,43 @@ def learned_transitions(
     kl = (P * np.log(ratio)).sum(1)
     kl[visits.numpy() == 0] = np.nan
     return kl, visits.numpy()
+
+
+@torch.inference_mode()
+def all_position_activations(model, tokens: torch.Tensor):
+    """The DLA inputs at every position, positions flattened into the batch axis (a
+    `FinalActs` whose `pattern` and `mlp_post`, which DLA does not read, are empty)."""
+    from circuits.activations import FinalActs
+
+    n_layers = model.cfg.n_layers
+    names = {"hook_embed", "hook_pos_embed", f"blocks.{n_layers - 1}.hook_resid_post"}
+    for layer in range(n_layers):
+        names |= {f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out"}
+    logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
+
+    def flat(x: torch.Tensor) -> torch.Tensor:  # [batch, pos, ...] -> [batch * pos, ...]
+        return x.reshape(-1, *x.shape[2:])
+
+    count = tokens.numel()
+    return FinalActs(
+        logits=flat(logits),
+        embed=flat(cache["hook_embed"] + cache["hook_pos_embed"]),
+        pattern=torch.zeros(n_layers, count, model.cfg.n_heads, 0),
+        mlp_post=torch.zeros(count, 0),
+        z=torch.stack([flat(cache[f"blocks.{i}.attn.hook_z"]) for i in range(n_layers)]),
+        mlp_out=torch.stack([flat(cache[f"blocks.{i}.hook_mlp_out"]) for i in range(n_layers)]),
+        resid_final=flat(cache[f"blocks.{n_layers - 1}.hook_resid_post"]),
+    )
+
+
+def next_node_attribution(model, tokens: torch.Tensor, labels: torch.Tensor):
+    """Direct logit attribution of the true next node at every position
+    (`circuits.attribution.Attribution`)."""
+    from circuits.attribution import direct_logit_attribution
+
+    return direct_logit_attribution(
+        model, all_position_activations(model, tokens), labels.reshape(-1)
+    )
 
 
 @torch.inference_mode()
@@ -76,7 +120,15 @@ def analyze_walk_checkpoint(
     row = {"step": step, **base}
     task = run.task
     transition = task.extras["transition"].numpy()
-    kl = visits = own = previous = None
+    kl = visits = own = previous = dla = dla_names = None
+    if "attribution" in parts:
+        from circuits.attribution import attribution_columns
+
+        tokens, labels = (x[:128] for x in task.split("test"))
+        result = next_node_attribution(model, tokens, labels)
+        row.update(attribution_columns(result))
+        row["dla/total"] = result.total
+        dla, dla_names = result.mean.float(), result.names
     if "transitions" in parts:
         logits, _ = by_split["test"]
         current = task.split("test")[0].reshape(-1)
@@ -89,4 +141,4 @@ def analyze_walk_checkpoint(
             for head in range(own.shape[1]):
                 row[f"attn/L{layer}H{head}->self"] = float(own[layer, head])
                 row[f"attn/L{layer}H{head}->prev"] = float(previous[layer, head])
-    return WalkCheckpoint(step, row, kl, visits, own, previous)
+    return WalkCheckpoint(step, row, kl, visits, own, previous, dla, dla_names)

@@ -16,7 +16,6 @@ apply unchanged to parameters stacked over seeds (the multi-seed trainer's leadi
 from __future__ import annotations
 
 import math
-
 from collections import deque
 from collections.abc import Iterable
 

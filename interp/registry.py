@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from interp.config_base import ConfigError, TaskConfig, build_section, field_names
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from interp.config import RunConfig
     from interp.tasks.base import TaskData
 
@@ -75,6 +77,19 @@ class AnalysisPart:
         return "--" + self.name.replace("_", "-")
 
 
+@dataclass(frozen=True)
+class PatchingDesign:
+    """Clean and corrupted inputs for activation patching and circuit discovery: `clean` and
+    `corrupt` differ in the positions the family corrupts; the metric is the log-probability
+    of `answer` (the clean input's correct token) at `position`, described by `metric`."""
+
+    clean: Tensor
+    corrupt: Tensor
+    answer: Tensor
+    position: int
+    metric: str
+
+
 class Family:
     """The interface of a task family (subclass it, set the class attributes, `register` it).
 
@@ -123,6 +138,10 @@ class Family:
         from interp.collapse import rule_for_splits
 
         return rule_for_splits(task.train_splits)
+
+    def patching_design(self, task: TaskData, n: int, seed: int = 0) -> PatchingDesign:
+        """`n` clean/corrupt pairs from the task's held-out data (`PatchingDesign`)."""
+        raise NotImplementedError(f"task family {self.kind!r} defines no clean/corrupt design")
 
     def evaluators(self, config: RunConfig) -> list:
         """Progress measures computed at every checkpoint while training

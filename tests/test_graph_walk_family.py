@@ -122,9 +122,49 @@ def test_learned_transitions_are_exact_for_the_true_model_and_the_analysis_repor
     assert main(["analyze", str(tmp_path / "run"), "-q"]) == 0
     table = (tmp_path / "run" / "analysis" / "table.csv").read_text()
     assert "kl_node_mean" in table and "attn/L0H0->prev" in table
+    assert "dla/L0 MLP" in table and "dla/total" in table
     # The family's own measure is in the analysis too: the phases are read off it.
     assert "excess_loss" in table.splitlines()[0].split(",")
     summary = json.loads((tmp_path / "run" / "analysis" / "summary.json").read_text())
     assert summary["phases"]["memorization"]["start"] == 0
     html = (tmp_path / "run" / "analysis" / "report.html").read_text()
     assert "Learned transitions" in html and "Views not in this report" not in html
+    assert "Direct logit attribution of the next node" in html
+
+
+def test_next_node_attribution_adds_up_and_the_patching_design_corrupts_the_current_node(
+    tmp_path,
+):
+    from dataclasses import replace
+
+    import torch
+
+    from circuits.walk_analysis import next_node_attribution
+    from interp.registry import get_family
+
+    config = walk_config(steps=150)
+    config = replace(config, model=replace(config.model, normalization="none"))
+    interp.train(config, tmp_path / "run", progress=False)
+    run = interp.load_run(tmp_path / "run")
+    model = run.model_at(run.steps[-1])
+    tokens, labels = run.task.split("test")
+    result = next_node_attribution(model, tokens, labels)
+    # Without LayerNorm the components (embeddings, heads, biases, MLPs) add up to the
+    # model's centered logit of the true next node, up to the unembedding bias.
+    b_U = model.b_U.double()
+    bias = float((b_U[labels.reshape(-1)] - b_U.mean()).mean())
+    assert float(result.mean.sum()) + bias == pytest.approx(result.total, abs=1e-3)
+    assert result.total > 1.0  # a trained model puts its logit on the true next node
+
+    design = get_family("graph_walk").patching_design(run.task, 64, seed=1)
+    assert torch.equal(design.clean[:, :-1], design.corrupt[:, :-1])
+    assert (design.clean[:, -1] != design.corrupt[:, -1]).all()
+    assert torch.equal(design.answer, labels[:64, -1])
+
+    def metric(inputs):
+        with torch.no_grad():
+            logp = torch.log_softmax(model(inputs)[:, design.position].double(), -1)
+        return logp.gather(1, design.answer[:, None]).mean()
+
+    # The trained model reads the current node: corrupting it costs most of the metric.
+    assert metric(design.clean) > metric(design.corrupt) + 1.0

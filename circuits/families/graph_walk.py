@@ -156,6 +156,9 @@ class GraphWalkFamily(AnalyzedFamily):
     parts = (
         AnalysisPart("transitions", "Learned next-node distributions: KL per node against visits."),
         AnalysisPart("attention", "Attention to the current and the previous position, per head."),
+        AnalysisPart(
+            "attribution", "Direct logit attribution of the true next node, per component."
+        ),
     )
 
     def analyze(self, run, parts, steps, *, workers, progress, figures=True):
@@ -171,13 +174,27 @@ class GraphWalkFamily(AnalyzedFamily):
         return analyze_each(run, chosen, steps, make, workers=workers, progress=progress)
 
     def report_views(self, result, context) -> list[ReportView]:
-        from circuits.viz import walk_figures
+        from circuits.viz import modular_figures, walk_figures
 
+        has_dla = any(c.dla is not None for c in result.checkpoints)
+        dla_note = (
+            "Each component's mean contribution to the centered logit of the true next node, "
+            "at every position of 128 test walks (final LayerNorm frozen at its scale)."
+        )
         return [
             ReportView("Learned transitions", lambda: walk_figures.plot_node_kl(result)),
             ReportView(
                 "Attention to the current and previous node",
                 lambda: walk_figures.plot_position_attention(result),
+            ),
+            ReportView(
+                "Direct logit attribution of the next node",
+                lambda: modular_figures.plot_attribution(result) if has_dla else None,
+                dla_note,
+            ),
+            ReportView(
+                "Direct logit attribution over training",
+                lambda: modular_figures.plot_attribution_over_training(result) if has_dla else None,
             ),
         ]
 
@@ -250,6 +267,26 @@ class GraphWalkFamily(AnalyzedFamily):
         from interp.collapse import CollapseRule
 
         return CollapseRule("train_loss", drop=0.3, higher_is_better=False)
+
+    def patching_design(self, task, n: int, seed: int = 0):
+        """Clean: `n` test walks. Corrupt: the same walks with the current (last) node
+        replaced by a uniformly drawn other node, so the context before it is unchanged.
+        Metric: the log-probability of the clean walk's true next node at the last position,
+        which a model that reads the current node loses when the corrupted node is not a
+        neighbour of it."""
+        import torch
+
+        from interp.registry import PatchingDesign
+
+        tokens, labels = task.split("test")
+        clean, answer = tokens[:n], labels[:n, -1]
+        generator = torch.Generator().manual_seed(seed)
+        n_nodes = int(task.extras["transition"].shape[0])
+        shift = torch.randint(1, n_nodes, (len(clean),), generator=generator)
+        corrupt = clean.clone()
+        corrupt[:, -1] = (clean[:, -1] + shift) % n_nodes  # never the clean node
+        metric = "log p(true next node) at the last position; corrupt = current node replaced"
+        return PatchingDesign(clean, corrupt, answer, -1, metric)
 
     def evaluators(self, config: RunConfig) -> list:
         return [excess_loss_evaluator(config)]
