@@ -15,10 +15,18 @@ The interval on α is a bootstrap **over seeds** (whole seeds resampled with rep
 mean curve refitted), not over the points of one curve, which are not independent draws.
 
 Points limited by optimization rather than by data or size are excluded by a documented,
-automatic rule (`optimization_limited`): a run whose monitored loss still fell by more than
-`tol` (relative) over the last `tail` fraction of its training steps had not converged, so
-its loss says more about its step budget than about x. `ScalingFit.excluded` lists them,
-with the reason.
+automatic rule, one of two, chosen by the study:
+
+- `plateau_limited` (L(D) with one epoch, where steps and D are tied and a cosine schedule
+  makes every loss fall until the end): the run has **not left its initial plateau**: its
+  final excess loss is still above `frac` (10 %) of its excess at step 0, i.e. it has not yet
+  removed 90 % of what there is to learn. On the issue's pilot (ER n = 128, m = 640) this
+  excludes exactly the points below 2·10⁵ tokens that the pilot excluded by eye.
+- `optimization_limited` (a constant learning rate, e.g. L(N) trained to a fixed D): the
+  monitored loss still fell by more than `tol` (relative) over the last `tail` fraction of
+  the steps, so the run had not converged and its loss says more about its step budget.
+
+`ScalingFit.excluded` lists the excluded points with the reason.
 """
 
 from __future__ import annotations
@@ -68,6 +76,17 @@ def optimization_limited(
         return True
     before, after = start[-1], values[-1][1]
     return before - after > tol * abs(before)
+
+
+def plateau_limited(
+    rows: Sequence[dict[str, Any]], column: str = "excess_loss", frac: float = 0.1
+) -> bool:
+    """Whether the run's final `column` (an excess loss, ≥ 0) is still above `frac` of its
+    value at the first evaluation (the module docstring's plateau rule)."""
+    values = [r[column] for r in rows if isinstance(r.get(column), (int, float))]
+    if len(values) < 2:
+        return True
+    return values[-1] > frac * values[0]
 
 
 def _models(x_max: float, fixed: float | None):
@@ -126,6 +145,11 @@ def fit_scaling(
     data = data[~limited]
     curve = data.groupby(x)[loss].mean()
     xs, ys = curve.index.to_numpy(float), curve.to_numpy(float)
+    if len(xs) < 3:
+        raise ValueError(
+            f"{len(xs)} values of {x} left after excluding {len(excluded)} optimization-limited "
+            "runs; a scaling fit needs at least 3"
+        )
     power, exponential = _fit_pair(xs, ys, irreducible)
     ratio = float(
         np.mean(np.square(log_residuals(exponential, xs, ys)))

@@ -10,7 +10,9 @@ is **censored**: its `<event>_step` is its last step and `<event>_censored` is T
 stays in the table and a fit can tell an observation from a lower bound. Also: the first
 step with `circuit_score` ≥ 0.5 (`circuit_step`, censored likewise) and its lead over the
 generalization event (`circuit_lead` = generalized − circuit step, when both happened), the
-first collapse (`collapse_step`, NaN if none; `n_collapses`), and the outcome class.
+first collapse (`collapse_step`, NaN if none; `n_collapses`), the outcome class, `n_params`
+(the model's parameters, embeddings included), and the family's own `sweep_columns` (the
+graph-walk family's scaling-study columns).
 
 Outcome classes (after Omnigrok, Liu et al. 2022), from two of the family's milestones,
 "fitted" (`fit_milestone`, train ≥ 99 %) and "generalized" (`generalize_milestone`):
@@ -77,8 +79,24 @@ def run_row(entry: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     for key, value in last.items():
         if _scalar(value) and key not in ("step", "time_s") and not key.startswith(_SKIP_PREFIXES):
             row[f"final_{key}"] = value
+    row["n_params"] = n_params(run_dir)
     row.update(events(config, metrics))
+    row.update(family_of(config).sweep_columns(config, metrics))
     return row
+
+
+def n_params(run_dir: Path) -> int | float:
+    """Parameters of the run's model (every tensor of its last checkpoint, embeddings
+    included), read from the safetensors header; NaN without a readable checkpoint."""
+    from safetensors import safe_open
+
+    try:
+        step = runs.read_manifest(run_dir)[-1]["step"]
+        path = run_dir / runs.checkpoint_name(step)
+        with safe_open(str(path), "pt") as f:
+            return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    except (runs.RunError, OSError, IndexError, KeyError, ValueError):
+        return math.nan
 
 
 def events(config, metrics: list[dict[str, Any]]) -> dict[str, Any]:

@@ -135,6 +135,97 @@ class Sweep:
                 continue
         return fits
 
+    #: x columns of a scaling study: tokens trained on (L(D)) and parameters (L(N)).
+    SCALING_X = ("final_tokens_seen", "n_params")
+
+    def scaling_groups(self, x: str) -> list[dict[str, Any]]:
+        """The groups a scaling fit against `x` is made in: one per combination of the varied
+        axes that vary among runs of the same `x` (e.g. the learning rate of an L(N) grid);
+        axes that only move `x` (steps, warmup with steps) do not split it."""
+        done = self._done()
+        if "scaling_loss" not in done or x not in done or done[x].nunique() < 3:
+            return []
+        independent = [
+            a
+            for a in self.varied
+            if a in done and a not in self.TUNING_AXES and done.groupby(x)[a].nunique().max() > 1
+        ]
+        if not independent:
+            return [{}]
+        keys = done[independent].drop_duplicates().to_dict("records")
+        return [k for k in keys if self._where(done, k)[x].nunique() >= 3]
+
+    @staticmethod
+    def _where(table: pd.DataFrame, group: dict[str, Any]) -> pd.DataFrame:
+        for name, value in group.items():
+            table = table[table[name] == value]
+        return table
+
+    #: Tuning axes a scaling study selects over (the best value per x), not splits by.
+    TUNING_AXES = ("train.lr",)
+
+    def selected(
+        self, x: str, select: str, on: str = "final_train_loss", **group: Any
+    ) -> pd.DataFrame:
+        """The runs of `group` whose `select` value (e.g. the learning rate) has, at their `x`,
+        the lowest mean over seeds of `on`. `on` must not be a test metric: with fresh walks
+        the `train` split is held-out walks never trained on (a validation split)."""
+        if on.startswith("final_test"):
+            raise ValueError(f"selecting {select} on {on} would select on the test split")
+        done = self._where(self._done(), group)
+        means = done.groupby([x, select])[on].mean().reset_index()
+        best = means.loc[means.groupby(x)[on].idxmin(), [x, select]]
+        return done.merge(best, on=[x, select])
+
+    def scaling(
+        self,
+        x: str = "final_tokens_seen",
+        *,
+        fixed: bool = True,
+        select: str | None = None,
+        on: str = "final_train_loss",
+        **group: Any,
+    ):
+        """`circuits.scaling.fit_scaling` of the family's `scaling_loss` against `x` over the
+        runs of `group` (with `select`, only the best value of that axis per x: `selected`),
+        every seed a curve (the bootstrap resamples seeds); the irreducible term fixed at the
+        family's `scaling_irreducible` (the walk's H) or free; runs flagged
+        `optimization_limited` excluded and listed."""
+        from circuits.scaling import fit_scaling
+
+        done = self.selected(x, select, on, **group) if select else self._where(self._done(), group)
+        points = pd.DataFrame(
+            {
+                "x": done[x].astype(float),
+                "loss": done["scaling_loss"].astype(float),
+                "seed": done["seed"] if "seed" in done else 0,
+                "limited": done["optimization_limited"].astype(bool),
+            }
+        )
+        irreducible = float(done["scaling_irreducible"].mean()) if fixed else None
+        return fit_scaling(points, irreducible=irreducible)
+
+    def tuning_axis(self, x: str) -> str | None:
+        """The tuning axis (`TUNING_AXES`) that varies among runs of the same `x`, if any."""
+        done = self._done()
+        for a in self.TUNING_AXES:
+            if a in self.varied and a in done and done.groupby(x)[a].nunique().max() > 1:
+                return a
+        return None
+
+    def scaling_figure(
+        self, x: str = "final_tokens_seen", fits=None, select: str | None = None, **group: Any
+    ):
+        """Excess loss over the irreducible term against `x` (log-log): every run (excluded ones
+        open; with `select`, the selected runs), fitted power laws and exponentials, and the
+        count-based learner's excess on the same tokens when the family records it."""
+        from circuits.viz.sweep_figures import scaling_figure
+
+        if fits is None:
+            fits = [self.scaling(x, fixed=fixed, select=select, **group) for fixed in (True, False)]
+        runs = self.selected(x, select, **group) if select else self._where(self._done(), group)
+        return scaling_figure(runs, x, fits)
+
     def phase_diagram(self, x: str, y: str):
         from circuits.viz.sweep_figures import phase_diagram
 

@@ -13,6 +13,10 @@ exactly from the true transition matrix, not sampled. Once every node has been v
 many times, E[KL(P_i ‖ q_i)] ≈ (K_i − 1) / (2 c_i) with c_i ≈ π_i D, so the excess is about
 Σ_i (K_i − 1) / (2D): (2m − n)/(2D) for the graph-aware learner on an unbiased walk
 (n nodes, m edges) and n(n − 1)/(2D) over all nodes (`asymptotic_kt_excess`).
+
+`trained_counts` rebuilds the transitions a run trained on: with fresh walks, the family's
+own sampler replayed from its seed, one batch per step as the trainer drew them; with a
+fixed corpus, the corpus once (repeating it adds no information a count learner could use).
 """
 
 from __future__ import annotations
@@ -52,3 +56,26 @@ def asymptotic_kt_excess(graph, tokens: int, known_neighbours: bool = True) -> f
     """Σ_i (K_i − 1) / (2D): the large-D excess of the add-½ learner after D transitions."""
     candidates = graph.degrees if known_neighbours else np.full(graph.n, graph.n, dtype=float)
     return float((candidates - 1).sum() / (2 * tokens))
+
+
+def trained_counts(config, steps: int) -> np.ndarray:
+    """c[i, j] over exactly the tokens a run (`config`, a graph_walk RunConfig) trained on in
+    its first `steps` steps (module docstring)."""
+    from interp.registry import family_of
+    from interp.tasks import build_task
+
+    task = build_task(config.task)
+    n = int(task.extras["transition"].shape[0])
+    counts = torch.zeros(n * n, dtype=torch.long)
+    if not bool(task.extras["fresh"]):
+        tokens, labels = task.split("train")
+        return _add(counts, tokens, labels, n).reshape(n, n).numpy().astype(float)
+    sampler = family_of(config).sampler(task, config.train, torch.device("cpu"))
+    for _ in range(steps):
+        tokens, labels = sampler.next_batch()
+        counts = _add(counts, tokens, labels, n)
+    return counts.reshape(n, n).numpy().astype(float)
+
+
+def _add(counts: torch.Tensor, tokens: torch.Tensor, labels: torch.Tensor, n: int) -> torch.Tensor:
+    return counts + torch.bincount((tokens * n + labels).reshape(-1), minlength=n * n)

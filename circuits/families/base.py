@@ -88,3 +88,9 @@ class AnalyzedFamily(Family):
         `context` is a `circuits.viz.report.ReportContext` (the checkpoints the slider views
         show)."""
         return [attention_view(result, context)]
+
+    def sweep_columns(self, config, metrics: list[dict[str, Any]]) -> dict[str, Any]:
+        """Extra columns of this run's row in a sweep table (`circuits.sweep_table`), from its
+        config and metrics rows. A family with a scaling study adds `scaling_loss`,
+        `scaling_irreducible` and `optimization_limited` here (`circuits.sweeps.Sweep.scaling`)."""
+        return {}

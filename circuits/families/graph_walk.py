@@ -291,6 +291,28 @@ class GraphWalkFamily(AnalyzedFamily):
     def evaluators(self, config: RunConfig) -> list:
         return [excess_loss_evaluator(config)]
 
+    def sweep_columns(self, config, metrics):
+        """The scaling study's columns: `scaling_loss` = H + the paired excess loss (the model's
+        expected loss, without sampling noise), `scaling_irreducible` = H,
+        `optimization_limited` (`circuits.scaling.plateau_limited`), and the add-½ count
+        learner's excess on exactly the tokens the run trained on, knowing the graph
+        (`count_excess_graph`) or over all nodes (`count_excess_all`)."""
+        from circuits import walk_limits
+        from circuits.scaling import plateau_limited
+
+        last = metrics[-1]
+        if "excess_loss" not in last:
+            return {}
+        graph = walk_graph(config.task)
+        counts = walk_limits.trained_counts(config, int(last["step"]))
+        return {
+            "scaling_loss": last["entropy_rate"] + last["excess_loss"],
+            "scaling_irreducible": last["entropy_rate"],
+            "optimization_limited": plateau_limited(metrics),
+            "count_excess_graph": walk_limits.kt_excess_loss(graph, counts, True),
+            "count_excess_all": walk_limits.kt_excess_loss(graph, counts, False),
+        }
+
     def describe(self, config: GraphWalkTask) -> str:
         graph = walk_graph(config)
         return (

@@ -152,3 +152,63 @@ def curve_figure(
         height=480,
     )
     return fig
+
+
+def scaling_figure(table: pd.DataFrame, x: str, fits: list) -> go.Figure:
+    """Excess loss L − H against `x` on log-log axes: runs (open: excluded as
+    optimization-limited), the fits (`circuits.scaling.ScalingFit`; each drawn as its curve
+    minus the table's irreducible term) and, where present, the count-based learner."""
+    H = float(table["scaling_irreducible"].mean())
+    excess = table["scaling_loss"] - H
+    limited = table["optimization_limited"].astype(bool)
+    fig = go.Figure()
+    for mask, name, symbol in ((~limited, "runs", "circle"), (limited, "excluded", "circle-open")):
+        if mask.any():
+            fig.add_trace(
+                go.Scatter(
+                    x=table.loc[mask, x],
+                    y=excess[mask],
+                    mode="markers",
+                    name=f"{name} (model: paired excess over H)",
+                    marker=dict(symbol=symbol, size=7, color="#444"),
+                    text=table.loc[mask, "run"],
+                )
+            )
+    xs = np.geomspace(float(table[x].min()), float(table[x].max()), 60)
+    for fit, dash in zip(fits, ("dash", "dot")):
+        how = "c = H" if fit.irreducible_fixed else f"c free = {fit.irreducible:.4f}"
+        lo, hi = fit.alpha_interval
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=np.exp(fit.power.predict(xs)) - H,
+                mode="lines",
+                line=dict(dash=dash),
+                name=f"power law ({how}): α = {fit.alpha:.3f} [{lo:.3f}, {hi:.3f}]",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=np.exp(fit.exponential.predict(xs)) - H,
+                mode="lines",
+                line=dict(dash=dash, color="#bbb"),
+                name=f"exponential ({how}): MSE ratio exp/power {fit.mse_ratio:.1f}",
+            )
+        )
+    for column, name in (
+        ("count_excess_graph", "add-½ counts, knowing the graph"),
+        ("count_excess_all", "add-½ counts over all nodes"),
+    ):
+        if column in table:
+            mean = table.groupby(x)[column].mean()
+            fig.add_trace(go.Scatter(x=mean.index, y=mean.values, mode="lines+markers", name=name))
+    fig.update_layout(
+        title=f"Excess loss over the irreducible term against {x}",
+        xaxis_title=x,
+        yaxis_title="excess loss (nats/token)",
+        xaxis_type="log",
+        yaxis_type="log",
+        height=520,
+    )
+    return fig

@@ -84,6 +84,9 @@ def build_sweep_report(sweep, x: str | None = None, y: str | None = None) -> Pag
                 _table_html(rows, ["runs", "a", "b [95% CI]", "points", "censored, left out"]),
                 title=f"Power-law fits: {event} step = a·{axis}^b",
             )
+    for x in sweep.SCALING_X:
+        for group in sweep.scaling_groups(x):
+            _scaling_section(page, sweep, x, group)
     for axis in varied:
         if _numeric(table, axis) and "final_test_acc" in table and len(sweep._done()):
             page.add(
@@ -97,6 +100,51 @@ def build_sweep_report(sweep, x: str | None = None, y: str | None = None) -> Pag
             title="Failed runs",
         )
     return page
+
+
+def _scaling_section(page: Page, sweep, x: str, group: dict) -> None:
+    """A scaling fit against `x` (c fixed at the irreducible term, and free): the figure and a
+    table of exponents, intervals over seeds, MSE ratios and excluded points."""
+    select = sweep.tuning_axis(x)
+    where = ", ".join(f"{k}={v}" for k, v in group.items())
+    if select:
+        where += f" (best {select} per x on the validation loss)"
+    try:
+        fits = [sweep.scaling(x, fixed=fixed, select=select, **group) for fixed in (True, False)]
+    except (ValueError, RuntimeError) as exc:
+        page.add(f"<p>No fit: {exc}</p>", title=f"Scaling against {x} {where}")
+        return
+    page.add(sweep.scaling_figure(x, fits, select, **group), title=f"Scaling against {x} {where}")
+    rows = [
+        [
+            "c = H (fixed)" if f.irreducible_fixed else "c free",
+            "{:.3f} [{:.3f}, {:.3f}]".format(f.alpha, *f.alpha_interval),
+            f"{f.irreducible:.4f}",
+            f"{f.mse_ratio:.1f}",
+            str(f.n_points),
+            "; ".join(f"{e['x']:.3g} (seed {e['seed']})" for e in f.excluded) or "none",
+        ]
+        for f in fits
+    ]
+    page.add(
+        _table_html(
+            rows,
+            [
+                "fit",
+                "α [95% CI, bootstrap over seeds]",
+                "c",
+                "MSE exp / power",
+                "x values",
+                "excluded",
+            ],
+        ),
+        title=f"Scaling fits: L = A·x^(−α) + c against {x} {where}",
+        note=(
+            "Fitted to the mean loss over seeds at each x, in log space with a Huber loss. "
+            "Excluded: runs that had not left their initial plateau (final excess above 10 % of "
+            "their initial excess; circuits.scaling)."
+        ),
+    )
 
 
 def write_sweep_report(sweep, path: Path, x: str | None = None, y: str | None = None) -> Path:
