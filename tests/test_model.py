@@ -11,6 +11,7 @@ from interp.model import (
     build_model,
     from_tl_layout,
     load_state,
+    sequence_logits,
     stacked_answer_logits,
     state_dict,
     tl_name,
@@ -60,6 +61,32 @@ def test_fast_path_gradients_match():
         grads.append({n: p.grad.clone() for n, p in model.original_model.named_parameters()})
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("normalization", ["LN", "none"])
+def test_sequence_logits_and_their_gradients_equal_the_hooked_forward(normalization):
+    config = ModelConfig(
+        n_layers=2,
+        d_model=16,
+        n_heads=2,
+        d_head=8,
+        d_mlp=32,
+        normalization=normalization,
+    )
+    model = build_model(config, d_vocab=12, d_vocab_out=12, n_ctx=9)
+    randomize_weights(model)
+    tokens = torch.randint(0, 12, (16, 9))
+    labels = torch.randint(0, 12, (16 * 9,))
+    grads, outputs = [], []
+    for fn in (model, lambda t: sequence_logits(model, t)):
+        model.zero_grad()
+        logits = fn(tokens)
+        outputs.append(logits.detach())
+        torch.nn.functional.cross_entropy(logits.reshape(-1, 12), labels).backward()
+        grads.append({n: p.grad.clone() for n, p in model.original_model.named_parameters()})
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6)
 
 
 def test_bridge_exposes_transformerlens_names_and_hooks():

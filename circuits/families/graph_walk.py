@@ -251,7 +251,11 @@ class GraphWalkFamily(AnalyzedFamily):
         )
 
     def forward(self, model, tokens):
-        logits = model(tokens)  # the full-sequence causal forward: every next node
+        """Every next node: the full-sequence causal forward, without the hook wrappers
+        (`interp.model.sequence_logits`, equal to `model(tokens)`)."""
+        from interp.model import sequence_logits
+
+        logits = sequence_logits(model, tokens)
         return logits.reshape(-1, logits.shape[-1])
 
     def sampler(self, task, train, device):

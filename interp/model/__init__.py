@@ -16,6 +16,8 @@ Training does not go through the bridge's hooked forward: it calls
 Q/K/V from per-(position, token) tables instead of per-example matmuls). It reads the
 very same parameters, and `tests/test_model.py` checks it equals the bridge's logits.
 `stacked_answer_logits` runs that same forward for several models at once (`torch.func.vmap`).
+Next-token families train through `sequence_logits`: every position, the same parameters,
+no hooks, causal attention through `F.scaled_dot_product_attention`.
 """
 
 from interp.model.build import (
@@ -33,6 +35,7 @@ from interp.model.build import (
 from interp.model.forward import (
     answer_activations,
     answer_logits,
+    sequence_logits,
     stacked_answer_logits,
     supports_answer_activations,
 )
@@ -46,6 +49,7 @@ __all__ = [
     "load_state",
     "native_model",
     "parameters",
+    "sequence_logits",
     "stacked_answer_logits",
     "state_dict",
     "supports_answer_activations",

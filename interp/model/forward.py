@@ -142,6 +142,48 @@ def _answer_logits(native: nn.Module, tokens: Tensor) -> Tensor:
     return _answer_forward(native, tokens) if _supports_fast_path(native) else native(tokens)[:, -1]
 
 
+def _raw(module: nn.Module) -> nn.Module:
+    """The plain module a bridge component wraps (its hook points skipped)."""
+    return getattr(module, "_original_component", module)
+
+
+def sequence_logits(
+    bridge, tokens: Int[Tensor, "batch pos"]
+) -> Float[Tensor, "batch pos d_vocab_out"]:
+    """Logits at every position (the next-token families' forward), from the bridge's own
+    parameters without its hook wrappers: Q, K and V in one matmul, causal attention through
+    `F.scaled_dot_product_attention`.
+
+    Equal (to float rounding) to `bridge(tokens)`; no hooks fire. Falls back to the native
+    forward for architectures it does not cover (rotary, GQA, soft caps, gated MLPs).
+    """
+    native = native_model(bridge)
+    if not _supports_fast_path(native) or native.cfg.gated_mlp:
+        return native(tokens)
+    batch, seq = tokens.shape
+    embed, pos = _raw(native.tok_embed), _raw(native.pos)
+    x = embed.weight.index_select(0, tokens.reshape(-1)).view(batch, seq, -1) + pos.weight[:seq]
+    for block in native.layers:
+        block = _raw(block)
+        attn = _raw(block.attn)
+        q, k, v, o = (_raw(getattr(attn, name)) for name in ("q", "k", "v", "o"))
+        weight = torch.cat([q.weight, k.weight, v.weight])
+        bias = None if q.bias is None else torch.cat([q.bias, k.bias, v.bias])
+        qkv = F.linear(_raw(block.ln1)(x), weight, bias).view(batch, seq, 3, attn.n_heads, -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0 / attn.scale)
+        x = x + F.linear(z.transpose(1, 2).reshape(batch, seq, -1), o.weight, o.bias)
+        if not native.cfg.attn_only:
+            mlp = _raw(block.mlp)
+            fc_in, fc_out = _raw(mlp.fc_in), _raw(mlp.fc_out)
+            hidden = mlp.act(F.linear(_raw(block.ln2)(x), fc_in.weight, fc_in.bias))
+            if mlp.ln is not None:
+                hidden = _raw(mlp.ln)(hidden)
+            x = x + F.linear(hidden, fc_out.weight, fc_out.bias)
+    head = _raw(native.head)
+    return F.linear(_raw(native.ln_out)(x), head.weight, head.bias)
+
+
 class _AnswerLogits(nn.Module):
     """`answer_logits` as a module around the native model, for `torch.func.functional_call`."""
 

@@ -155,19 +155,43 @@ def walks_from(
     n_walks: int,
     length: int,
     generator: torch.Generator,
+    table: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Walks of a transition matrix ([n, n] float64) from `stationary`, all advanced together
-    (one `searchsorted` per step)."""
-    cumulative = transition.cumsum(1)
-    cumulative[:, -1] = 1.0  # rounding: the last column closes every row
+    """Walks of a transition matrix ([n, n] float64) from `stationary`, all advanced together:
+    per step one uniform draw per walk, looked up (`searchsorted`) in the cumulative
+    probabilities of the current node's neighbours only (`neighbour_table`, built here unless
+    given), so a step costs O(batch × max degree), not O(batch × n)."""
+    neighbours, cumulative = neighbour_table(transition) if table is None else table
     start = torch.multinomial(stationary, n_walks, True, generator=generator)
     walks = torch.empty(n_walks, length, dtype=torch.long)
     walks[:, 0] = start
+    last = neighbours.shape[1] - 1
     for t in range(1, length):
         u = torch.rand(n_walks, 1, generator=generator, dtype=torch.float64)
-        rows = cumulative[walks[:, t - 1]]
-        walks[:, t] = torch.searchsorted(rows, u).squeeze(1).clamp_max(len(transition) - 1)
+        current = walks[:, t - 1]
+        slot = torch.searchsorted(cumulative[current], u).clamp_max(last)
+        walks[:, t] = neighbours[current[:, None], slot].squeeze(1)
     return walks
+
+
+def neighbour_table(transition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """([n, k_max] neighbour ids, [n, k_max] cumulative probabilities) per node, in node order,
+    padded with the last neighbour and 1.0; each row's last real entry is set to exactly 1.0
+    so rounding can never step to a non-neighbour."""
+    transition = torch.as_tensor(transition, dtype=torch.float64)
+    mask = transition > 0
+    degree = mask.sum(1)
+    k_max = int(degree.max())
+    # Stable sort puts each row's neighbours first, in increasing node order.
+    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices[:, :k_max]
+    probs = transition.gather(1, order)
+    slots = torch.arange(k_max)[None]
+    real = slots < degree[:, None]
+    cumulative = torch.where(real, probs, 0.0).cumsum(1)
+    cumulative[~real | (slots == degree[:, None] - 1)] = 1.0
+    last = order.gather(1, (degree - 1)[:, None])
+    neighbours = torch.where(real, order, last)
+    return neighbours, cumulative
 
 
 class FreshWalks(BatchSampler):
@@ -176,13 +200,19 @@ class FreshWalks(BatchSampler):
 
     def __init__(self, task, batch_size: int, seed: int, device):
         self.transition, self.stationary = task.extras["transition"], task.extras["stationary"]
+        self.table = neighbour_table(self.transition)
         self.length = task.tokens.shape[1] + 1
         self.batch_size, self.device = batch_size, device
         self.generator = torch.Generator().manual_seed(seed)
 
     def next_batch(self):
         walks = walks_from(
-            self.transition, self.stationary, self.batch_size, self.length, self.generator
+            self.transition,
+            self.stationary,
+            self.batch_size,
+            self.length,
+            self.generator,
+            self.table,
         )
         return walks[:, :-1].to(self.device), walks[:, 1:].to(self.device)
 
