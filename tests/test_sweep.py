@@ -185,6 +185,20 @@ def test_a_relative_init_from_is_planned_as_an_absolute_path(tmp_path, monkeypat
     )
 
 
+def test_relative_data_files_are_planned_as_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "graphs").mkdir()
+    (tmp_path / "graphs" / "g.txt").write_text("0 1\n1 2\n2 0\n", encoding="utf-8")
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'base = "graph-walk"\nset = ["task.graph=file", "train.steps=5"]\n'
+        '[grid]\n"task.edge_file" = ["graphs/g.txt"]\n',
+        encoding="utf-8",
+    )
+    (run,) = load_spec(spec).runs
+    assert run.config.task.edge_file == f"{tmp_path}/graphs/g.txt"
+
+
 def test_a_bad_backend_is_refused_before_anything_is_written(tmp_path, capsys):
     spec = write_spec(tmp_path, "seeds = [0]", steps=20)
     out = tmp_path / "sweep"

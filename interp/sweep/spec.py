@@ -138,9 +138,17 @@ def run_name(axes: dict[str, Any], config: RunConfig, names: dict[str, str]) -> 
     return f"{label}-{digest[:6]}" if label else f"run-{digest[:6]}"
 
 
-def _absolute_init_from(config: RunConfig) -> RunConfig:
-    """A relative `train.init_from` is resolved against the working directory now, so the
+def _absolute_paths(config: RunConfig) -> RunConfig:
+    """Relative paths in the config (`train.init_from`, and every task field named `*_file`:
+    a knowledge base, an edge list) are resolved against the working directory now, so the
     planned config (stored in sweep.json) means the same run wherever `--resume` is run."""
+    files = {
+        name: str(Path(value).resolve())
+        for name, value in config.task.to_dict().items()
+        if name.endswith("_file") and isinstance(value, str) and value
+    }
+    if files:
+        config = replace(config, task=replace(config.task, **files))
     source = config.train.init_from
     if not source or Path(source.rpartition("@")[0] or source).is_absolute():
         return config
@@ -224,7 +232,7 @@ def parse_spec(raw: dict[str, Any], root: Path = Path(".")) -> SweepSpec:
                 axes["seed"] = seed
                 overrides += [assignment(f, seed) for f in seed_fields]
             try:
-                run_config = _absolute_init_from(config.with_overrides(overrides))
+                run_config = _absolute_paths(config.with_overrides(overrides))
             except ConfigError as exc:
                 raise SpecError(f"run {axes}: {exc}") from None
             name = run_name(axes, run_config, names)
