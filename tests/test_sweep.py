@@ -191,8 +191,9 @@ def test_relative_data_files_are_planned_as_absolute_paths(tmp_path, monkeypatch
     (tmp_path / "graphs" / "g.txt").write_text("0 1\n1 2\n2 0\n", encoding="utf-8")
     spec = tmp_path / "spec.toml"
     spec.write_text(
-        'base = "graph-walk"\nset = ["task.graph=file", "train.steps=5"]\n'
-        '[grid]\n"task.edge_file" = ["graphs/g.txt"]\n',
+        'base = "graph-walk"\n'
+        'set = ["task.graph=file", "task.edge_file=graphs/g.txt", "train.steps=5"]\n'
+        '[grid]\n"train.lr" = [0.01]\n',
         encoding="utf-8",
     )
     (run,) = load_spec(spec).runs
