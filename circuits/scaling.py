@@ -145,10 +145,12 @@ def fit_scaling(
     data = data[~limited]
     curve = data.groupby(x)[loss].mean()
     xs, ys = curve.index.to_numpy(float), curve.to_numpy(float)
-    if len(xs) < 3:
+    needed = 3 if irreducible is not None else 4  # more points than parameters
+    if len(xs) < needed:
         raise ValueError(
             f"{len(xs)} values of {x} left after excluding {len(excluded)} optimization-limited "
-            "runs; a scaling fit needs at least 3"
+            f"runs; a fit with c {'fixed' if irreducible is not None else 'free'} needs at "
+            f"least {needed}"
         )
     power, exponential = _fit_pair(xs, ys, irreducible)
     ratio = float(

@@ -71,3 +71,13 @@ def test_sweep_walkthrough_runs_a_tiny_sweep():
 
     table = pd.read_csv(workdir / "run" / "sweep.csv")
     assert len(table) == 6 and (table["status"] == "done").all()
+
+
+def test_scaling_walkthrough_fits_a_tiny_walk_sweep():
+    nb, workdir = executed_notebook("scaling_walkthrough.ipynb")
+    text = _outputs(nb)
+    assert "c = H: alpha = " in text and "c free = " in text and "MSE exp/power" in text
+    assert "count learner knowing the graph" in text
+    assert len(re.findall(r"plotly\.js v\d", text)) == 1
+    report = (workdir / "run" / "sweep_report.html").read_text(encoding="utf-8")
+    assert "Scaling against final_tokens_seen" in report
