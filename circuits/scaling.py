@@ -6,10 +6,19 @@
   walk's entropy rate H);
 - an exponential with the same irreducible term, L = A·exp(−β·x/x_max) + c;
 
-both in log space (the losses span decades) with a Huber loss (`interp.fits.fit_curve`,
-`scipy.optimize.least_squares(loss="huber")`), so one outlying point does not set the
-exponent. `mse_ratio` is the exponential's mean squared log-residual over the power law's
-(> 1: the power law describes the points better; ANCHORS §3 reports 50–100× for L(D)).
+with a Huber loss (`interp.fits.fit_curve`, `scipy.optimize.least_squares(loss="huber")`),
+so one outlying point does not set the exponent, in the space where the law is simplest:
+
+- **c fixed**: on log(L − c), the excess, which spans decades and where the power law is a
+  straight line (log A − α log x) and the exponential is log A − β x/x_max. Every point
+  weighs by its relative error in the excess. (Fitting log L instead would weigh a point by
+  its excess over L, so the few largest-excess points would set α.)
+- **c free**: on log L (c cannot enter a logarithm of L − c while it is being fitted); α is
+  then mostly set by the points with the largest excess, and c by the smallest: read it
+  beside the fixed fit.
+
+`mse_ratio` is the exponential's mean squared residual over the power law's, in the fit's
+space (> 1: the power law describes the points better; ANCHORS §3 reports 50–100× for L(D)).
 
 The interval on α is a bootstrap **over seeds** (whole seeds resampled with replacement, the
 mean curve refitted), not over the points of one curve, which are not independent draws.
@@ -59,7 +68,16 @@ class ScalingFit:
     excluded: list[dict[str, Any]] = field(default_factory=list)
 
     def predict(self, x) -> np.ndarray:
-        return np.exp(self.power.predict(np.asarray(x, dtype=float)))
+        """The power law's loss L at `x`."""
+        return self._loss(self.power, x)
+
+    def predict_exponential(self, x) -> np.ndarray:
+        """The exponential's loss L at `x`."""
+        return self._loss(self.exponential, x)
+
+    def _loss(self, fit: Fit, x) -> np.ndarray:
+        y = np.exp(fit.predict(np.asarray(x, dtype=float)))
+        return self.irreducible + y if self.irreducible_fixed else y
 
 
 def optimization_limited(
@@ -90,6 +108,7 @@ def plateau_limited(
 
 
 def _models(x_max: float, fixed: float | None):
+    """The two models in the fit's space: log(L − c) with c fixed, log L with c free."""
     if fixed is None:
 
         def power(x, log_a, alpha, c):
@@ -101,12 +120,17 @@ def _models(x_max: float, fixed: float | None):
     else:
 
         def power(x, log_a, alpha):
-            return np.log(np.exp(log_a) * np.power(x, -alpha) + fixed)
+            return log_a - alpha * np.log(x)
 
         def exponential(x, log_a, beta):
-            return np.log(np.exp(log_a) * np.exp(-beta * x / x_max) + fixed)
+            return log_a - beta * x / x_max
 
     return power, exponential
+
+
+def _target(loss: np.ndarray, fixed: float | None) -> np.ndarray:
+    """What the fit is made on (module docstring)."""
+    return np.log(loss - fixed) if fixed is not None else np.log(loss)
 
 
 def _fit_pair(x: np.ndarray, loss: np.ndarray, fixed: float | None) -> tuple[Fit, Fit]:
@@ -117,7 +141,7 @@ def _fit_pair(x: np.ndarray, loss: np.ndarray, fixed: float | None) -> tuple[Fit
     log_a = float(np.log(excess[0]) + slope * np.log(x[0]))
     p0_power = [log_a, max(slope, 0.05)] + ([] if fixed is not None else [floor])
     p0_exp = [float(np.log(excess[0] + 1e-12)), 1.0] + ([] if fixed is not None else [floor])
-    y = np.log(loss)
+    y = _target(loss, fixed)
     fits = []
     for function, p0 in ((power, p0_power), (exponential, p0_exp)):
         fits.append(fit_curve(function, x, y, p0, loss="huber", f_scale=HUBER_SCALE))
@@ -143,6 +167,13 @@ def fit_scaling(
         for _, r in data[limited].iterrows()
     ]
     data = data[~limited]
+    if irreducible is not None:  # log(L - c) needs L > c: a point at or below it is noise
+        below = data[loss] <= irreducible
+        excluded += [
+            {"x": float(r[x]), "seed": r[seed], "reason": "at or below the irreducible term"}
+            for _, r in data[below].iterrows()
+        ]
+        data = data[~below]
     curve = data.groupby(x)[loss].mean()
     xs, ys = curve.index.to_numpy(float), curve.to_numpy(float)
     needed = 3 if irreducible is not None else 4  # more points than parameters
@@ -153,9 +184,10 @@ def fit_scaling(
             f"least {needed}"
         )
     power, exponential = _fit_pair(xs, ys, irreducible)
+    target = _target(ys, irreducible)
     ratio = float(
-        np.mean(np.square(log_residuals(exponential, xs, ys)))
-        / max(float(np.mean(np.square(log_residuals(power, xs, ys)))), 1e-300)
+        np.mean(np.square(residuals(exponential, xs, target)))
+        / max(float(np.mean(np.square(residuals(power, xs, target)))), 1e-300)
     )
     alpha = power.params["alpha"]
     seeds = data[seed].unique()
@@ -189,6 +221,6 @@ def fit_scaling(
     )
 
 
-def log_residuals(fit: Fit, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Residuals of a log-space fit (either model) at the points."""
-    return fit.predict(xs) - np.log(ys)
+def residuals(fit: Fit, xs: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Residuals of either model at the points, in the fit's space (`_target`)."""
+    return fit.predict(xs) - target

@@ -34,6 +34,8 @@ class WalkCheckpoint:
     kl_per_node: np.ndarray | None = None
     #: occurrences of each node as the current node in the test walks
     visits: np.ndarray | None = None
+    #: each node's degree (number of possible next nodes)
+    degree: np.ndarray | None = None
     #: [layer, head] mean attention to the query's own position / the one before
     attention_self: np.ndarray | None = None
     attention_previous: np.ndarray | None = None
@@ -120,7 +122,7 @@ def analyze_walk_checkpoint(
     row = {"step": step, **base}
     task = run.task
     transition = task.extras["transition"].numpy()
-    kl = visits = own = previous = dla = dla_names = None
+    kl = visits = degree = own = previous = dla = dla_names = None
     if "attribution" in parts:
         from circuits.attribution import attribution_columns
 
@@ -133,6 +135,7 @@ def analyze_walk_checkpoint(
         logits, _ = by_split["test"]
         current = task.split("test")[0].reshape(-1)
         kl, visits = learned_transitions(logits, current, transition)
+        degree = (transition > 0).sum(1)
         row["kl_node_mean"] = float(np.nanmean(kl))
         row["kl_node_max"] = float(np.nanmax(kl))
     if "attention" in parts:
@@ -141,4 +144,4 @@ def analyze_walk_checkpoint(
             for head in range(own.shape[1]):
                 row[f"attn/L{layer}H{head}->self"] = float(own[layer, head])
                 row[f"attn/L{layer}H{head}->prev"] = float(previous[layer, head])
-    return WalkCheckpoint(step, row, kl, visits, own, previous, dla, dla_names)
+    return WalkCheckpoint(step, row, kl, visits, degree, own, previous, dla, dla_names)

@@ -4,6 +4,7 @@
     python -m experiments.sweep_numbers phase SWEEP_DIR    # outcome counts per cell
     python -m experiments.sweep_numbers ungrok SWEEP_DIR   # final test accuracy against N
     python -m experiments.sweep_numbers frontier SWEEP_DIR # entity runs: test-ID/OOD by steps
+    python -m experiments.sweep_numbers scaling SWEEP_DIR  # graph walks: L(D), fits, count limits
 
 Each reads the sweep with `interp.load_sweep` (the same table as `sweep.csv`).
 """
@@ -124,12 +125,54 @@ def frontier(path: str, every: int = 2000) -> None:
     print(best[columns].to_string(index=False))
 
 
+def scaling(path: str, x: str = "final_tokens_seen") -> None:
+    """Per x: the learning rate selected on validation, the model's excess loss over seeds
+    (mean and t-interval), the count learners on the same tokens; then both fits and the
+    model-to-count-limit ratio at the largest x."""
+    from interp.fits import seed_interval
+
+    sweep = interp.load_sweep(path)
+    select = sweep.tuning_axis(x)
+    best = sweep.selected(x, select) if select else sweep._done()
+    for value, group in best.groupby(x):
+        iv = seed_interval(group["final_excess_loss"].to_numpy(float))
+        mean, lo, hi = iv.mean, iv.low, iv.high
+        rate = f"lr {group[select].iloc[0]:g}, " if select else ""
+        limited = ", optimization-limited" if group["optimization_limited"].any() else ""
+        print(
+            f"{x} {value:>12,.0f}: {rate}excess {mean:.4g} [{lo:.4g}, {hi:.4g}] "
+            f"(n={len(group)}{limited}); "
+            f"count learner knowing the graph {group['count_excess_graph'].mean():.3g}, "
+            f"over all nodes {group['count_excess_all'].mean():.3g}"
+        )
+    for fixed in (True, False):
+        fit = sweep.scaling(x, fixed=fixed, select=select)
+        lo, hi = fit.alpha_interval
+        excluded = sorted({e["x"] for e in fit.excluded})
+        print(
+            f"{'c = H' if fixed else 'c free'}: alpha = {fit.alpha:.3f} [{lo:.3f}, {hi:.3f}], "
+            f"c = {fit.irreducible:.4f}, MSE exp/power = {fit.mse_ratio:.1f}, "
+            f"{fit.n_points} x values, excluded x: {excluded}"
+        )
+    H = float(best["scaling_irreducible"].iloc[0])
+    top = best[best[x] == best[x].max()]
+    ratio = top["final_excess_loss"].mean() / top["count_excess_graph"].mean()
+    print(f"H = {H:.5f}; at the largest x the model's excess is {ratio:.0f}x the count limit")
+    print(f"wall time of the runs: {sweep._done()['wall_s'].sum():.0f} s in all")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("wd", "phase", "ungrok", "frontier"))
+    parser.add_argument("what", choices=("wd", "phase", "ungrok", "frontier", "scaling"))
     parser.add_argument("sweep_dir")
     args = parser.parse_args()
-    functions = {"wd": grok_time, "phase": phase, "ungrok": ungrok, "frontier": frontier}
+    functions = {
+        "wd": grok_time,
+        "phase": phase,
+        "ungrok": ungrok,
+        "frontier": frontier,
+        "scaling": scaling,
+    }
     functions[args.what](args.sweep_dir)
 
 

@@ -48,3 +48,15 @@ def test_still_improving_points_are_excluded_and_listed():
     assert optimization_limited(rows)  # still falling over the last 20 %
     flat = [{"step": s, "test_loss": 2.0 + (1.0 if s < 500 else 0.0)} for s in range(0, 1001, 100)]
     assert not optimization_limited(flat)
+
+
+def test_fixed_fits_are_made_on_the_excess_and_refuse_points_below_the_irreducible_term():
+    points = planted(noise=0.0)
+    fixed = fit_scaling(points, irreducible=H, n_boot=20)
+    # Noise-free: the excess is an exact line in log-log, whatever its size against H.
+    assert fixed.alpha == pytest.approx(ALPHA, abs=1e-6)
+    assert fixed.predict([50_000])[0] == pytest.approx(H + A * 50_000**-ALPHA, rel=1e-9)
+    noisy = pd.concat([points, pd.DataFrame([{"x": 10**7, "seed": 0, "loss": H - 1e-4}])])
+    fit = fit_scaling(noisy, irreducible=H, n_boot=20)
+    assert [e["reason"] for e in fit.excluded] == ["at or below the irreducible term"]
+    assert fit.alpha == pytest.approx(ALPHA, abs=1e-6)

@@ -181,7 +181,7 @@ def scaling_figure(table: pd.DataFrame, x: str, fits: list) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=xs,
-                y=np.exp(fit.power.predict(xs)) - H,
+                y=fit.predict(xs) - H,
                 mode="lines",
                 line=dict(dash=dash),
                 name=f"power law ({how}): α = {fit.alpha:.3f} [{lo:.3f}, {hi:.3f}]",
@@ -190,7 +190,7 @@ def scaling_figure(table: pd.DataFrame, x: str, fits: list) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=xs,
-                y=np.exp(fit.exponential.predict(xs)) - H,
+                y=fit.predict_exponential(xs) - H,
                 mode="lines",
                 line=dict(dash=dash, color="#bbb"),
                 name=f"exponential ({how}): MSE ratio exp/power {fit.mse_ratio:.1f}",

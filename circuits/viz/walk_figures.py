@@ -13,20 +13,33 @@ def plot_node_kl(result) -> go.Figure | None:
     if not cps:
         return None
     fig = go.Figure()
-    for i in sorted({0, len(cps) // 2, len(cps) - 1}):
+    chosen = sorted({0, len(cps) // 2, len(cps) - 1})
+    for symbol, i in zip(("circle-open", "diamond-open", "circle"), chosen):
         cp = cps[i]
         ok = np.isfinite(cp.kl_per_node)
+        degree = cp.degree[ok] if cp.degree is not None else None
         fig.add_trace(
             go.Scatter(
                 x=cp.visits[ok],
                 y=cp.kl_per_node[ok],
                 mode="markers",
                 name=f"step {cp.step}",
-                text=[f"node {i}" for i in np.flatnonzero(ok)],
+                marker=dict(
+                    symbol=symbol,
+                    size=8,
+                    color=degree,
+                    colorscale="Viridis",
+                    showscale=i == chosen[-1] and degree is not None,
+                    colorbar=dict(title="degree"),
+                ),
+                text=[
+                    f"node {n}" + (f", degree {int(k)}" if degree is not None else "")
+                    for n, k in zip(np.flatnonzero(ok), degree if degree is not None else ok)
+                ],
             )
         )
     fig.update_layout(
-        title="Learned transitions: KL(P_i ‖ q̄_i) per node against its visits",
+        title="Learned transitions: KL(P_i ‖ q̄_i) per node against its visits (colour: degree)",
         xaxis_title="visits of the node in the test walks (∝ π_i)",
         yaxis_title="KL per node (nats)",
         yaxis_type="log",
