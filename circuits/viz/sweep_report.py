@@ -140,7 +140,8 @@ def _scaling_section(page: Page, sweep, x: str, group: dict) -> None:
         ),
         title=f"Scaling fits: L = A·x^(−α) + c against {x} {where}",
         note=(
-            "Fitted to the mean loss over seeds at each x, in log space with a Huber loss. "
+            "Fitted to the mean loss over seeds at each x with a Huber loss: on log(L − c) with "
+            "c fixed (the excess, where a power law is a line), on log L with c free. "
             "Excluded: runs that had not left their initial plateau (final excess above 10 % of "
             "their initial excess; circuits.scaling)."
         ),
