@@ -131,6 +131,16 @@ class Family:
             task.tokens[index], task.labels[index], train.batch_size, train.seed, device
         )
 
+    def training_loss(self, kind: str):
+        """The training loss `(logits, labels) -> scalar` for `train.loss` (`interp.metrics`):
+        cross-entropy or StableMax, in float64 by default (float32 saturates near loss 0, which
+        hides the late phase of grokking). A family whose loss never nears 0 may use float32."""
+        from interp import metrics
+
+        if kind == "stablemax":
+            return metrics.stablemax_cross_entropy_f64
+        return metrics.cross_entropy_f64
+
     def collapse_rule(self, task: TaskData):
         """The rule the trainer and `interp analyze` detect collapses with (`interp.collapse`):
         by default the accuracy of the task's main training split. A family whose accuracy is

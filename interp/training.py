@@ -28,12 +28,7 @@ from interp.grokfast import (
     raise_norm_to_floor_,
     total_norm,
 )
-from interp.metrics import (
-    cross_entropy_f64,
-    evaluate,
-    stablemax_cross_entropy_f64,
-    sum_squared_weights,
-)
+from interp.metrics import evaluate, sum_squared_weights
 from interp.model import build_model, parameters, state_dict, tl_named_parameters
 from interp.registry import family_of
 from interp.schedule import TrainResult, checkpoint_schedule, resolve_device
@@ -87,6 +82,7 @@ class Trainer:
         )
         #: The family's forward to the logits its loss reads (the answer position by default).
         self.forward = family.forward
+        self.loss_fn = family.training_loss(train.loss)  # float64 unless the family says
         #: Where batches come from; its state is saved with the trainer state.
         self.sampler = family.sampler(self.task, train, self.device)
         if train.stop_at_val_acc > 0 and "val" not in self.task.splits:
@@ -115,10 +111,7 @@ class Trainer:
     def train_step(self) -> float:
         tokens, labels = self.sampler.next_batch()
         logits, labels = self.forward(self.model, tokens), labels.reshape(-1)
-        if self.config.train.loss == "stablemax":
-            loss = stablemax_cross_entropy_f64(logits, labels)
-        else:
-            loss = cross_entropy_f64(logits, labels)
+        loss = self.loss_fn(logits, labels)
         value = loss.item()
         if not math.isfinite(value):
             last = self.manifest[-1]["step"] if self.manifest else None
