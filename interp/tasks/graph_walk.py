@@ -166,11 +166,13 @@ def walks_from(
     walks = torch.empty(n_walks, length, dtype=torch.long)
     walks[:, 0] = start
     last = neighbours.shape[1] - 1
+    # All uniforms in one call: the same stream as one draw of n_walks per step.
+    uniforms = torch.rand(length - 1, n_walks, 1, generator=generator, dtype=torch.float64)
+    current = start
     for t in range(1, length):
-        u = torch.rand(n_walks, 1, generator=generator, dtype=torch.float64)
-        current = walks[:, t - 1]
-        slot = torch.searchsorted(cumulative[current], u).clamp_max(last)
-        walks[:, t] = neighbours[current[:, None], slot].squeeze(1)
+        slot = torch.searchsorted(cumulative[current], uniforms[t - 1]).clamp_max_(last)
+        current = neighbours[current[:, None], slot].squeeze(1)
+        walks[:, t] = current
     return walks
 
 
