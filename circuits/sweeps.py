@@ -109,9 +109,7 @@ class Sweep:
     def fit(self, axis: str, event: str = "generalized", **group: Any) -> EventFit:
         """A power law step = a·axis^b over the runs (every seed a point) that reached `event`,
         restricted to the runs whose other axes equal `group` (e.g. task_frac=0.4)."""
-        done = self._done()
-        for name, value in group.items():
-            done = done[done[name] == value]
+        done = self._where(self._done(), group)
         censored = done[f"{event}_censored"].astype(bool)
         data = done[~censored & (done[axis] > 0)]
         fit = fit_power_law(data[axis].astype(float), data[f"{event}_step"].astype(float))
@@ -146,9 +144,7 @@ class Sweep:
         if "scaling_loss" not in done or x not in done or done[x].nunique() < 3:
             return []
         independent = [
-            a
-            for a in self.varied
-            if a in done and a not in self.TUNING_AXES and done.groupby(x)[a].nunique().max() > 1
+            a for a in self.varied if a not in self.TUNING_AXES and _varies_at_one_x(done, x, a)
         ]
         if not independent:
             return [{}]
@@ -208,10 +204,10 @@ class Sweep:
     def tuning_axis(self, x: str) -> str | None:
         """The tuning axis (`TUNING_AXES`) that varies among runs of the same `x`, if any."""
         done = self._done()
-        for a in self.TUNING_AXES:
-            if a in self.varied and a in done and done.groupby(x)[a].nunique().max() > 1:
-                return a
-        return None
+        return next(
+            (a for a in self.TUNING_AXES if a in self.varied and _varies_at_one_x(done, x, a)),
+            None,
+        )
 
     def scaling_figure(
         self, x: str = "final_tokens_seen", fits=None, select: str | None = None, **group: Any
@@ -265,6 +261,12 @@ class Sweep:
         from circuits.viz.sweep_report import write_sweep_report
 
         return write_sweep_report(self, Path(path) if path else self.path / REPORT_FILE, x, y)
+
+
+def _varies_at_one_x(table: pd.DataFrame, x: str, axis: str) -> bool:
+    """Whether `axis` takes several values among runs with the same `x` (so it is not merely
+    a function of x, as the warmup of an L(D) zip is of the steps)."""
+    return axis in table and bool(table.groupby(x)[axis].nunique().max() > 1)
 
 
 def load_sweep(path: str | Path) -> Sweep:

@@ -64,12 +64,11 @@ def learned_transitions(
 def all_position_activations(model, tokens: torch.Tensor):
     """The DLA inputs at every position, positions flattened into the batch axis (a
     `FinalActs` whose `pattern` and `mlp_post`, which DLA does not read, are empty)."""
-    from circuits.activations import FinalActs
+    from circuits.activations import FinalActs, hook_names
 
     n_layers = model.cfg.n_layers
-    names = {"hook_embed", "hook_pos_embed", f"blocks.{n_layers - 1}.hook_resid_post"}
-    for layer in range(n_layers):
-        names |= {f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out"}
+    # The answer-position record's hooks, less the two DLA does not read.
+    names = {n for n in hook_names(n_layers) if not n.endswith(("hook_pattern", "hook_post"))}
     logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
 
     def flat(x: torch.Tensor) -> torch.Tensor:  # [batch, pos, ...] -> [batch * pos, ...]

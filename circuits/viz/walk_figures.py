@@ -32,10 +32,7 @@ def plot_node_kl(result) -> go.Figure | None:
                     showscale=i == chosen[-1] and degree is not None,
                     colorbar=dict(title="degree"),
                 ),
-                text=[
-                    f"node {n}" + (f", degree {int(k)}" if degree is not None else "")
-                    for n, k in zip(np.flatnonzero(ok), degree if degree is not None else ok)
-                ],
+                text=_node_labels(np.flatnonzero(ok), degree),
             )
         )
     fig.update_layout(
@@ -79,3 +76,9 @@ def plot_position_attention(result) -> go.Figure | None:
         height=460,
     )
     return fig
+
+
+def _node_labels(nodes: np.ndarray, degree: np.ndarray | None) -> list[str]:
+    if degree is None:
+        return [f"node {n}" for n in nodes]
+    return [f"node {n}, degree {int(k)}" for n, k in zip(nodes, degree)]
