@@ -77,6 +77,7 @@ def summary(result: RunAnalysis, out_dir: Path) -> dict[str, Any]:
         "skipped": [{"step": _step_of(f), "file": f, "reason": r} for f, r in result.skipped],
         "table": str(out_dir / TABLE_FILE),
         "figures": str(out_dir / FIGURES_FILE),
+        **({"circuits": result.circuits.summary()} if result.circuits is not None else {}),
     }
 
 

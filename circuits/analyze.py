@@ -15,9 +15,7 @@ shared machinery (`analyze_each`, `_map_checkpoints`).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from circuits.attention import (
     mean_attention_pattern,
     pattern_sample,
 )
+from circuits.checkpoint_map import map_checkpoints as _map_checkpoints
 from circuits.graph import CircuitGraph
 from circuits.phases import Phases
 from circuits.steps import FigureSteps
@@ -51,6 +50,11 @@ from interp.runs import Run, RunError, no_checkpoints_message, read_best
 def available_parts(run: Run) -> tuple[str, ...]:
     """The analysis parts the run's task family declares (`interp.registry.AnalysisPart`)."""
     return tuple(part.name for part in family_of(run.config).parts)
+
+
+def default_parts(run: Run) -> tuple[str, ...]:
+    """The parts an analysis runs when none is named: all but the opt-in ones (`--circuits`)."""
+    return tuple(part.name for part in family_of(run.config).parts if part.default)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ class RunAnalysis:
     #: the inputs averaged by each `attention_pattern` (a seeded sample), and its position labels
     pattern_examples: int = 0
     position_labels: tuple[str, ...] = ()
+    #: circuit discovery at every checkpoint (`--circuits`, `circuits.circuit_timeline`)
+    circuits: Any = None
 
     def interval(self, column: str, value: float) -> tuple[float, float] | None:
         """95 % Wilson interval of an accuracy column whose split has < SMALL_SPLIT examples."""
@@ -114,88 +120,6 @@ class RunAnalysis:
     def leads(self) -> dict[str, int | None]:
         """First steps at which the progress measure and test accuracy reach a level (by family)."""
         return self.family.leads(self.rows)
-
-
-def _map_checkpoints(
-    run: Run,
-    steps: list[int],
-    make_analyze_one,
-    workers: int = 1,
-    progress: str | None = None,
-    done: int = 0,
-    figure_steps: FigureSteps | None = None,
-) -> tuple[list[CheckpointAnalysis], list[tuple[str, str]]]:
-    """analyze_one(model, step) over every checkpoint that loads (`Run.iter_models`); the others
-    are collected as (file, reason) instead of aborting the run. `done` checkpoints were
-    analyzed before (they count in the progress bar); `figure_steps` learns of the skipped.
-
-    `make_analyze_one()` is called once per worker, in this thread (model construction is not
-    thread-safe), so each worker gets its own state (e.g. a random-init baseline model).
-    With `workers` > 1 the checkpoints are dealt round-robin to that many threads, each with
-    its own model object and torch running one intra-op thread: torch releases the GIL inside
-    its kernels, and whole checkpoints in parallel scale better than splitting each small op
-    over cores. Memory stays flat: `workers` models and activation sets at any time.
-    """
-    from tqdm.auto import tqdm
-
-    skipped: list[tuple[str, str]] = []
-    bar = tqdm(
-        total=len(steps) + done,
-        desc=progress,
-        unit="ckpt",
-        disable=progress is None,
-        leave=False,
-        dynamic_ncols=True,
-    )
-    bar.update(done)
-
-    def on_error(item) -> None:
-        skipped.append((str(item.path), item.reason))
-        if figure_steps is not None:
-            figure_steps.skipped(item.step)
-        bar.update(1)
-
-    def counted(analyze_one):
-        def run_one(model, step: int) -> CheckpointAnalysis:
-            result = analyze_one(model, step)
-            bar.update(1)  # tqdm serializes updates with its own lock
-            return result
-
-        return run_one
-
-    workers = max(1, min(workers, len(steps) // 2))
-    if workers == 1:
-        analyze_one = counted(make_analyze_one())
-        try:
-            results = [
-                analyze_one(model, step)
-                for step, model in run.iter_models(steps, on_error=on_error)
-            ]
-        finally:
-            bar.close()
-    else:
-        jobs = [
-            (steps[i::workers], run.new_model(), counted(make_analyze_one()))
-            for i in range(workers)
-        ]
-
-        def shard(job) -> list[CheckpointAnalysis]:
-            shard_steps, model, analyze_one = job
-            return [
-                analyze_one(m, step)
-                for step, m in run.iter_models(shard_steps, on_error=on_error, model=model)
-            ]
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="analyze") as pool:
-                results = sorted(chain.from_iterable(pool.map(shard, jobs)), key=lambda r: r.step)
-        finally:
-            torch.set_num_threads(threads)
-            bar.close()
-        skipped.sort()
-    return results, skipped
 
 
 def _require(loaded: bool, run: Run, steps: list[int]) -> None:
@@ -220,14 +144,15 @@ def analyze_run(
     """Analyze the run's complete checkpoints, each loaded once; damaged ones are skipped and
     reported.
 
-    `parts` are the run's family's analysis parts (default: all of them). `workers`
+    `parts` are the run's family's analysis parts (default: all but the opt-in ones,
+    `default_parts`; `circuits` is the family-independent circuit discovery). `workers`
     checkpoints are analyzed in parallel (default: `default_workers()`, one per torch
     thread), each worker with its own model objects. `progress` shows a bar over the
     checkpoints (done/total, rate, ETA, and which parts) on stderr. `figures` also computes
     what only the report draws (circuit graph, attention patterns); without it, no such views.
     """
     family = family_of(run.config)
-    parts = tuple(parts or available_parts(run))
+    parts = tuple(parts or default_parts(run))
     unknown = set(parts) - set(available_parts(run))
     if unknown:
         from interp.config import ConfigError
@@ -240,7 +165,17 @@ def analyze_run(
     if not steps:
         raise RunError(no_checkpoints_message(run.path))
     workers = default_workers() if workers is None else workers
-    return family.analyze(run, parts, steps, workers=workers, progress=progress, figures=figures)
+    own = tuple(part for part in parts if part != "circuits")
+    result = family.analyze(run, own, steps, workers=workers, progress=progress, figures=figures)
+    if "circuits" in parts:
+        from dataclasses import replace
+
+        from circuits.circuit_timeline import analyze_circuits, with_circuits
+
+        label = "circuits" if progress else None
+        timeline = analyze_circuits(run, result.steps, workers=workers, progress=label)
+        result = replace(with_circuits(result, timeline), parts=parts)
+    return result
 
 
 def _label(parts: tuple[str, ...], progress: bool) -> str | None:

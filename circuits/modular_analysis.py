@@ -23,7 +23,7 @@ from circuits.analyze import (
     _map_checkpoints,
     _require,
     _run_facts,
-    available_parts,
+    default_parts,
 )
 from circuits.attention import (
     attention_columns,
@@ -201,7 +201,7 @@ def analyze_model(
 
     Key frequencies default to the model's own neuron clusters (as for a run's last checkpoint).
     """
-    parts = tuple(parts or available_parts(run))
+    parts = tuple(parts or default_parts(run))
     return _analyze_final(model, step, _ModularContext(run, figures=True), parts, key_frequencies)[
         1
     ]

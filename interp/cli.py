@@ -190,7 +190,7 @@ def analyze(
     **selected: bool,
 ) -> int:
     """Analyze every complete checkpoint of a run (no part flag: every analysis its task family
-    has)."""
+    has except the opt-in --circuits)."""
     _set_threads(threads)
     from circuits.analyze import analyze_run, dumps, write_analysis
     from interp.memory import keep_freed_memory

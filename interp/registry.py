@@ -67,27 +67,41 @@ LEGACY_TASK_DEFAULTS: dict[str, Any] = {
 @dataclass(frozen=True)
 class AnalysisPart:
     """One optional analysis of a family: its name (a Python identifier) becomes the
-    `interp analyze --name-with-dashes` flag, `help` its help text."""
+    `interp analyze --name-with-dashes` flag, `help` its help text. A part that is not
+    `default` runs only when asked for (it costs more than the others together)."""
 
     name: str
     help: str
+    default: bool = True
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
 
+#: Circuit discovery at every checkpoint (`circuits.circuit_timeline`), for every family with a
+#: clean/corrupt design (`Family.patching_design`); opt-in.
+CIRCUITS_PART = AnalysisPart(
+    "circuits",
+    "Circuit discovery per checkpoint: edge scores, the smallest faithful circuit (opt-in).",
+    default=False,
+)
+
+
 @dataclass(frozen=True)
 class PatchingDesign:
     """Clean and corrupted inputs for activation patching and circuit discovery: `clean` and
-    `corrupt` differ in the positions the family corrupts; the metric is the log-probability
-    of `answer` (the clean input's correct token) at `position`, described by `metric`."""
+    `corrupt` differ in the positions the family corrupts; the metric, read at `position`
+    and described by `metric`, is the logit difference `answer` (the clean input's correct
+    token) minus `corrupt_answer` (the corrupted input's) when the family gives one, else
+    the log-probability of `answer` (`circuits.discovery.metric_values`)."""
 
     clean: Tensor
     corrupt: Tensor
     answer: Tensor
     position: int
     metric: str
+    corrupt_answer: Tensor | None = None
 
 
 class Family:
@@ -148,6 +162,12 @@ class Family:
         from interp.collapse import rule_for_splits
 
         return rule_for_splits(task.train_splits)
+
+    #: How `--circuits` scores edges (`circuits.discovery`): "refined" (attribution with
+    #: `circuit_ig_steps` integrated-gradient steps, the top candidates re-scored by exact
+    #: patching), "attribution" alone, or "exact" (one forward per edge).
+    circuit_method: ClassVar[str] = "refined"
+    circuit_ig_steps: ClassVar[int] = 5
 
     def patching_design(self, task: TaskData, n: int, seed: int = 0) -> PatchingDesign:
         """`n` clean/corrupt pairs from the task's held-out data (`PatchingDesign`)."""

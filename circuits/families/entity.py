@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from circuits.families.base import AnalyzedFamily
 from circuits.viz.views import ReportView
 from interp.config_base import TaskConfig, check
-from interp.registry import AnalysisPart
+from interp.registry import CIRCUITS_PART, AnalysisPart
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,9 @@ class EntityFamily(AnalyzedFamily):
             "probes",
             "Linear probes for the intermediate entity / values per layer, with baselines.",
         ),
+        CIRCUITS_PART,
     )
+
     #: The counterfactual swaps of causal tracing: the first is the circuit score's.
     patch_swaps: ClassVar[tuple[str, str]] = ("", "")
     #: Hidden targets probed: name (an `extras` column) -> position of its state.
@@ -135,6 +137,23 @@ class EntityFamily(AnalyzedFamily):
 
     def mediation_score(self, model, task, index, seed: int):
         raise NotImplementedError
+
+    def patching_design(self, task, n: int, seed: int = 0):
+        """Clean: `n` training inferred facts (seeded). Corrupt: the family's first swap
+        (`patch_swaps`: two_hop the head entity h -> h' with another bridge and answer,
+        comparison e1 -> an entity whose value flips the outcome), as in causal tracing.
+        Metric: logit(clean answer) − logit(corrupted input's answer) at the last position."""
+        from circuits.entity import counterfactuals, sample_examples
+        from interp.registry import PatchingDesign
+
+        cf = counterfactuals(task, sample_examples(task, "train_inferred", n, seed), seed=seed)
+        metric = (
+            f"logit(answer) − logit(corrupted answer) at the last position; "
+            f"corrupt = {self.patch_swaps[0]} swapped"
+        )
+        return PatchingDesign(
+            cf.clean_tokens, cf.tokens, task.labels[cf.index], -1, metric, corrupt_answer=cf.answer
+        )
 
     def evaluators(self, config) -> list:
         from circuits.entity import make_entity_evaluator

@@ -29,7 +29,7 @@ from circuits.phases import MilestoneSpec
 from circuits.viz.views import ReportView
 from interp.config import ModelConfig, RunConfig, TrainConfig
 from interp.config_base import TaskConfig, check
-from interp.registry import AnalysisPart, register
+from interp.registry import CIRCUITS_PART, AnalysisPart, register
 
 GraphKind = Literal["er", "ba", "file"]
 DataMode = Literal["fresh", "fixed"]
@@ -159,13 +159,14 @@ class GraphWalkFamily(AnalyzedFamily):
         AnalysisPart(
             "attribution", "Direct logit attribution of the true next node, per component."
         ),
+        CIRCUITS_PART,
     )
 
     def analyze(self, run, parts, steps, *, workers, progress, figures=True):
         from circuits.analyze import analyze_each
         from circuits.walk_analysis import analyze_walk_checkpoint
 
-        chosen = tuple(parts) or tuple(p.name for p in self.parts)
+        chosen = tuple(parts)
 
         def make():  # once per worker: the evaluator holds the graph's log-probabilities
             evaluators = self.evaluators(run.config)

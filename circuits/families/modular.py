@@ -18,7 +18,7 @@ from circuits.phases import MilestoneSpec
 from circuits.viz.views import ReportView
 from interp.config import ModelConfig, RunConfig, TrainConfig
 from interp.config_base import TaskConfig, check, is_prime  # noqa: F401 (is_prime: re-exported)
-from interp.registry import AnalysisPart, register
+from interp.registry import CIRCUITS_PART, AnalysisPart, register
 
 Operation = Literal[
     "add", "sub", "mul", "div", "sum_sq", "quad", "quad_x", "cube_xy", "cubic", "div_or_sub"
@@ -191,6 +191,7 @@ class ModularFamily(AnalyzedFamily):
         ),
         AnalysisPart("attention", "Attention from the answer position, per head."),
         AnalysisPart("attribution", "Direct logit attribution per component."),
+        CIRCUITS_PART,
     )
 
     timeline_note = (
@@ -215,6 +216,32 @@ class ModularFamily(AnalyzedFamily):
         from circuits.progress import make_modular_evaluator
 
         return [make_modular_evaluator(config.task.operation, config.task.p)]
+
+    def patching_design(self, task, n: int, seed: int = 0):
+        """Clean: `n` training pairs (seeded; training pairs so that a memorizing checkpoint has
+        a gap to explain too). Corrupt: both operands resampled, uniformly among the pairs with
+        another answer. Metric: logit(clean answer) − logit(corrupted pair's answer)."""
+        import torch
+
+        from interp.registry import PatchingDesign
+
+        generator = torch.Generator().manual_seed(seed)
+        index = task.train_index
+        clean = index[torch.randperm(len(index), generator=generator)[:n]]
+        other = torch.randint(0, len(task.labels), (len(clean),), generator=generator)
+        while bool((same := task.labels[other] == task.labels[clean]).any()):
+            other[same] = torch.randint(
+                0, len(task.labels), (int(same.sum()),), generator=generator
+            )
+        metric = "logit(answer) − logit(corrupted answer) at '='; corrupt = both operands resampled"
+        return PatchingDesign(
+            task.tokens[clean],
+            task.tokens[other],
+            task.labels[clean],
+            -1,
+            metric,
+            corrupt_answer=task.labels[other],
+        )
 
     def describe(self, config: ModularTask) -> str:
         return (

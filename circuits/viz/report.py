@@ -78,6 +78,11 @@ def build_report(
             omitted.append((view.title, view.omitted or "not computed by this analysis"))
         else:
             attempt(view.title, view.make, view.note)
+    if getattr(result, "circuits", None) is not None:
+        from circuits.viz.circuit_figures import circuit_views
+
+        for title, make, note in circuit_views(result):
+            attempt(title, make, note)
     if omitted:
         items = "".join(f"<li><b>{html.escape(a)}</b>: {html.escape(b)}</li>" for a, b in omitted)
         page.add(f"<ul>{items}</ul>", title="Views not in this report")
