@@ -118,8 +118,15 @@ class RunAnalysis:
         return get_family(self.kind)
 
     def leads(self) -> dict[str, int | None]:
-        """First steps at which the progress measure and test accuracy reach a level (by family)."""
-        return self.family.leads(self.rows)
+        """First steps at which the progress measure and test accuracy reach a level (by family),
+        and when each measure of `circuits.phases.MOVING` present moves (`half_change_step`)."""
+        from circuits.phases import MOVING, half_change_step
+
+        leads = self.family.leads(self.rows)
+        for column in MOVING:
+            if any(column in row for row in self.rows):
+                leads[f"{column} moves"] = half_change_step(self.rows, column)
+        return leads
 
 
 def _require(loaded: bool, run: Run, steps: list[int]) -> None:
@@ -165,17 +172,21 @@ def analyze_run(
     if not steps:
         raise RunError(no_checkpoints_message(run.path))
     workers = default_workers() if workers is None else workers
-    own = tuple(part for part in parts if part != "circuits")
+    own = tuple(part for part in parts if part not in ("circuits", "llc"))
     result = family.analyze(run, own, steps, workers=workers, progress=progress, figures=figures)
     if "circuits" in parts:
-        from dataclasses import replace
-
         from circuits.circuit_timeline import analyze_circuits, with_circuits
 
         label = "circuits" if progress else None
         timeline = analyze_circuits(run, result.steps, workers=workers, progress=label)
-        result = replace(with_circuits(result, timeline), parts=parts)
-    return result
+        result = with_circuits(result, timeline)
+    if "llc" in parts:
+        from circuits.llc import analyze_llc, with_llc
+
+        result = with_llc(result, analyze_llc(run, result))
+    from dataclasses import replace
+
+    return replace(result, parts=parts)
 
 
 def _label(parts: tuple[str, ...], progress: bool) -> str | None:

@@ -133,3 +133,42 @@ def first_crossing(rows: Sequence[dict[str, Any]], key: str, threshold: float) -
     """First step at which `key` reaches `threshold` (used to check that a measure leads
     another)."""
     return first_step(sorted(rows, key=lambda r: r["step"]), key, threshold)
+
+
+#: The measures whose movement the leads table reports (when the analysis has them).
+MOVING = (
+    "test_acc",
+    "circuit_score",
+    "restricted_loss",
+    "excluded_loss",
+    "circuit_edges",
+    "circuit_neurons",
+    "llc",
+)
+
+
+def half_change_step(rows: Sequence[dict[str, Any]], column: str) -> int | None:
+    """When `column` moves: the first step after its extreme (the value farthest from its
+    final one) at which it has covered half the way from that extreme to the final value; on
+    a log scale for losses. E.g. the LLC's fall from its peak, a circuit's shrinking from its
+    largest size, test accuracy's rise. None without two finite values or without change."""
+    import math
+
+    log = column.endswith("loss")
+    points = []
+    for row in rows:
+        value = row.get(column)
+        if isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 or not log):
+            points.append((row["step"], math.log(value) if log else float(value)))
+    if len(points) < 2:
+        return None
+    final = points[-1][1]
+    extreme_at = max(range(len(points)), key=lambda i: abs(points[i][1] - final))
+    extreme = points[extreme_at][1]
+    if extreme == final:
+        return None
+    half = (extreme + final) / 2
+    for step, value in points[extreme_at:]:
+        if (value - half) * (extreme - half) <= 0:
+            return step
+    return None

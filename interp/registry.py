@@ -88,6 +88,14 @@ CIRCUITS_PART = AnalysisPart(
 )
 
 
+#: The local learning coefficient per checkpoint (`circuits.llc`); opt-in.
+LLC_PART = AnalysisPart(
+    "llc",
+    "Local learning coefficient (SGLD) at up to 20 checkpoints, with its chain spread (opt-in).",
+    default=False,
+)
+
+
 @dataclass(frozen=True)
 class PatchingDesign:
     """Clean and corrupted inputs for activation patching and circuit discovery: `clean` and

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from circuits.families.base import AnalyzedFamily
 from circuits.viz.views import ReportView
 from interp.config_base import TaskConfig, check
-from interp.registry import CIRCUITS_PART, AnalysisPart
+from interp.registry import CIRCUITS_PART, LLC_PART, AnalysisPart
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,7 @@ class EntityFamily(AnalyzedFamily):
             "Linear probes for the intermediate entity / values per layer, with baselines.",
         ),
         CIRCUITS_PART,
+        LLC_PART,
     )
 
     #: The counterfactual swaps of causal tracing: the first is the circuit score's.

@@ -18,7 +18,7 @@ from circuits.phases import MilestoneSpec
 from circuits.viz.views import ReportView
 from interp.config import ModelConfig, RunConfig, TrainConfig
 from interp.config_base import TaskConfig, check, is_prime  # noqa: F401 (is_prime: re-exported)
-from interp.registry import CIRCUITS_PART, AnalysisPart, register
+from interp.registry import CIRCUITS_PART, LLC_PART, AnalysisPart, register
 
 Operation = Literal[
     "add", "sub", "mul", "div", "sum_sq", "quad", "quad_x", "cube_xy", "cubic", "div_or_sub"
@@ -192,6 +192,7 @@ class ModularFamily(AnalyzedFamily):
         AnalysisPart("attention", "Attention from the answer position, per head."),
         AnalysisPart("attribution", "Direct logit attribution per component."),
         CIRCUITS_PART,
+        LLC_PART,
     )
 
     timeline_note = (

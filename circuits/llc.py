@@ -1,0 +1,174 @@
+"""The local learning coefficient (LLC) of a checkpoint, estimated with SGLD (Lau et al.
+2023; the developmental-interpretability estimator that devinterp implements).
+
+    λ̂(w*) = nβ · (E_w[L_n(w)] − L_n(w*)),   β = 1 / log n,
+
+where the expectation is over the tempered, localized posterior
+p(w) ∝ exp(−nβ L_n(w) − γ/2 ‖w − w*‖²), sampled by SGLD:
+
+    w ← w − (ε/2) (nβ ∇L_n(w) + γ (w − w*)) + N(0, ε).
+
+L_n is the training loss on all n training examples (full batch: the quantity measured,
+L(w) − L(w*), is of order λ/(nβ), far below minibatch noise). The first `burnin` steps of
+each chain are discarded, the rest averaged; the estimate is the mean over `chains` seeded
+chains, reported with their standard deviation. For a regular model (a non-degenerate
+minimum) λ = d/2 with d the number of identifiable parameters (`tests/test_llc.py`); a
+degenerate (singular) one has less, which is what makes the LLC a progress measure.
+
+When it is unreliable: ε too large for the curvature (chains diverge: reported as NaN and
+counted in `diverged`), too few steps to mix (the estimate is biased low), γ large against
+nβ·curvature (the localization, not the loss, confines the chain: biased low), or w* not a
+minimum (early checkpoints: the chain descends and the estimate can be negative).
+devinterp 2.x computes the same estimator but is built around language-model datasets
+(HF `datasets` with `input_ids`, zarr output) and averages its burn-in into the estimate;
+this one runs on the family's training tensors directly (docs/circuits.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class LLCSettings:
+    """SGLD chain settings (documented defaults; `seed` makes the chains reproducible)."""
+
+    chains: int = 4
+    steps: int = 200
+    burnin: int = 100
+    #: ε, the SGLD step size
+    lr: float = 3e-4
+    #: γ, the localization strength
+    gamma: float = 100.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LLCEstimate:
+    mean: float
+    std: float
+    per_chain: list[float]
+    #: each chain's loss after every step (burn-in included), for diagnostics
+    traces: list[list[float]]
+    init_loss: float
+    diverged: int
+
+
+def estimate_llc(
+    loss_fn: Callable[[dict[str, Tensor]], Tensor],
+    params: dict[str, Tensor],
+    n: int,
+    settings: LLCSettings = LLCSettings(),
+) -> LLCEstimate:
+    """The LLC at `params` (w*) of `loss_fn(params) -> mean loss over the n examples`."""
+    n_beta = n / math.log(n)
+    center = {k: v.detach().clone() for k, v in params.items()}
+    with torch.no_grad():
+        init_loss = float(loss_fn(center))
+    generator = torch.Generator().manual_seed(settings.seed)
+    eps, gamma = settings.lr, settings.gamma
+    per_chain, traces, diverged = [], [], 0
+    for _ in range(settings.chains):
+        w = {k: v.clone().requires_grad_(True) for k, v in center.items()}
+        trace: list[float] = []
+        for _step in range(settings.steps):
+            loss = loss_fn(w)
+            grads = torch.autograd.grad(loss, list(w.values()))
+            trace.append(float(loss.detach()))
+            with torch.no_grad():
+                for (name, value), grad in zip(w.items(), grads):
+                    drift = n_beta * grad + gamma * (value - center[name])
+                    noise = torch.randn(value.shape, generator=generator, dtype=value.dtype)
+                    value.add_(-0.5 * eps * drift + math.sqrt(eps) * noise)
+        kept = trace[settings.burnin :]
+        value = n_beta * (sum(kept) / len(kept) - init_loss)
+        if not math.isfinite(value):
+            diverged += 1
+            value = float("nan")
+        per_chain.append(value)
+        traces.append(trace)
+    finite = [v for v in per_chain if math.isfinite(v)]
+    mean = sum(finite) / len(finite) if finite else float("nan")
+    std = (
+        math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+        if len(finite) > 1
+        else float("nan")
+    )
+    return LLCEstimate(mean, std, per_chain, traces, init_loss, diverged)
+
+
+def model_llc(
+    model, tokens: Tensor, labels: Tensor, loss, forward, settings: LLCSettings = LLCSettings()
+) -> LLCEstimate:
+    """The LLC of a TransformerBridge checkpoint on its training examples: `forward(model,
+    tokens)` gives the logits the family's training `loss(logits, labels)` reads (tied
+    weights stay tied: `torch.func.functional_call`)."""
+    import copy
+
+    from torch import nn
+    from torch.func import functional_call
+
+    from interp.model.build import native_model
+
+    # functional_call does not restore every alias of the bridge's wrapped parameters: the
+    # chains run on a copy, so the checkpoint's own model is never touched.
+    model = copy.deepcopy(model)
+
+    class Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.native = native_model(model)
+
+        def forward(self, inputs: Tensor) -> Tensor:
+            return forward(model, inputs)
+
+    wrapped = Wrapped()
+    params = {k: v.detach() for k, v in wrapped.named_parameters()}
+
+    def loss_fn(values: dict[str, Tensor]) -> Tensor:
+        return loss(functional_call(wrapped, values, (tokens,)), labels)
+
+    return estimate_llc(loss_fn, params, len(labels), settings)
+
+
+#: Checkpoints `--llc` estimates at most (evenly chosen, phase boundaries kept), and the
+#: training examples it uses at most (a seeded subset; n in nβ is the subset's size).
+MAX_CHECKPOINTS = 20
+MAX_EXAMPLES = 2048
+
+
+def analyze_llc(run, result, settings: LLCSettings = LLCSettings()) -> dict[int, LLCEstimate]:
+    """The LLC at up to `MAX_CHECKPOINTS` of the analyzed checkpoints of `result` (a
+    `RunAnalysis`), on up to `MAX_EXAMPLES` training examples, with the family's forward and
+    training loss."""
+    from circuits.steps import pick_steps
+    from circuits.viz.figures import phase_steps
+    from interp.registry import family_of
+
+    family = family_of(run.config)
+    task = run.task
+    index = task.train_index
+    if len(index) > MAX_EXAMPLES:
+        generator = torch.Generator().manual_seed(settings.seed)
+        index = index[torch.randperm(len(index), generator=generator)[:MAX_EXAMPLES]]
+    tokens, labels = task.tokens[index], task.labels[index]
+    loss = family.training_loss(run.config.train.loss)
+    steps = pick_steps(result.steps, MAX_CHECKPOINTS, phase_steps(result))
+    out = {}
+    for step, model in run.iter_models(steps):
+        out[step] = model_llc(model, tokens, labels, loss, family.forward, settings)
+    return out
+
+
+def with_llc(result, estimates: dict[int, LLCEstimate]):
+    """`result` with `llc`, `llc_std` columns (NaN at checkpoints not estimated)."""
+    for checkpoint in result.checkpoints:
+        estimate = estimates.get(checkpoint.step)
+        checkpoint.row["llc"] = estimate.mean if estimate else float("nan")
+        checkpoint.row["llc_std"] = estimate.std if estimate else float("nan")
+    return result
