@@ -84,3 +84,26 @@ def test_checkpoint_llc_runs_through_the_family_loss_and_is_seeded(tiny_run):
     assert model_llc(model, *args).per_chain == first.per_chain
     # The checkpoint itself is untouched by the chains.
     assert first.init_loss == pytest.approx(model_llc(model, *args).init_loss)
+
+
+def test_analyze_llc_puts_it_on_the_timeline_with_its_spread(tiny_run, tmp_path):
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run_dir)
+    result = CliRunner().invoke(app, ["analyze", str(run_dir), "--llc", "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["parts"] == ["llc"] and "llc moves" in info["leads"]
+    lines = (run_dir / "analysis" / "table.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
+    estimated = [r for r in rows if r["llc"] not in ("", "nan")]
+    assert 2 <= len(estimated) <= 20
+    assert all(float(r["llc_std"]) >= 0 for r in estimated)
+    assert "Local learning coefficient" in (run_dir / "analysis" / "report.html").read_text()

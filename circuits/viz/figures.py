@@ -108,6 +108,7 @@ TIMELINE_PANELS = {
     2: ("Accuracy and circuit score", "fraction", False, 0.26),
     3: ("Fourier sparsity (Gini) and clustered neurons", "Gini / fraction", False, 0.2),
     4: ("Sum of squared weights", "Σ w²", False, 0.2),
+    5: ("Local learning coefficient (SGLD; bars: chain spread)", "LLC", False, 0.2),
 }
 
 
@@ -136,6 +137,7 @@ def plot_timeline(result) -> go.Figure:
         (3, "gini_unembed", "Gini of W_L Fourier norms", "#bcbd22", "solid"),
         (3, "frac_neurons_clustered", "fraction of neurons clustered", "#8c564b", "dot"),
         (4, "sum_sq_weights", "sum of squared weights", "#7f7f7f", "solid"),
+        (5, "llc", "local learning coefficient", "#e377c2", "solid"),
     ]
     # Other tasks name their splits differently (train_inferred, test_id, test_ood, ...).
     known = {key for _, key, *_ in series}
@@ -163,6 +165,10 @@ def plot_timeline(result) -> go.Figure:
     for panel, key, name, color, dash in series:
         ys = [r.get(key, math.nan) for r in rows]
         ys = [(max(y, 1e-12) if panel == 1 else y) if _finite(y) else None for y in ys]
+        extra: dict[str, Any] = {"mode": "lines"}
+        if key == "llc":  # estimated at a subset of the checkpoints: join them, with spreads
+            spread = [r.get("llc_std") if _finite(r.get("llc_std", math.nan)) else 0 for r in rows]
+            extra = dict(connectgaps=True, mode="lines+markers", error_y=dict(array=spread))
         if panel == 2 and hasattr(result, "interval"):
             _add_interval_band(fig, result, key, name, steps, ys, row_of[panel])
         fig.add_trace(
@@ -170,10 +176,10 @@ def plot_timeline(result) -> go.Figure:
                 x=steps,
                 y=ys,
                 name=name,
-                mode="lines",
                 legendgroup=str(panel),
                 line={"color": color, "dash": dash, "width": 3 if key == "circuit_score" else 2},
                 hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>",
+                **extra,
             ),
             row=row_of[panel],
             col=1,
