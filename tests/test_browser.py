@@ -156,3 +156,25 @@ def test_executed_notebook_in_the_browser(browser, tmp_path_factory):
 
     page = Loaded(browser, notebook_html("grokking_walkthrough.ipynb"))
     _check_interactive_page(page, 5, tmp_path_factory.mktemp("screenshots") / "notebook.png")
+
+
+def test_circuits_report_in_the_browser(browser, tmp_path_factory):
+    """`--circuits` sections draw, and the discovered circuit's slider changes the graph."""
+    import shutil
+
+    from interp.cli import main
+
+    run_dir = tmp_path_factory.mktemp("circuits") / "demo"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "runs" / "modular_demo", run_dir)
+    assert main(["analyze", str(run_dir), "--circuits", "-q"]) == 0
+    page = Loaded(browser, run_dir / "analysis" / "report.html")
+    sizes = page.plot_sizes()
+    assert len(sizes) >= 4 and all(w > 200 and h > 200 and m > 0 for w, h, m in sizes), sizes
+    index = page.page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+        .findIndex(gd => (gd.layout.title.text || '').startsWith('Circuit at step'))""")
+    assert index >= 0, "no discovered-circuit figure"
+    before = page.drawn(index)
+    page.move_slider_to_start(index)
+    assert page.drawn(index) != before
+    assert not page.errors, page.errors
+    assert not page.requests, page.requests
