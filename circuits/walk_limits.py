@@ -58,9 +58,60 @@ def asymptotic_kt_excess(graph, tokens: int, known_neighbours: bool = True) -> f
     return float((candidates - 1).sum() / (2 * tokens))
 
 
+#: Where replayed counts are cached (a pure function of the config and the step count):
+#: $INTERP_CACHE_DIR, else $XDG_CACHE_HOME/interp, else ~/.cache/interp.
+CACHE_ENV = "INTERP_CACHE_DIR"
+
+
+def _cache_file(config, steps: int):
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    root = (
+        os.environ.get(CACHE_ENV)
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "interp"
+    )
+    # What the replay depends on: the task, and the sampler's seed and batch size.
+    key = {
+        "task": config.task.to_dict(),
+        "seed": config.train.seed,
+        "batch_size": config.train.batch_size,
+        "steps": steps,
+        "version": 1,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return Path(root) / "walk_counts" / f"{digest}.npy"
+
+
 def trained_counts(config, steps: int) -> np.ndarray:
     """c[i, j] over exactly the tokens a run (`config`, a graph_walk RunConfig) trained on in
-    its first `steps` steps (module docstring)."""
+    its first `steps` steps (module docstring). Replaying fresh walks takes seconds to
+    minutes per run, so the result is cached on disk (`CACHE_ENV`; plain .npy, read
+    without pickle); a cache that cannot be read or written is recomputed or skipped."""
+    path = _cache_file(config, steps)
+    try:
+        cached = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        cached = None
+    if cached is not None:
+        return cached
+    counts = _replay_counts(config, steps)
+    try:
+        import os
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(temp, "wb") as handle:
+            np.save(handle, counts, allow_pickle=False)
+        os.replace(temp, path)
+    except OSError:
+        pass
+    return counts
+
+
+def _replay_counts(config, steps: int) -> np.ndarray:
     from interp.registry import family_of
     from interp.tasks import build_task
 

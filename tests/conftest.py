@@ -41,6 +41,14 @@ def _seed_everything():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Caches (`circuits.walk_limits`) go to a session folder, not the user's ~/.cache."""
+    import os
+
+    os.environ.setdefault("INTERP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A real run folder on disk, trained once per test session through the CLI's trainer."""

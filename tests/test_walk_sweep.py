@@ -52,8 +52,18 @@ def test_replayed_counts_are_exactly_the_batches_the_trainer_drew(tmp_path, monk
     expected = np.zeros((n, n))
     for tokens, labels in drawn:
         np.add.at(expected, (tokens.reshape(-1).numpy(), labels.reshape(-1).numpy()), 1)
+    monkeypatch.setenv(walk_limits.CACHE_ENV, str(tmp_path / "cache"))
     assert np.array_equal(walk_limits.trained_counts(config, 30), expected)
     assert expected.sum() == 30 * 16 * 8  # tokens_seen
+    # Cached on disk: read back without replaying; a damaged cache file is recomputed.
+    cached = walk_limits._cache_file(config, 30)
+    assert np.array_equal(np.load(cached), expected)
+    monkeypatch.setattr(graph_walk.FreshWalks, "next_batch", None)  # a replay would fail
+    assert np.array_equal(walk_limits.trained_counts(config, 30), expected)
+    monkeypatch.setattr(graph_walk.FreshWalks, "next_batch", original)
+    cached.write_bytes(b"not an array")
+    assert np.array_equal(walk_limits.trained_counts(config, 30), expected)
+    assert walk_limits._cache_file(config, 31) != cached
 
 
 def test_plateau_rule_excludes_runs_that_kept_most_of_their_initial_excess():
