@@ -183,7 +183,7 @@ def analyze_run(
     if "llc" in parts:
         from circuits.llc import analyze_llc, with_llc
 
-        result = with_llc(result, analyze_llc(run, result))
+        result = with_llc(result, analyze_llc(run, result, workers=workers))
     from dataclasses import replace
 
     return replace(result, parts=parts)

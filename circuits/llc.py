@@ -142,10 +142,13 @@ MAX_CHECKPOINTS = 20
 MAX_EXAMPLES = 2048
 
 
-def analyze_llc(run, result, settings: LLCSettings = LLCSettings()) -> dict[int, LLCEstimate]:
+def analyze_llc(
+    run, result, settings: LLCSettings = LLCSettings(), workers: int = 1
+) -> dict[int, LLCEstimate]:
     """The LLC at up to `MAX_CHECKPOINTS` of the analyzed checkpoints of `result` (a
     `RunAnalysis`), on up to `MAX_EXAMPLES` training examples, with the family's forward and
-    training loss."""
+    training loss; `workers` checkpoints at a time (`circuits.checkpoint_map`)."""
+    from circuits.checkpoint_map import map_checkpoints
     from circuits.steps import pick_steps
     from circuits.viz.figures import phase_steps
     from interp.registry import family_of
@@ -159,10 +162,22 @@ def analyze_llc(run, result, settings: LLCSettings = LLCSettings()) -> dict[int,
     tokens, labels = task.tokens[index], task.labels[index]
     loss = family.training_loss(run.config.train.loss)
     steps = pick_steps(result.steps, MAX_CHECKPOINTS, phase_steps(result))
-    out = {}
-    for step, model in run.iter_models(steps):
-        out[step] = model_llc(model, tokens, labels, loss, family.forward, settings)
-    return out
+
+    def make():
+        def one(model, step: int):
+            estimate = model_llc(model, tokens, labels, loss, family.forward, settings)
+            return _AtStep(step, estimate)
+
+        return one
+
+    results, _ = map_checkpoints(run, steps, make, workers=workers)
+    return {r.step: r.estimate for r in results}
+
+
+@dataclass(frozen=True)
+class _AtStep:
+    step: int
+    estimate: LLCEstimate
 
 
 def with_llc(result, estimates: dict[int, LLCEstimate]):
