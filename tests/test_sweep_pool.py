@@ -4,6 +4,7 @@ replacement worker takes the remaining runs, and the others finish."""
 from __future__ import annotations
 
 import os
+import time
 
 from interp.sweep.local import LocalPool
 
@@ -12,6 +13,7 @@ def crash_on_b(job, progress=False):
     """Run "b" kills its worker process (as an out-of-memory kill or a native crash would)."""
     if job["name"] == "b":
         os._exit(3)
+    time.sleep(0.5)  # runs outlast b's death, so runs are still queued when it is noticed
     return {"status": "done", "pid": os.getpid()}
 
 
@@ -27,4 +29,6 @@ def test_a_dead_worker_fails_only_its_run_and_is_replaced():
     assert sorted(started) == list("abcde") and sorted(results) == list("abcde")
     assert results["b"]["status"] == "failed" and "exit code 3" in results["b"]["error"]
     assert all(results[n]["status"] == "done" for n in "acde")
-    assert len({results[n]["pid"] for n in "acde"}) >= 2  # more than one worker process ran them
+    # The dead worker was replaced while runs were queued (which worker then takes them
+    # depends on how fast the replacement starts on a loaded machine).
+    assert pool.spawned == 3

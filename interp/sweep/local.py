@@ -74,6 +74,8 @@ class LocalPool:
         self._lock = self._ctx.RLock() if progress else None
         self._procs: dict[int, Any] = {}
         self._conns: dict[int, Any] = {}
+        #: worker processes started so far (replacements of dead workers included)
+        self.spawned = 0
 
     def _spawn(self, slot: int) -> None:
         parent, child = self._ctx.Pipe()
@@ -84,6 +86,7 @@ class LocalPool:
             name=f"interp-sweep-{slot}",
         )
         proc.start()
+        self.spawned += 1
         child.close()
         self._procs[slot], self._conns[slot] = proc, parent
 
