@@ -181,9 +181,13 @@ class _AtStep:
 
 
 def with_llc(result, estimates: dict[int, LLCEstimate]):
-    """`result` with `llc`, `llc_std` columns (NaN at checkpoints not estimated)."""
+    """`result` with `llc`, `llc_std` and `llc_chains` (chains that stayed finite) columns,
+    NaN at checkpoints not estimated."""
     for checkpoint in result.checkpoints:
         estimate = estimates.get(checkpoint.step)
         checkpoint.row["llc"] = estimate.mean if estimate else float("nan")
         checkpoint.row["llc_std"] = estimate.std if estimate else float("nan")
+        checkpoint.row["llc_chains"] = (
+            len(estimate.per_chain) - estimate.diverged if estimate else float("nan")
+        )
     return result

@@ -105,5 +105,5 @@ def test_analyze_llc_puts_it_on_the_timeline_with_its_spread(tiny_run, tmp_path)
     rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
     estimated = [r for r in rows if r["llc"] not in ("", "nan")]
     assert 2 <= len(estimated) <= 20
-    assert all(float(r["llc_std"]) >= 0 for r in estimated)
+    assert all(float(r["llc_std"]) >= 0 and float(r["llc_chains"]) == 4 for r in estimated)
     assert "Local learning coefficient" in (run_dir / "analysis" / "report.html").read_text()
