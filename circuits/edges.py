@@ -270,3 +270,16 @@ def masked_answer_logits(
     if record:
         cache = RunCache(torch.stack(outs, 2), resid_pre, resid_mid, final, hidden_kept)
     return logits, cache
+
+
+def mlp_out_weight(model) -> Tensor:
+    """The last layer's MLP output weight [d_model, hidden]."""
+    block = _raw(native_model(model).layers[-1])
+    return _raw(_raw(block.mlp).fc_out).weight
+
+
+def logits_from_final(model, final: Tensor) -> Tensor:
+    """Logits from the final residual at the answer position [batch, d_model]."""
+    native = native_model(model)
+    head = _raw(native.head)
+    return F.linear(_raw(native.ln_out)(final), head.weight, head.bias)
