@@ -59,7 +59,7 @@ class Prepared:
     corrupt: RunCache
     clean_metric: float
     corrupt_metric: float
-    clean: RunCache | None = None
+    clean: RunCache
 
     @property
     def gap(self) -> float:
@@ -192,10 +192,7 @@ def faithfulness(prep: Prepared, keep: Tensor, neurons: bool = False) -> float:
     """The fraction of the clean − corrupt gap recovered with only `keep` (bool over the edges,
     or over the hidden units) clean and everything else corrupted."""
     knob = keep.float()
-    if neurons and prep.clean is not None:
-        value = _neuron_metric(prep, knob)
-    else:
-        value = prep.metric(prep.ones(), knob) if neurons else prep.metric(knob)
+    value = _neuron_metric(prep, knob) if neurons else prep.metric(knob)
     return (float(value) - prep.corrupt_metric) / prep.gap
 
 
@@ -206,7 +203,6 @@ def _neuron_metric(prep: Prepared, knob: Tensor) -> Tensor:
     float rounding; tested)."""
     from circuits.edges import logits_from_final, mlp_out_weight
 
-    assert prep.clean is not None
     delta = (prep.clean.hidden[0] - prep.corrupt.hidden[0])[:, 0]  # [batch, hidden] at the answer
     final = prep.clean.resid_final + ((knob - 1.0) * delta) @ mlp_out_weight(prep.model).T
     return metric_values(logits_from_final(prep.model, final), prep.design).mean()

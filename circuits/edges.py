@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from interp.model.build import native_model
-from interp.model.forward import _raw, _supports_fast_path
+from interp.model.forward import _raw, _supports_fast_path, mlp_hidden, mlp_output, unembed
 
 
 @dataclass(frozen=True)
@@ -188,18 +188,6 @@ def _heads(block, x: Tensor, n_heads: int) -> Tensor:
     return torch.einsum("bhpe,dhe->bphd", z, w_o)
 
 
-def _mlp_hidden(block, x: Tensor) -> Tensor:
-    mlp = _raw(block.mlp)
-    fc_in = _raw(mlp.fc_in)
-    hidden = mlp.act(F.linear(_raw(block.ln2)(x), fc_in.weight, fc_in.bias))
-    return _raw(mlp.ln)(hidden) if mlp.ln is not None else hidden
-
-
-def _mlp_out(block, hidden: Tensor) -> Tensor:
-    fc_out = _raw(_raw(block.mlp).fc_out)
-    return F.linear(hidden, fc_out.weight, fc_out.bias)
-
-
 def masked_answer_logits(
     model,
     graph: EdgeGraph,
@@ -249,12 +237,12 @@ def masked_answer_logits(
             else:
                 x = resid[:, sl]
             resid_mid.append(resid[:, sl])
-            hidden = _mlp_hidden(block, x)
+            hidden = mlp_hidden(block, x)
             if neuron_mask is not None and mixing:
                 knob = neuron_mask if neuron_mask.dim() == 1 else neuron_mask[:, None]
                 hidden = corrupt.hidden[layer] + knob * (hidden - corrupt.hidden[layer])
             hidden_kept.append(hidden)
-            out = _mlp_out(block, hidden)
+            out = mlp_output(block, hidden)
             if last:  # positions other than the answer's cannot reach it
                 out = torch.zeros_like(resid).index_copy(1, torch.tensor([ans]), out)
             outs.append(out)
@@ -264,8 +252,7 @@ def masked_answer_logits(
         final = corrupt.resid_final + torch.einsum("bud,bu->bd", delta, logit_mask)
     else:
         final = resid[:, ans]
-    head = _raw(native.head)
-    logits = F.linear(_raw(native.ln_out)(final), head.weight, head.bias)
+    logits = unembed(native, final)
     cache = None
     if record:
         cache = RunCache(torch.stack(outs, 2), resid_pre, resid_mid, final, hidden_kept)
@@ -280,6 +267,4 @@ def mlp_out_weight(model) -> Tensor:
 
 def logits_from_final(model, final: Tensor) -> Tensor:
     """Logits from the final residual at the answer position [batch, d_model]."""
-    native = native_model(model)
-    head = _raw(native.head)
-    return F.linear(_raw(native.ln_out)(final), head.weight, head.bias)
+    return unembed(native_model(model), final)

@@ -147,6 +147,27 @@ def _raw(module: nn.Module) -> nn.Module:
     return getattr(module, "_original_component", module)
 
 
+def mlp_hidden(block: nn.Module, x: Tensor) -> Tensor:
+    """The hidden units of a (raw) block's MLP on its input `x` (LayerNorm, fc_in, act, and
+    the MLP's own LayerNorm if it has one), without hook wrappers."""
+    mlp = _raw(block.mlp)
+    fc_in = _raw(mlp.fc_in)
+    hidden = mlp.act(F.linear(_raw(block.ln2)(x), fc_in.weight, fc_in.bias))
+    return _raw(mlp.ln)(hidden) if mlp.ln is not None else hidden
+
+
+def mlp_output(block: nn.Module, hidden: Tensor) -> Tensor:
+    """The MLP's contribution to the residual stream from its hidden units."""
+    fc_out = _raw(_raw(block.mlp).fc_out)
+    return F.linear(hidden, fc_out.weight, fc_out.bias)
+
+
+def unembed(native: nn.Module, final: Tensor) -> Tensor:
+    """Logits from the final residual stream (ln_out, then the unembedding)."""
+    head = _raw(native.head)
+    return F.linear(_raw(native.ln_out)(final), head.weight, head.bias)
+
+
 def sequence_logits(
     bridge, tokens: Int[Tensor, "batch pos"]
 ) -> Float[Tensor, "batch pos d_vocab_out"]:
@@ -174,14 +195,8 @@ def sequence_logits(
         z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0 / attn.scale)
         x = x + F.linear(z.transpose(1, 2).reshape(batch, seq, -1), o.weight, o.bias)
         if not native.cfg.attn_only:
-            mlp = _raw(block.mlp)
-            fc_in, fc_out = _raw(mlp.fc_in), _raw(mlp.fc_out)
-            hidden = mlp.act(F.linear(_raw(block.ln2)(x), fc_in.weight, fc_in.bias))
-            if mlp.ln is not None:
-                hidden = _raw(mlp.ln)(hidden)
-            x = x + F.linear(hidden, fc_out.weight, fc_out.bias)
-    head = _raw(native.head)
-    return F.linear(_raw(native.ln_out)(x), head.weight, head.bias)
+            x = x + mlp_output(block, mlp_hidden(block, x))
+    return unembed(native, x)
 
 
 class _AnswerLogits(nn.Module):
