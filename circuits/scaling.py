@@ -31,9 +31,15 @@ automatic rule, one of two, chosen by the study:
   final excess loss is still above `frac` (10 %) of its excess at step 0, i.e. it has not yet
   removed 90 % of what there is to learn. On the issue's pilot (ER n = 128, m = 640) this
   excludes exactly the points below 2·10⁵ tokens that the pilot excluded by eye.
-- `optimization_limited` (a constant learning rate, e.g. L(N) trained to a fixed D): the
-  monitored loss still fell by more than `tol` (relative) over the last `tail` fraction of
-  the steps, so the run had not converged and its loss says more about its step budget.
+- `optimization_limited` (L(N) at a fixed D; `Sweep.LIMITED_BY` uses it for x = n_params
+  through the family's `still_improving` column): the monitored loss still fell by more
+  than `tol` (2 %, relative) over the last `tail` (20 %) of the steps, so the run had not
+  converged and its loss says more about its step budget than about its size. With a
+  cosine decay the last 20 % of the steps run at under 10 % of the peak rate, so a run that
+  has reached what its size allows barely moves there; one still falling would have gone
+  lower with more steps (the wider models at a fixed D: their D, not N, limits them). The
+  plateau rule would be wrong here: a model too small for the graph stays far above H
+  however long it trains, which is the capacity limit L(N) measures.
 
 `ScalingFit.excluded` lists the excluded points with the reason.
 """

@@ -135,6 +135,15 @@ class Sweep:
 
     #: x columns of a scaling study: tokens trained on (L(D)) and parameters (L(N)).
     SCALING_X = ("final_tokens_seen", "n_params")
+    #: The exclusion rule (`circuits.scaling`) per x: L(D) with one epoch excludes runs that
+    #: have not left the initial plateau; L(N) at a fixed D excludes runs whose loss still
+    #: fell over the last 20 % of their steps (limited by the step budget, not by size).
+    LIMITED_BY = {"final_tokens_seen": "optimization_limited", "n_params": "still_improving"}
+
+    def limited_column(self, x: str) -> str:
+        """The column flagging the runs a scaling fit against `x` excludes (`LIMITED_BY`)."""
+        column = self.LIMITED_BY.get(x, "optimization_limited")
+        return column if column in self._done() else "optimization_limited"
 
     def scaling_groups(self, x: str) -> list[dict[str, Any]]:
         """The groups a scaling fit against `x` is made in: one per combination of the varied
@@ -185,8 +194,8 @@ class Sweep:
         """`circuits.scaling.fit_scaling` of the family's `scaling_loss` against `x` over the
         runs of `group` (with `select`, only the best value of that axis per x: `selected`),
         every seed a curve (the bootstrap resamples seeds); the irreducible term fixed at the
-        family's `scaling_irreducible` (the walk's H) or free; runs flagged
-        `optimization_limited` excluded and listed."""
+        family's `scaling_irreducible` (the walk's H) or free; runs flagged by the rule for
+        `x` (`limited_column`) excluded and listed."""
         from circuits.scaling import fit_scaling
 
         done = self.selected(x, select, on, **group) if select else self._where(self._done(), group)
@@ -195,7 +204,7 @@ class Sweep:
                 "x": done[x].astype(float),
                 "loss": done["scaling_loss"].astype(float),
                 "seed": done["seed"] if "seed" in done else 0,
-                "limited": done["optimization_limited"].astype(bool),
+                "limited": done[self.limited_column(x)].astype(bool),
             }
         )
         irreducible = float(done["scaling_irreducible"].mean()) if fixed else None
@@ -220,7 +229,7 @@ class Sweep:
         if fits is None:
             fits = [self.scaling(x, fixed=fixed, select=select, **group) for fixed in (True, False)]
         runs = self.selected(x, select, **group) if select else self._where(self._done(), group)
-        return scaling_figure(runs, x, fits)
+        return scaling_figure(runs, x, fits, limited=self.limited_column(x))
 
     def phase_diagram(self, x: str, y: str):
         from circuits.viz.sweep_figures import phase_diagram

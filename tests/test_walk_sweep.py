@@ -11,7 +11,7 @@ import pytest
 
 import interp
 from circuits import walk_limits
-from circuits.scaling import plateau_limited
+from circuits.scaling import optimization_limited, plateau_limited
 from interp.cli import main
 
 TINY = [
@@ -103,6 +103,16 @@ def test_walk_sweep_fits_scaling_with_the_rate_selected_on_validation(tmp_path):
         assert chosen[chosen["final_tokens_seen"] == d]["train.lr"].iloc[0] == means.idxmin()
     with pytest.raises(ValueError, match="test split"):
         sweep.selected("final_tokens_seen", "train.lr", on="final_test_loss")
+
+    # Each study its own exclusion rule: the plateau for L(D), the step budget for L(N).
+    from interp import runs
+
+    assert sweep.limited_column("final_tokens_seen") == "optimization_limited"
+    assert sweep.limited_column("n_params") == "still_improving"
+    for _, row in t.iterrows():
+        metrics = runs.read_metrics(out / "runs" / row["run"])
+        assert row["still_improving"] == optimization_limited(metrics, column="excess_loss")
+        assert row["optimization_limited"] == plateau_limited(metrics)
 
     fit = sweep.scaling("final_tokens_seen", select="train.lr")
     assert fit.irreducible == pytest.approx(H) and np.isfinite(fit.alpha)

@@ -312,11 +312,12 @@ class GraphWalkFamily(AnalyzedFamily):
     def sweep_columns(self, config, metrics):
         """The scaling study's columns: `scaling_loss` = H + the paired excess loss (the model's
         expected loss, without sampling noise), `scaling_irreducible` = H,
-        `optimization_limited` (`circuits.scaling.plateau_limited`), and the add-½ count
+        the two exclusion rules of `circuits.scaling` (`optimization_limited`: the plateau
+        rule of L(D); `still_improving`: the step-budget rule of L(N)), and the add-½ count
         learner's excess on exactly the tokens the run trained on, knowing the graph
         (`count_excess_graph`) or over all nodes (`count_excess_all`)."""
         from circuits import walk_limits
-        from circuits.scaling import plateau_limited
+        from circuits.scaling import optimization_limited, plateau_limited
 
         last = metrics[-1]
         if "excess_loss" not in last:
@@ -327,6 +328,7 @@ class GraphWalkFamily(AnalyzedFamily):
             "scaling_loss": last["entropy_rate"] + last["excess_loss"],
             "scaling_irreducible": last["entropy_rate"],
             "optimization_limited": plateau_limited(metrics),
+            "still_improving": optimization_limited(metrics, column="excess_loss"),
             "count_excess_graph": walk_limits.kt_excess_loss(graph, counts, True),
             "count_excess_all": walk_limits.kt_excess_loss(graph, counts, False),
         }

@@ -154,13 +154,15 @@ def curve_figure(
     return fig
 
 
-def scaling_figure(table: pd.DataFrame, x: str, fits: list) -> go.Figure:
-    """Excess loss L − H against `x` on log-log axes: runs (open: excluded as
-    optimization-limited), the fits (`circuits.scaling.ScalingFit`; each drawn as its curve
+def scaling_figure(
+    table: pd.DataFrame, x: str, fits: list, limited: str = "optimization_limited"
+) -> go.Figure:
+    """Excess loss L − H against `x` on log-log axes: runs (open: excluded by the `limited`
+    column's rule), the fits (`circuits.scaling.ScalingFit`; each drawn as its curve
     minus the table's irreducible term) and, where present, the count-based learner."""
     H = float(table["scaling_irreducible"].mean())
     excess = table["scaling_loss"] - H
-    limited = table["optimization_limited"].astype(bool)
+    limited = table[limited].astype(bool)
     fig = go.Figure()
     for mask, name, symbol in ((~limited, "runs", "circle"), (limited, "excluded", "circle-open")):
         if mask.any():
