@@ -47,6 +47,28 @@ def test_sampled_walks_follow_the_rule_and_their_loss_is_the_entropy_rate():
     assert nll.mean() == pytest.approx(graph.entropy_rate(), abs=4 * nll.std() / np.sqrt(len(nll)))
 
 
+def test_the_numpy_step_loop_draws_what_searchsorted_on_the_same_uniforms_draws():
+    from interp.tasks.graph_walk import neighbour_table, walks_from
+
+    graph = barabasi_albert(50, 3, seed=2, kappa=1.0)  # unequal probabilities per row
+    transition = torch.as_tensor(graph.transition)
+    neighbours, cumulative = neighbour_table(transition)
+    walks = walks_from(
+        transition, torch.as_tensor(graph.stationary), 64, 30, torch.Generator().manual_seed(7)
+    )
+    generator = torch.Generator().manual_seed(7)  # the reference: torch.searchsorted per step
+    current = torch.multinomial(torch.as_tensor(graph.stationary), 64, True, generator=generator)
+    uniforms = torch.rand(29, 64, 1, generator=generator, dtype=torch.float64)
+    expected = [current]
+    for t in range(29):
+        slot = torch.searchsorted(cumulative[current], uniforms[t]).clamp_max_(
+            neighbours.shape[1] - 1
+        )
+        current = neighbours[current[:, None], slot].squeeze(1)
+        expected.append(current)
+    assert torch.equal(walks, torch.stack(expected, 1))
+
+
 def test_count_based_learner_meets_its_asymptotic_excess_loss():
     graph = erdos_renyi(128, 640, seed=0)
     assert graph.n == 128 and graph.m == 640  # connected at this density
