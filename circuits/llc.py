@@ -107,7 +107,9 @@ def model_llc(
 ) -> LLCEstimate:
     """The LLC of a TransformerBridge checkpoint on its training examples: `forward(model,
     tokens)` gives the logits the family's training `loss(logits, labels)` reads (tied
-    weights stay tied: `torch.func.functional_call`)."""
+    weights stay tied: `torch.func.functional_call`). n counts the labels: one per
+    sequence for answer-position families, one per position for next-token families (the
+    loss is their mean)."""
     import copy
 
     from torch import nn
@@ -133,11 +135,12 @@ def model_llc(
     def loss_fn(values: dict[str, Tensor]) -> Tensor:
         return loss(functional_call(wrapped, values, (tokens,)), labels)
 
-    return estimate_llc(loss_fn, params, len(labels), settings)
+    return estimate_llc(loss_fn, params, labels.numel(), settings)
 
 
 #: Checkpoints `--llc` estimates at most (evenly chosen, phase boundaries kept), and the
-#: training examples it uses at most (a seeded subset; n in nβ is the subset's size).
+#: training examples (predicted labels) it uses at most (a seeded subset of the sequences;
+#: n in nβ is the number of labels in it).
 MAX_CHECKPOINTS = 20
 MAX_EXAMPLES = 2048
 
@@ -146,8 +149,10 @@ def analyze_llc(
     run, result, settings: LLCSettings = LLCSettings(), workers: int = 1
 ) -> dict[int, LLCEstimate]:
     """The LLC at up to `MAX_CHECKPOINTS` of the analyzed checkpoints of `result` (a
-    `RunAnalysis`), on up to `MAX_EXAMPLES` training examples, with the family's forward and
-    training loss; `workers` checkpoints at a time (`circuits.checkpoint_map`)."""
+    `RunAnalysis`), on up to `MAX_EXAMPLES` training labels, with the family's forward and
+    training loss; `workers` checkpoints at a time (`circuits.checkpoint_map`). For walks in
+    fresh mode the training split is held-out walks of the training distribution (the walks
+    trained on are never stored): the LLC of the population loss, estimated on a sample."""
     from circuits.checkpoint_map import map_checkpoints
     from circuits.steps import pick_steps
     from circuits.viz.figures import phase_steps
@@ -156,10 +161,12 @@ def analyze_llc(
     family = family_of(run.config)
     task = run.task
     index = task.train_index
-    if len(index) > MAX_EXAMPLES:
+    per_sequence = max(1, task.labels[index[:1]].numel())
+    keep = max(1, MAX_EXAMPLES // per_sequence)
+    if len(index) > keep:
         generator = torch.Generator().manual_seed(settings.seed)
-        index = index[torch.randperm(len(index), generator=generator)[:MAX_EXAMPLES]]
-    tokens, labels = task.tokens[index], task.labels[index]
+        index = index[torch.randperm(len(index), generator=generator)[:keep]]
+    tokens, labels = task.tokens[index], task.labels[index].reshape(-1)  # as the trainer reads them
     loss = family.training_loss(run.config.train.loss)
     steps = pick_steps(result.steps, MAX_CHECKPOINTS, phase_steps(result))
 

@@ -168,3 +168,27 @@ def test_next_node_attribution_adds_up_and_the_patching_design_corrupts_the_curr
 
     # The trained model reads the current node: corrupting it costs most of the metric.
     assert metric(design.clean) > metric(design.corrupt) + 1.0
+
+
+def test_llc_of_a_walk_model_counts_every_predicted_token(tmp_path, monkeypatch):
+    import circuits.llc as llc
+
+    config = walk_config(steps=200)
+    interp.train(config, tmp_path / "run", progress=False)
+    seen = []
+    original = llc.estimate_llc
+
+    def recording(loss_fn, params, n, settings=llc.LLCSettings()):
+        seen.append(n)
+        return original(loss_fn, params, n, llc.LLCSettings(chains=2, steps=60, burnin=30))
+
+    monkeypatch.setattr(llc, "estimate_llc", recording)
+    run = interp.load_run(tmp_path / "run")
+    from circuits.analyze import analyze_run
+
+    result = analyze_run(run, ("llc",), workers=1, figures=False)
+    # The training split here is 64 held-out walks of 8 predicted tokens each.
+    assert seen and set(seen) == {64 * 8}
+    values = [c.row["llc"] for c in result.checkpoints if c.row["llc"] == c.row["llc"]]
+    assert len(values) == len(seen) and all(v == v for v in values)
+    assert values[-1] > 0  # a trained model sits at a minimum: the chains climb

@@ -29,7 +29,7 @@ from circuits.phases import MilestoneSpec
 from circuits.viz.views import ReportView
 from interp.config import ModelConfig, RunConfig, TrainConfig
 from interp.config_base import TaskConfig, check
-from interp.registry import CIRCUITS_PART, AnalysisPart, register
+from interp.registry import CIRCUITS_PART, LLC_PART, AnalysisPart, register
 
 GraphKind = Literal["er", "ba", "file"]
 DataMode = Literal["fresh", "fixed"]
@@ -160,6 +160,7 @@ class GraphWalkFamily(AnalyzedFamily):
             "attribution", "Direct logit attribution of the true next node, per component."
         ),
         CIRCUITS_PART,
+        LLC_PART,
     )
 
     def analyze(self, run, parts, steps, *, workers, progress, figures=True):
