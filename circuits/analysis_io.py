@@ -23,6 +23,8 @@ TABLE_FILE = "table.csv"
 SUMMARY_FILE = "summary.json"
 #: The self-contained HTML report (`circuits.viz.report`): every figure, offline.
 FIGURES_FILE = "report.html"
+#: With --circuits: every edge's share of the gap and circuit membership at every checkpoint.
+CIRCUIT_EDGES_FILE = "circuit_edges.csv"
 BASE_COLUMNS = ["step", "train_acc", "test_acc", "train_loss", "test_loss", "circuit_score"]
 
 
@@ -32,8 +34,8 @@ def _format(value: Any) -> Any:
     return value
 
 
-def write_table(rows: list[dict[str, Any]], path: Path) -> None:
-    columns = BASE_COLUMNS + sorted({k for row in rows for k in row} - set(BASE_COLUMNS))
+def write_table(rows: list[dict[str, Any]], path: Path, first: list[str] = BASE_COLUMNS) -> None:
+    columns = first + sorted({k for row in rows for k in row} - set(first))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
@@ -77,7 +79,11 @@ def summary(result: RunAnalysis, out_dir: Path) -> dict[str, Any]:
         "skipped": [{"step": _step_of(f), "file": f, "reason": r} for f, r in result.skipped],
         "table": str(out_dir / TABLE_FILE),
         "figures": str(out_dir / FIGURES_FILE),
-        **({"circuits": result.circuits.summary()} if result.circuits is not None else {}),
+        **(
+            {"circuits": {**result.circuits.summary(), "edges": str(out_dir / CIRCUIT_EDGES_FILE)}}
+            if result.circuits is not None
+            else {}
+        ),
     }
 
 
@@ -96,6 +102,9 @@ def write_analysis(
     out_dir = Path(out_dir) if out_dir is not None else result.run_dir / ANALYSIS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     write_table(result.rows, out_dir / TABLE_FILE)
+    if result.circuits is not None:
+        edges = result.circuits.edge_rows()
+        write_table(edges, out_dir / CIRCUIT_EDGES_FILE, list(edges[0]) if edges else [])
     info = summary(result, out_dir)
     if figures:
         from circuits.viz.report import write_report

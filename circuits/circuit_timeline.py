@@ -131,6 +131,27 @@ class CircuitTimeline:
             out["neurons_settle_step"] = self.settles("circuit_neurons")
         return out
 
+    def edge_rows(self) -> list[dict[str, Any]]:
+        """The edge × checkpoint map as data, one row per (checkpoint, edge): the edge's
+        score as a share of the checkpoint's clean − corrupt gap (signed; NaN below
+        `MIN_GAP`) and whether it is in that checkpoint's smallest faithful circuit."""
+        out = []
+        for c in self.checkpoints:
+            share = (c.scores / c.gap).tolist() if c.circuit is not None else None
+            keep = c.circuit.keep.tolist() if c.circuit is not None else None
+            for i, name in enumerate(self.edge_names):
+                out.append(
+                    {
+                        "step": c.step,
+                        "edge": name,
+                        "writer": self.edge_writer[i],
+                        "reader": self.edge_reader[i],
+                        "share_of_gap": NAN if share is None else share[i],
+                        "in_circuit": "" if keep is None else int(keep[i]),
+                    }
+                )
+        return out
+
     def rows(self) -> dict[int, dict[str, Any]]:
         """Table columns per step."""
         return {

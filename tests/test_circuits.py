@@ -6,6 +6,7 @@ puts them on the run's timeline and in its report."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import shutil
@@ -256,6 +257,19 @@ def test_analyze_circuits_puts_them_on_the_timeline_and_in_the_report(tmp_path):
     by_step = {int(r["step"]): r for r in rows}
     assert float(by_step[250]["circuit_neurons"]) > 1.5 * float(by_step[1500]["circuit_neurons"])
     assert all(float(r["circuit_faithfulness"]) >= 0.9 for r in rows[1:])
+    # The edge map as data: per checkpoint, every edge's share of the gap and membership, the
+    # members' count matching the table's circuit size.
+    with open(info["circuits"]["edges"], newline="") as f:
+        edges = list(csv.DictReader(f))
+    assert {e["edge"] for e in edges} == set(info["circuits"]["final_edges"]) | {
+        e["edge"] for e in edges if e["in_circuit"] != "1"
+    }
+    last = [e for e in edges if int(e["step"]) == 1500]
+    assert sum(e["in_circuit"] == "1" for e in last) == float(by_step[1500]["circuit_edges"])
+    assert sorted(e["edge"] for e in last if e["in_circuit"] == "1") == sorted(
+        info["circuits"]["final_edges"]
+    )
+    assert all(e["in_circuit"] == "" for e in edges if int(e["step"]) == 0)
     report = (run_dir / "analysis" / "report.html").read_text()
     for title in ("Circuit size and faithfulness", "Edges over training", "Discovered circuit"):
         assert title in report
