@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -46,6 +46,10 @@ class LLCSettings:
     #: γ, the localization strength
     gamma: float = 100.0
     seed: int = 0
+    #: a chain whose loss rises more than this above L(w*) has left the basin (`escaped`):
+    #: it is dropped like a non-finite one. `analyze_llc` sets it to log(classes), the loss
+    #: of predicting uniformly.
+    escape: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,10 @@ class LLCEstimate:
     #: each chain's loss after every step (burn-in included), for diagnostics
     traces: list[list[float]]
     init_loss: float
+    #: chains dropped: non-finite or escaped from the basin (`escaped`)
     diverged: int
+    #: the SGLD step size the chains ran at
+    eps: float = math.nan
 
 
 def estimate_llc(
@@ -87,7 +94,7 @@ def estimate_llc(
                     value.add_(-0.5 * eps * drift + math.sqrt(eps) * noise)
         kept = trace[settings.burnin :]
         value = n_beta * (sum(kept) / len(kept) - init_loss)
-        if not math.isfinite(value):
+        if not math.isfinite(value) or escaped(trace, init_loss, settings.escape):
             diverged += 1
             value = float("nan")
         per_chain.append(value)
@@ -99,7 +106,13 @@ def estimate_llc(
         if len(finite) > 1
         else float("nan")
     )
-    return LLCEstimate(mean, std, per_chain, traces, init_loss, diverged)
+    return LLCEstimate(mean, std, per_chain, traces, init_loss, diverged, settings.lr)
+
+
+def escaped(trace: list[float], init_loss: float, escape: float) -> bool:
+    """Whether a chain left the basin of w*: a non-finite loss, or one more than `escape`
+    above L(w*) at any step."""
+    return not all(math.isfinite(v) and v - init_loss <= escape for v in trace)
 
 
 def model_llc(
@@ -153,7 +166,6 @@ def analyze_llc(
     training loss; `workers` checkpoints at a time (`circuits.checkpoint_map`). For walks in
     fresh mode the training split is held-out walks of the training distribution (the walks
     trained on are never stored): the LLC of the population loss, estimated on a sample."""
-    from circuits.checkpoint_map import map_checkpoints
     from circuits.steps import pick_steps
     from circuits.viz.figures import phase_steps
     from interp.registry import family_of
@@ -169,11 +181,31 @@ def analyze_llc(
     tokens, labels = task.tokens[index], task.labels[index].reshape(-1)  # as the trainer reads them
     loss = family.training_loss(run.config.train.loss)
     steps = pick_steps(result.steps, MAX_CHECKPOINTS, phase_steps(result))
+    data = (tokens, labels, loss, family.forward)
+    escape = math.log(run.config.task.d_vocab_out)
+    ladder = [settings.lr * STEP_FACTOR**i for i in range(LADDER)]
+    for eps in ladder:  # the probe: one short chain per checkpoint, largest ε first
+        probe = replace(settings, lr=eps, escape=escape, chains=1, steps=settings.burnin, burnin=0)
+        if all(e.diverged == 0 for e in _estimates(run, steps, probe, *data, workers).values()):
+            break
+    final = replace(settings, lr=eps, escape=escape)
+    return _estimates(run, steps, final, *data, workers)
+
+
+#: `--llc` tries ε = settings.lr × STEP_FACTOR^i, i < LADDER, and keeps the largest at which
+#: a probe chain (one chain, `burnin` steps) at every estimated checkpoint stays in its basin
+#: (`escaped`); the run's checkpoints are then all estimated with that one ε, so they stay
+#: comparable (the LLC's scale depends on ε: compare within a run).
+STEP_FACTOR = 1 / 3
+LADDER = 4
+
+
+def _estimates(run, steps, settings, tokens, labels, loss, forward, workers):
+    from circuits.checkpoint_map import map_checkpoints
 
     def make():
         def one(model, step: int):
-            estimate = model_llc(model, tokens, labels, loss, family.forward, settings)
-            return _AtStep(step, estimate)
+            return _AtStep(step, model_llc(model, tokens, labels, loss, forward, settings))
 
         return one
 
@@ -188,12 +220,13 @@ class _AtStep:
 
 
 def with_llc(result, estimates: dict[int, LLCEstimate]):
-    """`result` with `llc`, `llc_std` and `llc_chains` (chains that stayed finite) columns,
-    NaN at checkpoints not estimated."""
+    """`result` with `llc`, `llc_std`, `llc_chains` (chains that stayed in the basin) and
+    `llc_eps` (the run's SGLD step size) columns, NaN at checkpoints not estimated."""
     for checkpoint in result.checkpoints:
         estimate = estimates.get(checkpoint.step)
         checkpoint.row["llc"] = estimate.mean if estimate else float("nan")
         checkpoint.row["llc_std"] = estimate.std if estimate else float("nan")
+        checkpoint.row["llc_eps"] = estimate.eps if estimate else float("nan")
         checkpoint.row["llc_chains"] = (
             len(estimate.per_chain) - estimate.diverged if estimate else float("nan")
         )

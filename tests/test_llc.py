@@ -63,6 +63,22 @@ def test_redundant_parameters_do_not_count():
     assert estimate.mean < 0.5 * (2 * K * C) / 2
 
 
+def test_chains_that_leave_the_basin_are_dropped_and_counted():
+    from dataclasses import replace
+
+    x, y, fitted = softmax_regression()
+
+    def loss(p):
+        return torch.nn.functional.cross_entropy(p["W"][x], y)
+
+    escape = math.log(C)  # the uniform predictor's loss above the fitted one's
+    wild = estimate_llc(loss, {"W": fitted}, N, replace(SETTINGS, lr=0.5, escape=escape))
+    assert wild.diverged == 6 and math.isnan(wild.mean) and wild.eps == 0.5
+    assert any(max(t) - wild.init_loss > escape for t in wild.traces)
+    calm = estimate_llc(loss, {"W": fitted}, N, replace(SETTINGS, escape=escape))
+    assert calm.diverged == 0 and calm.mean == pytest.approx(K * (C - 1) / 2, rel=0.15)
+
+
 def test_checkpoint_llc_runs_through_the_family_loss_and_is_seeded(tiny_run):
     import interp
     from interp.registry import family_of
@@ -106,4 +122,6 @@ def test_analyze_llc_puts_it_on_the_timeline_with_its_spread(tiny_run, tmp_path)
     estimated = [r for r in rows if r["llc"] not in ("", "nan")]
     assert 2 <= len(estimated) <= 20
     assert all(float(r["llc_std"]) >= 0 and float(r["llc_chains"]) == 4 for r in estimated)
+    # One step size for the whole run (the largest whose probe chains stayed in the basin).
+    assert len({r["llc_eps"] for r in estimated}) == 1 and float(estimated[0]["llc_eps"]) <= 3e-4
     assert "Local learning coefficient" in (run_dir / "analysis" / "report.html").read_text()
