@@ -17,7 +17,7 @@ degenerate (singular) one has less, which is what makes the LLC a progress measu
 
 When it is unreliable: ε too large for the curvature (chains leave the basin: non-finite
 or more than `escape` above L(w*), dropped and counted in `diverged`; `analyze_llc` lowers ε
-for the whole run until a probe stays in), too few steps to mix (the estimate is biased low), γ large against
+for the whole run until a probe stays in), too few steps to mix (biased low), γ large against
 nβ·curvature (the localization, not the loss, confines the chain: biased low), or w* not a
 minimum (early checkpoints: the chain descends and the estimate can be negative).
 devinterp 2.x computes the same estimator but is built around language-model datasets

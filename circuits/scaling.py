@@ -32,14 +32,16 @@ automatic rule, one of two, chosen by the study:
   removed 90 % of what there is to learn. On the issue's pilot (ER n = 128, m = 640) this
   excludes exactly the points below 2·10⁵ tokens that the pilot excluded by eye.
 - `optimization_limited` (L(N) at a fixed D; `Sweep.LIMITED_BY` uses it for x = n_params
-  through the family's `still_improving` column): the monitored loss still fell by more
-  than `tol` (2 %, relative) over the last `tail` (20 %) of the steps, so the run had not
-  converged and its loss says more about its step budget than about its size. With a
-  cosine decay the last 20 % of the steps run at under 10 % of the peak rate, so a run that
-  has reached what its size allows barely moves there; one still falling would have gone
-  lower with more steps (the wider models at a fixed D: their D, not N, limits them). The
-  plateau rule would be wrong here: a model too small for the graph stays far above H
-  however long it trains, which is the capacity limit L(N) measures.
+  through the walk family's `still_improving` column): the monitored loss still fell by
+  more than `tol` (relative) over the last `tail` (20 %) of the steps, so the run's loss says
+  more about its step and token budget than about its size. The walks use `tol` = 10 % on
+  the excess loss: with one epoch the last 20 % of the steps also bring the last 20 % of
+  the tokens, over which an excess limited by data (∝ 1/D, as the L(D) study measures)
+  falls by 20 %; a run that fell by more than half that is at least half data- or
+  step-limited. A run limited by its size barely moves there: at n = 512 (docs/experiments.md
+  §5) the widths that sit far above H fell by 0.2–8 % over their last 20 %, the widths that
+  approach H by 20–81 %. The plateau rule would be wrong here: a model too small for the
+  graph stays far above H however long it trains, which is the limit L(N) measures.
 
 `ScalingFit.excluded` lists the excluded points with the reason.
 """

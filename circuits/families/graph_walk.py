@@ -329,7 +329,7 @@ class GraphWalkFamily(AnalyzedFamily):
             "scaling_loss": last["entropy_rate"] + last["excess_loss"],
             "scaling_irreducible": last["entropy_rate"],
             "optimization_limited": plateau_limited(metrics),
-            "still_improving": optimization_limited(metrics, column="excess_loss"),
+            "still_improving": optimization_limited(metrics, column="excess_loss", tol=0.1),
             "count_excess_graph": walk_limits.kt_excess_loss(graph, counts, True),
             "count_excess_all": walk_limits.kt_excess_loss(graph, counts, False),
         }
