@@ -138,7 +138,7 @@ def scaling(path: str, x: str = "final_tokens_seen") -> None:
         iv = seed_interval(group["final_excess_loss"].to_numpy(float))
         mean, lo, hi = iv.mean, iv.low, iv.high
         rate = f"lr {group[select].iloc[0]:g}, " if select else ""
-        limited = ", optimization-limited" if group["optimization_limited"].any() else ""
+        limited = ", excluded" if group[sweep.limited_column(x)].any() else ""
         print(
             f"{x} {value:>12,.0f}: {rate}excess {mean:.4g} [{lo:.4g}, {hi:.4g}] "
             f"(n={len(group)}{limited}); "
@@ -165,7 +165,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=("wd", "phase", "ungrok", "frontier", "scaling"))
     parser.add_argument("sweep_dir")
+    parser.add_argument(
+        "--x", default="final_tokens_seen", help="scaling: final_tokens_seen (L(D)) or n_params"
+    )
     args = parser.parse_args()
+    if args.what == "scaling":
+        scaling(args.sweep_dir, args.x)
+        return
     functions = {
         "wd": grok_time,
         "phase": phase,
