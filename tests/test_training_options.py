@@ -69,6 +69,27 @@ def test_optimizer_is_adamw_with_linear_warmup(warmup, expected):
     assert lrs == pytest.approx(expected)
 
 
+def test_the_batched_optimizer_updates_bit_for_bit_like_torchs_cpu_default():
+    train = tiny_config(train__lr=3e-2, train__weight_decay=0.5, train__warmup_steps=0).train
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(5, 4), (4,), (3, 5, 2), (1,)]
+    start = [torch.randn(s, generator=generator) for s in shapes]
+    ours = [torch.nn.Parameter(t.clone()) for t in start]
+    plain = [torch.nn.Parameter(t.clone()) for t in start]
+    optimizer, _ = make_optimizer(ours, train)
+    assert optimizer.param_groups[0]["foreach"] is True
+    reference = torch.optim.AdamW(
+        plain, lr=3e-2, weight_decay=0.5, betas=(train.beta1, train.beta2), foreach=False
+    )
+    for _ in range(10):
+        grads = [torch.randn(s, generator=generator) for s in shapes]
+        for params, opt in ((ours, optimizer), (plain, reference)):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours, plain))
+
+
 def test_cosine_schedule_warms_up_then_decays_to_zero_at_the_last_step():
     train = tiny_config(
         train__lr=1e-2, train__warmup_steps=2, train__steps=6, train__lr_schedule="cosine"
