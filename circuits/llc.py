@@ -42,8 +42,8 @@ class LLCSettings:
     chains: int = 4
     steps: int = 200
     burnin: int = 100
-    #: ε, the SGLD step size
-    lr: float = 3e-4
+    #: ε, the SGLD step size (`analyze_llc`: the first rung of its ladder)
+    lr: float = 1e-4
     #: γ, the localization strength
     gamma: float = 100.0
     seed: int = 0
