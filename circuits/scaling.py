@@ -39,8 +39,8 @@ automatic rule, one of two, chosen by the study:
   the tokens, over which an excess limited by data (∝ 1/D, as the L(D) study measures)
   falls by 20 %; a run that fell by more than half that is at least half data- or
   step-limited. A run limited by its size barely moves there: at n = 512 (docs/experiments.md
-  §5) the widths that sit far above H fell by 0.2–8 % over their last 20 %, the widths that
-  approach H by 20–81 %. The plateau rule would be wrong here: a model too small for the
+  §6) the widths that sit far above H fell by 0.5–5.9 % over their last 20 %, the widths
+  that approach H by 52–87 %. The plateau rule would be wrong here: a model too small for the
   graph stays far above H however long it trains, which is the limit L(N) measures.
 
 `ScalingFit.excluded` lists the excluded points with the reason.
