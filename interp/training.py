@@ -73,7 +73,9 @@ class Trainer:
         #: The floor binds once the norm has reached it, so a floor above the initial norm
         #: (factor > 1) does not rescale the initial weights; saved with the trainer state.
         self.norm_floor_armed = 0 < train.weight_norm_floor <= 1
-        self.optimizer, self.scheduler = make_optimizer(self.params.values(), train)
+        self.optimizer, self.scheduler = make_optimizer(
+            self.params.values(), train, fused=family.fused_optimizer
+        )
         self.grad_filter = make_filter(
             train.grad_filter,
             alpha=train.grokfast_alpha,

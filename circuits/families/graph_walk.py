@@ -152,6 +152,9 @@ class GraphWalkFamily(AnalyzedFamily):
         ("stable", "converged", None),
     )
     fit_milestone = "coarse"
+    #: Scaling studies are statistical (seeds, intervals): the fused AdamW kernel's ~1e-6
+    #: rounding does not matter there, its speed does (docs/benchmarks.md).
+    fused_optimizer = True
     generalize_milestone = "converged"
     parts = (
         AnalysisPart("transitions", "Learned next-node distributions: KL per node against visits."),

@@ -6,11 +6,11 @@ sampler against what the trainer consumes.
 
 Both sides train the `graph-walk` preset's model (ER n = 128, m = 640, context 50, batch 32,
 2 layers, d_model 32) on fresh walks from the same sampler class: the project through
-`interp.training.Trainer.train_step` (its float64 loss, gradient clipping, AdamW and
-schedule), the reference (`experiments.benchmarks.plain_gpt.PlainGPT`) through a hand-written
-step with `F.cross_entropy`, the same clipping and the same AdamW settings. Blocks of steps
-alternate between the two, so background load hits both alike; the table gives medians of
-tokens per second and the ratio. Run it on an otherwise idle machine.
+`interp.training.Trainer.train_step` (the family's float32 loss, gradient clipping, fused
+AdamW and schedule), the reference (`experiments.benchmarks.plain_gpt.PlainGPT`) through a
+hand-written step with `F.cross_entropy`, the same clipping and the same AdamW (fused too).
+Blocks of steps alternate between the two, so background load hits both alike; the table
+gives medians of tokens per second and the ratio. Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     trainer = Trainer(config, Path("/tmp/interp_walk_bench_unused"), progress=False)
     torch.manual_seed(0)
     plain = PlainGPT(config)
-    optimizer, scheduler = make_optimizer(plain.parameters(), config.train)
+    # The same optimizer as the project's trainer for this family (fused AdamW).
+    fused = family_of(config).fused_optimizer
+    optimizer, scheduler = make_optimizer(plain.parameters(), config.train, fused=fused)
     sampler = family_of(config).sampler(trainer.task, config.train, torch.device("cpu"))
     clip = config.train.grad_clip
 
