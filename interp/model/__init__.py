@@ -35,10 +35,10 @@ from interp.model.build import (
 from interp.model.forward import (
     answer_activations,
     answer_logits,
-    sequence_logits,
     stacked_answer_logits,
     supports_answer_activations,
 )
+from interp.model.sequence import sequence_logits
 
 __all__ = [
     "answer_activations",
