@@ -169,15 +169,12 @@ def main() -> None:
         "--x", default="final_tokens_seen", help="scaling: final_tokens_seen (L(D)) or n_params"
     )
     args = parser.parse_args()
-    if args.what == "scaling":
-        scaling(args.sweep_dir, args.x)
-        return
     functions = {
         "wd": grok_time,
         "phase": phase,
         "ungrok": ungrok,
         "frontier": frontier,
-        "scaling": scaling,
+        "scaling": lambda path: scaling(path, args.x),
     }
     functions[args.what](args.sweep_dir)
 

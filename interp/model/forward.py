@@ -147,25 +147,33 @@ def _raw(module: nn.Module) -> nn.Module:
     return getattr(module, "_original_component", module)
 
 
-def mlp_hidden(block: nn.Module, x: Tensor) -> Tensor:
-    """The hidden units of a (raw) block's MLP on its input `x` (LayerNorm, fc_in, act, and
-    the MLP's own LayerNorm if it has one), without hook wrappers."""
+def mlp_parts(block: nn.Module) -> tuple:
+    """A (raw) block's MLP modules without hook wrappers: (ln2, fc_in, act, the MLP's own
+    LayerNorm or None, fc_out). Looked up once, they spare the wrappers' per-call cost."""
     mlp = _raw(block.mlp)
-    fc_in = _raw(mlp.fc_in)
-    hidden = mlp.act(F.linear(_raw(block.ln2)(x), fc_in.weight, fc_in.bias))
-    return _raw(mlp.ln)(hidden) if mlp.ln is not None else hidden
+    own_ln = _raw(mlp.ln) if mlp.ln is not None else None
+    return _raw(block.ln2), _raw(mlp.fc_in), mlp.act, own_ln, _raw(mlp.fc_out)
 
 
-def mlp_output(block: nn.Module, hidden: Tensor) -> Tensor:
+def mlp_hidden(block: nn.Module, x: Tensor, parts: tuple | None = None) -> Tensor:
+    """The hidden units of a (raw) block's MLP on its input `x` (LayerNorm, fc_in, act, and
+    the MLP's own LayerNorm if it has one), without hook wrappers (`parts`: `mlp_parts`)."""
+    ln2, fc_in, act, own_ln, _ = parts or mlp_parts(block)
+    hidden = act(F.linear(ln2(x), fc_in.weight, fc_in.bias))
+    return own_ln(hidden) if own_ln is not None else hidden
+
+
+def mlp_output(block: nn.Module, hidden: Tensor, parts: tuple | None = None) -> Tensor:
     """The MLP's contribution to the residual stream from its hidden units."""
-    fc_out = _raw(_raw(block.mlp).fc_out)
+    fc_out = parts[4] if parts else _raw(_raw(block.mlp).fc_out)
     return F.linear(hidden, fc_out.weight, fc_out.bias)
 
 
-def unembed(native: nn.Module, final: Tensor) -> Tensor:
-    """Logits from the final residual stream (ln_out, then the unembedding)."""
-    head = _raw(native.head)
-    return F.linear(_raw(native.ln_out)(final), head.weight, head.bias)
+def unembed(native: nn.Module, final: Tensor, parts: tuple | None = None) -> Tensor:
+    """Logits from the final residual stream (ln_out, then the unembedding; `parts`: the
+    unwrapped (ln_out, head), looked up once by the caller)."""
+    ln_out, head = parts or (_raw(native.ln_out), _raw(native.head))
+    return F.linear(ln_out(final), head.weight, head.bias)
 
 
 class _AnswerLogits(nn.Module):

@@ -11,7 +11,14 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from interp.model.build import native_model
-from interp.model.forward import _raw, _supports_fast_path
+from interp.model.forward import (
+    _raw,
+    _supports_fast_path,
+    mlp_hidden,
+    mlp_output,
+    mlp_parts,
+    unembed,
+)
 
 
 def sequence_logits(
@@ -30,10 +37,10 @@ def sequence_logits(
     plan = _plan(native)
     if plan is None:
         return native(tokens)
-    embed, pos, blocks, ln_out, head = plan
+    embed, pos, blocks, head = plan
     batch, seq = tokens.shape
     x = embed.weight.index_select(0, tokens.reshape(-1)).view(batch, seq, -1) + pos.weight[:seq]
-    for ln1, attn, q, k, v, o, mlp in blocks:
+    for ln1, attn, q, k, v, o, block, mlp in blocks:
         weight = torch.cat([q.weight, k.weight, v.weight])
         bias = None if q.bias is None else torch.cat([q.bias, k.bias, v.bias])
         qkv = F.linear(ln1(x), weight, bias).view(batch, seq, 3, attn.n_heads, -1)
@@ -41,12 +48,8 @@ def sequence_logits(
         z = F.scaled_dot_product_attention(q_, k_, v_, is_causal=True, scale=1.0 / attn.scale)
         x = x + F.linear(z.transpose(1, 2).reshape(batch, seq, -1), o.weight, o.bias)
         if mlp is not None:
-            ln2, fc_in, act, mlp_ln, fc_out = mlp
-            hidden = act(F.linear(ln2(x), fc_in.weight, fc_in.bias))
-            if mlp_ln is not None:
-                hidden = mlp_ln(hidden)
-            x = x + F.linear(hidden, fc_out.weight, fc_out.bias)
-    return F.linear(ln_out(x), head.weight, head.bias)
+            x = x + mlp_output(block, mlp_hidden(block, x, mlp), mlp)
+    return unembed(native, x, head)
 
 
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -63,25 +66,10 @@ def _plan(native: nn.Module):
         for block in native.layers:
             block = _raw(block)
             attn = _raw(block.attn)
-            mlp = None
-            if not native.cfg.attn_only:
-                raw_mlp = _raw(block.mlp)
-                mlp_ln = _raw(raw_mlp.ln) if raw_mlp.ln is not None else None
-                mlp = (
-                    _raw(block.ln2),
-                    _raw(raw_mlp.fc_in),
-                    raw_mlp.act,
-                    mlp_ln,
-                    _raw(raw_mlp.fc_out),
-                )
             qkvo = tuple(_raw(getattr(attn, name)) for name in ("q", "k", "v", "o"))
-            blocks.append((_raw(block.ln1), attn, *qkvo, mlp))
-        plan = (
-            _raw(native.tok_embed),
-            _raw(native.pos),
-            blocks,
-            _raw(native.ln_out),
-            _raw(native.head),
-        )
+            mlp = None if native.cfg.attn_only else mlp_parts(block)
+            blocks.append((_raw(block.ln1), attn, *qkvo, block, mlp))
+        head = (_raw(native.ln_out), _raw(native.head))
+        plan = (_raw(native.tok_embed), _raw(native.pos), blocks, head)
     _PLANS[native] = plan
     return plan
