@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from circuits.entity_analysis import analyze_entity_checkpoint, random_init_model
+from circuits.families.entity.analysis import analyze_entity_checkpoint, random_init_model
 from interp.registry import family_of
 from interp.runs import load_run
 

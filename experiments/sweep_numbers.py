@@ -129,11 +129,11 @@ def scaling(path: str, x: str = "final_tokens_seen") -> None:
     """Per x: the learning rate selected on validation, the model's excess loss over seeds
     (mean and t-interval), the count learners on the same tokens; then both fits and the
     model-to-count-limit ratio at the largest x."""
-    from interp.fits import seed_interval
+    from interp.sweep.fits import seed_interval
 
     sweep = interp.load_sweep(path)
     select = sweep.tuning_axis(x)
-    best = sweep.selected(x, select) if select else sweep._done()
+    best = sweep.selected(x, select) if select else sweep.done()
     for value, group in best.groupby(x):
         iv = seed_interval(group["final_excess_loss"].to_numpy(float))
         mean, lo, hi = iv.mean, iv.low, iv.high
@@ -158,7 +158,7 @@ def scaling(path: str, x: str = "final_tokens_seen") -> None:
     top = best[best[x] == best[x].max()]
     ratio = top["final_excess_loss"].mean() / top["count_excess_graph"].mean()
     print(f"H = {H:.5f}; at the largest x the model's excess is {ratio:.0f}x the count limit")
-    print(f"wall time of the runs: {sweep._done()['wall_s'].sum():.0f} s in all")
+    print(f"wall time of the runs: {sweep.done()['wall_s'].sum():.0f} s in all")
 
 
 def main() -> None:

@@ -6,7 +6,7 @@
     interp.train("demo", "runs/demo")    # a preset, a config file or a RunConfig; overrides=[...]
     run = interp.load_run("runs/demo")   # .config .steps .metrics .task .model_at(step)
     interp.run_sweep("spec.toml", "sweeps/wd")   # as `interp sweep run`
-    sweep = interp.load_sweep("sweeps/wd")   # .table (pandas) .phase_diagram() .fit() ...
+    sweep = interp.load_sweep("sweeps/wd")   # .table (pandas) .event_curve() .fit() ...
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from circuits.sweeps import load_sweep
     from interp.api import train
     from interp.runs import Run, load_run
     from interp.sweep.runner import run_sweep
+    from interp.sweep.study import load_sweep
 
 __all__ = ["Run", "load_run", "load_sweep", "run_sweep", "train"]
 
@@ -27,10 +27,10 @@ def __getattr__(name: str) -> Any:
         from interp import runs
 
         return getattr(runs, name)
-    if name == "load_sweep":  # the one facade entry from the analysis layer
-        from circuits import sweeps
+    if name == "load_sweep":
+        from interp.sweep import study
 
-        return sweeps.load_sweep
+        return study.load_sweep
     if name == "run_sweep":
         from interp.sweep import runner
 

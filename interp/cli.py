@@ -192,7 +192,7 @@ def analyze(
     """Analyze every complete checkpoint of a run (no part flag: every analysis its task family
     has except the opt-in --circuits)."""
     _set_threads(threads)
-    from circuits.analyze import analyze_run, dumps, write_analysis
+    from circuits.pipeline.analyze import analyze_run, dumps, write_analysis
     from interp.memory import keep_freed_memory
     from interp.runs import load_run
 
@@ -353,10 +353,10 @@ app.add_typer(sweep_app, name="sweep")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code instead of exiting."""
-    import click
-
+    """Run the CLI; returns the exit code instead of exiting. A usage error (unknown option or
+    command, missing argument, bad value) is click's "Usage:" and "Error:" lines, exit code 2."""
     from interp.errors import USER_ERRORS, cli_message
+    from interp.typer_compat import click_exception
 
     _install_analyze()
     try:
@@ -368,12 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, *USER_ERRORS) as exc:
         typer.echo(f"error: {cli_message(exc)}", err=True)
         return EXIT_USAGE
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except click_exception() as exc:
         exc.show()
         return EXIT_USAGE
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
     return result if isinstance(result, int) else EXIT_OK

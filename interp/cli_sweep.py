@@ -1,8 +1,9 @@
 """`interp sweep run|analyze`: families of runs from the command line (a thin layer over
-`interp.sweep.runner` and `circuits.sweeps`; part of the CLI, the composition root)."""
+`interp.sweep.runner` and `interp.sweep.study`; part of the CLI, the composition root)."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,6 +15,13 @@ sweep_app = typer.Typer(
 )
 
 EXIT_OK, EXIT_FAILED = 0, 1
+
+
+class Backend(str, Enum):
+    """Where the runs run (a choice, so a typo is a usage error that lists both)."""
+
+    local = "local"
+    ray = "ray"
 
 
 @sweep_app.command("run")
@@ -32,8 +40,8 @@ def run(
         int, typer.Option("--threads", help="torch threads per worker (1 is fastest on a CPU).")
     ] = 1,
     backend: Annotated[
-        str, typer.Option("--backend", help="local (worker processes here) or ray.")
-    ] = "local",
+        Backend, typer.Option("--backend", help="local (worker processes here) or ray.")
+    ] = Backend.local,
     address: Annotated[
         Optional[str],
         typer.Option("--address", help="Ray: auto (a running cluster) or ray://HOST:PORT."),
@@ -58,7 +66,7 @@ def run(
         out,
         workers=workers,
         threads=threads,
-        backend=backend,
+        backend=backend.value,
         address=address,
         resources={"num_cpus": cpus, "num_gpus": gpus},
         resume=resume,
@@ -81,15 +89,17 @@ def analyze(
     y: Annotated[Optional[str], typer.Option("--y", help="Phase diagram: y axis.")] = None,
 ) -> int:
     """Write sweep.csv (one row per run: axes, final metrics, events) and sweep_report.html."""
-    from circuits.sweeps import load_sweep
     from interp.sweep.spec import SpecError
+    from interp.sweep.study import load_sweep
 
     sweep = load_sweep(sweep_dir)
     for axis in (x, y):
         if axis is not None and axis not in sweep.axes:
             raise SpecError(f"--x/--y: {axis!r} is not an axis of this sweep: {sweep.axes}")
     table = sweep.write_table()
-    report = sweep.write_report(x=x, y=y)
+    from circuits.viz.sweep_report import write_sweep_report
+
+    report = write_sweep_report(sweep, x=x, y=y)
     counts = sweep.table["outcome"].value_counts().to_dict() if "outcome" in sweep.table else {}
     typer.echo(f"{len(sweep.table)} runs; outcomes {counts}")
     typer.echo(f"table: {table}\nreport: {report}")

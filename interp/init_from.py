@@ -14,7 +14,7 @@ from pathlib import Path
 from interp import retention, runs
 from interp.console import warn
 from interp.errors import TrainingError
-from interp.grokfast import total_norm
+from interp.optimizer import total_norm
 
 
 def parse(spec: str) -> tuple[Path, int | None]:

@@ -3,7 +3,7 @@
 Every parameter gets a leading `seed` axis and one forward serves all seeds: the trainer's
 own answer-position shortcut, run under `torch.func.vmap` (`interp.model.stacked_answer_logits`).
 AdamW, weight decay and the Grokfast filters are elementwise, so one optimizer and one filter
-over the stacked tensors (`interp.grokfast`, the trainer's own) are exactly S independent
+over the stacked tensors (`interp.optimizer`, the trainer's own) are exactly S independent
 ones; ⊥Grad projects per seed. The loss is the *sum* of the per-seed mean losses, so seed i's
 gradient is exactly its single-run gradient. On a GPU this turns S small launches per op into
 one (throughput grows with S until the device is busy); on a CPU the gain is smaller (the
@@ -23,9 +23,9 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from interp.config import RunConfig
-from interp.grokfast import make_filter, make_optimizer, orthogonalize_grads_
 from interp.metrics import cross_entropy_f64, stablemax_cross_entropy_f64
 from interp.model import build_model, parameters, stacked_answer_logits
+from interp.optimizer import make_filter, make_optimizer, orthogonalize_grads_
 from interp.schedule import resolve_device
 from interp.tasks import build_task
 

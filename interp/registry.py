@@ -32,10 +32,18 @@ if TYPE_CHECKING:
 
 #: The families that ship with interp: kind -> the module that defines it.
 BUILTIN: dict[str, str] = {
-    "modular": "circuits.families.modular",
-    "two_hop": "circuits.families.two_hop",
-    "comparison": "circuits.families.comparison",
-    "graph_walk": "circuits.families.graph_walk",
+    "modular": "circuits.families.modular.family",
+    "two_hop": "circuits.families.entity.two_hop",
+    "comparison": "circuits.families.entity.comparison",
+    "graph_walk": "circuits.families.graph_walk.family",
+}
+#: Family modules recorded in config.json (`family_module`) by earlier versions, before each
+#: family became one package: old module path -> today's. Runs written then keep loading.
+MOVED_MODULES: dict[str, str] = {
+    "circuits.families.modular": "circuits.families.modular.family",
+    "circuits.families.two_hop": "circuits.families.entity.two_hop",
+    "circuits.families.comparison": "circuits.families.entity.comparison",
+    "circuits.families.graph_walk": "circuits.families.graph_walk.family",
 }
 #: The kind of a config section that names none (configs written before families had tags).
 DEFAULT_KIND = "modular"
@@ -79,7 +87,8 @@ class AnalysisPart:
         return "--" + self.name.replace("_", "-")
 
 
-#: Circuit discovery at every checkpoint (`circuits.circuit_timeline`), for every family with a
+#: Circuit discovery at every checkpoint (`circuits.analyses.circuit_timeline`), for every family
+#: with a
 #: clean/corrupt design (`Family.patching_design`); opt-in.
 CIRCUITS_PART = AnalysisPart(
     "circuits",
@@ -88,7 +97,7 @@ CIRCUITS_PART = AnalysisPart(
 )
 
 
-#: The local learning coefficient per checkpoint (`circuits.llc`); opt-in.
+#: The local learning coefficient per checkpoint (`circuits.analyses.llc`); opt-in.
 LLC_PART = AnalysisPart(
     "llc",
     "Local learning coefficient (SGLD) at up to 20 checkpoints, with its chain spread (opt-in).",
@@ -102,7 +111,7 @@ class PatchingDesign:
     `corrupt` differ in the positions the family corrupts; the metric, read at `position`
     and described by `metric`, is the logit difference `answer` (the clean input's correct
     token) minus `corrupt_answer` (the corrupted input's) when the family gives one, else
-    the log-probability of `answer` (`circuits.discovery.metric_values`)."""
+    the log-probability of `answer` (`circuits.analyses.discovery.metric_values`)."""
 
     clean: Tensor
     corrupt: Tensor
@@ -173,10 +182,10 @@ class Family:
 
     #: AdamW's fused CPU/GPU kernel (one kernel for all tensors) instead of `foreach`: ~3x
     #: less optimizer time, but not bit-identical to torch's default loop (~1e-6 rounding), so
-    #: only for families whose results are statistical (`interp.grokfast.make_optimizer`).
+    #: only for families whose results are statistical (`interp.optimizer.make_optimizer`).
     fused_optimizer: ClassVar[bool] = False
 
-    #: How `--circuits` scores edges (`circuits.discovery`): "refined" (attribution with
+    #: How `--circuits` scores edges (`circuits.analyses.discovery`): "refined" (attribution with
     #: `circuit_ig_steps` integrated-gradient steps, the top candidates re-scored by exact
     #: patching), "attribution" alone, or "exact" (one forward per edge).
     circuit_method: ClassVar[str] = "refined"
@@ -242,6 +251,7 @@ def _import(module: str, why: str) -> None:
 def get_family(kind: str, module: str | None = None) -> Family:
     """The family registered under `kind`, importing `module` (recorded in config.json), the
     built-in module or an installed plugin first when it is not registered yet."""
+    module = MOVED_MODULES.get(module, module) if module else module
     if kind not in _FAMILIES:
         for source in (module, BUILTIN.get(kind), *_plugin_modules(kind)):
             if source:

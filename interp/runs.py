@@ -240,7 +240,7 @@ def load_task(run_dir: Path, config: RunConfig) -> TaskData:
         )
     # In the task's own order, not the file's: safetensors returns tensors in an order that
     # changes from one load to the next, and the first held-out split is what the entity
-    # tasks' `test_acc` column measures (test-ID, `circuits.entity`).
+    # tasks' `test_acc` column measures (test-ID, `circuits.families.entity.measures`).
     splits = {name: saved[SPLIT_PREFIX + name].long() for name in task.splits}
     for name, index in splits.items():
         if index.numel() and (index.min() < 0 or index.max() >= task.n_examples):

@@ -21,15 +21,15 @@ from interp.collapse import CollapseEvent, detect_collapses
 from interp.config import RunConfig
 from interp.console import postfix, progress_bar, warn
 from interp.errors import TrainingError
-from interp.grokfast import (
+from interp.metrics import evaluate, sum_squared_weights
+from interp.model import build_model, parameters, state_dict, tl_named_parameters
+from interp.optimizer import (
     make_filter,
     make_optimizer,
     orthogonalize_grads_,
     raise_norm_to_floor_,
     total_norm,
 )
-from interp.metrics import evaluate, sum_squared_weights
-from interp.model import build_model, parameters, state_dict, tl_named_parameters
 from interp.registry import family_of
 from interp.schedule import TrainResult, checkpoint_schedule, resolve_device
 from interp.tasks import TaskData, build_task

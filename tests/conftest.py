@@ -43,7 +43,8 @@ def _seed_everything():
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
-    """Caches (`circuits.walk_limits`) go to a session folder, not the user's ~/.cache."""
+    """Caches (`circuits.families.graph_walk.limits`) go to a session folder, not the user's
+    ~/.cache."""
     import os
 
     os.environ.setdefault("INTERP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

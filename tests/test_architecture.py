@@ -13,12 +13,12 @@ KINDS = {"modular", "two_hop", "comparison", "graph_walk"}
 #: The only modules that may name a task kind.
 FAMILY_MODULES = {
     "interp/registry.py",
-    *(f"circuits/families/{p.name}" for p in (ROOT / "circuits/families").glob("*.py")),
+    *(p.relative_to(ROOT).as_posix() for p in (ROOT / "circuits/families").rglob("*.py")),
 }
 MAX_LINES = 400
 #: Modules that tie the layers together and may import the layers above `interp`: the CLI
-#: (and its sweep commands) and the package's lazy notebook facade (`interp.load_sweep`).
-COMPOSITION_ROOTS = {"interp.cli", "interp.cli_sweep", "interp"}
+#: and its sweep commands.
+COMPOSITION_ROOTS = {"interp.cli", "interp.cli_sweep"}
 
 
 def _modules() -> dict[str, Path]:
@@ -93,7 +93,7 @@ def test_no_import_cycles():
 
 def test_layers_point_one_way():
     """experiments -> circuits, probes -> interp: the foundation never imports the layers above
-    (the CLI and the package facade, the composition roots, are the exceptions)."""
+    (the CLI, the composition root, is the exception)."""
     modules = _modules()
     wrong = []
     for name, path in modules.items():

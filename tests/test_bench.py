@@ -18,7 +18,7 @@ def test_flop_count_of_the_shortcut_is_a_fraction_of_the_full_forward():
 
 
 def test_synthetic_run_is_analyzable(tmp_path):
-    from circuits.analyze import analyze_run
+    from circuits.pipeline.analyze import analyze_run
     from interp.runs import load_run
 
     run_dir = bench.synthetic_run(7, 3, root=tmp_path)

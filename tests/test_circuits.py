@@ -1,4 +1,5 @@
-"""Circuit discovery (`circuits.edges`, `circuits.discovery`, `circuits.circuit_timeline`):
+"""Circuit discovery (`circuits.analyses.edges`, `circuits.analyses.discovery`,
+`circuits.analyses.circuit_timeline`):
 the edge-masked forward is the model's own forward, attribution agrees with TransformerLens's
 node-level attribution patching and with exact edge patching on trained models of every
 family, the circuits found are faithful by intervention, and `interp analyze --circuits`
@@ -18,7 +19,7 @@ import torch
 from scipy.stats import spearmanr
 
 import interp
-from circuits.discovery import (
+from circuits.analyses.discovery import (
     attribute,
     exact_effects,
     faithfulness,
@@ -26,7 +27,7 @@ from circuits.discovery import (
     prepare,
     smallest_circuit,
 )
-from circuits.edges import masked_answer_logits
+from circuits.analyses.edges import masked_answer_logits
 from interp.registry import family_of
 from tests.test_graph_walk_family import walk_config
 from tests.test_hook_conformance import ARCHITECTURES
@@ -58,7 +59,7 @@ def test_the_masked_forward_is_the_model_and_its_masks_switch_between_the_runs(a
     randomize_weights(model)
     generator = torch.Generator().manual_seed(0)
     clean, corrupt = (torch.randint(0, 12, (6, 4), generator=generator) for _ in range(2))
-    from circuits.edges import edge_graph
+    from circuits.analyses.edges import edge_graph
 
     graph = edge_graph(model, 4)
     with torch.no_grad():
@@ -148,7 +149,7 @@ CASES += [("comparison_tiny", None), ("walk", None)]
 def test_circuit_scores_agree_with_exact_patching_in_every_family(name, step, walk_run):
     """The acceptance check of `--circuits`: over the edges that carry 90 % of the exact
     effects, rank correlation ≥ 0.9 and the same top edges."""
-    from circuits.circuit_timeline import edge_scores
+    from circuits.analyses.circuit_timeline import edge_scores
 
     run = walk_run if name == "walk" else interp.load_run(FIXTURES / name)
     model = run.model_at(run.steps[-1] if step is None else step)
@@ -203,7 +204,7 @@ def test_the_smallest_circuit_is_faithful_and_one_edge_fewer_is_not(name):
     assert faithfulness(prep, torch.zeros(prep.graph.n_edges, dtype=torch.bool)) == pytest.approx(
         0, abs=1e-6
     )
-    from circuits.circuit_timeline import edge_scores
+    from circuits.analyses.circuit_timeline import edge_scores
 
     scores = edge_scores(prep, family.circuit_method, family.circuit_ig_steps)
     circuit = smallest_circuit(prep, scores)
@@ -279,7 +280,7 @@ def test_analyze_circuits_puts_them_on_the_timeline_and_in_the_report(tmp_path):
 
 
 def test_the_neuron_shortcut_equals_the_masked_forward():
-    from circuits.discovery import _neuron_metric
+    from circuits.analyses.discovery import _neuron_metric
 
     run, model = fixture_model("modular_demo", 450)
     _, prep = family_prep(run, model)

@@ -108,7 +108,7 @@ def test_analyze_parts_select_columns(tiny_run, capsys):
 
 
 def test_attribution_sums_to_the_correct_logit(tiny_run):
-    from circuits.analyze import analyze_run
+    from circuits.pipeline.analyze import analyze_run
 
     result = analyze_run(load_run(tiny_run), ("attribution",))
     for row in result.rows:

@@ -15,8 +15,8 @@ import math
 import pytest
 import torch
 
-from circuits.activations import final_position_activations
-from circuits.progress import circuit_score
+from circuits.analyses.activations import final_position_activations
+from circuits.families.modular.circuit_score import circuit_score
 from interp.cli import main
 from interp.collapse import CollapseRule, best_checkpoint, detect_collapses
 from interp.runs import MANIFEST_FILE, load_run, read_best
@@ -203,7 +203,7 @@ def test_wilson_interval_matches_scipy(k, n):
 
 
 def test_a_collapse_ends_the_stable_phase():
-    from circuits.families.modular import FAMILY as MODULAR
+    from circuits.families.modular.family import FAMILY as MODULAR
 
     rows = [
         {"step": s, "train_acc": tr, "test_acc": te}

@@ -19,7 +19,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from circuits.families.modular import NEEDS_PRIME, ModularTask, is_prime
+from circuits.families.modular.family import NEEDS_PRIME, ModularTask, is_prime
 from interp.config import ConfigError, ModelConfig, RunConfig, TrainConfig, all_keys, task_config
 from interp.tasks import build_task
 

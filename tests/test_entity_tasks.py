@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from circuits.families.entity.kb_file import KBFileError
+from circuits.families.entity.vocab import EntityVocab
 from interp.config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig, task_config
 from interp.model import answer_logits, build_model
 from interp.registry import get_family
 from interp.tasks import build_task
-from interp.tasks.kb_file import KBFileError
-from interp.tasks.vocab import EntityVocab
 
 DATA = Path(__file__).resolve().parents[1] / "experiments" / "data"
 
@@ -401,7 +401,7 @@ def test_loaded_splits_keep_the_task_order(tmp_path, kind):
 
 def test_entity_analysis_with_parallel_workers_equals_serial(tmp_path):
     """Checkpoints analyzed by 2 worker threads (own models, own random-init baselines)."""
-    from circuits.analyze import analyze_run
+    from circuits.pipeline.analyze import analyze_run
     from interp.runs import load_run
     from interp.training import train
 

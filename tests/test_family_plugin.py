@@ -115,7 +115,7 @@ class CopyFamily(AnalyzedFamily):
         return [margin]
 
     def analyze(self, run, parts, steps, *, workers, progress, figures=True):
-        from circuits.analyze import analyze_each, basic_columns
+        from circuits.pipeline.analyze import analyze_each, basic_columns
 
         def analyze_one(model, step):
             base, by_split = basic_columns(model, run)

@@ -8,8 +8,12 @@ import math
 import pytest
 import torch
 
-from circuits import analyze, fourier
-from circuits.activations import final_position_activations, final_position_activations_hooked
+from circuits.analyses.activations import (
+    final_position_activations,
+    final_position_activations_hooked,
+)
+from circuits.families.modular import fourier
+from circuits.pipeline import analyze
 from interp.config import ModelConfig, task_config
 from interp.model import answer_activations, build_model, supports_answer_activations
 from interp.runs import load_run
@@ -100,7 +104,7 @@ def test_nonstandard_basis_takes_the_reference_path():
 def test_analysis_rows_equal_the_hooked_reference(tiny_run, monkeypatch):
     run = load_run(tiny_run)
     fast = analyze.analyze_run(run, ("fourier", "attention", "attribution"))
-    from circuits import modular_analysis
+    from circuits.families.modular import analysis as modular_analysis
 
     monkeypatch.setattr(
         modular_analysis, "final_position_activations", final_position_activations_hooked

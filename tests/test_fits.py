@@ -1,4 +1,4 @@
-"""The fitting module (`interp.fits`) against planted answers: a known exponent is recovered
+"""The fitting module (`interp.sweep.fits`) against planted answers: a known exponent is recovered
 with an interval that covers it at the stated rate, the robust fit resists an outlying seed,
 and the over-seed intervals follow their documented method."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from interp.fits import (
+from interp.sweep.fits import (
     fit_curve,
     fit_power_law,
     power_law,

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from circuits import fourier
-from circuits.activations import final_position_activations
+from circuits.analyses.activations import final_position_activations
+from circuits.families.modular import fourier
 from interp.config import task_config
 from interp.tasks import build_task
 from tests.conftest import handbuilt_fourier_model

@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from circuits.walk_limits import asymptotic_kt_excess, kt_excess_loss, transition_counts
-from interp.tasks.graph_walk import (
+from circuits.families.graph_walk.limits import (
+    asymptotic_kt_excess,
+    kt_excess_loss,
+    transition_counts,
+)
+from circuits.families.graph_walk.walks import (
     GraphError,
     barabasi_albert,
     erdos_renyi,
@@ -48,7 +52,7 @@ def test_sampled_walks_follow_the_rule_and_their_loss_is_the_entropy_rate():
 
 
 def test_the_numpy_step_loop_draws_what_searchsorted_on_the_same_uniforms_draws():
-    from interp.tasks.graph_walk import neighbour_table, walks_from
+    from circuits.families.graph_walk.walks import neighbour_table, walks_from
 
     graph = barabasi_albert(50, 3, seed=2, kappa=1.0)  # unequal probabilities per row
     transition = torch.as_tensor(graph.transition)

@@ -9,7 +9,7 @@ import json
 import pytest
 
 import interp
-from circuits.families.graph_walk import walk_graph
+from circuits.families.graph_walk.family import walk_graph
 from interp.config import ModelConfig, RunConfig, TrainConfig
 from interp.registry import task_config
 
@@ -100,7 +100,7 @@ def test_learned_transitions_are_exact_for_the_true_model_and_the_analysis_repor
     import numpy as np
     import torch
 
-    from circuits.walk_analysis import learned_transitions
+    from circuits.families.graph_walk.analysis import learned_transitions
     from interp.cli import main
 
     config = walk_config(steps=100)
@@ -139,7 +139,7 @@ def test_next_node_attribution_adds_up_and_the_patching_design_corrupts_the_curr
 
     import torch
 
-    from circuits.walk_analysis import next_node_attribution
+    from circuits.families.graph_walk.analysis import next_node_attribution
     from interp.registry import get_family
 
     config = walk_config(steps=150)
@@ -171,7 +171,7 @@ def test_next_node_attribution_adds_up_and_the_patching_design_corrupts_the_curr
 
 
 def test_llc_of_a_walk_model_counts_every_predicted_token(tmp_path, monkeypatch):
-    import circuits.llc as llc
+    import circuits.analyses.llc as llc
 
     config = walk_config(steps=200)
     interp.train(config, tmp_path / "run", progress=False)
@@ -184,7 +184,7 @@ def test_llc_of_a_walk_model_counts_every_predicted_token(tmp_path, monkeypatch)
 
     monkeypatch.setattr(llc, "estimate_llc", recording)
     run = interp.load_run(tmp_path / "run")
-    from circuits.analyze import analyze_run
+    from circuits.pipeline.analyze import analyze_run
 
     result = analyze_run(run, ("llc",), workers=1, figures=False)
     # The training split here is 64 held-out walks of 8 predicted tokens each.

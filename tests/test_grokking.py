@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from circuits.progress import first_crossing
+from circuits.families.modular.circuit_score import first_crossing
 from interp.cli import main
 from interp.presets import PRESETS
 from interp.runs import load_run

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from circuits.families.two_hop import ENTITY_MODEL
+from circuits.families.entity.two_hop import ENTITY_MODEL
 from interp.model import build_model
 from interp.presets import PRESETS
 

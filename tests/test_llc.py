@@ -1,4 +1,4 @@
-"""The SGLD estimator of the local learning coefficient (`circuits.llc`) against known
+"""The SGLD estimator of the local learning coefficient (`circuits.analyses.llc`) against known
 answers: d/2 for a regular model, and the identifiable dimension (not the parameter count)
 for an over-parametrized one; and on a transformer checkpoint through the family's loss."""
 
@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from circuits.llc import LLCSettings, estimate_llc, model_llc
+from circuits.analyses.llc import LLCSettings, estimate_llc, model_llc
 
 K, C, N = 4, 3, 4000
 SETTINGS = LLCSettings(chains=6, steps=400, burnin=200, lr=1e-3, gamma=1.0, seed=0)

@@ -5,16 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuits.entity import entity_lens_targets, entity_logit_lens, sample_examples
-from circuits.entity_analysis import random_init_model
-from circuits.logit_lens import (
+from circuits.families.entity.analysis import random_init_model
+from circuits.families.entity.measures import (
+    entity_lens_targets,
+    entity_logit_lens,
+    sample_examples,
+)
+from interp.tasks import build_task
+from probes.logit_lens import (
     LensTarget,
     logit_lens,
     resid_hook_names,
     residual_stack,
     unembed_resid,
 )
-from interp.tasks import build_task
 from tests.test_entity_tasks import tiny_entity_run, tiny_task
 
 

@@ -21,18 +21,6 @@ def test_committed_notebooks_carry_no_outputs(name):
             assert cell["outputs"] == [] and cell["execution_count"] is None, name
 
 
-def _two_hop_available() -> str | None:
-    from interp.presets import PRESETS
-
-    if "two-hop" not in PRESETS:
-        return "the two-hop task (preset 'two-hop', task kind 'two_hop') is not on this branch yet"
-    try:
-        import circuits.entity  # noqa: F401
-    except ImportError:
-        return "circuits.entity (the entity tasks' analyses) is not on this branch yet"
-    return None
-
-
 def _outputs(nb) -> str:
     return "\n".join(
         json.dumps(out.get("data", {})) + out.get("text", "")
@@ -53,9 +41,6 @@ def test_grokking_walkthrough_runs_offline():
 
 
 def test_two_hop_walkthrough_runs():
-    reason = _two_hop_available()
-    if reason:
-        pytest.skip(reason)
     nb, _ = executed_notebook("two_hop_walkthrough.ipynb")
     text = _outputs(nb)
     assert "Logit lens" in text and "Causal tracing" in text and text.count("var CircuitsVis=") == 1

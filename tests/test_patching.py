@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuits.entity import counterfactuals, mediation_score, sample_examples
-from circuits.entity_analysis import random_init_model
-from circuits.logit_lens import residual_stack
-from circuits.patching import causal_tracing, patched_logits
+from circuits.families.entity.analysis import random_init_model
+from circuits.families.entity.measures import counterfactuals, mediation_score, sample_examples
 from interp.model import build_model
 from interp.tasks import build_task
+from probes.logit_lens import residual_stack
+from probes.patching import causal_tracing, patched_logits
 from tests.test_entity_tasks import tiny_entity_run, tiny_task
 
 
@@ -91,7 +91,7 @@ def test_circuit_score_is_a_fraction_and_zero_for_one_layer():
 
 
 def test_mediation_known_answers(two_hop):
-    from circuits.patching import mediation
+    from probes.patching import mediation
 
     model, task = two_hop
     cf = counterfactuals(task, sample_examples(task, n=40), swap="head")
@@ -109,7 +109,7 @@ def test_mediation_known_answers(two_hop):
 
 
 def test_two_hop_specific_metric_ignores_disruption_and_counts_the_counterfactual_answer():
-    from circuits.families.two_hop import FAMILY, specific_metric
+    from circuits.families.entity.two_hop import FAMILY, specific_metric
 
     task = build_task(tiny_task())
     index = sample_examples(task, n=10)
@@ -135,9 +135,9 @@ def test_two_hop_memorizer_scores_zero_where_the_plain_mediated_fraction_does_no
     chance-corrected, significance-gated score does not."""
     from dataclasses import replace
 
-    from circuits.patching import mediation
     from interp.runs import load_run
     from interp.training import train
+    from probes.patching import mediation
 
     config = tiny_entity_run(
         tiny_task(shuffle_labels=True, n_entities=30),

@@ -46,7 +46,7 @@ def test_probe_is_a_sklearn_estimator():
 
 
 def test_entity_probe_data_deduplicates_the_site_prefix():
-    from circuits.entity import probe_data
+    from circuits.families.entity.measures import probe_data
     from interp.model import build_model
     from interp.tasks import build_task
     from tests.test_entity_tasks import tiny_entity_run, tiny_task

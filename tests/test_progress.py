@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from circuits.activations import final_position_activations
-from circuits.families.modular import FAMILY as MODULAR
-from circuits.progress import circuit_score
+from circuits.analyses.activations import final_position_activations
+from circuits.families.modular.circuit_score import circuit_score
+from circuits.families.modular.family import FAMILY as MODULAR
 from interp.config import task_config
 from interp.tasks import build_task
 from tests.conftest import handbuilt_fourier_model
@@ -22,7 +22,7 @@ def _train_labels(operation: str, p: int):
 
 @pytest.mark.parametrize("operation", ["add", "sub", "mul", "div"])
 def test_planted_circuit_scores_one_and_lookup_table_scores_low(operation):
-    from circuits.fourier import answer_group
+    from circuits.families.modular.fourier import answer_group
 
     p, keys = 59, [3, 17, 22]
     labels = _train_labels(operation, p)

@@ -2,10 +2,12 @@
 
 Each checkpoint is loaded once per `interp analyze`; the circuit graph and the circuitsvis
 attention patterns are computed in the analysis' one pass and must equal independent
-references: the graph from its definition (`circuits.graph`'s docstring) with every path's
+references: the graph from its definition (`circuits.analyses.circuit_graph`'s docstring) with
+every path's
 [example, d_vocab_out] logit table built explicitly in float64 (1 layer without norm; 2
 layers with LayerNorm and GELU), the patterns from `run_with_cache` over every query
-position. Figure data is computed only where a slider can show it (`circuits.steps`).
+position. Figure data is computed only where a slider can show it
+(`circuits.pipeline.figure_steps`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from circuits import fourier
-from circuits.activations import final_position_activations
-from circuits.analyze import analyze_run, write_analysis
-from circuits.attention import mean_attention_pattern, pattern_sample
-from circuits.modular_analysis import analyze_model
+from circuits.analyses.activations import final_position_activations
+from circuits.analyses.attention import mean_attention_pattern, pattern_sample
+from circuits.families.modular import fourier
+from circuits.families.modular.analysis import analyze_model
+from circuits.pipeline.analyze import analyze_run, write_analysis
 from interp.runs import Run, load_run
 from interp.training import train
 from tests.conftest import tiny_config
@@ -348,8 +350,8 @@ def test_figure_steps_cover_every_step_a_slider_can_show(seed):
     seeds): every step of the final pick gets figure data, and not many more."""
     import random
 
-    from circuits.families.modular import FAMILY as MODULAR
-    from circuits.steps import MAX_FIGURE_STEPS, FigureSteps, pick_steps
+    from circuits.families.modular.family import FAMILY as MODULAR
+    from circuits.pipeline.figure_steps import MAX_FIGURE_STEPS, FigureSteps, pick_steps
 
     rng = random.Random(seed)
     steps = sorted(rng.sample(range(10_000), rng.choice([25, 120, 400])))
@@ -381,8 +383,8 @@ def test_figure_steps_cover_every_step_a_slider_can_show(seed):
 def test_a_grokking_run_needs_figure_data_at_few_checkpoints():
     """The shape of the 40k-step mod-add run (422 checkpoints, memorized at 4 %, test accuracy
     0.5 and 0.99 at 46 % and 49 %): once a boundary is fixed, fewer grids remain possible."""
-    from circuits.families.modular import FAMILY as MODULAR
-    from circuits.steps import FigureSteps
+    from circuits.families.modular.family import FAMILY as MODULAR
+    from circuits.pipeline.figure_steps import FigureSteps
 
     steps = list(range(0, 42_200, 100))
     rows = [
@@ -404,7 +406,7 @@ def test_figure_data_is_computed_only_where_the_report_shows_it(tmp_path):
     only checkpoints a slider could show got a graph and an attention pattern."""
     import re
 
-    from circuits.steps import MAX_FIGURE_STEPS, pick_steps
+    from circuits.pipeline.figure_steps import MAX_FIGURE_STEPS, pick_steps
     from circuits.viz.figures import phase_steps
     from circuits.viz.report import build_report
 

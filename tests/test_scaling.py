@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from circuits.scaling import fit_scaling, optimization_limited
+from interp.sweep.scaling import fit_scaling, optimization_limited
 
 H, A, ALPHA = 2.3557, 2000.0, 0.95
 

@@ -165,7 +165,7 @@ def test_resume_refuses_a_different_spec_and_a_new_sweep_refuses_an_old_folder(t
 
 
 def test_outcome_classes_follow_the_documented_thresholds():
-    from circuits.sweep_table import outcome
+    from interp.sweep.table import outcome
 
     assert outcome(None, None) == "confusion"
     assert outcome(100, None) == "memorization"

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 import interp
+from circuits.viz.sweep_figures import plot_phase_diagram
+from circuits.viz.sweep_report import write_sweep_report
 from interp import run_writer, runs
 from interp.sweep.runner import RUNS_DIR, SWEEP_FILE
 from tests.conftest import tiny_config
@@ -102,15 +104,15 @@ def test_the_phase_diagram_shows_the_majority_class_of_each_cell(tmp_path):
             axes = {"train.weight_decay": wd, "task.train_frac": frac, "seed": seed}
             entries.append((f"frac={frac},wd={wd},seed={seed}", axes, fit, gen, 2000, None))
     sweep = plant_sweep(tmp_path, entries)
-    fig = sweep.phase_diagram("train.weight_decay", "task.train_frac")
+    fig = plot_phase_diagram(sweep, "train.weight_decay", "task.train_frac")
     z = np.asarray(fig.data[0].z)
-    from circuits.sweep_table import OUTCOMES
+    from interp.sweep.table import OUTCOMES
 
     names = [[OUTCOMES[int(v)] for v in row] for row in z]
     assert names == [["confusion", "memorization"], ["grokking", "comprehension"]]
     assert "memorization 2/3" in json.dumps(fig.data[0].text)
     page = tmp_path / "report.html"
-    sweep.write_report(page)
+    write_sweep_report(sweep, page)
     html = page.read_text()
     # Generalization at 2 weight decays per fraction at most: too few for a fit with an interval.
     assert "Phase diagram" in html and "Power-law fits" not in html

@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from interp.grokfast import make_optimizer, orthogonalize_grads_
 from interp.metrics import cross_entropy_f64, stablemax_cross_entropy_f64
+from interp.optimizer import make_optimizer, orthogonalize_grads_
 from interp.presets import PRESETS
 from interp.tasks import build_task
 from interp.training import train

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from circuits.analyze import analyze_run
+from circuits.pipeline.analyze import analyze_run
 from interp.runs import load_run
 from tests.conftest import handbuilt_fourier_model
 
@@ -22,9 +22,9 @@ def analysis(tiny_run):
 
 
 def _graph_of(model, p: int, keys: list[int]):
-    from circuits import fourier
-    from circuits.activations import final_position_activations
-    from circuits.graph import circuit_graph, neuron_groups
+    from circuits.analyses.activations import final_position_activations
+    from circuits.analyses.circuit_graph import circuit_graph, neuron_groups
+    from circuits.families.modular import fourier
     from interp.config import task_config
     from interp.tasks import build_task
 
@@ -61,9 +61,9 @@ def test_circuit_graph_paths_add_up_and_a_fourier_circuit_is_all_generalizing():
 
 
 def test_slider_figures_restyle_one_checkpoint_per_step(analysis):
-    from circuits.graph_series import circuit_graph_series
-    from circuits.viz import modular_figures as F
-    from circuits.viz.graph import plot_circuit_graph
+    from circuits.families.modular import figures as F
+    from circuits.families.modular.circuit_graphs import circuit_graph_series
+    from circuits.viz.circuit_graph import plot_circuit_graph
 
     run = load_run(analysis.run_dir)
     figs = [
@@ -113,9 +113,9 @@ def test_timeline_marks_phases_and_names_every_measure(analysis):
 def test_logit_lens_and_causal_tracing_read_typed_entity_results():
     from types import SimpleNamespace
 
-    from circuits.entity_analysis import TracingResult
-    from circuits.logit_lens import LogitLensResult
-    from circuits.viz.entity_figures import plot_causal_tracing, plot_logit_lens
+    from circuits.families.entity.analysis import TracingResult
+    from circuits.families.entity.figures import plot_causal_tracing, plot_logit_lens
+    from probes.logit_lens import LogitLensResult
 
     def checkpoint(step):
         mrr = torch.tensor([[(step + layer) / 10 for layer in range(3)] for _ in range(2)])

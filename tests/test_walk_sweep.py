@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import interp
-from circuits import walk_limits
-from circuits.scaling import optimization_limited, plateau_limited
+from circuits.families.graph_walk import limits as walk_limits
 from interp.cli import main
+from interp.sweep.scaling import optimization_limited, plateau_limited
 
 TINY = [
     "task.n_nodes=12",
@@ -32,8 +32,8 @@ TINY = [
 
 
 def test_replayed_counts_are_exactly_the_batches_the_trainer_drew(tmp_path, monkeypatch):
+    from circuits.families.graph_walk import walks as graph_walk
     from interp.presets import resolve_config
-    from interp.tasks import graph_walk
 
     drawn = []
     original = graph_walk.FreshWalks.next_batch

@@ -1,7 +1,7 @@
 """The analysis side of a task family: what `interp analyze` and the report ask of it.
 
 `AnalyzedFamily` extends `interp.registry.Family` with the per-checkpoint analysis
-(`analyze`, returning a `circuits.analyze.RunAnalysis` of frozen per-checkpoint results),
+(`analyze`, returning a `circuits.pipeline.analyze.RunAnalysis` of frozen per-checkpoint results),
 the family's one phase definition, the summary lines and the report's views. The
 defaults suit a family with `train`/`test` splits and no analysis parts of its own, so a
 new family can start from `build_task` alone and add parts later.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from circuits.phases import MilestoneSpec, compute_phases
+from circuits.analyses.phases import MilestoneSpec, compute_phases
 from circuits.viz.views import ReportView, attention_view
 from interp.registry import Family
 
@@ -28,14 +28,15 @@ class AnalyzedFamily(Family):
         "accuracy does, then stable."
     )
 
-    #: The family's phases (`circuits.phases`): milestones, and spans between them. By default,
+    #: The family's phases (`circuits.analyses.phases`): milestones, and spans between them. By
+    #: default,
     #: memorization until train accuracy reaches 99 %, generalization until test accuracy
     #: does, then stable.
     milestones: tuple[MilestoneSpec, ...] = (
         MilestoneSpec("memorized", "train fitted", "train_acc", 0.99),
         MilestoneSpec("generalized", "test acc ≥ 99%", "test_acc", 0.99),
     )
-    #: The milestones a sweep's outcome classes read (`circuits.sweep_table.outcome`): the
+    #: The milestones a sweep's outcome classes read (`interp.sweep.table.outcome`): the
     #: training set fitted, and the held-out split generalized.
     fit_milestone: str = "memorized"
     generalize_milestone: str = "generalized"
@@ -57,7 +58,7 @@ class AnalyzedFamily(Family):
     ):
         """Every checkpoint in `steps`, the requested `parts` (already validated); with
         `figures`, also what only the report draws."""
-        from circuits.analyze import analyze_basic_run
+        from circuits.pipeline.analyze import analyze_basic_run
 
         return analyze_basic_run(run, parts, steps, workers=workers, progress=progress)
 
@@ -67,7 +68,7 @@ class AnalyzedFamily(Family):
 
     def leads(self, rows: list[dict[str, Any]]) -> dict[str, int | None]:
         """First steps at which the progress measure and test accuracy reach a level."""
-        from circuits.phases import first_crossing
+        from circuits.analyses.phases import first_crossing
 
         return {
             "circuit_score>=0.5": first_crossing(rows, "circuit_score", 0.5),
@@ -90,7 +91,8 @@ class AnalyzedFamily(Family):
         return [attention_view(result, context)]
 
     def sweep_columns(self, config, metrics: list[dict[str, Any]]) -> dict[str, Any]:
-        """Extra columns of this run's row in a sweep table (`circuits.sweep_table`), from its
+        """Extra columns of this run's row in a sweep table (`interp.sweep.table`), from its
         config and metrics rows. A family with a scaling study adds `scaling_loss`,
-        `scaling_irreducible` and `optimization_limited` here (`circuits.sweeps.Sweep.scaling`)."""
+        `scaling_irreducible` and `optimization_limited` here
+        (`interp.sweep.study.Sweep.scaling`)."""
         return {}

@@ -8,7 +8,7 @@ string of HTML): the notebook displays it, the report embeds it, nothing is show
 - `figures`: plotly figures with a checkpoint slider (Fourier spectrum, neuron clusters,
   direct logit attribution, layer × position heatmaps such as the logit lens) and the
   transition timeline;
-- `graph`: the circuit graph (`circuits.graph`) with a checkpoint slider;
+- `graph`: the circuit graph (`circuits.analyses.circuit_graph`) with a checkpoint slider;
 - `attention`: attention patterns through circuitsvis, offline (bundle inlined once);
 - `page`: offline page assembly (plotly.js and the circuitsvis bundle once each);
 - `report`: the self-contained HTML report of a run (`interp analyze --html`).
@@ -16,7 +16,7 @@ string of HTML): the notebook displays it, the report embeds it, nothing is show
 In a notebook (see `experiments/grokking_walkthrough.ipynb`):
 
     import interp
-    from circuits.analyze import analyze_run
+    from circuits.pipeline.analyze import analyze_run
     from circuits.viz import figures
     from circuits.viz.page import setup_notebook
 

@@ -6,7 +6,8 @@ the patterns of every checkpoint are embedded, each drawn on first view.
 `analysis_attention_view(result)` is that view of the mean patterns a `RunAnalysis`
 computed in its pass (the report's view). For notebooks, `attention_patterns(model,
 tokens)` and `attention_over_checkpoints(run)` compute patterns first
-(`circuits.attention.mean_attention_pattern`). The circuitsvis bundle is never part of these
+(`circuits.analyses.attention.mean_attention_pattern`). The circuitsvis bundle is never part of
+these
 fragments (see `circuits.viz.page`).
 """
 
@@ -16,7 +17,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from circuits.attention import MAX_PATTERN_EXAMPLES, mean_attention_pattern, pattern_sample
+from circuits.analyses.attention import MAX_PATTERN_EXAMPLES, mean_attention_pattern, pattern_sample
 from circuits.viz.page import HtmlView, json_for_script, new_id
 
 
@@ -102,7 +103,8 @@ def checkpoint_attention_view(
 
 
 def analysis_attention_view(result, checkpoints=None) -> HtmlView:
-    """The mean attention patterns a `circuits.analyze.RunAnalysis` computed, one slider step per
+    """The mean attention patterns a `circuits.pipeline.analyze.RunAnalysis` computed, one slider
+    step per
     checkpoint (default: every checkpoint that has one)."""
     checkpoints = [
         c for c in (checkpoints or result.checkpoints) if c.attention_pattern is not None

@@ -1,4 +1,4 @@
-"""Figures of circuit discovery across training (`circuits.circuit_timeline`): the edge ×
+"""Figures of circuit discovery across training (`circuits.analyses.circuit_timeline`): the edge ×
 checkpoint map, circuit size and faithfulness on the transition timeline, and the circuit
 graph per checkpoint with a slider."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from circuits.steps import pick_steps
+from circuits.pipeline.figure_steps import pick_steps
 from circuits.viz.figures import _add_phases, add_checkpoint_slider
 
 #: Edges shown in the map: the largest by their peak |score| / gap over the run.

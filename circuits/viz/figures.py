@@ -8,8 +8,8 @@ that works in Jupyter, in a saved HTML file and in the report. Sliders show at m
 boundaries) so long runs stay light.
 
 The modular family's views (Fourier spectrum, neuron clusters, attribution, attention over
-training) are in `circuits.viz.modular_figures`, the entity families' in
-`circuits.viz.entity_figures`; this module holds the timeline and what figures share.
+training) are in `circuits.families.modular.figures`, the entity families' in
+`circuits.families.entity.figures`; this module holds the timeline and what figures share.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from circuits.steps import pick_steps
+from circuits.pipeline.figure_steps import pick_steps
 
 #: Shading of the phase spans in order (the last, stable span is not shaded).
 PHASE_COLORS = ("#fde0dd", "#deebf7", "#e5f5e0", "#fff2cc")

@@ -3,8 +3,8 @@
 `report_html(result)` renders one offline page (plotly.js and the circuitsvis bundle
 inlined once each) with, in order: the run's settings and headline numbers, the
 transition timeline with the task family's phases, then the family's own views
-(`AnalyzedFamily.report_views`; modular: `circuits.viz.modular_report`, entity families:
-`circuits.families.entity`). A view whose ingredients are missing (an analysis part that
+(`AnalyzedFamily.report_views`; modular: `circuits.families.modular.report`, entity families:
+`circuits.families.entity.family`). A view whose ingredients are missing (an analysis part that
 was not run, an analysis without figures) is left out and listed at the end with the
 reason, so a partial analysis still yields a report.
 
@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from circuits.steps import MAX_FIGURE_STEPS
+from circuits.pipeline.figure_steps import MAX_FIGURE_STEPS
 from circuits.viz import figures as F
 from circuits.viz.page import Page
 from circuits.viz.views import ReportContext
 
 #: Checkpoints shown by the circuit-graph and circuitsvis sliders; the analysis computes their
-#: data only at the checkpoints such a slider may show (`circuits.steps.FigureSteps`).
+#: data only at the checkpoints such a slider may show
+#: (`circuits.pipeline.figure_steps.FigureSteps`).
 MAX_MODEL_STEPS = MAX_FIGURE_STEPS
 
 
@@ -48,7 +49,7 @@ class Report:
 def build_report(
     result, run=None, *, max_model_steps: int = MAX_MODEL_STEPS, title: str | None = None
 ) -> Report:
-    """Assemble the report of `result` (a `circuits.analyze.RunAnalysis`): the header, the
+    """Assemble the report of `result` (a `circuits.pipeline.analyze.RunAnalysis`): the header, the
     transition timeline, then the views of the run's task family (`report_views`). Of
     `run`, if given, only the config is read, for an analysis that does not carry one."""
     config = getattr(result, "config", None) or getattr(run, "config", None)

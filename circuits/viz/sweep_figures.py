@@ -1,4 +1,4 @@
-"""Figures of a sweep (`circuits.sweeps.Sweep`): the phase diagram and event curves with fits."""
+"""Figures of a sweep (`interp.sweep.study.Sweep`): the phase diagram and event curves with fits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from circuits.sweep_table import OUTCOMES
+from interp.sweep.table import OUTCOMES
 
 OUTCOME_COLORS = {
     "comprehension": "#2ca02c",
@@ -158,7 +158,7 @@ def scaling_figure(
     table: pd.DataFrame, x: str, fits: list, limited: str = "optimization_limited"
 ) -> go.Figure:
     """Excess loss L − H against `x` on log-log axes: runs (open: excluded by the `limited`
-    column's rule), the fits (`circuits.scaling.ScalingFit`; each drawn as its curve
+    column's rule), the fits (`interp.sweep.scaling.ScalingFit`; each drawn as its curve
     minus the table's irreducible term) and, where present, the count-based learner."""
     H = float(table["scaling_irreducible"].mean())
     excess = table["scaling_loss"] - H
@@ -214,3 +214,39 @@ def scaling_figure(
         height=520,
     )
     return fig
+
+
+def plot_scaling(
+    sweep, x: str = "final_tokens_seen", fits=None, select: str | None = None, **group: Any
+) -> go.Figure:
+    """Excess loss over the irreducible term against `x` (log-log): every run (excluded ones
+    open; with `select`, the selected runs), fitted power laws and exponentials, and the
+    count-based learner's excess on the same tokens when the family records it."""
+    if fits is None:
+        fits = [sweep.scaling(x, fixed=fixed, select=select, **group) for fixed in (True, False)]
+    runs = sweep.selected(x, select, **group) if select else sweep.where(sweep.done(), group)
+    return scaling_figure(runs, x, fits, limited=sweep.limited_column(x))
+
+
+def plot_phase_diagram(sweep, x: str, y: str) -> go.Figure:
+    """The outcome class of every finished run of `sweep` over two axes."""
+    return phase_diagram(sweep.done(), x, y)
+
+
+def plot_events(
+    sweep, axis: str, event: str = "generalized", fit: bool = True, fits: list | None = None
+) -> go.Figure:
+    """Each run's `event` step (censored ones drawn at their last step), the mean over
+    seeds with its interval, and the power-law fits (`fits`, computed unless given)."""
+    if fits is None:
+        fits = sweep.fits(axis, event) if fit else []
+    curve = sweep.event_curve(axis, event)
+    return curve_figure(
+        sweep.done(), curve, axis, f"{event}_step", f"{event}_censored", fits, log=True
+    )
+
+
+def plot_metric(sweep, axis: str, column: str = "final_test_acc") -> go.Figure:
+    """A final metric against `axis`: every run, and the mean over seeds with its
+    interval, one line per value of the other varied axes."""
+    return curve_figure(sweep.done(), sweep.curve(axis, column), axis, column, log=False)

@@ -5,7 +5,7 @@ phase diagram over two varied axes (the first two, or the ones asked for), for e
 varied axis the generalization step against it with intervals over seeds and fitted power
 laws (with their parameters and intervals in a table) and the final test accuracy against
 it, then the failed runs with their errors. The thresholds behind the outcome classes are
-in `circuits.sweep_table`.
+in `interp.sweep.table`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from circuits.sweep_table import GROKKING_DELAY, OUTCOMES
 from circuits.viz.page import Page
+from circuits.viz.sweep_figures import plot_events, plot_metric, plot_phase_diagram, plot_scaling
+from interp.sweep.table import GROKKING_DELAY, OUTCOMES
 
 
 def _numeric(table: pd.DataFrame, axis: str) -> bool:
@@ -61,13 +62,13 @@ def build_sweep_report(sweep, x: str | None = None, y: str | None = None) -> Pag
     x = x or (varied[0] if varied else None)
     y = y or next((a for a in varied if a != x), None)
     if x and y and "outcome" in table:
-        page.add(sweep.phase_diagram(x, y), title="Phase diagram")
+        page.add(plot_phase_diagram(sweep, x, y), title="Phase diagram")
     event = "generalized" if "generalized_step" in table else None
     for axis in varied:
-        if not event or not _numeric(table, axis) or not len(sweep._done()):
+        if not event or not _numeric(table, axis) or not len(sweep.done()):
             continue
         fits = sweep.fits(axis, event)  # once, for the figure and the table
-        fig = sweep.event_figure(axis, event, fits=fits)
+        fig = plot_events(sweep, axis, event, fits=fits)
         page.add(fig, title=f"Generalization step against {axis}")
         if fits:
             rows = [
@@ -88,9 +89,9 @@ def build_sweep_report(sweep, x: str | None = None, y: str | None = None) -> Pag
         for group in sweep.scaling_groups(x):
             _scaling_section(page, sweep, x, group)
     for axis in varied:
-        if _numeric(table, axis) and "final_test_acc" in table and len(sweep._done()):
+        if _numeric(table, axis) and "final_test_acc" in table and len(sweep.done()):
             page.add(
-                sweep.metric_figure(axis, "final_test_acc"),
+                plot_metric(sweep, axis, "final_test_acc"),
                 title=f"Final test accuracy against {axis}",
             )
     failed = table[table["status"] == "failed"]
@@ -114,7 +115,7 @@ def _scaling_section(page: Page, sweep, x: str, group: dict) -> None:
     except (ValueError, RuntimeError) as exc:
         page.add(f"<p>No fit: {exc}</p>", title=f"Scaling against {x} {where}")
         return
-    page.add(sweep.scaling_figure(x, fits, select, **group), title=f"Scaling against {x} {where}")
+    page.add(plot_scaling(sweep, x, fits, select, **group), title=f"Scaling against {x} {where}")
     rows = [
         [
             "c = H (fixed)" if f.irreducible_fixed else "c free",
@@ -143,13 +144,20 @@ def _scaling_section(page: Page, sweep, x: str, group: dict) -> None:
             "Fitted to the mean loss over seeds at each x with a Huber loss: on log(L − c) with "
             "c fixed (the excess, where a power law is a line), on log L with c free. "
             "Excluded: runs that had not left their initial plateau (final excess above 10 % of "
-            "their initial excess; circuits.scaling)."
+            "their initial excess; interp.sweep.scaling)."
         ),
     )
 
 
-def write_sweep_report(sweep, path: Path, x: str | None = None, y: str | None = None) -> Path:
+def write_sweep_report(
+    sweep, path: Path | None = None, x: str | None = None, y: str | None = None
+) -> Path:
+    """The sweep's page, written atomically to `path` (default: `sweep_report.html` in the
+    sweep folder)."""
     from interp.runs import atomic_write_bytes
+    from interp.sweep.study import REPORT_FILE
+
+    path = Path(path) if path else sweep.path / REPORT_FILE
 
     atomic_write_bytes(path, build_sweep_report(sweep, x, y).render().encode("utf-8"))
     return path

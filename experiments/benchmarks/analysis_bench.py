@@ -91,7 +91,8 @@ def analyze_with_curve(
 ) -> Curve:
     """`analyze_run(run, ("fourier",), workers=...)`, timing each checkpoint (instrumented, not
     changed)."""
-    from circuits import analyze, modular_analysis
+    from circuits.families.modular import analysis as modular_analysis
+    from circuits.pipeline import analyze
     from interp.runs import load_run
 
     run = load_run(run_dir)
@@ -119,9 +120,10 @@ def analyze_with_curve(
 def naive_analysis(run_dir: Path, n: int) -> float:
     """The loop without the project's reuse: per checkpoint a new model, a new Fourier basis and
     task context, TransformerLens run_with_cache on all p² inputs, the O(p³) basis transform."""
-    from circuits import fourier, modular_analysis
-    from circuits.activations import final_position_activations_hooked
-    from circuits.analyze import analyze_run
+    from circuits.analyses.activations import final_position_activations_hooked
+    from circuits.families.modular import analysis as modular_analysis
+    from circuits.families.modular import fourier
+    from circuits.pipeline.analyze import analyze_run
     from interp.runs import load_run
 
     run = load_run(run_dir)
@@ -227,7 +229,7 @@ def workers_row(p: int, n: int, rounds: int = 3) -> None:
     and with 1 worker using 2 torch threads: whole checkpoints in parallel vs split ops.
     Per-run costs (model objects, the key-frequency pass) are included, so use enough
     checkpoints for them not to dominate."""
-    from circuits import analyze
+    from circuits.pipeline import analyze
     from interp.runs import load_run
 
     run = load_run(synthetic_run(p, n))

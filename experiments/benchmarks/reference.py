@@ -4,7 +4,7 @@ shortcut.
 This is what a researcher would write with TransformerLens and without the project's
 shortcut: the hooked model (`interp.model.build_model`, so the very same initial weights as
 the project's runs), the bridge's own full-sequence forward, the float32 loss at the last
-position, and AdamW with the warm-up (`interp.grokfast.make_optimizer`, the trainer's). It
+position, and AdamW with the warm-up (`interp.optimizer.make_optimizer`, the trainer's). It
 never calls the answer-position shortcut, so the two train the same function and any speed
 difference is the shortcut's.
 """
@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from interp.config import RunConfig
-from interp.grokfast import make_optimizer as _make_optimizer
 from interp.model import build_model, parameters
+from interp.optimizer import make_optimizer as _make_optimizer
 
 
 def reference_from_config(config: RunConfig, device: str | torch.device = "cpu"):

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from experiments.benchmarks.plain_gpt import PlainGPT
-    from interp.grokfast import make_optimizer
+    from interp.optimizer import make_optimizer
     from interp.presets import resolve_config
     from interp.registry import family_of
     from interp.training import Trainer
