@@ -31,6 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     run = load_run(args.run_dir)
+    family = family_of(run.config)
     cache = args.run_dir / "analysis" / "entity_measure.jsonl"
     cache.parent.mkdir(exist_ok=True)
     rows = (
@@ -50,14 +51,14 @@ def main() -> None:
             run.load_weights_into(model, step)
             parts = {"logit_lens", "patching", "probes"} if full else {"logit_lens"}
             row = analyze_entity_checkpoint(
-                model, run.task, run.config, parts, random_model=random_model, step=step
+                family, model, run.task, run.config, parts, random_model=random_model, step=step
             ).row
             rows[step] = row
             out.write(json.dumps(row) + "\n")
             out.flush()
     ordered = [rows[s] for s in sorted(rows)]
     n_layers = run.config.model.n_layers
-    mid = family_of(run.config).intermediate
+    mid = family.intermediate
     report = {
         **{
             f"{key}>={t}": first(ordered, key, t)

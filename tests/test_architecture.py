@@ -113,3 +113,38 @@ def test_modules_stay_small():
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_no_module_imports_another_modules_private_names():
+    """Underscore names stay inside their module: what another module needs is public (named and
+    documented where it is defined), so a split of a long module does not leak internals."""
+    modules = _modules()
+    hits = []
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        aliases = {}  # local name -> project module it is bound to
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    if full in modules:
+                        aliases[alias.asname or alias.name] = full
+                    elif node.module in modules and _private(alias.name):
+                        hits.append(f"{name}: from {node.module} import {alias.name}")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name in modules and alias.asname:
+                        aliases[alias.asname] = alias.name
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and _private(node.attr)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+            ):
+                hits.append(f"{name}:{node.lineno} {node.value.id}.{node.attr}")
+    assert not hits, "private names used outside their module:\n" + "\n".join(hits)
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")

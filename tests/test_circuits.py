@@ -280,12 +280,12 @@ def test_analyze_circuits_puts_them_on_the_timeline_and_in_the_report(tmp_path):
 
 
 def test_the_neuron_shortcut_equals_the_masked_forward():
-    from circuits.analyses.discovery import _neuron_metric
+    from circuits.analyses.discovery import neuron_metric
 
     run, model = fixture_model("modular_demo", 450)
     _, prep = family_prep(run, model)
     knob = (torch.arange(prep.n_neurons) % 3 == 0).float()
     with torch.no_grad():
         full = float(prep.metric(prep.ones(), knob))
-        fast = float(_neuron_metric(prep, knob))
+        fast = float(neuron_metric(prep, knob))
     assert fast == pytest.approx(full, rel=1e-4, abs=1e-3)

@@ -118,12 +118,12 @@ class CopyFamily(AnalyzedFamily):
         from circuits.pipeline.analyze import analyze_each, basic_columns
 
         def analyze_one(model, step):
-            base, by_split = basic_columns(model, run)
+            base, by_split = basic_columns(model, run, self)
             margins = {s: _margin(*by_split[s]) for s in by_split} if "copy_margin" in parts else {}
             return MarginCheckpoint(step, base, margins)
 
         return analyze_each(
-            run, parts, steps, lambda: analyze_one, workers=workers, progress=progress
+            run, self, parts, steps, lambda: analyze_one, workers=workers, progress=progress
         )
 
     def summary_lines(self, info) -> list[str]:

@@ -97,8 +97,8 @@ def test_fft_block_energies_equal_the_basis_transform(p):
 def test_nonstandard_basis_takes_the_reference_path():
     p = 7
     basis = fourier.fourier_basis(p)
-    assert fourier._is_fourier_basis(basis) and fourier._is_fourier_basis(basis.float())
-    assert not fourier._is_fourier_basis(basis.flip(0))
+    assert fourier.is_fourier_basis(basis) and fourier.is_fourier_basis(basis.float())
+    assert not fourier.is_fourier_basis(basis.flip(0))
 
 
 def test_analysis_rows_equal_the_hooked_reference(tiny_run, monkeypatch):
@@ -109,7 +109,7 @@ def test_analysis_rows_equal_the_hooked_reference(tiny_run, monkeypatch):
     monkeypatch.setattr(
         modular_analysis, "final_position_activations", final_position_activations_hooked
     )
-    monkeypatch.setattr(fourier, "_is_fourier_basis", lambda basis: False)
+    monkeypatch.setattr(fourier, "is_fourier_basis", lambda basis: False)
     reference = analyze.analyze_run(run, ("fourier", "attention", "attribution"))
     assert fast.key_frequencies == reference.key_frequencies
     for row_fast, row_ref in zip(fast.rows, reference.rows, strict=True):

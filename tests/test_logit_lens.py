@@ -7,10 +7,10 @@ import torch
 
 from circuits.families.entity.analysis import random_init_model
 from circuits.families.entity.measures import (
-    entity_lens_targets,
     entity_logit_lens,
     sample_examples,
 )
+from interp.registry import get_family
 from interp.tasks import build_task
 from probes.logit_lens import (
     LensTarget,
@@ -63,14 +63,14 @@ def test_ranks_match_a_naive_count(two_hop):
 def test_entity_targets(two_hop):
     model, task = two_hop
     index = sample_examples(task, "train_inferred", n=30)
-    targets = entity_lens_targets(task, index)
+    targets = get_family(task.kind).lens_targets(task, index)
     assert set(targets) == {"bridge", "answer"} and targets["bridge"].position == 1
     assert torch.equal(targets["bridge"].target, task.extras["bridge"][index])
-    result = entity_logit_lens(model, task, index)
+    result = entity_logit_lens(get_family(task.kind), model, task, index)
     assert result.mrr.shape == (2, 3) and ((result.mrr > 0) & (result.mrr <= 1)).all()
     comparison = build_task(tiny_task("comparison"))
     index = sample_examples(comparison, "train_inferred", n=30)
-    targets = entity_lens_targets(comparison, index)
+    targets = get_family(comparison.kind).lens_targets(comparison, index)
     assert set(targets) == {"v1", "v2", "answer"}
     assert all(comparison.token_names[int(t)].startswith("v") for t in targets["v1"].target)
     assert [comparison.token_names[int(t)] for t in targets["answer"].candidates] == ["<", "=", ">"]

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from circuits.families.entity.analysis import random_init_model
-from circuits.families.entity.measures import counterfactuals, mediation_score, sample_examples
+from circuits.families.entity.measures import circuit_score, counterfactuals, sample_examples
 from interp.model import build_model
+from interp.registry import get_family
 from interp.tasks import build_task
 from probes.logit_lens import residual_stack
 from probes.patching import causal_tracing, patched_logits
@@ -34,7 +35,7 @@ def test_patching_a_run_into_itself_changes_nothing(two_hop):
 
 def test_patching_the_swapped_token_embedding_equals_the_counterfactual_run(two_hop):
     model, task = two_hop
-    cf = counterfactuals(task, sample_examples(task, n=40), swap="head")
+    cf = counterfactuals(get_family(task.kind), task, sample_examples(task, n=40), swap="head")
     with torch.inference_mode():
         stack = residual_stack(model, cf.tokens)
         expected = model(cf.tokens)[:, -1]
@@ -53,18 +54,18 @@ def test_counterfactuals_change_the_intermediate_state_and_the_answer():
     task = build_task(tiny_task())
     kb = task.extras["kb_tail"]
     index = sample_examples(task, n=50)
-    cf = counterfactuals(task, index, swap="head")
+    cf = counterfactuals(get_family(task.kind), task, index, swap="head")
     assert len(cf.index) > 25
     h_alt, r1, r2 = cf.tokens[:, 0], task.extras["r1"][cf.index], task.extras["r2"][cf.index]
     assert (kb[h_alt, r1] != task.extras["bridge"][cf.index]).all()
     assert torch.equal(cf.answer, kb[kb[h_alt, r1], r2])
     assert (cf.answer != task.labels[cf.index]).all()
-    cf = counterfactuals(task, index, swap="r2")
+    cf = counterfactuals(get_family(task.kind), task, index, swap="r2")
     assert (cf.answer != task.labels[cf.index]).all()
     comparison = build_task(tiny_task("comparison"))
     index = sample_examples(comparison, n=50)
     for swap in ("e1", "e2"):
-        cf = counterfactuals(comparison, index, swap=swap)
+        cf = counterfactuals(get_family(comparison.kind), comparison, index, swap=swap)
         assert len(cf.index) > 25 and (cf.answer != comparison.labels[cf.index]).all()
         kb, a = comparison.extras["kb_value"], comparison.extras["attribute"][cf.index]
         v1, v2 = kb[cf.tokens[:, 1], a], kb[cf.tokens[:, 2], a]
@@ -75,7 +76,7 @@ def test_counterfactuals_change_the_intermediate_state_and_the_answer():
 
 def test_circuit_score_is_a_fraction_and_zero_for_one_layer():
     model, task = _model("comparison")
-    score = mediation_score(model, task, n_examples=50)
+    score = circuit_score(get_family(task.kind), model, task, n_examples=50)
     assert 0.0 <= score.score <= 1.0 and score.by_layer.shape == (3,)
     config = tiny_entity_run(tiny_task())
     from dataclasses import replace
@@ -87,14 +88,15 @@ def test_circuit_score_is_a_fraction_and_zero_for_one_layer():
         n_ctx=3,
     )
     one.eval()
-    assert mediation_score(one, build_task(config.task), n_examples=50).score == 0.0
+    task = build_task(config.task)
+    assert circuit_score(get_family(task.kind), one, task, n_examples=50).score == 0.0
 
 
 def test_mediation_known_answers(two_hop):
     from probes.patching import mediation
 
     model, task = two_hop
-    cf = counterfactuals(task, sample_examples(task, n=40), swap="head")
+    cf = counterfactuals(get_family(task.kind), task, sample_examples(task, n=40), swap="head")
     clean_answer = task.labels[cf.index]
     # a run patched from itself: no effect at all
     same = mediation(model, cf.clean_tokens, cf.clean_tokens, clean_answer, cf.answer, position=1)
@@ -113,7 +115,7 @@ def test_two_hop_specific_metric_ignores_disruption_and_counts_the_counterfactua
 
     task = build_task(tiny_task())
     index = sample_examples(task, n=10)
-    cf = counterfactuals(task, index, swap="head")
+    cf = counterfactuals(get_family(task.kind), task, index, swap="head")
     t, t_alt = task.labels[cf.index], cf.answer
     metric = specific_metric(FAMILY.vocab(task), t, t_alt)
     rows = torch.arange(len(t))
@@ -153,7 +155,7 @@ def test_two_hop_memorizer_scores_zero_where_the_plain_mediated_fraction_does_no
     assert rows[-1]["train_inferred_acc"] > 0.95 and rows[-1]["test_id_acc"] < 0.2
     assert max(r["circuit_score"] for r in rows) <= 0.05
     task = run.task
-    cf = counterfactuals(task, sample_examples(task, n=300), swap="head")
+    cf = counterfactuals(get_family(task.kind), task, sample_examples(task, n=300), swap="head")
     plain = mediation(
         run.model_at(run.steps[-1]), cf.clean_tokens, cf.tokens, task.labels[cf.index], cf.answer, 1
     )

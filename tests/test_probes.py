@@ -48,6 +48,7 @@ def test_probe_is_a_sklearn_estimator():
 def test_entity_probe_data_deduplicates_the_site_prefix():
     from circuits.families.entity.measures import probe_data
     from interp.model import build_model
+    from interp.registry import get_family
     from interp.tasks import build_task
     from tests.test_entity_tasks import tiny_entity_run, tiny_task
 
@@ -57,7 +58,7 @@ def test_entity_probe_data_deduplicates_the_site_prefix():
         config.model, d_vocab=config.task.d_vocab, d_vocab_out=config.task.d_vocab_out, n_ctx=3
     )
     model.eval()
-    X, y = probe_data(model, task, "bridge")
+    X, y = probe_data(get_family(task.kind), model, task, "bridge")
     index = task.splits["train_inferred"]
     n_pairs = len({tuple(t) for t in task.tokens[index, :2].tolist()})
     assert X.shape == (3, n_pairs, 32) and y.shape == (n_pairs,)

@@ -24,7 +24,8 @@ from circuits.analyses.activations import final_position_activations
 from circuits.analyses.attention import mean_attention_pattern, pattern_sample
 from circuits.families.modular import fourier
 from circuits.families.modular.analysis import analyze_model
-from circuits.pipeline.analyze import analyze_run, write_analysis
+from circuits.pipeline.analyze import analyze_run
+from circuits.pipeline.files import write_analysis
 from interp.runs import Run, load_run
 from interp.training import train
 from tests.conftest import tiny_config
@@ -351,14 +352,14 @@ def test_figure_steps_cover_every_step_a_slider_can_show(seed):
     import random
 
     from circuits.families.modular.family import FAMILY as MODULAR
-    from circuits.pipeline.figure_steps import MAX_FIGURE_STEPS, FigureSteps, pick_steps
+    from circuits.pipeline.figure_steps import MAX_FIGURE_STEPS, SliderSteps, pick_steps
 
     rng = random.Random(seed)
     steps = sorted(rng.sample(range(10_000), rng.choice([25, 120, 400])))
     rows = _rows(rng, steps)
     skipped = set(rng.sample(steps[1:-1], 2)) if seed % 3 == 0 else set()
     slow = 3.0 if seed % 2 == 1 else 1.0  # the second worker's time per checkpoint
-    figure_steps = FigureSteps(steps, MODULAR.milestones)
+    figure_steps = SliderSteps(steps, MODULAR.milestones)
     wanted = {steps[-1]} if figure_steps.wants(steps[-1], rows[steps[-1]], always=True) else set()
     finished = []  # (time, step): each worker analyzes its round-robin shard in order
     for worker, speed in enumerate([1.0, slow]):
@@ -384,7 +385,7 @@ def test_a_grokking_run_needs_figure_data_at_few_checkpoints():
     """The shape of the 40k-step mod-add run (422 checkpoints, memorized at 4 %, test accuracy
     0.5 and 0.99 at 46 % and 49 %): once a boundary is fixed, fewer grids remain possible."""
     from circuits.families.modular.family import FAMILY as MODULAR
-    from circuits.pipeline.figure_steps import FigureSteps
+    from circuits.pipeline.figure_steps import SliderSteps
 
     steps = list(range(0, 42_200, 100))
     rows = [
@@ -395,7 +396,7 @@ def test_a_grokking_run_needs_figure_data_at_few_checkpoints():
         }
         for i, s in enumerate(steps)
     ]
-    figure_steps = FigureSteps(steps, MODULAR.milestones)
+    figure_steps = SliderSteps(steps, MODULAR.milestones)
     wanted = [r["step"] for r in rows if figure_steps.wants(r["step"], r)]
     assert {steps[17], steps[195], steps[207]} <= set(wanted)
     assert len(wanted) < 80 < 0.65 * len(figure_steps.grid)

@@ -63,13 +63,14 @@ def test_circuit_graph_paths_add_up_and_a_fourier_circuit_is_all_generalizing():
 def test_slider_figures_restyle_one_checkpoint_per_step(analysis):
     from circuits.families.modular import figures as F
     from circuits.families.modular.circuit_graphs import circuit_graph_series
+    from circuits.viz import attribution as A
     from circuits.viz.circuit_graph import plot_circuit_graph
 
     run = load_run(analysis.run_dir)
     figs = [
         F.plot_embedding_spectrum(analysis),
         F.plot_neuron_clusters(analysis),
-        F.plot_attribution(analysis),
+        A.plot_attribution(analysis),
         plot_circuit_graph(circuit_graph_series(run, analysis)),
     ]
     for i, fig in enumerate(figs):

@@ -204,16 +204,14 @@ def circuit_checkpoint(model, step: int, design, method: str, ig_steps: int) -> 
 
 
 def analyze_circuits(
-    run, steps: list[int], *, workers: int = 1, progress: str | None = None
+    run, family, steps: list[int], *, workers: int = 1, progress: str | None = None
 ) -> CircuitTimeline:
     """`circuit_checkpoint` over the run's checkpoints (damaged ones are skipped as by every
-    analysis)."""
+    analysis), on the clean/corrupt design of the run's `family` (`Family.patching_design`)."""
     from circuits.analyses.edges import edge_graph, supports_edges
     from circuits.pipeline.checkpoint_map import map_checkpoints
     from interp.config import ConfigError
-    from interp.registry import family_of
 
-    family = family_of(run.config)
     try:
         design = family.patching_design(run.task, N_EXAMPLES, DESIGN_SEED)
     except NotImplementedError as exc:
@@ -244,8 +242,5 @@ def analyze_circuits(
 
 
 def with_circuits(result, timeline: CircuitTimeline):
-    """`result` (a `RunAnalysis`) with the timeline attached and its columns in the rows."""
-    by_step = timeline.rows()
-    for checkpoint in result.checkpoints:
-        checkpoint.row.update(by_step.get(checkpoint.step, {}))
-    return replace(result, circuits=timeline)
+    """A new `RunAnalysis`: `result` with the timeline attached and its columns in the rows."""
+    return replace(result.with_columns(timeline.rows()), circuits=timeline)

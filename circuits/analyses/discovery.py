@@ -192,11 +192,11 @@ def faithfulness(prep: Prepared, keep: Tensor, neurons: bool = False) -> float:
     """The fraction of the clean − corrupt gap recovered with only `keep` (bool over the edges,
     or over the hidden units) clean and everything else corrupted."""
     knob = keep.float()
-    value = _neuron_metric(prep, knob) if neurons else prep.metric(knob)
+    value = neuron_metric(prep, knob) if neurons else prep.metric(knob)
     return (float(value) - prep.corrupt_metric) / prep.gap
 
 
-def _neuron_metric(prep: Prepared, knob: Tensor) -> Tensor:
+def neuron_metric(prep: Prepared, knob: Tensor) -> Tensor:
     """`prep.metric(all edges clean, knob)` without the forward: in a one-layer model with
     every edge clean only the MLP's hidden units change, and the final residual at the
     answer moves by (knob − 1)(h_clean − h_corrupt) W_out (equal to the full forward to

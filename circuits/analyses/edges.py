@@ -21,7 +21,7 @@ inputs). The gradient of the metric with respect to m at m = 1 is edge attributi
 (Syed et al. 2023): (out_u(clean) - out_u(corrupt)) . d metric / d input_v. With
 `neuron_mask`, the hidden units of a one-layer model's MLP are switched the same way.
 
-The forward uses the bridge's own parameters (`interp.model.forward._raw`) and equals the
+The forward uses the bridge's own parameters (`interp.model.forward.unwrapped`) and equals the
 hooked forward (`tests/test_circuits.py`); it covers the architectures the fast paths
 cover (learned positions, no soft caps or rotary, one K/V head per query head).
 """
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from interp.model.build import native_model
-from interp.model.forward import _raw, _supports_fast_path, mlp_hidden, mlp_output, unembed
+from interp.model.forward import mlp_hidden, mlp_output, supports_fast_path, unembed, unwrapped
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def edge_graph(model, n_pos: int, answer_pos: int = -1) -> EdgeGraph:
 def supports_edges(model) -> bool:
     """Whether `masked_answer_logits` covers this architecture."""
     native = native_model(model)
-    return _supports_fast_path(native) and not native.cfg.gated_mlp
+    return supports_fast_path(native) and not native.cfg.gated_mlp
 
 
 @dataclass(frozen=True)
@@ -172,9 +172,9 @@ class RunCache:
 def _heads(block, x: Tensor, n_heads: int) -> Tensor:
     """Causal attention with one input per head, x [batch, pos, head, d_model]; returns each
     head's output in the residual stream [batch, pos, head, d_model] (b_O not included)."""
-    attn = _raw(block.attn)
-    q, k, v, o = (_raw(getattr(attn, name)) for name in ("q", "k", "v", "o"))
-    x = _raw(block.ln1)(x)
+    attn = unwrapped(block.attn)
+    q, k, v, o = (unwrapped(getattr(attn, name)) for name in ("q", "k", "v", "o"))
+    x = unwrapped(block.ln1)(x)
 
     def project(linear) -> Tensor:
         weight = linear.weight.view(n_heads, -1, linear.weight.shape[-1])  # [head, d_head, d]
@@ -207,14 +207,14 @@ def masked_answer_logits(
     if mixing:
         assert mask is not None
         attn_masks, mlp_masks, logit_mask = graph.split(mask.expand(batch, -1))
-    embed, pos = _raw(native.tok_embed), _raw(native.pos)
+    embed, pos = unwrapped(native.tok_embed), unwrapped(native.pos)
     resid = embed.weight[tokens] + pos.weight[:n_pos]
     outs = [resid]  # each writer's output [batch, pos, d_model]
     resid_pre, resid_mid, hidden_kept = [], [], []
     ans = graph.answer_pos
     for layer, block in enumerate(native.layers):
-        block = _raw(block)
-        b_o = _raw(_raw(block.attn).o).bias
+        block = unwrapped(block)
+        b_o = unwrapped(unwrapped(block.attn).o).bias
         if mixing:
             delta = torch.stack(outs, 2) - corrupt.writers[:, :, : len(outs)]
             x = corrupt.resid_pre[layer][:, :, None] + torch.einsum(
@@ -261,8 +261,8 @@ def masked_answer_logits(
 
 def mlp_out_weight(model) -> Tensor:
     """The last layer's MLP output weight [d_model, hidden]."""
-    block = _raw(native_model(model).layers[-1])
-    return _raw(_raw(block.mlp).fc_out).weight
+    block = unwrapped(native_model(model).layers[-1])
+    return unwrapped(unwrapped(block.mlp).fc_out).weight
 
 
 def logits_from_final(model, final: Tensor) -> Tensor:

@@ -170,9 +170,8 @@ def analyze_llc(
     trained on are never stored): the LLC of the population loss, estimated on a sample."""
     from circuits.pipeline.figure_steps import pick_steps
     from circuits.viz.figures import phase_steps
-    from interp.registry import family_of
 
-    family = family_of(run.config)
+    family = result.family
     task = run.task
     index = task.train_index
     per_sequence = max(1, task.labels[index[:1]].numel())
@@ -222,14 +221,17 @@ class _AtStep:
 
 
 def with_llc(result, estimates: dict[int, LLCEstimate]):
-    """`result` with `llc`, `llc_std`, `llc_chains` (chains that stayed in the basin) and
-    `llc_eps` (the run's SGLD step size) columns, NaN at checkpoints not estimated."""
-    for checkpoint in result.checkpoints:
-        estimate = estimates.get(checkpoint.step)
-        checkpoint.row["llc"] = estimate.mean if estimate else float("nan")
-        checkpoint.row["llc_std"] = estimate.std if estimate else float("nan")
-        checkpoint.row["llc_eps"] = estimate.eps if estimate else float("nan")
-        checkpoint.row["llc_chains"] = (
-            len(estimate.per_chain) - estimate.diverged if estimate else float("nan")
-        )
-    return result
+    """A new `RunAnalysis`: `result` with `llc`, `llc_std`, `llc_chains` (chains that stayed
+    in the basin) and `llc_eps` (the run's SGLD step size) columns, NaN at checkpoints not
+    estimated."""
+    nan = float("nan")
+    columns = {}
+    for step in result.steps:
+        estimate = estimates.get(step)
+        columns[step] = {
+            "llc": estimate.mean if estimate else nan,
+            "llc_std": estimate.std if estimate else nan,
+            "llc_eps": estimate.eps if estimate else nan,
+            "llc_chains": len(estimate.per_chain) - estimate.diverged if estimate else nan,
+        }
+    return result.with_columns(columns)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from circuits.analyses.phases import MilestoneSpec, compute_phases
+from circuits.analyses.phases import MOVING, MilestoneSpec, compute_phases
 from circuits.viz.views import ReportView, attention_view
 from interp.registry import Family
 
@@ -60,7 +60,11 @@ class AnalyzedFamily(Family):
         `figures`, also what only the report draws."""
         from circuits.pipeline.analyze import analyze_basic_run
 
-        return analyze_basic_run(run, parts, steps, workers=workers, progress=progress)
+        return analyze_basic_run(run, self, parts, steps, workers=workers, progress=progress)
+
+    #: The columns whose movement the leads table reports, when the analysis has them
+    #: (`circuits.analyses.phases.half_change_step`).
+    moving: tuple[str, ...] = MOVING
 
     def phases(self, rows: list[dict[str, Any]], collapses=()):
         """The phases of this table (`milestones`, `spans`), the last span ended by a collapse."""
@@ -76,8 +80,14 @@ class AnalyzedFamily(Family):
             "test_acc>=0.99": first_crossing(rows, "test_acc", 0.99),
         }
 
+    def summary_facts(self, result) -> dict[str, Any]:
+        """The family's own fields of `analysis/summary.json` (e.g. the modular key frequencies,
+        a walk's entropy rate and count-based limits), from its `RunAnalysis`."""
+        return {}
+
     def summary_lines(self, info: dict[str, Any]) -> list[str]:
-        """Family-specific lines of the CLI summary (after the header line)."""
+        """Family-specific lines of the CLI summary (after the header line), from summary.json
+        (`info`, which holds `summary_facts`)."""
         return []
 
     def report_facts(self, result) -> list[tuple[str, str]]:

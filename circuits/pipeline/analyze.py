@@ -1,93 +1,73 @@
-"""Analyze every checkpoint of a run: a streamed map over checkpoints, then files.
+"""Analyze every checkpoint of a run: the entry point and the result containers.
 
-`analyze_run(run, parts)` loads each checkpoint once, into one model object per worker
-(memory stays flat in the number of checkpoints), and returns a `RunAnalysis`: one table
-row per checkpoint plus the small results the figures need (Fourier norms, clusters,
-attribution and, with `figures`, the circuit graph and mean attention pattern), all from
-the checkpoint's one forward pass. `circuits.pipeline.files.write_analysis` writes the table,
-the summary and the report, which reads only the `RunAnalysis`. Nothing here prints.
+`analyze_run(run, parts)` resolves the run's task family once and hands it down: the family's
+`analyze` computes its per-checkpoint results (a streamed map over checkpoints, one model
+object per worker, `circuits.pipeline.checkpoint_map`), then the family-independent parts
+(`--circuits`, `--llc`) add their columns. The result is a `RunAnalysis`: one frozen
+per-checkpoint result of the family's type (each with `step` and its table `row`) plus the
+run's facts (phases, collapses, split sizes, the `best` pointer). `circuits.pipeline.files`
+writes it; nothing here prints.
 
-What is computed per checkpoint is the task family's (`analyze_run` asks it): the modular
-family's analysis is `circuits.families.modular.analysis`; the entity families' and a family
-without analyses of its own are here (`analyze_entity_run`, `analyze_basic_run`), on the
-shared machinery (`analyze_each`, `_map_checkpoints`).
+`analyze_each` is what a family's `analyze` needs beyond computing one checkpoint;
+`analyze_basic_run` is the analysis of a family without analyses of its own.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from circuits.analyses.attention import (
-    mean_attention_pattern,
-    pattern_sample,
-)
-from circuits.analyses.circuit_graph import CircuitGraph
+from circuits.analyses.attention import pattern_sample
 from circuits.analyses.phases import Phases
-from circuits.pipeline.checkpoint_map import map_checkpoints as _map_checkpoints
-from circuits.pipeline.figure_steps import FigureSteps
-
-# Re-exported: the analysis' files are written by `circuits.pipeline.files`.
-from circuits.pipeline.files import BASE_COLUMNS as BASE_COLUMNS
-from circuits.pipeline.files import FIGURES_FILE as FIGURES_FILE
-from circuits.pipeline.files import SUMMARY_FILE as SUMMARY_FILE
-from circuits.pipeline.files import TABLE_FILE as TABLE_FILE
-from circuits.pipeline.files import dumps as dumps
-from circuits.pipeline.files import summary as summary
-from circuits.pipeline.files import write_analysis as write_analysis
-from circuits.pipeline.files import write_table as write_table
+from circuits.pipeline.checkpoint_map import map_checkpoints
+from circuits.pipeline.figure_steps import SliderSteps
 from interp.collapse import CollapseEvent, detect_collapses
 from interp.config import RunConfig
 from interp.metrics import SMALL_SPLIT, wilson_interval
-from interp.registry import family_of, get_family
+from interp.registry import family_of
 from interp.runs import Run, RunError, no_checkpoints_message, read_best
 
-
-def available_parts(run: Run) -> tuple[str, ...]:
-    """The analysis parts the run's task family declares (`interp.registry.AnalysisPart`)."""
-    return tuple(part.name for part in family_of(run.config).parts)
+if TYPE_CHECKING:
+    from circuits.families.base import AnalyzedFamily
 
 
-def default_parts(run: Run) -> tuple[str, ...]:
-    """The parts an analysis runs when none is named: all but the opt-in ones (`--circuits`)."""
-    return tuple(part.name for part in family_of(run.config).parts if part.default)
+class CheckpointResult(Protocol):
+    """What every family's per-checkpoint result has (a frozen dataclass of typed fields)."""
+
+    step: int
+    #: the table's view of the result: column -> value, written to CSV at the edge
+    row: dict[str, Any]
 
 
 @dataclass(frozen=True)
-class CheckpointAnalysis:
-    """One checkpoint: its table row and the small results its figures are drawn from."""
+class BasicCheckpoint:
+    """One checkpoint of a family without analyses of its own: its table row, and the mean
+    attention pattern where a slider may show it."""
 
     step: int
     row: dict[str, Any]
-    embed_freq_norms: Tensor | None = None
-    unembed_freq_norms: Tensor | None = None
-    neuron_frequency: Tensor | None = None
-    final_attention: Tensor | None = None
-    dla_names: list[str] | None = None
-    dla: Tensor | None = None
-    #: the circuit graph (`circuits.analyses.circuit_graph`), neurons grouped by the final
-    #: checkpoint's clusters
-    graph: CircuitGraph | None = None
-    #: mean attention pattern over `RunAnalysis.pattern_examples` inputs (the circuitsvis view)
     attention_pattern: Float[Tensor, "layer head query_pos key_pos"] | None = None
 
 
 @dataclass(frozen=True)
 class RunAnalysis:
+    """Every analyzed checkpoint of one run (`checkpoints`, in step order, of the family's
+    result type) and the run's facts. A family with run-level results of its own subclasses
+    it (the modular family's key frequencies: `ModularRunAnalysis`)."""
+
     run_dir: Path
     parts: tuple[str, ...]
-    checkpoints: list[CheckpointAnalysis]
-    key_frequencies: list[int]
+    checkpoints: list[CheckpointResult]
     phases: Phases
+    #: the task family (`circuits.families.base.AnalyzedFamily`), resolved once by `analyze_run`
+    family: AnalyzedFamily
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    p: int = 0
-    #: the task family (`interp.registry`)
-    kind: str = ""
     #: collapse events found in this table by the task's rule (`interp.collapse`)
     collapses: list[CollapseEvent] = field(default_factory=list)
     #: examples behind each accuracy column ({"test_acc": 8939, "test_ood_acc": 19, ...})
@@ -102,6 +82,10 @@ class RunAnalysis:
     #: circuit discovery at every checkpoint (`--circuits`, `circuits.analyses.circuit_timeline`)
     circuits: Any = None
 
+    @property
+    def kind(self) -> str:
+        return self.family.kind
+
     def interval(self, column: str, value: float) -> tuple[float, float] | None:
         """95 % Wilson interval of an accuracy column whose split has < SMALL_SPLIT examples."""
         n = self.split_sizes.get(column)
@@ -115,26 +99,36 @@ class RunAnalysis:
     def steps(self) -> list[int]:
         return [c.step for c in self.checkpoints]
 
-    @property
-    def family(self):
-        return get_family(self.kind)
+    def with_columns(self, by_step: dict[int, dict[str, Any]]) -> RunAnalysis:
+        """A new analysis whose rows also hold `by_step[step]`'s columns; the frozen results of
+        this one are not touched (each checkpoint is a shallow copy with a new row)."""
+        checkpoints = []
+        for checkpoint in self.checkpoints:
+            new = copy.copy(checkpoint)
+            object.__setattr__(new, "row", {**checkpoint.row, **by_step.get(checkpoint.step, {})})
+            checkpoints.append(new)
+        return replace(self, checkpoints=checkpoints)
 
     def leads(self) -> dict[str, int | None]:
-        """First steps at which the progress measure and test accuracy reach a level (by family),
-        and when each measure of `circuits.analyses.phases.MOVING` present moves
-        (`half_change_step`)."""
-        from circuits.analyses.phases import MOVING, half_change_step
+        """First steps at which the family's progress measures reach a level, and when each
+        of the family's `moving` columns present moves (`half_change_step`)."""
+        from circuits.analyses.phases import half_change_step
 
         leads = self.family.leads(self.rows)
-        for column in MOVING:
+        for column in self.family.moving:
             if any(column in row for row in self.rows):
                 leads[f"{column} moves"] = half_change_step(self.rows, column)
         return leads
 
 
-def _require(loaded: bool, run: Run, steps: list[int]) -> None:
-    if not loaded:
-        raise RunError(f"{run.path}: none of the {len(steps)} checkpoints could be loaded")
+def available_parts(family: AnalyzedFamily) -> tuple[str, ...]:
+    """The analysis parts the family declares (`interp.registry.AnalysisPart`)."""
+    return tuple(part.name for part in family.parts)
+
+
+def default_parts(family: AnalyzedFamily) -> tuple[str, ...]:
+    """The parts an analysis runs when none is named: all but the opt-in ones (`--circuits`)."""
+    return tuple(part.name for part in family.parts if part.default)
 
 
 def default_workers() -> int:
@@ -155,21 +149,20 @@ def analyze_run(
     reported.
 
     `parts` are the run's family's analysis parts (default: all but the opt-in ones,
-    `default_parts`; `circuits` is the family-independent circuit discovery). `workers`
-    checkpoints are analyzed in parallel (default: `default_workers()`, one per torch
-    thread), each worker with its own model objects. `progress` shows a bar over the
-    checkpoints (done/total, rate, ETA, and which parts) on stderr. `figures` also computes
-    what only the report draws (circuit graph, attention patterns); without it, no such views.
+    `default_parts`; `circuits` and `llc` are family-independent). `workers` checkpoints are
+    analyzed in parallel (default: `default_workers()`, one per torch thread), each worker
+    with its own model objects. `progress` shows a bar over the checkpoints on stderr.
+    `figures` also computes what only the report draws (circuit graph, attention patterns).
     """
     family = family_of(run.config)
-    parts = tuple(parts or default_parts(run))
-    unknown = set(parts) - set(available_parts(run))
+    parts = tuple(parts or default_parts(family))
+    unknown = set(parts) - set(available_parts(family))
     if unknown:
         from interp.config import ConfigError
 
         raise ConfigError(
-            f"analysis parts {sorted(unknown)} do not apply to task kind {run.config.task.kind!r}; "
-            f"its parts: {', '.join(available_parts(run)) or 'none'}"
+            f"analysis parts {sorted(unknown)} do not apply to task kind {family.kind!r}; "
+            f"its parts: {', '.join(available_parts(family)) or 'none'}"
         )
     steps = list(run.steps if steps is None else steps)
     if not steps:
@@ -181,37 +174,46 @@ def analyze_run(
         from circuits.analyses.circuit_timeline import analyze_circuits, with_circuits
 
         label = "circuits" if progress else None
-        timeline = analyze_circuits(run, result.steps, workers=workers, progress=label)
+        timeline = analyze_circuits(run, family, result.steps, workers=workers, progress=label)
         result = with_circuits(result, timeline)
     if "llc" in parts:
         from circuits.analyses.llc import analyze_llc, with_llc
 
         result = with_llc(result, analyze_llc(run, result, workers=workers))
-    from dataclasses import replace
-
     return replace(result, parts=parts)
 
 
-def _label(parts: tuple[str, ...], progress: bool) -> str | None:
+def progress_label(parts: tuple[str, ...], progress: bool) -> str | None:
+    """The progress bar's title (None: no bar)."""
     return f"analyze {'+'.join(parts) or 'accuracy'}" if progress else None
 
 
-def _run_facts(
-    run: Run, results: list[CheckpointAnalysis], figures: bool, position_labels
+def require_loaded(results: list, run: Run, steps: list[int]) -> None:
+    """An analysis with no loadable checkpoint is an error, not an empty table."""
+    if not results:
+        raise RunError(f"{run.path}: none of the {len(steps)} checkpoints could be loaded")
+
+
+def run_facts(
+    run: Run,
+    family: AnalyzedFamily,
+    results: list[CheckpointResult],
+    figures: bool,
+    position_labels=(),
 ) -> dict[str, Any]:
-    """Collapse events (the task's rule on this table), split sizes, the `best` pointer, the
-    config."""
+    """The `RunAnalysis` fields beside the checkpoints: collapse events (the family's rule on
+    this table), phases, split sizes, the `best` pointer, the config."""
     task = run.task
     sizes = {f"{name}_acc": len(index) for name, index in task.splits.items()}
     sizes["train_acc"] = len(task.train_index)
     if "test_acc" not in sizes:  # the base test columns are the first held-out split
         sizes["test_acc"] = len(task.splits[task.held_out_splits[0]])
-    rule = family_of(run.config).collapse_rule(task)
-    collapses = detect_collapses([r.row for r in results], rule)
-    phases = family_of(run.config).phases([r.row for r in results], collapses)
+    rows = [r.row for r in results]
+    collapses = detect_collapses(rows, family.collapse_rule(task))
     return dict(
+        family=family,
         collapses=collapses,
-        phases=phases,
+        phases=family.phases(rows, collapses),
         split_sizes=sizes,
         best=read_best(run.path),
         config=run.config,
@@ -220,95 +222,43 @@ def _run_facts(
     )
 
 
-def analyze_entity_run(
-    run: Run,
-    parts: tuple[str, ...],
-    steps: list[int],
-    *,
-    workers: int,
-    progress: bool,
-    figures: bool = True,
-) -> RunAnalysis:
-    """The entity families' analysis
-    (`circuits.families.entity.measures.analyze_entity_checkpoint`) of every
-    checkpoint, plus, with `figures`, the mean attention pattern at the checkpoints a slider
-    may show (the circuit graph of these families is left to circuit discovery)."""
-    from dataclasses import replace
-
-    from circuits.families.entity.analysis import analyze_entity_checkpoint, random_init_model
-
-    task = run.task
-    family = family_of(run.config)
-    pattern_tokens = pattern_sample(task.tokens)
-    figure_steps = FigureSteps(steps, family.milestones) if figures else None
-
-    def make_analyze_one():
-        # The probes' random-init baseline: one model per worker (hooks are per model object).
-        random_model = random_init_model(run.config) if "probes" in parts else None
-
-        def analyze_one(model, step: int):
-            result = analyze_entity_checkpoint(
-                model, task, run.config, parts, random_model=random_model, step=step
-            )
-            if figure_steps is not None and figure_steps.wants(step, result.row):
-                result = replace(
-                    result, attention_pattern=mean_attention_pattern(model, pattern_tokens)
-                )
-            return result
-
-        return analyze_one
-
-    return analyze_each(
-        run,
-        parts,
-        steps,
-        make_analyze_one,
-        workers=workers,
-        progress=progress,
-        figure_steps=figure_steps,
-        position_labels=family.position_names,
-    )
-
-
 def analyze_each(
     run: Run,
+    family: AnalyzedFamily,
     parts: tuple[str, ...],
     steps: list[int],
     make_analyze_one,
     *,
     workers: int = 1,
     progress: bool = False,
-    figure_steps: FigureSteps | None = None,
+    slider_steps: SliderSteps | None = None,
     position_labels: tuple[str, ...] = (),
 ) -> RunAnalysis:
     """The `RunAnalysis` of `analyze_one(model, step)` mapped over the checkpoints (damaged ones
     skipped and reported), with the family's phases, collapses, split sizes and `best`.
 
     `make_analyze_one()` is called once per worker and returns `analyze_one`, whose result is
-    a frozen per-checkpoint object with `.step` and `.row` (its table columns). This is what
-    a family's `analyze` needs to do beyond computing one checkpoint."""
-    results, skipped = _map_checkpoints(
+    a frozen per-checkpoint object with `.step` and `.row` (`CheckpointResult`)."""
+    results, skipped = map_checkpoints(
         run,
         steps,
         make_analyze_one,
         workers=workers,
-        progress=_label(parts, progress),
-        figure_steps=figure_steps,
+        progress=progress_label(parts, progress),
+        figure_steps=slider_steps,
     )
-    _require(bool(results), run, steps)
+    require_loaded(results, run, steps)
     return RunAnalysis(
         run_dir=run.path,
         parts=parts,
         checkpoints=results,
-        key_frequencies=[],
         skipped=skipped,
-        kind=run.config.task.kind,
-        **_run_facts(run, results, figure_steps is not None, position_labels),
+        **run_facts(run, family, results, slider_steps is not None, position_labels),
     )
 
 
 def basic_columns(
-    model, run: Run, evaluators=()
+    model, run: Run, family: AnalyzedFamily, evaluators=()
 ) -> tuple[dict[str, Any], dict[str, tuple[Tensor, Tensor]]]:
     """Loss and accuracy on every split plus the `train`/`test` base columns (the last training
     split and the first held-out one, when no split has those names), the columns of
@@ -317,7 +267,7 @@ def basic_columns(
     from interp.metrics import evaluate
 
     task = run.task
-    row, by_split = evaluate(model, task, torch.device("cpu"), family_of(run.config).forward)
+    row, by_split = evaluate(model, task, torch.device("cpu"), family.forward)
     for base, split in (("train", task.train_splits[-1]), ("test", task.held_out_splits[0])):
         row.setdefault(f"{base}_acc", row[f"{split}_acc"])
         row.setdefault(f"{base}_loss", row[f"{split}_loss"])
@@ -329,19 +279,21 @@ def basic_columns(
 
 def analyze_basic_run(
     run: Run,
+    family: AnalyzedFamily,
     parts: tuple[str, ...],
     steps: list[int],
     *,
     workers: int,
     progress: bool,
-    figures: bool = True,
 ) -> RunAnalysis:
     """`basic_columns` and the family's training evaluators (its progress measure), for a
     family without analyses of its own (no figure data)."""
-    evaluators = family_of(run.config).evaluators(run.config)
+    evaluators = family.evaluators(run.config)
 
-    def analyze_one(model, step: int) -> CheckpointAnalysis:
-        row, _ = basic_columns(model, run, evaluators)
-        return CheckpointAnalysis(step=step, row={"step": step, **row})
+    def analyze_one(model, step: int) -> BasicCheckpoint:
+        row, _ = basic_columns(model, run, family, evaluators)
+        return BasicCheckpoint(step=step, row={"step": step, **row})
 
-    return analyze_each(run, parts, steps, lambda: analyze_one, workers=workers, progress=progress)
+    return analyze_each(
+        run, family, parts, steps, lambda: analyze_one, workers=workers, progress=progress
+    )

@@ -8,7 +8,7 @@ from itertools import chain
 
 import torch
 
-from circuits.pipeline.figure_steps import FigureSteps
+from circuits.pipeline.figure_steps import SliderSteps
 from interp.runs import Run
 
 
@@ -19,7 +19,7 @@ def map_checkpoints(
     workers: int = 1,
     progress: str | None = None,
     done: int = 0,
-    figure_steps: FigureSteps | None = None,
+    figure_steps: SliderSteps | None = None,
 ) -> tuple[list, list[tuple[str, str]]]:
     """analyze_one(model, step) over every checkpoint that loads (`Run.iter_models`); the others
     are collected as (file, reason) instead of aborting the run. `done` checkpoints were

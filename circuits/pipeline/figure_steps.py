@@ -6,7 +6,7 @@ circuitsvis attention) show `pick_steps(steps, MAX_FIGURE_STEPS, phase boundarie
 the boundaries (the task family's milestones, `circuits.analyses.phases`: first crossings of metric
 columns) are known only once every checkpoint is analyzed, and a checkpoint's circuit graph costs
 more
-than the rest of its analysis. `FigureSteps` therefore decides during the analysis' one pass
+than the rest of its analysis. `SliderSteps` therefore decides during the analysis' one pass
 whether a checkpoint may be shown, so that its figure data is computed then or never:
 
 - it may be on the evenly spaced grid, which depends only on the number of steps and on how
@@ -49,7 +49,7 @@ def pick_steps(
     return sorted(chosen)
 
 
-class FigureSteps:
+class SliderSteps:
     """Tells, checkpoint by checkpoint and from any thread, whether a slider may show it.
 
     Every checkpoint of `steps` is reported once, by `wants(step, row)` or `skipped(step)`.

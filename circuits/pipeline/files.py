@@ -1,7 +1,7 @@
 """Writing an analysis: `analysis/table.csv`, `analysis/summary.json` and the HTML report.
 
-`write_analysis(result)` is the edge where the typed `circuits.pipeline.analyze.RunAnalysis` becomes
-files; nothing here computes an analysis or runs a model (the report reads only the
+`write_analysis(result)` is the edge where the typed `circuits.pipeline.analyze.RunAnalysis`
+becomes files; nothing here computes an analysis or runs a model (the report reads only the
 `RunAnalysis`). `circuits.pipeline.analyze` re-exports these names.
 """
 
@@ -66,10 +66,10 @@ def summary(result: RunAnalysis, out_dir: Path) -> dict[str, Any]:
         "parts": list(result.parts),
         "n_checkpoints": len(result.checkpoints),
         "steps": [result.steps[0], result.steps[-1]],
-        "key_frequencies": result.key_frequencies,
         "phases": result.phases.to_dict(),
         "leads": result.leads(),
         "kind": result.kind,
+        **result.family.summary_facts(result),
         "final": {k: last[k] for k in BASE_COLUMNS if k in last},
         "final_splits": {k: v for k, v in last.items() if k.endswith("_acc")},
         "final_intervals": _intervals(result, last),

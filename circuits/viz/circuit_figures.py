@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from circuits.pipeline.figure_steps import pick_steps
-from circuits.viz.figures import _add_phases, add_checkpoint_slider
+from circuits.viz.figures import add_checkpoint_slider, add_phases
 
 #: Edges shown in the map: the largest by their peak |score| / gap over the run.
 MAP_EDGES = 30
@@ -55,7 +55,7 @@ def plot_edge_map(result) -> go.Figure:
             hovertemplate="step %{x}<br>%{y}<br>score / gap %{z:.3f}<extra></extra>",
         )
     )
-    _add_phases(fig, result, 1)
+    add_phases(fig, result, 1)
     fig.update_layout(
         title="Edge scores over training (fraction of the clean − corrupt gap; ● = final circuit)",
         xaxis_title="step",
@@ -89,7 +89,7 @@ def plot_circuit_size(result) -> go.Figure:
                 row=2,
                 col=1,
             )
-    _add_phases(fig, result, 2)
+    add_phases(fig, result, 2)
     fig.update_yaxes(title_text="circuit size", row=1, col=1)
     fig.update_yaxes(title_text="fraction", range=[0, 1.05], row=2, col=1)
     fig.update_xaxes(title_text="step", row=2, col=1)

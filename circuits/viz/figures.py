@@ -124,7 +124,7 @@ def plot_timeline(result) -> go.Figure:
     """
     rows = result.rows
     steps = [r["step"] for r in rows]
-    has = lambda key: any(key in r and _finite(r[key]) for r in rows)  # noqa: E731
+    has = lambda key: any(key in r and finite(r[key]) for r in rows)  # noqa: E731
     series = [
         (1, "train_loss", "train loss", "#1f77b4", "solid"),
         (1, "test_loss", "test loss", "#d62728", "solid"),
@@ -164,10 +164,10 @@ def plot_timeline(result) -> go.Figure:
     )
     for panel, key, name, color, dash in series:
         ys = [r.get(key, math.nan) for r in rows]
-        ys = [(max(y, 1e-12) if panel == 1 else y) if _finite(y) else None for y in ys]
+        ys = [(max(y, 1e-12) if panel == 1 else y) if finite(y) else None for y in ys]
         extra: dict[str, Any] = {"mode": "lines"}
         if key == "llc":  # estimated at a subset of the checkpoints: join them, with spreads
-            spread = [r.get("llc_std") if _finite(r.get("llc_std", math.nan)) else 0 for r in rows]
+            spread = [r.get("llc_std") if finite(r.get("llc_std", math.nan)) else 0 for r in rows]
             extra = dict(connectgaps=True, mode="lines+markers", error_y=dict(array=spread))
         if panel == 2 and hasattr(result, "interval"):
             _add_interval_band(fig, result, key, name, steps, ys, row_of[panel])
@@ -184,7 +184,7 @@ def plot_timeline(result) -> go.Figure:
             row=row_of[panel],
             col=1,
         )
-    _add_phases(fig, result, n_rows=len(panels))
+    add_phases(fig, result, n_rows=len(panels))
     _add_collapses(fig, result, n_rows=len(panels))
     for panel, row in row_of.items():
         _, y_title, log, _ = TIMELINE_PANELS[panel]
@@ -206,7 +206,7 @@ def plot_timeline(result) -> go.Figure:
     return fig
 
 
-def _finite(x: Any) -> bool:
+def finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
@@ -271,7 +271,7 @@ def _add_collapses(fig: go.Figure, result, n_rows: int) -> None:
         )
 
 
-def _add_phases(fig: go.Figure, result, n_rows: int) -> None:
+def add_phases(fig: go.Figure, result, n_rows: int) -> None:
     phases = getattr(result, "phases", None)
     if phases is None or not result.steps:
         return
@@ -360,7 +360,7 @@ def plot_layer_position(
     return fig
 
 
-def _with(result, attribute: str, max_steps: int) -> list:
+def checkpoints_with(result, attribute: str, max_steps: int) -> list:
     cps = [c for c in result.checkpoints if getattr(c, attribute, None) is not None]
     if not cps:
         raise ValueError(

@@ -28,7 +28,7 @@ from circuits.viz.views import ReportContext
 
 #: Checkpoints shown by the circuit-graph and circuitsvis sliders; the analysis computes their
 #: data only at the checkpoints such a slider may show
-#: (`circuits.pipeline.figure_steps.FigureSteps`).
+#: (`circuits.pipeline.figure_steps.SliderSteps`).
 MAX_MODEL_STEPS = MAX_FIGURE_STEPS
 
 

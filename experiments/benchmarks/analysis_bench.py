@@ -128,20 +128,20 @@ def naive_analysis(run_dir: Path, n: int) -> float:
 
     run = load_run(run_dir)
     steps = run.steps[:n]
-    saved = modular_analysis.final_position_activations, fourier._is_fourier_basis
+    saved = modular_analysis.final_position_activations, fourier.is_fourier_basis
     modular_analysis.final_position_activations = final_position_activations_hooked
-    fourier._is_fourier_basis = lambda basis: False
+    fourier.is_fourier_basis = lambda basis: False
     try:
         keys = analyze_run(run, ("fourier",), steps=steps[-1:]).key_frequencies
         start = time.perf_counter()
         for step in steps:
-            ctx = modular_analysis._ModularContext(run)  # rebuilds the basis and task every time
+            ctx = modular_analysis.ModularContext(run)  # rebuilds the basis and task every time
             ctx.set_key_frequencies(keys)
             model = run.model_at(step)  # rebuilds the model every time
             modular_analysis.analyze_checkpoint(model, step, ctx, ("fourier",))
         return (time.perf_counter() - start) / len(steps)
     finally:
-        modular_analysis.final_position_activations, fourier._is_fourier_basis = saved
+        modular_analysis.final_position_activations, fourier.is_fourier_basis = saved
 
 
 def analysis_throughput(

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from interp.model.build import native_model
 
 
-def _supports_fast_path(native: nn.Module) -> bool:
+def supports_fast_path(native: nn.Module) -> bool:
     cfg = native.cfg
     return (
         native.pos is not None
@@ -139,10 +139,10 @@ def answer_logits(bridge, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "ba
 
 
 def _answer_logits(native: nn.Module, tokens: Tensor) -> Tensor:
-    return _answer_forward(native, tokens) if _supports_fast_path(native) else native(tokens)[:, -1]
+    return _answer_forward(native, tokens) if supports_fast_path(native) else native(tokens)[:, -1]
 
 
-def _raw(module: nn.Module) -> nn.Module:
+def unwrapped(module: nn.Module) -> nn.Module:
     """The plain module a bridge component wraps (its hook points skipped)."""
     return getattr(module, "_original_component", module)
 
@@ -150,9 +150,9 @@ def _raw(module: nn.Module) -> nn.Module:
 def mlp_parts(block: nn.Module) -> tuple:
     """A (raw) block's MLP modules without hook wrappers: (ln2, fc_in, act, the MLP's own
     LayerNorm or None, fc_out). Looked up once, they spare the wrappers' per-call cost."""
-    mlp = _raw(block.mlp)
-    own_ln = _raw(mlp.ln) if mlp.ln is not None else None
-    return _raw(block.ln2), _raw(mlp.fc_in), mlp.act, own_ln, _raw(mlp.fc_out)
+    mlp = unwrapped(block.mlp)
+    own_ln = unwrapped(mlp.ln) if mlp.ln is not None else None
+    return unwrapped(block.ln2), unwrapped(mlp.fc_in), mlp.act, own_ln, unwrapped(mlp.fc_out)
 
 
 def mlp_hidden(block: nn.Module, x: Tensor, parts: tuple | None = None) -> Tensor:
@@ -165,14 +165,14 @@ def mlp_hidden(block: nn.Module, x: Tensor, parts: tuple | None = None) -> Tenso
 
 def mlp_output(block: nn.Module, hidden: Tensor, parts: tuple | None = None) -> Tensor:
     """The MLP's contribution to the residual stream from its hidden units."""
-    fc_out = parts[4] if parts else _raw(_raw(block.mlp).fc_out)
+    fc_out = parts[4] if parts else unwrapped(unwrapped(block.mlp).fc_out)
     return F.linear(hidden, fc_out.weight, fc_out.bias)
 
 
 def unembed(native: nn.Module, final: Tensor, parts: tuple | None = None) -> Tensor:
     """Logits from the final residual stream (ln_out, then the unembedding; `parts`: the
     unwrapped (ln_out, head), looked up once by the caller)."""
-    ln_out, head = parts or (_raw(native.ln_out), _raw(native.head))
+    ln_out, head = parts or (unwrapped(native.ln_out), unwrapped(native.head))
     return F.linear(ln_out(final), head.weight, head.bias)
 
 
@@ -207,7 +207,7 @@ def supports_answer_activations(bridge) -> bool:
     """Whether `answer_activations` covers this architecture (else use `run_with_cache`)."""
     native = native_model(bridge)
     return (
-        _supports_fast_path(native)
+        supports_fast_path(native)
         and not native.cfg.attn_only
         and all(getattr(block.mlp, "ln", None) is None for block in native.layers)
     )

@@ -12,12 +12,12 @@ from torch import Tensor, nn
 
 from interp.model.build import native_model
 from interp.model.forward import (
-    _raw,
-    _supports_fast_path,
     mlp_hidden,
     mlp_output,
     mlp_parts,
+    supports_fast_path,
     unembed,
+    unwrapped,
 )
 
 
@@ -61,15 +61,15 @@ def _plan(native: nn.Module):
     if native in _PLANS:
         return _PLANS[native]
     plan = None
-    if _supports_fast_path(native) and not native.cfg.gated_mlp:
+    if supports_fast_path(native) and not native.cfg.gated_mlp:
         blocks = []
         for block in native.layers:
-            block = _raw(block)
-            attn = _raw(block.attn)
-            qkvo = tuple(_raw(getattr(attn, name)) for name in ("q", "k", "v", "o"))
+            block = unwrapped(block)
+            attn = unwrapped(block.attn)
+            qkvo = tuple(unwrapped(getattr(attn, name)) for name in ("q", "k", "v", "o"))
             mlp = None if native.cfg.attn_only else mlp_parts(block)
-            blocks.append((_raw(block.ln1), attn, *qkvo, block, mlp))
-        head = (_raw(native.ln_out), _raw(native.head))
-        plan = (_raw(native.tok_embed), _raw(native.pos), blocks, head)
+            blocks.append((unwrapped(block.ln1), attn, *qkvo, block, mlp))
+        head = (unwrapped(native.ln_out), unwrapped(native.head))
+        plan = (unwrapped(native.tok_embed), unwrapped(native.pos), blocks, head)
     _PLANS[native] = plan
     return plan

@@ -1,7 +1,7 @@
-"""One checkpoint of an entity task, analyzed: accuracies, the mediation score, and the
-requested parts (logit lens, causal tracing, probes) as a frozen `EntityCheckpoint` whose
-table row is derived from its typed fields (`circuits.families.entity.measures` holds the
-analyses)."""
+"""The entity families' analysis: each checkpoint's accuracies, circuit score and requested
+parts (logit lens, causal tracing, probes) as a frozen `EntityCheckpoint` whose table row is
+derived from its typed fields (`circuits.families.entity.measures` holds the measures,
+`probes/` the read-outs), and `analyze_entity_run`, the map over a run's checkpoints."""
 
 from __future__ import annotations
 
@@ -17,11 +17,10 @@ from circuits.families.entity.measures import (
     POS_MID,
     MediationScore,
     ProbeResult,
+    circuit_score,
     counterfactuals,
     entity_logit_lens,
     entity_probes,
-    family_of_task,
-    mediation_score,
     sample_examples,
     score_columns,
 )
@@ -113,6 +112,7 @@ def random_init_model(config):
 
 @torch.inference_mode()
 def analyze_entity_checkpoint(
+    family,
     model,
     task: TaskData,
     config,
@@ -124,7 +124,6 @@ def analyze_entity_checkpoint(
 ) -> EntityCheckpoint:
     """Every requested part for one checkpoint of an entity task (see `EntityCheckpoint`).
     `probes` needs a random-init baseline model, built from the config when not given."""
-    family = family_of_task(task)
     unknown = set(parts) - {p.name for p in family.parts}
     if unknown:
         raise ValueError(
@@ -151,16 +150,16 @@ def analyze_entity_checkpoint(
     ):
         accuracies[base] = accuracy(logits, task.labels[index])
         losses[base] = float(cross_entropy_f64(logits, task.labels[index]))
-    score = mediation_score(model, task, n_examples=n_examples)
+    score = circuit_score(family, model, task, n_examples=n_examples)
     index = sample_examples(task, "train_inferred", n_examples)
-    lens = entity_logit_lens(model, task, index) if "logit_lens" in parts else None
+    lens = entity_logit_lens(family, model, task, index) if "logit_lens" in parts else None
     tracing: tuple[TracingResult, ...] = ()
     if "patching" in parts:
         from probes.patching import causal_tracing
 
         traced = []
         for swap in family.patch_swaps:
-            cf = counterfactuals(task, index, swap=swap)
+            cf = counterfactuals(family, task, index, swap=swap)
             traced.append(
                 TracingResult(
                     swap, causal_tracing(model, cf.clean_tokens, cf.tokens, cf.answer).transferred
@@ -169,7 +168,58 @@ def analyze_entity_checkpoint(
         tracing = tuple(traced)
     probes: tuple[ProbeResult, ...] = ()
     if "probes" in parts:
-        probes = entity_probes(
-            model, task, random_model if random_model is not None else random_init_model(config)
-        )
+        baseline = random_model if random_model is not None else random_init_model(config)
+        probes = entity_probes(family, model, task, baseline)
     return EntityCheckpoint(step, accuracies, losses, score, lens, tracing, probes)
+
+
+def analyze_entity_run(
+    run,
+    family,
+    parts: tuple[str, ...],
+    steps: list[int],
+    *,
+    workers: int,
+    progress: bool,
+    figures: bool = True,
+):
+    """`analyze_entity_checkpoint` over every checkpoint (`circuits.pipeline.analyze_each`),
+    plus, with `figures`, the mean attention pattern at the checkpoints a slider may show (the
+    circuit graph of these families is left to circuit discovery)."""
+    from dataclasses import replace
+
+    from circuits.analyses.attention import mean_attention_pattern, pattern_sample
+    from circuits.pipeline.analyze import analyze_each
+    from circuits.pipeline.figure_steps import SliderSteps
+
+    task = run.task
+    pattern_tokens = pattern_sample(task.tokens)
+    slider_steps = SliderSteps(steps, family.milestones) if figures else None
+
+    def make_analyze_one():
+        # The probes' random-init baseline: one model per worker (hooks are per model object).
+        random_model = random_init_model(run.config) if "probes" in parts else None
+
+        def analyze_one(model, step: int):
+            result = analyze_entity_checkpoint(
+                family, model, task, run.config, parts, random_model=random_model, step=step
+            )
+            if slider_steps is not None and slider_steps.wants(step, result.row):
+                result = replace(
+                    result, attention_pattern=mean_attention_pattern(model, pattern_tokens)
+                )
+            return result
+
+        return analyze_one
+
+    return analyze_each(
+        run,
+        family,
+        parts,
+        steps,
+        make_analyze_one,
+        workers=workers,
+        progress=progress,
+        slider_steps=slider_steps,
+        position_labels=family.position_names,
+    )

@@ -85,7 +85,7 @@ class ComparisonFamily(EntityFamily):
         n_e, n_a = task.extras["kb_value"].shape
         return EntityVocab(n_e, n_a, len(task.token_names) - n_e - n_a - 4)
 
-    def counterfactuals(self, task, index, swap: str, generator):
+    def swap_examples(self, task, index, swap: str, generator):
         import torch
 
         from circuits.families.entity.measures import Counterfactual, pick
@@ -127,21 +127,20 @@ class ComparisonFamily(EntityFamily):
             "answer": LensTarget(POS_E2, task.labels[index], vocab.answer_tokens),
         }
 
-    def mediation_score(self, model, task, index, seed: int):
+    def score_examples(self, model, task, index, seed: int):
         import torch
 
         from circuits.families.entity.measures import (
             POS_MID,
             counterfactuals,
-            mediated_score,
             no_score,
+            score_from_mediation,
         )
         from probes.patching import mediation
 
-        same = counterfactuals(
-            task, index, swap="e1_same_value", seed=seed + 1
-        )  # those with a control
-        cf = counterfactuals(task, same.index, swap="e1", seed=seed)
+        # the examples that have a control
+        same = counterfactuals(self, task, index, swap="e1_same_value", seed=seed + 1)
+        cf = counterfactuals(self, task, same.index, swap="e1", seed=seed)
         if len(cf.index) == 0:
             return no_score()
         clean = task.labels[cf.index]
@@ -149,7 +148,7 @@ class ComparisonFamily(EntityFamily):
         # lookup) also moves the answer when e1 is swapped for an entity of the same value.
         keep = torch.isin(same.index, cf.index)
         control = mediation(model, cf.clean_tokens, same.tokens[keep], clean, cf.answer, POS_MID)
-        return mediated_score(model, cf, clean, control=control.indirect_abs)
+        return score_from_mediation(model, cf, clean, control=control.indirect_abs)
 
 
 FAMILY = register(ComparisonFamily())

@@ -2,8 +2,8 @@
 
 This module holds what both entity families share; what differs (counterfactual swaps,
 logit-lens and probe targets, the score's metric and control) is declared by each family
-(`circuits.families.entity.two_hop`, `circuits.families.entity.comparison`), found from the data's
-`TaskData.kind`.
+(`circuits.families.entity.two_hop`, `circuits.families.entity.comparison`), which every
+function here takes as its first argument.
 
 Sites (positions of `circuits.families.entity.two_hop_data` /
 `circuits.families.entity.comparison_data`):
@@ -11,7 +11,7 @@ Sites (positions of `circuits.families.entity.two_hop_data` /
     two_hop     h (0)      r1 (1)   r2 (2, answer read here)    hidden state: bridge b at r1
     comparison  attr (0)   e1 (1)   e2 (2, answer read here)    hidden states: v1 at e1, v2 at e2
 
-## circuit_score (both tasks): `mediation_score`
+## circuit_score (both tasks): `circuit_score`
 
 The generalizing circuit (Wang et al. 2024) resolves an intermediate entity state at a
 non-final position — the bridge b at r1, or the value v1 at e1 — and the upper layers of
@@ -78,9 +78,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from interp.registry import get_family
 from interp.tasks.base import TaskData
-from probes.logit_lens import LensTarget, LogitLensResult, logit_lens, residual_stack
+from probes.logit_lens import LogitLensResult, logit_lens, residual_stack
 from probes.patching import mediation
 
 POS_FIRST, POS_MID, POS_LAST = 0, 1, 2
@@ -108,11 +107,6 @@ def sample_examples(
     return index
 
 
-def family_of_task(task: TaskData):
-    """The entity family (`circuits.families.entity.family.EntityFamily`) that built `task`."""
-    return get_family(task.kind)
-
-
 def pick(valid: Tensor, generator: torch.Generator) -> Tensor:
     """Per row, a uniformly random column where `valid`, or -1 where none is."""
     scores = torch.rand(valid.shape, generator=generator).masked_fill(~valid, -1.0)
@@ -121,7 +115,7 @@ def pick(valid: Tensor, generator: torch.Generator) -> Tensor:
 
 
 def counterfactuals(
-    task: TaskData, index: Tensor, swap: str = "auto", seed: int = 0
+    family, task: TaskData, index: Tensor, swap: str = "auto", seed: int = 0
 ) -> Counterfactual:
     """For each example, swap one token so that the intermediate state and the answer change.
 
@@ -132,22 +126,17 @@ def counterfactuals(
     The replacement is drawn uniformly (seeded) among the valid ones; examples without any
     are dropped.
     """
-    family = family_of_task(task)
     swap = family.patch_swaps[0] if swap == "auto" else swap
-    return family.counterfactuals(task, index, swap, torch.Generator().manual_seed(seed))
+    return family.swap_examples(task, index, swap, torch.Generator().manual_seed(seed))
 
 
 # -- logit lens ------------------------------------------------------------------------------
 
 
-def entity_lens_targets(task: TaskData, index: Tensor) -> dict[str, LensTarget]:
-    """two_hop: bridge at r1, answer at the last position; comparison: v1 at e1, v2 at e2,
-    answer."""
-    return family_of_task(task).lens_targets(task, index)
-
-
-def entity_logit_lens(model, task: TaskData, index: Tensor) -> LogitLensResult:
-    return logit_lens(model, task.tokens[index], entity_lens_targets(task, index))
+def entity_logit_lens(family, model, task: TaskData, index: Tensor) -> LogitLensResult:
+    """The logit lens at the family's targets (`lens_targets`: two_hop the bridge at r1 and
+    the answer at the last position; comparison v1 at e1, v2 at e2, the answer)."""
+    return logit_lens(model, task.tokens[index], family.lens_targets(task, index))
 
 
 # -- the circuit score -----------------------------------------------------------------------
@@ -173,13 +162,16 @@ MIN_Z = 3.0
 
 
 @torch.inference_mode()
-def mediation_score(model, task: TaskData, n_examples: int = 300, seed: int = 0) -> MediationScore:
-    """See the module docstring. Uses only training examples and atomic facts."""
+def circuit_score(
+    family, model, task: TaskData, n_examples: int = 300, seed: int = 0
+) -> MediationScore:
+    """The entity families' `circuit_score` (module docstring) on a seeded sample of training
+    inferred facts; uses only training examples and atomic facts."""
     index = sample_examples(task, "train_inferred", n_examples, seed)
-    return family_of_task(task).mediation_score(model, task, index, seed)
+    return family.score_examples(model, task, index, seed)
 
 
-def mediated_score(
+def score_from_mediation(
     model,
     cf: Counterfactual,
     clean_answer: Tensor,
@@ -213,12 +205,12 @@ def no_score() -> MediationScore:
 
 
 def make_entity_evaluator(
-    n_examples: int = 300,
+    family, n_examples: int = 300
 ) -> Callable[[Any, TaskData, dict], dict[str, float]]:
     """A training `Evaluator` that logs `circuit_score` (and its layer) at every checkpoint."""
 
     def evaluate(model, task: TaskData, by_split: dict) -> dict[str, float]:
-        return score_columns(mediation_score(model, task, n_examples=n_examples))
+        return score_columns(circuit_score(family, model, task, n_examples=n_examples))
 
     return evaluate
 
@@ -235,7 +227,12 @@ def score_columns(score: MediationScore) -> dict[str, float]:
 
 
 def probe_data(
-    model, task: TaskData, target: str, split: str = "train_inferred", max_examples: int = 2000
+    family,
+    model,
+    task: TaskData,
+    target: str,
+    split: str = "train_inferred",
+    max_examples: int = 2000,
 ):
     """(X [layer, example, d_model], y) for probing `target` at its site.
 
@@ -243,7 +240,7 @@ def probe_data(
     (the r1 state depends only on (h, r1), the e1 state only on (attr, e1)), so held-out
     examples are never copies of training ones.
     """
-    targets = family_of_task(task).probe_targets
+    targets = family.probe_targets
     if target not in targets:
         raise ValueError(f"target: {target!r} is not one of {', '.join(targets)}")
     position = targets[target]
@@ -271,15 +268,17 @@ class ProbeResult:
 
 
 def entity_probes(
-    model, task: TaskData, random_model=None, seed: int = 0
+    family, model, task: TaskData, random_model=None, seed: int = 0
 ) -> tuple[ProbeResult, ...]:
     """Probe accuracy per layer for each hidden target of the family, with the baselines."""
     from probes.linear import probe_accuracy
 
     out = []
-    for target in family_of_task(task).probe_targets:
-        X, y = probe_data(model, task, target)
-        X_random = probe_data(random_model, task, target)[0] if random_model is not None else None
+    for target in family.probe_targets:
+        X, y = probe_data(family, model, task, target)
+        X_random = (
+            probe_data(family, random_model, task, target)[0] if random_model is not None else None
+        )
         layers = range(X.shape[0])
         out.append(
             ProbeResult(

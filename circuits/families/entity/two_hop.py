@@ -108,7 +108,7 @@ class TwoHopFamily(EntityFamily):
 
         return EntityVocab(*task.extras["kb_tail"].shape)
 
-    def counterfactuals(self, task, index, swap: str, generator):
+    def swap_examples(self, task, index, swap: str, generator):
         import torch
 
         from circuits.families.entity.measures import Counterfactual, pick
@@ -147,21 +147,21 @@ class TwoHopFamily(EntityFamily):
             "answer": LensTarget(POS_R2, task.labels[index], vocab.entity_tokens),
         }
 
-    def mediation_score(self, model, task, index, seed: int):
+    def score_examples(self, model, task, index, seed: int):
         from circuits.families.entity.measures import (
             MIN_Z,
             counterfactuals,
-            mediated_score,
             no_score,
+            score_from_mediation,
         )
 
-        cf = counterfactuals(task, index, swap="head", seed=seed)
+        cf = counterfactuals(self, task, index, swap="head", seed=seed)
         if len(cf.index) == 0:
             return no_score()
         clean = task.labels[cf.index]
         # Significance gate: an indirect effect within MIN_Z standard errors of 0 is noise (a
         # memorizer's checkpoints showed single-layer blips of up to 0.13 that were < 2 SE).
-        return mediated_score(
+        return score_from_mediation(
             model,
             cf,
             clean,

@@ -111,13 +111,13 @@ def attention_to_positions(model, tokens: torch.Tensor) -> tuple[np.ndarray, np.
 
 
 def analyze_walk_checkpoint(
-    model, step: int, run, parts: tuple[str, ...], evaluators=()
+    model, step: int, run, family, parts: tuple[str, ...], evaluators=()
 ) -> WalkCheckpoint:
     """One checkpoint: the base columns, the family's `evaluators` (the excess loss the phases
     read), and the requested `parts`."""
     from circuits.pipeline.analyze import basic_columns
 
-    base, by_split = basic_columns(model, run, evaluators)
+    base, by_split = basic_columns(model, run, family, evaluators)
     row = {"step": step, **base}
     task = run.task
     transition = task.extras["transition"].numpy()
@@ -144,3 +144,29 @@ def analyze_walk_checkpoint(
                 row[f"attn/L{layer}H{head}->self"] = float(own[layer, head])
                 row[f"attn/L{layer}H{head}->prev"] = float(previous[layer, head])
     return WalkCheckpoint(step, row, kl, visits, degree, own, previous, dla, dla_names)
+
+
+def excess_loss_evaluator(config, graph):
+    """`excess_loss` (nats/token over H, paired with the true log-probabilities on the test
+    walks of `graph`, the run's `family.walk_graph`) and its standard error over walks;
+    `entropy_rate` for reference."""
+    import torch
+
+    from circuits.families.graph_walk.limits import paired_excess
+
+    log_p = torch.log(torch.as_tensor(graph.transition).clamp_min(1e-300))
+    entropy_rate = graph.entropy_rate()
+
+    def evaluate(model, task, by_split) -> dict[str, float]:
+        row = {"entropy_rate": entropy_rate}
+        # `val_excess_loss` (a fixed corpus's validation walks) is what selection may read.
+        for split, prefix in (("test", ""), ("val", "val_")):
+            if split not in by_split:
+                continue
+            logits, labels = by_split[split]
+            tokens = task.split(split)[0]
+            mean, se, _ = paired_excess(logits, tokens, labels, log_p.to(labels.device))
+            row.update({f"{prefix}excess_loss": mean, f"{prefix}excess_loss_se": se})
+        return row
+
+    return evaluate

@@ -11,7 +11,10 @@ loss instead is noise-dominated below ~1e-3 nats (ANCHORS §4).
 Data modes (`task.data`): ``fresh`` draws new walks at every step from a seeded generator
 (one epoch, nothing stored; the training split is a fixed sample of walks used only to
 evaluate), ``fixed`` trains on a corpus of `corpus_walks` walks repeated for as many epochs
-as `train.steps` asks (the infinite-compute study). Tokens seen = steps × batch × context.
+as `train.steps` asks (the infinite-compute study; epochs = steps × batch / corpus_walks).
+Tokens seen = steps × batch × context. A fixed corpus also gets a ``val`` split:
+`eval_walks` more walks from their own seed, never trained on and never the test walks, which
+is what the `best` pointer (lowest `val_loss`), early stopping and a sweep's search select on.
 
 Phases are read off the excess loss (accuracy is capped near 1/k): memorization until it
 falls to 0.1 nats, then convergence until 0.01 nats, then stable. A collapse is read off the
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from circuits.analyses.phases import MilestoneSpec
 from circuits.families.base import AnalyzedFamily
@@ -55,7 +58,8 @@ class GraphWalkTask(TaskConfig):
     data: DataMode = "fresh"
     #: fixed mode: the corpus, in walks (its tokens = corpus_walks × context)
     corpus_walks: int = 1000
-    #: held-out walks for the test split (and, fresh mode, the training-split sample)
+    #: held-out walks for the test split (and, fresh mode, the training-split sample;
+    #: fixed mode, as many validation walks besides)
     eval_walks: int = 256
 
     def __post_init__(self) -> None:
@@ -108,31 +112,6 @@ def _walks(config: GraphWalkTask, n: int, seed: int):
     return walks[:, :-1], walks[:, 1:]
 
 
-def excess_loss_evaluator(config: RunConfig):
-    """`excess_loss` (nats/token over H, paired with the true log-probabilities on the test
-    walks) and its standard error over walks; `entropy_rate` for reference."""
-    import torch
-
-    graph = walk_graph(config.task)
-    log_p = torch.log(torch.as_tensor(graph.transition).clamp_min(1e-300))
-    entropy_rate = graph.entropy_rate()
-
-    def evaluate(model, task, by_split) -> dict[str, float]:
-        logits, labels = by_split["test"]
-        tokens = task.split("test")[0]
-        current = tokens.reshape(-1).to(labels.device)
-        log_q = torch.log_softmax(logits.double(), -1).gather(1, labels[:, None]).squeeze(1)
-        excess = (log_p.to(labels.device)[current, labels] - log_q).reshape(tokens.shape[0], -1)
-        per_walk = excess.mean(1)
-        return {
-            "excess_loss": float(per_walk.mean()),
-            "excess_loss_se": float(per_walk.std() / per_walk.numel() ** 0.5),
-            "entropy_rate": entropy_rate,
-        }
-
-    return evaluate
-
-
 class GraphWalkFamily(AnalyzedFamily):
     kind = "graph_walk"
     config_class = GraphWalkTask
@@ -152,9 +131,13 @@ class GraphWalkFamily(AnalyzedFamily):
         ("stable", "converged", None),
     )
     fit_milestone = "coarse"
+    #: accuracy is capped near 1/degree here: the excess loss is what moves
+    moving = ("excess_loss", "circuit_edges", "circuit_neurons", "llc")
     #: Scaling studies are statistical (seeds, intervals): the fused AdamW kernel's ~1e-6
     #: rounding does not matter there, its speed does (docs/benchmarks.md).
     fused_optimizer = True
+    #: Accuracy is capped near 1/k: a fixed corpus's `best` checkpoint is its lowest val_loss.
+    best_criterion = "val_loss"
     generalize_milestone = "converged"
     parts = (
         AnalysisPart("transitions", "Learned next-node distributions: KL per node against visits."),
@@ -174,13 +157,70 @@ class GraphWalkFamily(AnalyzedFamily):
 
         def make():  # once per worker: the evaluator holds the graph's log-probabilities
             evaluators = self.evaluators(run.config)
-            return lambda model, step: analyze_walk_checkpoint(model, step, run, chosen, evaluators)
+            return lambda model, step: analyze_walk_checkpoint(
+                model, step, run, self, chosen, evaluators
+            )
 
-        return analyze_each(run, chosen, steps, make, workers=workers, progress=progress)
+        return analyze_each(run, self, chosen, steps, make, workers=workers, progress=progress)
+
+    def leads(self, rows: list[dict[str, Any]]) -> dict[str, int | None]:
+        """When the excess loss over H first falls to each milestone's level."""
+        from circuits.analyses.phases import first_step
+
+        ordered = sorted(rows, key=lambda r: r["step"])
+        return {
+            f"excess_loss<={spec.threshold:g}": first_step(
+                ordered, spec.column, spec.threshold, below=True
+            )
+            for spec in self.milestones
+        }
+
+    def summary_facts(self, result) -> dict[str, Any]:
+        """The walk's exact limits beside the model: the entropy rate H, the final paired excess
+        loss over H with its standard error (test walks), and the add-½ count learner's excess
+        on exactly the tokens the run trained on until its last analyzed step, knowing the
+        graph or over all nodes (`limits.trained_counts`: cached on disk after the first
+        replay)."""
+        from circuits.families.graph_walk import limits as walk_limits
+
+        last = result.checkpoints[-1].row
+        config = result.config
+        graph = walk_graph(config.task)
+        counts = walk_limits.trained_counts(config, int(last["step"]))
+        return {
+            "entropy_rate": graph.entropy_rate(),
+            "excess_loss": last.get("excess_loss"),
+            "excess_loss_se": last.get("excess_loss_se"),
+            "tokens_trained": int(counts.sum()),
+            "count_excess_graph": walk_limits.kt_excess_loss(graph, counts, True),
+            "count_excess_all": walk_limits.kt_excess_loss(graph, counts, False),
+        }
+
+    def summary_lines(self, info: dict[str, Any]) -> list[str]:
+        excess, se = info.get("excess_loss"), info.get("excess_loss_se")
+        lines = [f"entropy rate H {info['entropy_rate']:.4f} nats"]
+        if excess is not None:
+            lines.append(f"final excess loss over H: {excess:.4g} ± {se:.2g} nats (test walks)")
+        lines.append(
+            f"count-based learners on the same {info['tokens_trained']:,} transitions: "
+            f"{info['count_excess_graph']:.4g} nats knowing the neighbours, "
+            f"{info['count_excess_all']:.4g} over all nodes"
+        )
+        return lines
+
+    def report_facts(self, result) -> list[tuple[str, str]]:
+        info = self.summary_facts(result)
+        return [
+            (label, text)
+            for label, text in zip(
+                ("entropy rate H", "final excess over H", "count-based learners"),
+                self.summary_lines(info),
+            )
+        ]
 
     def report_views(self, result, context) -> list[ReportView]:
         from circuits.families.graph_walk import figures as walk_figures
-        from circuits.families.modular import figures as modular_figures
+        from circuits.viz import attribution
 
         has_dla = any(c.dla is not None for c in result.checkpoints)
         dla_note = (
@@ -195,12 +235,12 @@ class GraphWalkFamily(AnalyzedFamily):
             ),
             ReportView(
                 "Direct logit attribution of the next node",
-                lambda: modular_figures.plot_attribution(result) if has_dla else None,
+                lambda: attribution.plot_attribution(result) if has_dla else None,
                 dla_note,
             ),
             ReportView(
                 "Direct logit attribution over training",
-                lambda: modular_figures.plot_attribution_over_training(result) if has_dla else None,
+                lambda: attribution.plot_attribution_over_training(result) if has_dla else None,
             ),
         ]
 
@@ -243,14 +283,21 @@ class GraphWalkFamily(AnalyzedFamily):
         test = _walks(config, config.eval_walks, config.split_seed)
         n_train = config.corpus_walks if config.data == "fixed" else config.eval_walks
         train = _walks(config, n_train, config.split_seed + 1)
-        tokens = torch.cat([train[0], test[0]])
-        labels = torch.cat([train[1], test[1]])
+        parts = [train, test]
+        if config.data == "fixed":  # validation walks: their own seed, held out of the corpus
+            parts.append(_walks(config, config.eval_walks, config.split_seed + 2))
+        tokens = torch.cat([walks for walks, _ in parts])
+        labels = torch.cat([next_nodes for _, next_nodes in parts])
         index = torch.arange(len(tokens))
+        n_test = n_train + config.eval_walks
+        splits = {"train": index[:n_train], "test": index[n_train:n_test]}
+        if config.data == "fixed":
+            splits["val"] = index[n_test:]
         graph = walk_graph(config)
         return TaskData(
             tokens=tokens,
             labels=labels,
-            splits={"train": index[:n_train], "test": index[n_train:]},
+            splits=splits,
             extras={
                 "transition": torch.as_tensor(graph.transition),
                 "stationary": torch.as_tensor(graph.stationary),
@@ -312,7 +359,9 @@ class GraphWalkFamily(AnalyzedFamily):
         return PatchingDesign(clean, corrupt, answer, -1, metric)
 
     def evaluators(self, config: RunConfig) -> list:
-        return [excess_loss_evaluator(config)]
+        from circuits.families.graph_walk.analysis import excess_loss_evaluator
+
+        return [excess_loss_evaluator(config, walk_graph(config.task))]
 
     def sweep_columns(self, config, metrics):
         """The scaling study's columns: `scaling_loss` = H + the paired excess loss (the model's

@@ -25,6 +25,20 @@ import numpy as np
 import torch
 
 
+def paired_excess(
+    logits: torch.Tensor, tokens: torch.Tensor, labels: torch.Tensor, log_p: torch.Tensor
+) -> tuple[float, float, torch.Tensor]:
+    """The paired excess estimator (ANCHORS §4) on walks `tokens` ([walk, pos]) with next nodes
+    `labels` (flattened) and a model's flattened `logits` (or log-probabilities): per token
+    log P(next | current) − log q(next | context), averaged per walk. Returns the mean over
+    walks, its standard error and the per-walk means. `log_p`: the log transition matrix."""
+    current = tokens.reshape(-1).to(labels.device)
+    log_q = torch.log_softmax(logits.double(), -1).gather(1, labels[:, None]).squeeze(1)
+    excess = (log_p[current, labels] - log_q).reshape(tokens.shape[0], -1)
+    per_walk = excess.mean(1)
+    return float(per_walk.mean()), float(per_walk.std() / per_walk.numel() ** 0.5), per_walk
+
+
 def transition_counts(walks: torch.Tensor, n: int) -> np.ndarray:
     """c[i, j] = how often j followed i in `walks` ([batch, length] node ids)."""
     src, dst = walks[:, :-1].reshape(-1), walks[:, 1:].reshape(-1)

@@ -9,9 +9,11 @@ losses use that one set, and its circuit graph groups neurons by those clusters.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from circuits.analyses.activations import FinalActs, final_position_activations
@@ -22,28 +24,60 @@ from circuits.analyses.attention import (
     pattern_sample,
 )
 from circuits.analyses.attribution import attribution_columns, direct_logit_attribution
+from circuits.analyses.circuit_graph import CircuitGraph
 from circuits.families.modular import fourier
 from circuits.families.modular.circuit_graphs import GraphSetup, checkpoint_graph, graph_setup
 from circuits.families.modular.circuit_score import circuit_score
 from circuits.pipeline.analyze import (
-    CheckpointAnalysis,
     RunAnalysis,
-    _label,
-    _map_checkpoints,
-    _require,
-    _run_facts,
     default_parts,
+    progress_label,
+    require_loaded,
+    run_facts,
 )
-from circuits.pipeline.figure_steps import FigureSteps
+from circuits.pipeline.checkpoint_map import map_checkpoints
+from circuits.pipeline.figure_steps import SliderSteps
 from interp.metrics import per_example_cross_entropy
-from interp.registry import family_of
 from interp.runs import Run
 
 
-class _ModularContext:
+@dataclass(frozen=True)
+class ModularCheckpoint:
+    """One checkpoint of a modular run: its table row and the small results its figures are
+    drawn from (None where the part or the slider did not ask for them)."""
+
+    step: int
+    row: dict[str, Any]
+    #: Fourier-component norms of W_E and of W_L = W_out·W_U, per basis row (`fourier`)
+    embed_freq_norms: Tensor | None = None
+    unembed_freq_norms: Tensor | None = None
+    #: each neuron's frequency cluster (-1: unclustered)
+    neuron_frequency: Tensor | None = None
+    #: mean attention from the answer position [layer, head, key_pos]
+    final_attention: Tensor | None = None
+    #: direct logit attribution of the correct answer per component, and the components' names
+    dla_names: list[str] | None = None
+    dla: Tensor | None = None
+    #: the circuit graph, neurons grouped by the final checkpoint's clusters
+    graph: CircuitGraph | None = None
+    #: mean attention pattern over `RunAnalysis.pattern_examples` inputs (the circuitsvis view)
+    attention_pattern: Float[Tensor, "layer head query_pos key_pos"] | None = None
+
+
+@dataclass(frozen=True)
+class ModularRunAnalysis(RunAnalysis):
+    """A modular run's analysis: the generic one plus the run's key frequencies and p."""
+
+    key_frequencies: list[int] = field(default_factory=list)
+    p: int = 0
+
+
+class ModularContext:
     """Per-run constants shared by every checkpoint: basis, data, directions, figure inputs."""
 
-    def __init__(self, run: Run, figures: bool = False, steps: list[int] | None = None):
+    def __init__(
+        self, run: Run, family, figures: bool = False, steps: list[int] | None = None
+    ):
         cfg = run.config.task
         self.p = cfg.p
         self.operation = cfg.operation
@@ -57,12 +91,12 @@ class _ModularContext:
             for name in ("train", "val", "test")
             if name in self.task.splits
         }
-        self.position_names = list(family_of(run.config).position_names)
+        self.position_names = list(family.position_names)
         self.directions: Tensor | None = None
         self.figures = figures
         #: decides which of `steps` get figure data (None: every checkpoint, e.g. a single model)
         self.figure_steps = (
-            FigureSteps(steps, family_of(run.config).milestones)
+            SliderSteps(steps, family.milestones)
             if figures and steps is not None
             else None
         )
@@ -76,7 +110,7 @@ class _ModularContext:
         self.graph = graph_setup(self.task, neuron_frequency, keys, group) if self.figures else None
 
 
-def _accuracy_columns(all_logits: Tensor, ctx: _ModularContext) -> dict[str, float]:
+def _accuracy_columns(all_logits: Tensor, ctx: ModularContext) -> dict[str, float]:
     """Loss (float64 cross-entropy) and accuracy per split, from one pass over every example."""
     labels = ctx.task.labels
     nll, predicted = per_example_cross_entropy(all_logits, labels)
@@ -88,7 +122,7 @@ def _accuracy_columns(all_logits: Tensor, ctx: _ModularContext) -> dict[str, flo
     return row
 
 
-def _activations(model, ctx: _ModularContext, parts: tuple[str, ...], step: int) -> FinalActs:
+def _activations(model, ctx: ModularContext, parts: tuple[str, ...], step: int) -> FinalActs:
     """The one forward pass; the circuit graph reads what attribution reads (z, mlp_out,
     resid_final)."""
     for_graph = ctx.figures and (ctx.figure_steps is None or step in ctx.figure_steps.grid)
@@ -101,11 +135,11 @@ def _activations(model, ctx: _ModularContext, parts: tuple[str, ...], step: int)
 def analyze_checkpoint(
     model,
     step: int,
-    ctx: _ModularContext,
+    ctx: ModularContext,
     parts: tuple[str, ...],
     acts: FinalActs | None = None,
     always: bool = False,
-) -> CheckpointAnalysis:
+) -> ModularCheckpoint:
     """All requested analyses of one checkpoint from one forward pass (the model is not modified);
     the figure data too if a slider may show the checkpoint (`always`: it will)."""
     acts = _activations(model, ctx, parts, step) if acts is None else acts
@@ -159,16 +193,16 @@ def analyze_checkpoint(
         if ctx.graph is not None:
             extras["graph"] = checkpoint_graph(model, acts, ctx.graph, step)
         extras["attention_pattern"] = mean_attention_pattern(model, ctx.pattern_tokens)
-    return CheckpointAnalysis(step=step, row=row, **extras)
+    return ModularCheckpoint(step=step, row=row, **extras)
 
 
 def _analyze_final(
     model,
     step: int,
-    ctx: _ModularContext,
+    ctx: ModularContext,
     parts: tuple[str, ...],
     key_frequencies: list[int] | None = None,
-) -> tuple[list[int], CheckpointAnalysis]:
+) -> tuple[list[int], ModularCheckpoint]:
     """The final checkpoint: its neuron clusters give the key frequencies (unless given) and the
     graph's neuron groups; then it is analyzed like the others, from the same forward pass."""
     acts = _activations(model, ctx, parts, step)
@@ -196,19 +230,22 @@ def analyze_model(
     *,
     key_frequencies: list[int] | None = None,
     step: int = -1,
-) -> CheckpointAnalysis:
+) -> ModularCheckpoint:
     """Analyze one model on a run's task, e.g. a checkpoint edited in a notebook.
 
     Key frequencies default to the model's own neuron clusters (as for a run's last checkpoint).
     """
-    parts = tuple(parts or default_parts(run))
-    return _analyze_final(model, step, _ModularContext(run, figures=True), parts, key_frequencies)[
-        1
-    ]
+    from interp.registry import family_of
+
+    family = family_of(run.config)  # an entry point for notebooks: resolve the family here
+    parts = tuple(parts or default_parts(family))
+    ctx = ModularContext(run, family, figures=True)
+    return _analyze_final(model, step, ctx, parts, key_frequencies)[1]
 
 
 def analyze_modular_run(
     run: Run,
+    family,
     parts: tuple[str, ...],
     steps: list[int],
     *,
@@ -218,17 +255,17 @@ def analyze_modular_run(
 ) -> RunAnalysis:
     """The modular family's analysis: the last checkpoint first (its clusters give the key
     frequencies), then every checkpoint's accuracy, circuit score, parts and figure data."""
-    label = _label(parts, progress)
-    ctx = _ModularContext(run, figures, steps)
+    label = progress_label(parts, progress)
+    ctx = ModularContext(run, family, figures, steps)
     # The last checkpoint that loads comes first: its clusters give the key frequencies.
     late: list = []  # the `Skipped` after it
-    final: CheckpointAnalysis | None = None
+    final: ModularCheckpoint | None = None
     keys: list[int] = []
     for step, model in run.iter_models(list(reversed(steps)), on_error=late.append):
         keys, final = _analyze_final(model, step, ctx, parts)
         break
-    _require(final is not None, run, steps)
-    results, skipped = _map_checkpoints(
+    require_loaded([final] if final else [], run, steps)
+    results, skipped = map_checkpoints(
         run,
         steps[: steps.index(final.step)],
         lambda: lambda model, step: analyze_checkpoint(model, step, ctx, parts),
@@ -237,13 +274,12 @@ def analyze_modular_run(
         done=1 + len(late),
         figure_steps=ctx.figure_steps,
     )
-    return RunAnalysis(
+    return ModularRunAnalysis(
         run_dir=run.path,
         parts=parts,
         checkpoints=[*results, final],
         key_frequencies=keys,
         p=ctx.p,
-        kind=run.config.task.kind,
         skipped=skipped + [(str(item.path), item.reason) for item in reversed(late)],
-        **_run_facts(run, [*results, final], figures, ctx.position_names),
+        **run_facts(run, family, [*results, final], figures, ctx.position_names),
     )

@@ -12,7 +12,7 @@ inside the methods, so importing this module (as `interp --help` does) stays che
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from circuits.analyses.phases import MilestoneSpec
 from circuits.families.base import AnalyzedFamily
@@ -267,8 +267,11 @@ class ModularFamily(AnalyzedFamily):
         from circuits.families.modular.analysis import analyze_modular_run
 
         return analyze_modular_run(
-            run, parts, steps, workers=workers, progress=progress, figures=figures
+            run, self, parts, steps, workers=workers, progress=progress, figures=figures
         )
+
+    def summary_facts(self, result) -> dict[str, Any]:
+        return {"key_frequencies": list(result.key_frequencies)}
 
     def summary_lines(self, info) -> list[str]:
         return [f"key frequencies: {info['key_frequencies'] or 'none found'}"]

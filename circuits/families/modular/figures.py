@@ -17,9 +17,8 @@ from circuits.viz.figures import (
     KEY_COLOR,
     OTHER_COLOR,
     UNEMBED_COLOR,
-    _finite,
-    _with,
     add_checkpoint_slider,
+    checkpoints_with,
     freq_label,
 )
 
@@ -30,7 +29,7 @@ from circuits.viz.figures import (
 
 def plot_embedding_spectrum(result, max_steps: int = 60) -> go.Figure:
     """Fourier norm of W_E and of W_L = W_out·W_U per frequency, one checkpoint at a time."""
-    cps = _with(result, "embed_freq_norms", max_steps)
+    cps = checkpoints_with(result, "embed_freq_norms", max_steps)
     keys = result.key_frequencies
     n_freq = cps[0].embed_freq_norms.shape[0] - 1
     ks = list(range(1, n_freq + 1))
@@ -100,7 +99,7 @@ def plot_neuron_clusters(result, max_steps: int = 60) -> go.Figure:
     A neuron belongs to frequency k when ≥ 85 % of its variance over the p² inputs lies in
     the {const, cos k, sin k}² block of the 2-D Fourier transform; the rest are "unclustered".
     """
-    cps = _with(result, "neuron_frequency", max_steps)
+    cps = checkpoints_with(result, "neuron_frequency", max_steps)
     keys = result.key_frequencies
     n_freq = result.p // 2 if result.p else int(max(int(c.neuron_frequency.max()) for c in cps))
     labels = [freq_label(k, keys) for k in range(1, n_freq + 1)] + ["unclustered"]
@@ -141,71 +140,8 @@ def plot_neuron_clusters(result, max_steps: int = 60) -> go.Figure:
 
 
 # --------------------------------------------------------------------------------------
-# Attribution and attention over training
+# Attention over training
 # --------------------------------------------------------------------------------------
-
-
-def plot_attribution(result, max_steps: int = 60) -> go.Figure:
-    """Direct logit attribution per component at one checkpoint (bars), with a slider."""
-    cps = _with(result, "dla", max_steps)
-    names = cps[0].dla_names or [f"component {i}" for i in range(cps[0].dla.numel())]
-    fig = go.Figure(
-        go.Bar(
-            x=names,
-            y=[0.0] * len(names),
-            name="direct logit attribution",
-            hovertemplate="%{x}<br>contribution %{y:.3f}<extra></extra>",
-        )
-    )
-
-    def colors(values: list[float]) -> list[str]:
-        return ["#2ca02c" if v >= 0 else "#d62728" for v in values]
-
-    restyles, titles = [], []
-    for c in cps:
-        values = c.dla.tolist()
-        restyles.append({"y": [values], "marker.color": [colors(values)]})
-        total = c.row.get("dla/total")
-        titles.append(
-            f"Direct logit attribution to the correct answer, step {c.step}"
-            + (f" (model's centered correct logit {total:.2f})" if _finite(total) else "")
-        )
-    add_checkpoint_slider(fig, [c.step for c in cps], restyles, titles)
-    lo = min(min(r["y"][0]) for r in restyles)
-    hi = max(max(r["y"][0]) for r in restyles)
-    pad = 0.05 * (hi - lo or 1.0)
-    fig.update_layout(
-        xaxis_title="component (embedding, head LlHh, bias, MLP)",
-        yaxis_title="mean contribution to centered correct logit",
-        yaxis_range=[min(lo, 0) - pad, hi + pad],
-        height=460,
-        showlegend=False,
-    )
-    return fig
-
-
-def plot_attribution_over_training(result) -> go.Figure:
-    cps = [c for c in result.checkpoints if c.dla is not None]
-    values = torch.stack([c.dla for c in cps])
-    fig = go.Figure()
-    for i, name in enumerate(cps[0].dla_names or []):
-        fig.add_trace(
-            go.Scatter(
-                x=[c.step for c in cps],
-                y=values[:, i].tolist(),
-                mode="lines",
-                name=name,
-                hovertemplate=f"{name}: %{{y:.3f}}<extra></extra>",
-            )
-        )
-    fig.update_layout(
-        title="Direct logit attribution to the correct answer over training",
-        xaxis_title="training step",
-        yaxis_title="mean contribution to centered correct logit",
-        hovermode="x unified",
-        height=450,
-    )
-    return fig
 
 
 def plot_attention_over_training(

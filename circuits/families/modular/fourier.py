@@ -205,7 +205,7 @@ def neuron_clusters(
     transformed; for each k the fraction of its squared norm in the 3×3 block
     {const, cos k, sin k}² is computed; the argmax is its frequency if ≥ `threshold`.
     """
-    if _is_fourier_basis(basis):
+    if is_fourier_basis(basis):
         block, total = _block_energies_fft(mlp_post)
     else:
         as_f64 = mlp_post.double()
@@ -278,7 +278,7 @@ def _cached_basis(p: int) -> Tensor:
     return fourier_basis(p)
 
 
-def _is_fourier_basis(basis: Tensor) -> bool:
+def is_fourier_basis(basis: Tensor) -> bool:
     """True when `basis` is `fourier_basis(p)` (any float dtype), so the FFT shortcut applies."""
     p = basis.shape[0]
     if basis.ndim != 2 or basis.shape[1] != p:

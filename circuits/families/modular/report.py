@@ -5,6 +5,7 @@ and the timeline before them)."""
 from __future__ import annotations
 
 from circuits.families.modular import figures as M
+from circuits.viz import attribution as A
 from circuits.viz import figures as F
 from circuits.viz.views import ReportView
 
@@ -58,10 +59,10 @@ def modular_views(result, context) -> list[ReportView]:
         )
     if "attribution" in parts:
         views += [
-            ReportView("Direct logit attribution", lambda: M.plot_attribution(result), _DLA_NOTE),
+            ReportView("Direct logit attribution", lambda: A.plot_attribution(result), _DLA_NOTE),
             ReportView(
                 "Direct logit attribution over training",
-                lambda: M.plot_attribution_over_training(result),
+                lambda: A.plot_attribution_over_training(result),
             ),
         ]
     else:
