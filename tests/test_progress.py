@@ -46,6 +46,28 @@ def test_no_signal_scores_zero():
     assert circuit_score(0.1 * torch.randn(len(labels), 59), labels, "add", 59).score == 0.0
 
 
+def test_an_empty_answer_fiber_leaves_the_score_undefined_and_read_as_missing():
+    """A training set with no example of some answer has no fiber mean there: the score is NaN,
+    not 0, and the leads (which the sweep's events read) skip it as missing."""
+    p, keys = 59, [3, 17, 22]
+    labels = _train_labels("add", p)
+    kept = labels != 5  # no training example whose answer is 5
+    d = labels.double()[:, None] - torch.arange(p, dtype=torch.float64)[None]
+    planted = sum(torch.cos(2 * math.pi * k * d / p) for k in keys)
+    assert circuit_score(planted, labels, "add", p).score > 0.9
+    undefined = circuit_score(planted[kept], labels[kept], "add", p)
+    assert math.isnan(undefined.score) and undefined.key_frequencies == []
+    rows = [
+        {"step": 0, "train_acc": 0.1, "test_acc": 0.0, "circuit_score": 0.0},
+        {"step": 100, "train_acc": 1.0, "test_acc": 0.3, "circuit_score": float("nan")},
+        {"step": 200, "train_acc": 1.0, "test_acc": 0.9, "circuit_score": 0.8},
+    ]
+    assert MODULAR.leads(rows)["circuit_score>=0.5"] == 200
+    from circuits.analyses.phases import half_change_step
+
+    assert half_change_step(rows, "circuit_score") == 200  # the NaN is skipped, not a value
+
+
 def test_frequency_signals_add_up_to_the_total():
     labels = _train_labels("add", 31)
     logits = torch.randn(len(labels), 31, dtype=torch.float64) + 3 * torch.nn.functional.one_hot(

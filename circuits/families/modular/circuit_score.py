@@ -1,4 +1,4 @@
-"""Progress measures of the memorization → circuit transition, and phase boundaries.
+"""The modular family's progress measure: `circuit_score`, from training data alone.
 
 `circuit_score` (modular tasks) — computed from training examples only, no test labels:
 
@@ -51,7 +51,9 @@ generalizing algorithm that is not Fourier-sparse in the task's group (the polyn
 operations, for which we know no group) is not recognised; with very few training
 examples per answer value the fiber means are noisy, which the significance gate and the
 chance correction absorb only on average (expect ±0.05 of noise on a memorizing model);
-a fiber with no training example (tiny p·train fraction) makes the score undefined (0).
+a fiber with no training example (tiny p·train fraction, or a small `train_subset`) makes
+the score undefined: NaN in the table, treated as missing (never as a fall to 0) by the
+phases, the leads and the sweep's events.
 """
 
 from __future__ import annotations
@@ -170,7 +172,11 @@ def circuit_score(
     m = group.m
     n_freq = m // 2
     if stats is None or n_freq < 2:
-        return CircuitScore(0.0, [], 0.0, torch.zeros(max(n_freq, 0), dtype=torch.float64))
+        # An answer with no training example (or a group too small for a spectrum): the score
+        # is undefined, not 0, so that phases, collapses and sweep events read it as missing.
+        nan = float("nan")
+        empty = torch.zeros(max(n_freq, 0), dtype=torch.float64)
+        return CircuitScore(nan, [], nan, empty, concentration=nan, decided=nan)
     A, var_A = stats
     freq_signal = _frequency_signal(A)
     signal = float(A.diagonal().mean())
