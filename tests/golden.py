@@ -70,10 +70,16 @@ ATOL = 1e-6
 
 def analyze_fixture(name: str, work_dir: Path) -> dict[str, Any]:
     """Analyze a copy of fixture run `name` in `work_dir` through the CLI; returns its record."""
+    return analyze_fixture_from(RUNS / name, work_dir)
+
+
+def analyze_fixture_from(source: Path, work_dir: Path) -> dict[str, Any]:
+    """`analyze_fixture` on a copy of the run folder `source` (e.g. a fixture edited in a test)."""
     from interp.cli import main
 
+    name = Path(source).name
     run_dir = Path(work_dir) / name
-    shutil.copytree(RUNS / name, run_dir)
+    shutil.copytree(source, run_dir)
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         code = main(

@@ -203,3 +203,27 @@ def test_walks_train_with_the_fused_optimizer_and_others_with_the_exact_loop(tmp
     modular = Trainer(tiny_config(), tmp_path / "modular", progress=False)
     group = modular.optimizer.param_groups[0]
     assert group["foreach"] is True and not group["fused"]
+
+
+def test_the_walk_summary_says_the_walks_own_facts(tmp_path, capsys):
+    """`interp analyze` on a walk run reports H, the final excess ± SE and the two count-based
+    learners on the run's tokens, and no modular fields (key frequencies, circuit_score leads)."""
+    from circuits.families.graph_walk import limits
+    from interp.cli import main
+
+    config = walk_config(steps=100)
+    interp.train(config, tmp_path / "run", progress=False)
+    assert main(["analyze", str(tmp_path / "run"), "--no-figures", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    info = json.loads((tmp_path / "run" / "analysis" / "summary.json").read_text())
+    graph = walk_graph(config.task)
+    assert "key_frequencies" not in info and "circuit_score" not in " ".join(info["leads"])
+    assert info["entropy_rate"] == pytest.approx(graph.entropy_rate())
+    last = rows(tmp_path / "run")[-1]
+    assert info["excess_loss"] == pytest.approx(last["excess_loss"], rel=1e-6)
+    assert info["tokens_trained"] == 100 * 32 * 8  # every transition the run trained on
+    counts = limits.trained_counts(config, 100)
+    assert info["count_excess_graph"] == pytest.approx(limits.kt_excess_loss(graph, counts, True))
+    assert 0 < info["count_excess_graph"] < info["count_excess_all"]
+    assert f"entropy rate H {graph.entropy_rate():.4f} nats" in printed
+    assert "knowing the neighbours" in printed and "leads: excess_loss<=0.1" in printed
