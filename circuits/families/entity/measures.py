@@ -36,14 +36,10 @@ example so that a model whose answer does not yet depend on the entity (at initi
 scores ~0 instead of a ratio of noise.
 
 two_hop measures the effects on a chance-corrected metric instead of logit[t] - logit[t']:
-M(run) = mean logit of the other entities - logit[t'] (all entities but t and t'). A patch
-that only *disrupts* the clean answer (lowers logit[t]) moves the plain difference but not
-this one; only a state that carries the new bridge b' lifts t' above the other entities.
-This is the null: with the plain difference, a random-answer memorizer, which reads part of
-the head's identity from the r1 state but has no bridge there, scored 0.17-0.21; with the
-corrected metric it scores ~0 (docs/entity_tasks.md has the measurements). Its remaining
-blips (one layer at one checkpoint, up to 0.13) were within 2 standard errors of 0, so an
-indirect effect below MIN_Z = 3 standard errors (from the per-example spread) counts as 0.
+M(run) = mean logit of the other entities - logit[t'] (all entities but t and t'), so that a
+patch that only disrupts the clean answer does not count; an indirect effect below MIN_Z = 3
+standard errors (from the per-example spread) counts as 0. Why, with the null measurements
+(a random-answer memorizer scores ~0): docs/entity_tasks.md.
 
  `circuit_layer` is the maximizing layer;
 `circuit_transfer` is the stricter top-1 version (the fraction of answers that become t'
