@@ -19,6 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from interp import cli_import
 from interp.config import all_keys
 from interp.presets import PRESETS, preset_names, resolve_config  # noqa: F401 (resolve_config: API)
 from interp.registry import AnalysisPart, all_families, family_of
@@ -165,7 +166,11 @@ def _all_parts() -> dict[str, AnalysisPart]:
 
 
 def analyze(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `interp train`.")],
+    run_dir: cli_import.RunOrSourceArgument,
+    task: cli_import.TaskOption = None,
+    out: cli_import.ImportOutOption = None,
+    every: cli_import.EveryOption = None,
+    tl_config: cli_import.TlConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     html: Annotated[
         Optional[Path],
@@ -192,12 +197,16 @@ def analyze(
     """Analyze every complete checkpoint of a run (no part flag: every analysis its task family
     has except the opt-in --circuits)."""
     _set_threads(threads)
-    from circuits.pipeline.analyze import analyze_run, dumps, write_analysis
+    from circuits.pipeline.analyze import analyze_run
+    from circuits.pipeline.files import dumps, write_analysis
     from interp.memory import keep_freed_memory
     from interp.runs import load_run
 
     keep_freed_memory()  # ~30 % faster: no page faults for the per-checkpoint temporaries
 
+    run_dir = cli_import.analysis_source(
+        run_dir, task=task, out=out, tl_config=tl_config, every=every, error=CliError
+    )
     run = load_run(run_dir)
     parts = tuple(name for name, on in selected.items() if on)
     own = {part.name for part in family_of(run.config).parts}
@@ -288,51 +297,15 @@ def _set_threads(threads: int) -> None:
 
 @app.command("import")
 def import_(
-    src: Annotated[
-        Path,
-        typer.Argument(
-            help="Folder of TransformerLens state dicts (.safetensors/.pt/.pth, step number in "
-            "each file name) with its config.json."
-        ),
-    ],
-    out: Annotated[
-        Optional[Path],
-        typer.Option("--out", "-o", help="Run folder to create (must not exist, or be empty)."),
-    ] = None,
-    task: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--task",
-            help="Task spec JSON: operation, p, and train_indices, train_pairs or split_seed + "
-            "train_frac.",
-        ),
-    ] = None,
-    tl_config: Annotated[
-        Optional[Path],
-        typer.Option(
-            "--tl-config",
-            help="TransformerLens config JSON (default: SRC/config.json or SRC/cfg.json).",
-        ),
-    ] = None,
+    src: cli_import.SourceArgument,
+    out: cli_import.RunOutOption = None,
+    task: cli_import.TaskOption = None,
+    tl_config: cli_import.TlConfigOption = None,
+    every: cli_import.EveryOption = None,
 ) -> None:
-    """Import checkpoints trained elsewhere (TransformerLens HookedTransformer names) as a run
-    folder."""
-    if out is None:
-        raise CliError("--out: required (the run folder to create)")
-    if task is None:
-        raise CliError("--task: required (a task spec JSON)")
-    from interp.importing import ImportCheckpointError, import_tl_checkpoints
-
-    try:
-        result = import_tl_checkpoints(src, out, task, tl_config=tl_config)
-    except ImportCheckpointError as exc:
-        from interp.errors import cli_message
-
-        raise CliError(cli_message(exc)) from None
-    typer.echo(
-        f"imported {len(result.steps)} checkpoints (steps {result.steps[0]}–{result.steps[-1]}) "
-        f"into {result.run_dir}"
-    )
+    """Import checkpoints trained elsewhere (TransformerLens names, or one file holding a whole
+    run such as the published full_run_data.pth) as a run folder."""
+    cli_import.run_import(src, out, task, tl_config, every, CliError)
 
 
 @app.command()

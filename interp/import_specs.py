@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, get_args
@@ -16,7 +17,16 @@ from interp.config import ActFn, ConfigError, ModelConfig, RunConfig
 from interp.registry import DEFAULT_KIND
 from interp.tasks import TaskData, build_task
 
-_TASK_KEYS = {"kind", "operation", "p", "train_indices", "train_pairs", "split_seed", "train_frac"}
+_TASK_KEYS = {
+    "kind",
+    "operation",
+    "p",
+    "train_indices",
+    "train_pairs",
+    "split_seed",
+    "train_frac",
+    "shuffle_seed",
+}
 
 
 class ImportCheckpointError(ValueError):
@@ -28,7 +38,7 @@ class ImportCheckpointError(ValueError):
         self.argument = argument
 
 
-def _read_json_file(path: Path, what: str) -> dict[str, Any]:
+def read_json_file(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -101,8 +111,18 @@ def model_config_from_tl(
     return model, dims["d_vocab"], d_vocab_out, dims["n_ctx"], "none" if norm is None else norm
 
 
+def original_split(p: int, train_frac: float, seed: int) -> list[int]:
+    """The split of Nanda et al.'s trainer (`gen_train_test`): Python's `random.seed(seed)`, then
+    `random.shuffle` of the p² pairs listed a-major, the first int(train_frac·p²) for training.
+    A shuffle permutes positions only, so shuffling the indices a·p + b gives the same split."""
+    order = list(range(p * p))
+    random.Random(seed).shuffle(order)
+    return sorted(order[: int(train_frac * p * p)])
+
+
 def task_from_spec(spec: dict[str, Any], where: str = "task spec") -> TaskData:
-    """The modular task with the split the checkpoints were trained on."""
+    """The modular task with the split the checkpoints were trained on (`shuffle_seed` +
+    `train_frac`: the original trainer's split, `original_split`)."""
     unknown = sorted(set(spec) - _TASK_KEYS)
     if unknown:
         raise ImportCheckpointError(
@@ -118,13 +138,16 @@ def task_from_spec(spec: dict[str, Any], where: str = "task spec") -> TaskData:
         if key not in spec:
             raise ImportCheckpointError(f"{where}: missing {key!r}")
     explicit = [k for k in ("train_indices", "train_pairs") if k in spec]
+    if "shuffle_seed" in spec and (explicit or "split_seed" in spec or "train_frac" not in spec):
+        raise ImportCheckpointError(f"{where}: shuffle_seed goes with train_frac and nothing else")
     if len(explicit) > 1 or (explicit and "train_frac" in spec):
         raise ImportCheckpointError(
             f"{where}: give the split once: train_indices, train_pairs or split_seed + train_frac"
         )
     if not explicit and "train_frac" not in spec:
         raise ImportCheckpointError(
-            f"{where}: missing the split: train_indices, train_pairs or split_seed + train_frac"
+            f"{where}: missing the split: train_indices, train_pairs, split_seed + train_frac, "
+            "or shuffle_seed + train_frac (Nanda et al.'s trainer: shuffle_seed 0, train_frac 0.3)"
         )
     try:
         base = RunConfig.from_dict(
@@ -136,7 +159,7 @@ def task_from_spec(spec: dict[str, Any], where: str = "task spec") -> TaskData:
         ).task
     except ConfigError as exc:
         raise ImportCheckpointError(f"{where}: {exc}") from None
-    if not explicit:
+    if not explicit and "shuffle_seed" not in spec:
         try:
             return build_task(base)
         except ValueError as exc:
@@ -144,6 +167,12 @@ def task_from_spec(spec: dict[str, Any], where: str = "task spec") -> TaskData:
 
     p = base.p
     full = build_task(replace(base, train_frac=0.5))  # every example; the split is replaced below
+    if not explicit:
+        seed = spec["shuffle_seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ImportCheckpointError(f"{where}: shuffle_seed must be an integer, got {seed!r}")
+        explicit = ["train_indices"]
+        spec = {"train_indices": original_split(p, base.train_frac, seed)}
     raw = spec[explicit[0]]
     if not isinstance(raw, list) or not raw:
         raise ImportCheckpointError(f"{where}: {explicit[0]} must be a non-empty list")

@@ -12,9 +12,12 @@ Input: a folder of state dicts in the older `HookedTransformer` naming
 one file per step (`step_1200.safetensors`, `checkpoint_1200.pt`: the last number in the
 name is the step), a TransformerLens-style config JSON (d_model, n_layers, n_heads, d_head,
 d_mlp, d_vocab, d_vocab_out, n_ctx, act_fn, normalization_type) and a task spec JSON
-(operation, p, and the train split as `train_indices`, `train_pairs` or
-`split_seed` + `train_frac`). Output: a normal run folder (config, split, checkpoints,
-manifest, metrics computed with `interp.metrics.evaluate`), so `interp analyze` works.
+(operation, p, and the train split as `train_indices`, `train_pairs`, `split_seed` +
+`train_frac`, or `shuffle_seed` + `train_frac` for Nanda et al.'s trainer). Or one file
+holding a whole run, such as the published `full_run_data.pth` (`interp.import_original`:
+its layout, p and split come from the file). Output: a normal run folder (config, split,
+checkpoints, manifest, metrics computed with `interp.metrics.evaluate`, import.json naming the
+source), so `interp analyze` works; `interp.import_cache` imports once per unchanged source.
 
 Names and layouts are converted by `interp.model` (`tl_name`, `from_tl_layout`: W_Q [h, m, d]
 becomes q.weight [(h d), m], W_in/W_out/W_U are transposed, LN w/b are LayerNorm weight/bias).
@@ -28,9 +31,8 @@ gated MLPs, other norms, and any config whose vocabulary does not match the task
 (d_vocab = p + 1 with `=` as token p, d_vocab_out = p, n_ctx = 3).
 
 Safety: `.safetensors` is read with safetensors; `.pt`/`.pth` only with
-`torch.load(weights_only=True)`, which refuses arbitrary pickled objects. Nothing is
-written until every input has been read and converted, and the run folder appears by a
-single rename, so a failed import leaves nothing behind.
+`torch.load(weights_only=True)`, which refuses arbitrary pickled objects. The run folder is
+written beside the target and appears by a single rename, so a failed import leaves nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,18 +52,21 @@ from torch import Tensor
 
 from interp import provenance, run_writer, runs
 from interp.config import RunConfig, TrainConfig
+from interp.import_original import SingleFileRun, read_single_file, safe_load
 from interp.import_specs import (
     ImportCheckpointError,
-    _read_json_file,
     model_config_from_tl,
+    read_json_file,
     task_from_spec,
 )
 from interp.model import (
+    answer_activations,
     build_model,
     from_tl_layout,
     load_state,
     parameters,
     state_dict,
+    supports_answer_activations,
     tl_name,
     tl_named_parameters,
     to_tl_layout,
@@ -116,20 +122,7 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
             return load(path.read_bytes())
         except Exception as exc:  # safetensors raises its own error types
             raise ImportCheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError for anything that is not plain tensors
-        # Quote only torch's diagnosis (e.g. "Unsupported global: GLOBAL posix.system"), never
-        # its suggestion to retry with weights_only=False: that would run the file's code.
-        lines = [line.strip() for line in str(exc).splitlines()]
-        detail = next(
-            (line for line in lines if line.startswith("Unsupported")), type(exc).__name__
-        )
-        raise ImportCheckpointError(
-            f"{path}: refused: not a plain tensor state dict; loading it would run code from the "
-            "file "
-            f"(torch.load weights_only=True: {detail})"
-        ) from None
+    data = safe_load(path, "a plain tensor state dict")
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
@@ -196,29 +189,19 @@ def tl_to_native(tl: dict[str, Tensor], model, norm: str, where: str) -> dict[st
 # --------------------------------------------------------------------------------------
 
 
-def import_tl_checkpoints(
-    src_dir: str | Path,
-    out_run_dir: str | Path,
-    task_spec: str | Path | dict[str, Any],
-    *,
-    tl_config: str | Path | dict[str, Any] | None = None,
-) -> ImportResult:
-    """Convert a folder of TL checkpoints into a run folder at `out_run_dir` (which must not
-    exist or be empty). `tl_config` defaults to config.json / cfg.json in `src_dir`."""
-    from interp.metrics import evaluate, sum_squared_weights
+@dataclass(frozen=True)
+class _Source:
+    """What an import reads: the TL config, the steps, and checkpoint i in TL's layout."""
 
-    src_dir, out_run_dir = Path(src_dir), Path(out_run_dir)
-    if not src_dir.is_dir():
-        raise ImportCheckpointError(f"{src_dir}: no such folder")
-    if out_run_dir.exists() and (not out_run_dir.is_dir() or any(out_run_dir.iterdir())):
-        raise ImportCheckpointError(
-            f"{out_run_dir}: exists and is not an empty folder", argument="out"
-        )
+    tl_config: dict[str, Any]
+    where: str
+    steps: list[int]
+    load: Callable[[int], tuple[dict[str, Tensor], str]]
+    record: Callable[[], dict[str, Any]]  # for import.json, called once after a full read
+    single: SingleFileRun | None = None
 
-    if isinstance(task_spec, dict):
-        spec, spec_where = task_spec, "task spec"
-    else:
-        spec, spec_where = _read_json_file(Path(task_spec), "task spec"), str(task_spec)
+
+def _folder_source(src_dir: Path, tl_config: str | Path | dict[str, Any] | None) -> _Source:
     if tl_config is None:
         candidates = [src_dir / name for name in TL_CONFIG_NAMES if (src_dir / name).is_file()]
         if not candidates:
@@ -229,18 +212,118 @@ def import_tl_checkpoints(
     if isinstance(tl_config, dict):
         cfg, cfg_where = tl_config, "TL config"
     else:
-        cfg, cfg_where = _read_json_file(Path(tl_config), "TL config"), str(tl_config)
+        cfg, cfg_where = read_json_file(Path(tl_config), "TL config"), str(tl_config)
+    files = checkpoint_files(src_dir)
+    return _Source(
+        cfg,
+        cfg_where,
+        [step for step, _ in files],
+        lambda i: (read_state_dict(files[i][1]), str(files[i][1])),
+        lambda: {
+            "files": [
+                {"step": s, "file": f.name, "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
+                for s, f in files
+            ]
+        },
+    )
+
+
+def _file_source(path: Path, every: int | None, tl_config: Any) -> _Source:
+    if tl_config is not None:
+        raise ImportCheckpointError(
+            f"only for a folder of checkpoints; {path} is one file whose shapes give the config",
+            argument="tl-config",
+        )
+    run = read_single_file(path, every)
+    return _Source(
+        run.tl_config,
+        str(path),
+        run.steps,
+        lambda i: (run.to_tl(i), run.where(i)),
+        lambda: {
+            **run.notes,
+            "files": [
+                {
+                    "file": path.name,
+                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                    "steps": run.steps,
+                }
+            ],
+        },
+        run,
+    )
+
+
+def _with_file_split(spec: dict[str, Any], where: str, run: SingleFileRun) -> dict[str, Any]:
+    """The spec, with p and the split from the file where it leaves them out."""
+    if "p" in spec and spec["p"] != run.p:
+        raise ImportCheckpointError(
+            f"{where}: p={spec['p']!r}, but {run.path} holds a model for p = {run.p} "
+            f"(d_vocab = {run.p + 1})"
+        )
+    spec = {**spec, "p": run.p}
+    has_split = any(k in spec for k in ("train_indices", "train_pairs", "train_frac"))
+    if run.train_indices is not None and not has_split:
+        spec["train_indices"] = run.train_indices
+    return spec
+
+
+def import_tl_checkpoints(
+    src_dir: str | Path,
+    out_run_dir: str | Path,
+    task_spec: str | Path | dict[str, Any],
+    *,
+    tl_config: str | Path | dict[str, Any] | None = None,
+    every: int | None = None,
+    record: dict[str, Any] | None = None,
+) -> ImportResult:
+    """Convert checkpoints into a run folder at `out_run_dir` (which must not exist or be empty).
+
+    `src_dir` is a folder of TL checkpoints (`tl_config` defaults to its config.json / cfg.json)
+    or a single-file run (`interp.import_original`: the published `full_run_data.pth`; `every`
+    is its save interval when the file lists no epochs, default 100; p and the split come from
+    the file when the spec leaves them out). `record` is added to import.json."""
+    from interp.metrics import evaluate, sum_squared_weights
+
+    src_dir, out_run_dir = Path(src_dir), Path(out_run_dir)
+    if not src_dir.exists():
+        raise ImportCheckpointError(f"{src_dir}: no such file or folder")
+    if out_run_dir.exists() and (not out_run_dir.is_dir() or any(out_run_dir.iterdir())):
+        raise ImportCheckpointError(
+            f"{out_run_dir}: exists and is not an empty folder", argument="out"
+        )
+    if isinstance(task_spec, dict):
+        spec, spec_where = task_spec, "task spec"
+    else:
+        spec, spec_where = read_json_file(Path(task_spec), "task spec"), str(task_spec)
+    if src_dir.is_file():
+        source = _file_source(src_dir, every, tl_config)
+    elif every is not None:
+        raise ImportCheckpointError(
+            f"only for a single-file run; {src_dir} is a folder, whose file names give the steps",
+            argument="every",
+        )
+    else:
+        source = _folder_source(src_dir, tl_config)
+    cfg, cfg_where = source.tl_config, source.where
 
     model_config, d_vocab, d_vocab_out, n_ctx, norm = model_config_from_tl(cfg, cfg_where)
+    if source.single is not None:
+        spec = _with_file_split(spec, spec_where, source.single)
     task = task_from_spec(spec, spec_where)
     p = int(spec["p"])
+    stored = source.single.train_indices if source.single is not None else None
+    if stored is not None and task.splits["train"].tolist() != stored:
+        raise ImportCheckpointError(
+            f"{spec_where}: its split differs from the one stored in {source.where} "
+            f"({len(stored)} training pairs); leave the split out of the spec to use the file's"
+        )
     if (d_vocab, d_vocab_out, n_ctx) != (p + 1, p, 3):
         raise ImportCheckpointError(
             f"{cfg_where}: d_vocab={d_vocab}, d_vocab_out={d_vocab_out}, n_ctx={n_ctx} do not fit "
             "the task "
             f"(p={p} needs d_vocab={p + 1} with '=' as token {p}, d_vocab_out={p}, n_ctx=3)"
         )
-    files = checkpoint_files(src_dir)
     n_valid = int((task.labels >= 0).sum())
     n_train = sum(len(task.splits[s]) for s in task.train_splits)
     task_config = RunConfig.from_dict(
@@ -256,32 +339,31 @@ def import_tl_checkpoints(
     config = RunConfig(
         task=task_config,
         model=model_config,
-        train=TrainConfig(steps=max(1, files[-1][0])),
+        train=TrainConfig(steps=max(1, source.steps[-1])),
         name=f"imported:{src_dir.name}",
     )
 
     model = build_model(model_config, d_vocab=d_vocab, d_vocab_out=d_vocab_out, n_ctx=n_ctx)
     model.eval()
-    converted: list[tuple[int, Path, dict[str, Tensor], dict[str, Any]]] = []
     device = torch.device("cpu")
-    for step, path in files:
-        load_state(model, tl_to_native(read_state_dict(path), model, norm, str(path)))
-        row, _ = evaluate(model, task, device)
-        row = {"step": step, **row, **sum_squared_weights(tl_named_parameters(model))}
-        # state_dict() aliases the live parameters on CPU: clone before the next load overwrites
-        # them.
-        converted.append((step, path, {k: v.clone() for k, v in state_dict(model).items()}, row))
-
-    # Everything is read and converted: write a complete folder beside the target, then rename.
+    # The metrics need only the logits: the analysis's shortcut forward (tables for a 1-layer
+    # model) computes them ~2x faster than the training forward, the import's main cost.
+    fast = supports_answer_activations(model)
+    forward = (lambda m, t: answer_activations(m, t, attribution=False)["logits"]) if fast else None
+    # Checkpoints are converted and written one at a time into a folder beside the target
+    # (a 500-checkpoint file is not held twice in memory), which appears by one rename when
+    # everything was read; a failure removes it, so nothing is left behind.
     out_run_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_run_dir.parent, prefix=f".{out_run_dir.name}.import-"))
     try:
         run_writer.write_header(staging, config, task)
-        manifest = [
-            run_writer.write_weights(staging, step, weights)
-            for step, _path, weights, _row in converted
-        ]
-        rows = [row for *_, row in converted]
+        manifest, rows = [], []
+        for i, step in enumerate(source.steps):
+            tl, where = source.load(i)
+            load_state(model, tl_to_native(tl, model, norm, where))
+            row, _ = evaluate(model, task, device, **({"forward": forward} if fast else {}))
+            rows.append({"step": step, **row, **sum_squared_weights(tl_named_parameters(model))})
+            manifest.append(run_writer.write_weights(staging, step, state_dict(model)))
         run_writer.write_metrics(staging, rows)
         runs.atomic_write_json(
             staging / IMPORT_FILE,
@@ -291,14 +373,8 @@ def import_tl_checkpoints(
                 "task_spec": {
                     k: v for k, v in spec.items() if k not in ("train_indices", "train_pairs")
                 },
-                "files": [
-                    {
-                        "step": s,
-                        "file": p.name,
-                        "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
-                    }
-                    for s, p, *_ in converted
-                ],
+                **source.record(),
+                **(record or {}),
             },
         )
         run_writer.write_manifest(staging, manifest, rows, task)
@@ -309,4 +385,4 @@ def import_tl_checkpoints(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return ImportResult(run_dir=out_run_dir, steps=[s for s, *_ in converted], config=config)
+    return ImportResult(run_dir=out_run_dir, steps=list(source.steps), config=config)
