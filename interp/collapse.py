@@ -10,7 +10,8 @@ The rule is the task's: it watches the accuracy of the task's main training spli
 accuracy is capped by design can pass a loss-based rule (`higher_is_better=False`).
 
 `best_checkpoint` never looks at test metrics: it picks the highest validation accuracy
-when the run has a validation split, and otherwise the lowest training loss.
+(or, for a family whose accuracy is capped by design, the lowest validation loss) when the
+run has a validation split, and otherwise the lowest training loss.
 """
 
 from __future__ import annotations
@@ -104,14 +105,24 @@ class BestCheckpoint:
 
 
 def best_checkpoint(
-    rows: Sequence[dict[str, Any]], train_splits: Sequence[str], has_validation: bool
+    rows: Sequence[dict[str, Any]],
+    train_splits: Sequence[str],
+    has_validation: bool,
+    criterion: str = "val_acc",
 ) -> BestCheckpoint | None:
-    """Highest `val_acc` (ties: lower `val_loss`, then the earlier step) with a validation split;
+    """Highest `val_acc` (ties: lower `val_loss`, then the earlier step) with a validation split,
+    or the lowest `val_loss` with `criterion="val_loss"` (a family's `best_criterion`);
     otherwise the lowest loss on the main training split. Never a test metric."""
 
     def finite(value: Any) -> bool:
         return isinstance(value, (int, float)) and math.isfinite(value)
 
+    if has_validation and criterion == "val_loss":
+        candidates = [r for r in rows if finite(r.get("val_loss"))]
+        if not candidates:
+            return None
+        row = min(candidates, key=lambda r: (r["val_loss"], r["step"]))
+        return BestCheckpoint(int(row["step"]), "val_loss", float(row["val_loss"]))
     if has_validation:
         candidates = [r for r in rows if finite(r.get("val_acc"))]
         if not candidates:

@@ -134,6 +134,10 @@ class Family:
     parts: ClassVar[tuple[AnalysisPart, ...]] = ()
     #: One line for `interp presets` and the docs.
     title: ClassVar[str] = ""
+    #: What the manifest's `best` pointer selects on when the task has a validation split
+    #: (`interp.collapse.best_checkpoint`): "val_acc" (highest), or "val_loss" (lowest) for a
+    #: family whose accuracy is capped by design.
+    best_criterion: ClassVar[str] = "val_acc"
 
     def presets(self) -> dict[str, RunConfig]:
         """Named starting points, `interp train NAME`."""

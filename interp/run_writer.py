@@ -105,7 +105,10 @@ def write_manifest(
 ) -> None:
     """The manifest: the complete checkpoints and the `best` one, chosen on validation or
     training metrics among `rows` (`interp.collapse.best_checkpoint`), never on a test metric."""
-    best = best_checkpoint(rows, task.train_splits, has_validation="val" in task.splits)
+    from interp.registry import get_family
+
+    criterion = get_family(task.kind).best_criterion if task.kind else "val_acc"
+    best = best_checkpoint(rows, task.train_splits, "val" in task.splits, criterion)
     data: dict[str, Any] = {"checkpoints": checkpoints}
     if best is not None:
         data["best"] = best.to_dict()
