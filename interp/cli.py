@@ -20,6 +20,7 @@ from typing import Annotated, Optional
 import typer
 
 from interp import cli_import
+from interp.cli_tracking import LogDirOption, LogOption, analysis_tracker, log_analysis, run_tracker
 from interp.config import all_keys
 from interp.presets import PRESETS, preset_names, resolve_config  # noqa: F401 (resolve_config: API)
 from interp.registry import AnalysisPart, all_families, family_of
@@ -95,11 +96,14 @@ def train(
             "fresh optimizer. Sets train.init_from.",
         ),
     ] = None,
+    log: LogOption = None,
+    log_dir: LogDirOption = None,
 ) -> None:
     """Train a model and checkpoint it into a run folder."""
     if out is None:
         raise CliError("--out: required (the run folder to write)")
     _set_threads(threads)
+    tracker = run_tracker(log, out, log_dir)  # None without --log; the trainer closes it
     if resume:
         from interp.training import resume as resume_run
 
@@ -108,7 +112,7 @@ def train(
                 "--resume: continues the run's own config; do not pass a preset, --set or "
                 "--stop-on-collapse"
             )
-        result = resume_run(out, progress=not quiet)
+        result = resume_run(out, progress=not quiet, tracker=tracker)
     else:
         if not preset_or_config:
             raise CliError("PRESET_OR_CONFIG: required (a preset name or a config file)")
@@ -122,7 +126,7 @@ def train(
         config = resolve_config(preset_or_config, overrides)
         from interp.training import train as train_run
 
-        result = train_run(config, out, progress=not quiet, overwrite=overwrite)
+        result = train_run(config, out, progress=not quiet, overwrite=overwrite, tracker=tracker)
     from interp.metrics import format_accuracy
 
     row = result.last_row
@@ -192,6 +196,8 @@ def analyze(
         ),
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    log: LogOption = None,
+    log_dir: LogDirOption = None,
     **selected: bool,
 ) -> int:
     """Analyze every complete checkpoint of a run (no part flag: every analysis its task family
@@ -217,9 +223,11 @@ def analyze(
             f"{flags}: not an analysis of {run.config.task.kind} tasks; "
             f"its flags: {', '.join(AnalysisPart(n, '').flag for n in sorted(own)) or 'none'}"
         )
+    tracker = analysis_tracker(log, run.path, log_dir)  # before the work: a missing extra
     figures = not no_figures or html is not None
     result = analyze_run(run, parts or None, progress=not quiet, figures=figures)
     info = write_analysis(result, figures=figures)
+    log_analysis(tracker, result.rows, run.metrics)  # nothing without --log
     if html is not None and info.get("figures"):
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_bytes(Path(info["figures"]).read_bytes())

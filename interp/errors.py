@@ -34,6 +34,10 @@ class RunExists(TrainingError):
         self.path = path
 
 
+class MissingExtra(RuntimeError):
+    """An optional feature whose extra is not installed; the message names the pip install."""
+
+
 #: The Python API's words in messages -> the command line's flags.
 API_TO_FLAGS = {"resume=True": "--resume", "overwrite=True": "--overwrite"}
 
@@ -48,4 +52,4 @@ def cli_message(exc: Exception) -> str:
 
 
 #: Errors that mean "bad input or bad files": one line, exit code 2.
-USER_ERRORS = (ConfigError, RunError, TrainingError)
+USER_ERRORS = (ConfigError, RunError, TrainingError, MissingExtra)

@@ -1,4 +1,5 @@
-"""When a run checkpoints, where it runs, and what a finished training call returns."""
+"""When a run checkpoints, when it stops early, where it runs, and what a finished training call
+returns."""
 
 from __future__ import annotations
 
@@ -36,6 +37,20 @@ def checkpoint_schedule(steps: int, every: int, log_until: int, per_decade: int 
         for i in range(n_points + 1):
             schedule.add(min(steps, int(round(log_until ** (i / n_points)))))
     return sorted(s for s in schedule if 0 <= s <= steps)
+
+
+def val_acc_streak(rows: list[dict[str, Any]], threshold: float) -> int:
+    """Checkpoints in a row (ending at the latest) at or above the early-stop validation
+    accuracy `threshold`; 0 when early stopping is off (`threshold <= 0`)."""
+    streak = 0
+    if threshold <= 0:
+        return 0
+    for row in reversed(rows):
+        # Step 0 never counts (as in an uninterrupted run, whose streak starts after it).
+        if row["step"] == 0 or row.get("val_acc", 0) < threshold:
+            break
+        streak += 1
+    return streak
 
 
 def resolve_device(device: str) -> torch.device:

@@ -31,8 +31,9 @@ from interp.optimizer import (
     total_norm,
 )
 from interp.registry import family_of
-from interp.schedule import TrainResult, checkpoint_schedule, resolve_device
+from interp.schedule import TrainResult, checkpoint_schedule, resolve_device, val_acc_streak
 from interp.tasks import TaskData, build_task
+from interp.tracking import Tracker
 
 #: (model, task, {split: (logits, labels)}) -> extra metric columns
 Evaluator = Callable[[Any, TaskData, dict[str, tuple[Tensor, Tensor]]], dict[str, float]]
@@ -48,12 +49,15 @@ class Trainer:
         *,
         evaluators: Sequence[Evaluator] | None = None,
         progress: bool = True,
+        tracker: Tracker | None = None,
     ):
         self.config = config
         self.run_dir = Path(run_dir)
         family = family_of(config)
         self.evaluators = list(family.evaluators(config) if evaluators is None else evaluators)
         self.progress = progress
+        #: Live tracking (`interp.tracking`): gets each metrics row once it is on disk.
+        self.tracker = tracker
         self.device = resolve_device(config.train.device)
         self.task = build_task(config.task)
         self.model = build_model(
@@ -174,6 +178,8 @@ class Trainer:
                 f"{self.run_dir}; "
                 "free space and continue it with resume=True"
             ) from None
+        if self.tracker is not None:
+            self.tracker.log_row(row)
         return row
 
     def _write_checkpoint(self, row: dict[str, Any]) -> None:
@@ -196,19 +202,6 @@ class Trainer:
                 f"{self.run_dir}: cannot write the run's config and split: {exc}", argument="out"
             ) from None
 
-    def _initial_streak(self) -> int:
-        """Checkpoints in a row (ending at the latest) at or above the early-stop validation
-        accuracy."""
-        threshold, streak = self.config.train.stop_at_val_acc, 0
-        if threshold <= 0:
-            return 0
-        for row in reversed(self.metrics):
-            # Step 0 never counts (as in an uninterrupted run, whose streak starts after it).
-            if row["step"] == 0 or row.get("val_acc", 0) < threshold:
-                break
-            streak += 1
-        return streak
-
     def collapses(self) -> tuple[CollapseEvent, ...]:
         return tuple(detect_collapses(self.metrics, self.collapse_rule))
 
@@ -219,6 +212,7 @@ class Trainer:
         *,
         evaluators: Sequence[Evaluator] | None = None,
         progress: bool = True,
+        tracker: Tracker | None = None,
     ) -> Trainer:
         """A Trainer positioned exactly at the run's last complete checkpoint (see `resume`).
 
@@ -240,7 +234,7 @@ class Trainer:
         except (runs.RunError, OSError) as exc:
             raise TrainingError(f"resume=True: {exc}") from None
         try:
-            trainer = cls._restored(run_dir, evaluators, progress)
+            trainer = cls._restored(run_dir, evaluators, progress, tracker)
         except BaseException:
             runs.release_writer_lock(lock_fd)
             raise
@@ -248,11 +242,13 @@ class Trainer:
         return trainer
 
     @classmethod
-    def _restored(cls, run_dir: Path, evaluators, progress) -> Trainer:
+    def _restored(cls, run_dir: Path, evaluators, progress, tracker) -> Trainer:
         # Read again now that we hold the writer lock: nobody can change the folder under us.
         run = runs.load_run(run_dir)
         step = run.steps[-1]
-        trainer = cls(run.config, run_dir, evaluators=evaluators, progress=progress)
+        trainer = cls(
+            run.config, run_dir, evaluators=evaluators, progress=progress, tracker=tracker
+        )
         try:
             saved = runs.load_tensors(run_dir / runs.SPLIT_FILE)
             for name, index in trainer.task.splits.items():
@@ -283,7 +279,8 @@ class Trainer:
         return trainer
 
     def run(self) -> TrainResult:
-        """Train to the end of the schedule, holding the run's writer lock throughout."""
+        """Train to the end of the schedule, holding the run's writer lock throughout (the
+        tracker, if any, is closed at the end)."""
         if self._lock_fd is None:
             try:
                 self._lock_fd = runs.acquire_writer_lock(self.run_dir)
@@ -294,6 +291,8 @@ class Trainer:
         finally:
             runs.release_writer_lock(self._lock_fd)
             self._lock_fd = None
+            if self.tracker is not None:
+                self.tracker.close()
 
     def _run(self) -> TrainResult:
         train = self.config.train
@@ -308,9 +307,8 @@ class Trainer:
         test_acc_key = (
             f"{self.task.held_out_splits[0]}_acc"  # shown in the bar, never selects anything
         )
-        streak = self._initial_streak()
         # A resumed run that had already stopped early stays stopped.
-        if train.stop_at_val_acc > 0 and streak >= train.stop_patience:
+        if val_acc_streak(self.metrics, train.stop_at_val_acc) >= train.stop_patience:
             return self._result(last_row, "val_acc")
         if train.stop_on_collapse and self.collapses():
             return self._result(last_row, "collapse")
@@ -336,13 +334,9 @@ class Trainer:
                 if train.stop_on_collapse and last_row.get("events"):
                     stop_reason = "collapse"
                     break
-                if train.stop_at_val_acc > 0:
-                    streak = (
-                        streak + 1 if last_row.get("val_acc", 0) >= train.stop_at_val_acc else 0
-                    )
-                    if streak >= train.stop_patience:
-                        stop_reason = "val_acc"
-                        break
+                if val_acc_streak(self.metrics, train.stop_at_val_acc) >= train.stop_patience:
+                    stop_reason = "val_acc"
+                    break
         finally:
             bar.close()
         return self._result(last_row, stop_reason)
@@ -362,7 +356,11 @@ class Trainer:
 
 
 def resume(
-    run_dir: str | Path, *, evaluators: Sequence[Evaluator] | None = None, progress: bool = True
+    run_dir: str | Path,
+    *,
+    evaluators: Sequence[Evaluator] | None = None,
+    progress: bool = True,
+    tracker: Tracker | None = None,
 ) -> TrainResult:
     """Continue a run from its last complete checkpoint to the end of its schedule.
 
@@ -371,7 +369,9 @@ def resume(
     an uninterrupted run. Metric rows after that checkpoint are dropped and recomputed.
     `evaluators` default to the task family's progress measures for the run's own config.
     """
-    return Trainer.from_run_dir(run_dir, evaluators=evaluators, progress=progress).run()
+    return Trainer.from_run_dir(
+        run_dir, evaluators=evaluators, progress=progress, tracker=tracker
+    ).run()
 
 
 def train(
@@ -381,11 +381,13 @@ def train(
     evaluators: Sequence[Evaluator] | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    tracker: Tracker | None = None,
 ) -> TrainResult:
-    """Train a fresh run into `run_dir` (must be empty, or a run with `overwrite=True`)."""
+    """Train a fresh run into `run_dir` (must be empty, or a run with `overwrite=True`);
+    `tracker` (`interp.tracking`) gets every metrics row as it is written."""
     run_dir = Path(run_dir)
     # Build first (task, model, device): a config that cannot train fails before any writing.
-    trainer = Trainer(config, run_dir, evaluators=evaluators, progress=progress)
+    trainer = Trainer(config, run_dir, evaluators=evaluators, progress=progress, tracker=tracker)
     try:
         run_writer.prepare_run_dir(run_dir, overwrite=overwrite)
     except OSError as exc:

@@ -4,7 +4,9 @@
 from deep inside) comes back as ``{"status": "failed", "error": ...}`` and the sweep goes on.
 A run folder that already holds a complete checkpoint is *resumed* exactly
 (`interp.training.resume`; a finished run returns at once); an empty or never-checkpointed
-one starts fresh.
+one starts fresh. A job's "log" option ({"kind", "dir"}, from `interp sweep run --log`) gives
+the run a tracker (`interp.tracking`) with its axis values among its hyperparameters; it is
+a run option, not part of the config (whose hash names the run).
 """
 
 from __future__ import annotations
@@ -59,23 +61,42 @@ def _clear_aborted_start(run_dir: Path) -> None:
         (run_dir / runs.LOCK_FILE).unlink()
 
 
+def _tracker(job: dict[str, Any], run_dir: Path):
+    """The run's tracker for the job's "log" option (None without one): logs in
+    DIR/NAME with a log dir, else in the run folder; the axes as hyperparameters."""
+    log = job.get("log")
+    if not log:
+        return None
+    from interp import tracking
+
+    log_dir = Path(log["dir"]) / run_dir.name if log.get("dir") else None
+    group = run_dir.parent.parent.name  # SWEEP_DIR/runs/NAME: the sweep's name
+    return tracking.for_run(
+        log["kind"], run_dir, log_dir=log_dir, extra_hparams=job.get("axes"), group=group
+    )
+
+
 def execute(job: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
-    """Train (or resume) the run `job` describes: {"run_dir", "config" (a config dict)}."""
+    """Train (or resume) the run `job` describes: {"run_dir", "config" (a config dict)}, and
+    optionally "log" and "axes" (module docstring)."""
     start = time.perf_counter()
     run_dir = Path(job["run_dir"])
     try:
         from interp import training
         from interp.config import RunConfig
 
+        tracker = _tracker(job, run_dir)
         if _has_checkpoint(run_dir):
-            result = training.resume(run_dir, progress=progress)
+            result = training.resume(run_dir, progress=progress, tracker=tracker)
             resumed = True
         else:
             config = RunConfig.from_dict(job["config"])
             _reset_global_rngs(config.train.seed)
             _clear_aborted_start(run_dir)
             overwrite = run_dir.exists() and any(run_dir.iterdir())
-            result = training.train(config, run_dir, progress=progress, overwrite=overwrite)
+            result = training.train(
+                config, run_dir, progress=progress, overwrite=overwrite, tracker=tracker
+            )
             resumed = False
     except Exception as exc:  # noqa: BLE001 (isolation: one run's failure is recorded, not raised)
         return {
