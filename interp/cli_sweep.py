@@ -9,8 +9,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from interp.cli_tracking import LogDirOption, LogOption
-
 sweep_app = typer.Typer(
     no_args_is_help=True,
     help="Run a sweep of runs from a TOML spec, and analyze it (table, phase diagram, fits).",
@@ -54,12 +52,8 @@ def run(
         bool, typer.Option("--resume", help="Finish the stopped sweep in --out.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-    log: LogOption = None,
-    log_dir: LogDirOption = None,
 ) -> int:
-    """Run every run of SPEC into --out/runs/ (exit 1 if any run failed; with --log, each run's
-    axis values are its hyperparameters)."""
-    from interp.cli_tracking import sweep_log
+    """Run every run of SPEC into --out/runs/ (exit 1 if any run failed)."""
     from interp.sweep.runner import run_sweep
     from interp.sweep.spec import SpecError
 
@@ -77,12 +71,68 @@ def run(
         resources={"num_cpus": cpus, "num_gpus": gpus},
         resume=resume,
         progress=not quiet,
-        log=sweep_log(log, log_dir),
     )
     typer.echo(
         f"sweep {out}: {outcome.done}/{outcome.total} runs done ({outcome.skipped} already), "
         f"{len(outcome.failed)} failed, {outcome.seconds:.0f} s, "
         f"{outcome.disk_bytes / 1e6:.0f} MB on disk"
+    )
+    for name, error in outcome.failed:
+        typer.echo(f"failed: {name}: {error}", err=True)
+    return EXIT_FAILED if outcome.failed else EXIT_OK
+
+
+@sweep_app.command("search")
+def search(
+    spec: Annotated[
+        Optional[Path],
+        typer.Argument(help="A sweep spec with a [search] table (interp.sweep.search)."),
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The sweep folder.")] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", help="Local worker processes (0 = one per core).")
+    ] = 0,
+    threads: Annotated[int, typer.Option("--threads", help="torch threads per worker.")] = 1,
+    backend: Annotated[
+        Backend, typer.Option("--backend", help="local (worker processes here) or ray.")
+    ] = Backend.local,
+    address: Annotated[
+        Optional[str],
+        typer.Option("--address", help="Ray: auto (a running cluster) or ray://HOST:PORT."),
+    ] = None,
+    cpus: Annotated[float, typer.Option("--cpus", help="Ray: CPUs requested per run.")] = 1.0,
+    gpus: Annotated[float, typer.Option("--gpus", help="Ray: GPUs requested per run.")] = 0.0,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Re-plan the search in --out and finish it.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> int:
+    """Neighbour search per group: walk the grid from the start point until a point beats all
+    its one-step neighbours on the objective (exit 1 if any trial failed)."""
+    from interp.sweep.runner import default_workers
+    from interp.sweep.search_run import SEARCH_FILE, run_search, search_lines
+    from interp.sweep.spec import SpecError
+
+    if out is None:
+        raise SpecError("--out: required (the sweep folder)")
+    if workers < 0 or threads < 0:
+        raise SpecError("--workers/--threads: must be >= 0")
+    outcome = run_search(
+        spec,
+        out,
+        resume=resume,
+        workers=workers or default_workers(),
+        threads=threads,
+        backend=backend.value,
+        address=address,
+        resources={"num_cpus": cpus, "num_gpus": gpus},
+        progress=not quiet,
+    )
+    for line in search_lines(out):
+        typer.echo(line)
+    typer.echo(
+        f"search {out}: {outcome.runs} runs ({outcome.ran} run now, {outcome.rounds} rounds), "
+        f"{len(outcome.failed)} failed, {outcome.seconds:.0f} s; {out / SEARCH_FILE}"
     )
     for name, error in outcome.failed:
         typer.echo(f"failed: {name}: {error}", err=True)
@@ -109,5 +159,9 @@ def analyze(
     report = write_sweep_report(sweep, x=x, y=y)
     counts = sweep.table["outcome"].value_counts().to_dict() if "outcome" in sweep.table else {}
     typer.echo(f"{len(sweep.table)} runs; outcomes {counts}")
+    from interp.sweep.search_run import search_lines
+
+    for line in search_lines(sweep_dir):  # a search's accepted points and certificates
+        typer.echo(line)
     typer.echo(f"table: {table}\nreport: {report}")
     return EXIT_OK

@@ -59,7 +59,9 @@ def _worker_main(
 
 class LocalPool:
     """`workers` persistent processes, `threads` torch threads each, running `execute`
-    ("module:function", called as function(job, progress=...); the default trains)."""
+    ("module:function", called as function(job, progress=...); the default trains). With
+    `keep=True` the workers outlive `run` and serve the next call (a search runs its rounds
+    on one pool, paying TransformerLens's import once); `close()` ends them."""
 
     def __init__(
         self,
@@ -67,9 +69,10 @@ class LocalPool:
         threads: int = 1,
         progress: bool = False,
         execute: str = "interp.sweep.worker:execute",
+        keep: bool = False,
     ):
         self.workers, self.threads, self.progress = workers, threads, progress
-        self.execute = execute
+        self.execute, self.keep = execute, keep
         self._ctx = mp.get_context("spawn")
         self._lock = self._ctx.RLock() if progress else None
         self._procs: dict[int, Any] = {}
@@ -99,11 +102,13 @@ class LocalPool:
         """Run every job; `on_start`/`on_done` are called in this process, in order."""
         queue = list(jobs)
         busy: dict[int, Job] = {}
-        idle: list[int] = []
-        started: set[int] = set()
+        idle: list[int] = [s for s in self._procs if self._procs[s].is_alive()]  # kept ones
+        started: set[int] = set(idle)
+        ok = False
         try:
             for slot in range(min(self.workers, len(queue))):
-                self._spawn(slot)
+                if slot not in self._procs:
+                    self._spawn(slot)
             while queue or busy:
                 waitables = {self._conns[s]: s for s in self._conns}
                 sentinels = {self._procs[s].sentinel: s for s in self._procs}
@@ -146,12 +151,14 @@ class LocalPool:
                     busy[slot] = job
                     on_start(job)
                     self._conns[slot].send(job)
-                if not queue:  # nothing left to send: let idle workers go
+                if not queue and not self.keep:  # nothing left to send: let idle workers go
                     for slot in idle:
                         self._conns[slot].send(None)
                     idle.clear()
+            ok = True
         finally:
-            self.close()
+            if not (ok and self.keep):
+                self.close()
 
     def close(self) -> None:
         for slot, conn in list(self._conns.items()):

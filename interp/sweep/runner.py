@@ -112,12 +112,10 @@ def run_sweep(
     resources: dict[str, float] | None = None,
     resume: bool = False,
     progress: bool = True,
-    log: dict[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run the sweep `spec` (a TOML file or a parsed `SweepSpec`; None with `resume`) into
     `sweep_dir` (module docstring) with `workers` local processes (0: one per core). Returns
-    what happened; a failed run is recorded there and in sweep.json, not raised. `log`
-    ({"kind", "dir"}: `interp.sweep.worker`) tracks every run live. This is
+    what happened; a failed run is recorded there and in sweep.json, not raised. This is
     `interp.run_sweep` and `interp sweep run`."""
     if isinstance(spec, (str, Path)):
         from interp.sweep.spec import load_spec
@@ -134,14 +132,49 @@ def run_sweep(
     manifest = prepare(spec, sweep_dir, resume)
     (sweep_dir / RUNS_DIR).mkdir(parents=True, exist_ok=True)
     runs.atomic_write_json(sweep_dir / SWEEP_FILE, manifest)
+    return run_entries(
+        manifest,
+        sweep_dir,
+        workers=workers,
+        threads=threads,
+        backend=backend,
+        address=address,
+        resources=resources,
+        progress=progress,
+    )
+
+
+def run_entries(
+    manifest: dict[str, Any],
+    sweep_dir: Path,
+    *,
+    workers: int = 1,
+    threads: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    resources: dict[str, float] | None = None,
+    progress: bool = True,
+    save=None,
+    only: set[str] | None = None,
+    pool=None,
+) -> SweepOutcome:
+    """Run every run of `manifest` (already written to `sweep_dir`) that is not done, keeping
+    its entries' status and sweep.json up to date (`save(manifest)` writes it; default: the
+    manifest as it is); with `only`, just the runs of those names; `pool`: a kept
+    `interp.sweep.local.LocalPool` to run them on (local backend). `run_sweep` runs a planned
+    sweep through it; a search (`interp.sweep.search`) calls it once per round with the runs
+    it added."""
+    save = save or (lambda data: runs.atomic_write_json(sweep_dir / SWEEP_FILE, data))
     entries = {r["name"]: r for r in manifest["runs"]}
-    todo = [r for r in manifest["runs"] if r["status"] != "done"]
+    todo = [
+        r for r in manifest["runs"] if r["status"] != "done" and (only is None or r["name"] in only)
+    ]
     jobs = [
         {"name": r["name"], "run_dir": str(sweep_dir / RUNS_DIR / r["name"]), "config": r["config"]}
-        | ({"log": log, "axes": r["axes"]} if log else {})
         for r in todo
     ]
-    outcome = SweepOutcome(sweep_dir, len(entries), len(entries) - len(todo))
+    already = sum(r["status"] == "done" for r in manifest["runs"])
+    outcome = SweepOutcome(sweep_dir, len(entries), already)
     outcome.skipped = outcome.done
     start = time.perf_counter()
 
@@ -166,7 +199,7 @@ def run_sweep(
         entry.update(status="running", attempts=entry.get("attempts", 0) + 1)
         entry.pop("error", None)
         running.add(job["name"])
-        runs.atomic_write_json(sweep_dir / SWEEP_FILE, manifest)
+        save(manifest)
         show()
 
     def on_done(job: dict[str, Any], result: dict[str, Any]) -> None:
@@ -178,16 +211,17 @@ def run_sweep(
             outcome.done += 1
         else:
             outcome.failed.append((job["name"], result.get("error", "")))
-        runs.atomic_write_json(sweep_dir / SWEEP_FILE, manifest)
+        save(manifest)
         bar.update(1)
         show()
 
     try:
-        if backend == "local":
+        if backend == "local" and jobs:
             from interp.sweep.local import LocalPool
 
-            LocalPool(workers, threads, progress=progress).run(jobs, on_start, on_done)
-        else:
+            pool = pool or LocalPool(workers, threads, progress=progress)
+            pool.run(jobs, on_start, on_done)
+        elif jobs:
             from interp.sweep.ray_backend import run_on_ray
 
             run_on_ray(jobs, sweep_dir, address, resources or {}, threads, on_start, on_done)
@@ -196,7 +230,7 @@ def run_sweep(
         outcome.seconds = time.perf_counter() - start
         outcome.disk_bytes = disk_bytes(sweep_dir)
         manifest["disk_bytes"] = outcome.disk_bytes
-        runs.atomic_write_json(sweep_dir / SWEEP_FILE, manifest)
+        save(manifest)
     return outcome
 
 

@@ -92,21 +92,21 @@ def assignment(key: str, value: Any) -> str:
     return f"{key}={value}"
 
 
-def _flatten(table: Any, where: str, prefix: str = "") -> dict[str, Any]:
+def flatten_table(table: Any, where: str, prefix: str = "") -> dict[str, Any]:
     if not isinstance(table, dict):
         raise SpecError(f"{where}: expected a table of field = value, got {table!r}")
     out: dict[str, Any] = {}
     for key, value in table.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(_flatten(value, where, name + "."))
+            out.update(flatten_table(value, where, name + "."))
         else:
             out[name] = value
     return out
 
 
 def _axis_values(table: dict[str, Any], where: str) -> dict[str, list[Any]]:
-    axes = _flatten(table, where)
+    axes = flatten_table(table, where)
     for name, values in axes.items():
         if not isinstance(values, list):
             raise SpecError(f"{where}.{name}: expected a list of values, got {values!r}")
@@ -138,7 +138,7 @@ def run_name(axes: dict[str, Any], config: RunConfig, names: dict[str, str]) -> 
     return f"{label}-{digest[:6]}" if label else f"run-{digest[:6]}"
 
 
-def _absolute_paths(config: RunConfig) -> RunConfig:
+def absolute_paths(config: RunConfig) -> RunConfig:
     """Relative paths in the config (`train.init_from`, and every task field named `*_file`:
     a knowledge base, an edge list) are resolved against the working directory now, so the
     planned config (stored in sweep.json) means the same run wherever `--resume` is run."""
@@ -170,6 +170,8 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 def parse_spec(raw: dict[str, Any], root: Path = Path(".")) -> SweepSpec:
     """Plan and check every run (see the module docstring)."""
+    if "search" in raw:
+        raise SpecError("spec: a [search] table: run it with interp sweep search SPEC --out DIR")
     unknown = sorted(set(raw) - KEYS)
     if unknown:
         raise SpecError(f"spec: unknown key(s) {unknown}; known: {sorted(KEYS)}")
@@ -188,7 +190,7 @@ def parse_spec(raw: dict[str, Any], root: Path = Path(".")) -> SweepSpec:
         raise SpecError(f"seeds: expected integers, got {seeds!r}")
     seed_fields = raw.get("seed_fields", list(DEFAULT_SEED_FIELDS))
     retention = raw.get("keep_checkpoints", DEFAULT_RETENTION)
-    names = {str(k): str(v) for k, v in _flatten(raw.get("names", {}), "names").items()}
+    names = {str(k): str(v) for k, v in flatten_table(raw.get("names", {}), "names").items()}
     grid = _axis_values(raw.get("grid", {}), "grid")
     zipped = _axis_values(raw.get("zip", {}), "zip")
     if len({len(v) for v in zipped.values()}) > 1:
@@ -197,7 +199,7 @@ def parse_spec(raw: dict[str, Any], root: Path = Path(".")) -> SweepSpec:
     extra = raw.get("runs", [])
     if not isinstance(extra, list):
         raise SpecError("runs: expected an array of tables ([[runs]])")
-    extra = [_flatten(r, f"runs[{i}]") for i, r in enumerate(extra)]
+    extra = [flatten_table(r, f"runs[{i}]") for i, r in enumerate(extra)]
 
     try:
         config = resolve_config(base, [*fixed, f"train.keep_checkpoints={retention}"])
@@ -232,7 +234,7 @@ def parse_spec(raw: dict[str, Any], root: Path = Path(".")) -> SweepSpec:
                 axes["seed"] = seed
                 overrides += [assignment(f, seed) for f in seed_fields]
             try:
-                run_config = _absolute_paths(config.with_overrides(overrides))
+                run_config = absolute_paths(config.with_overrides(overrides))
             except ConfigError as exc:
                 raise SpecError(f"run {axes}: {exc}") from None
             name = run_name(axes, run_config, names)
