@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from interp.cli_tracking import LogDirOption, LogOption
+
 sweep_app = typer.Typer(
     no_args_is_help=True,
     help="Run a sweep of runs from a TOML spec, and analyze it (table, phase diagram, fits).",
@@ -52,8 +54,12 @@ def run(
         bool, typer.Option("--resume", help="Finish the stopped sweep in --out.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    log: LogOption = None,
+    log_dir: LogDirOption = None,
 ) -> int:
-    """Run every run of SPEC into --out/runs/ (exit 1 if any run failed)."""
+    """Run every run of SPEC into --out/runs/ (exit 1 if any run failed; with --log, each run's
+    axis values are its hyperparameters)."""
+    from interp.cli_tracking import sweep_log
     from interp.sweep.runner import run_sweep
     from interp.sweep.spec import SpecError
 
@@ -71,6 +77,7 @@ def run(
         resources={"num_cpus": cpus, "num_gpus": gpus},
         resume=resume,
         progress=not quiet,
+        log=sweep_log(log, log_dir),
     )
     typer.echo(
         f"sweep {out}: {outcome.done}/{outcome.total} runs done ({outcome.skipped} already), "

@@ -112,10 +112,12 @@ def run_sweep(
     resources: dict[str, float] | None = None,
     resume: bool = False,
     progress: bool = True,
+    log: dict[str, Any] | None = None,
 ) -> SweepOutcome:
     """Run the sweep `spec` (a TOML file or a parsed `SweepSpec`; None with `resume`) into
     `sweep_dir` (module docstring) with `workers` local processes (0: one per core). Returns
-    what happened; a failed run is recorded there and in sweep.json, not raised. This is
+    what happened; a failed run is recorded there and in sweep.json, not raised. `log`
+    ({"kind", "dir"}: `interp.sweep.worker`) tracks every run live. This is
     `interp.run_sweep` and `interp sweep run`."""
     if isinstance(spec, (str, Path)):
         from interp.sweep.spec import load_spec
@@ -141,6 +143,7 @@ def run_sweep(
         address=address,
         resources=resources,
         progress=progress,
+        log=log,
     )
 
 
@@ -154,6 +157,7 @@ def run_entries(
     address: str | None = None,
     resources: dict[str, float] | None = None,
     progress: bool = True,
+    log: dict[str, Any] | None = None,
     save=None,
     only: set[str] | None = None,
     pool=None,
@@ -171,6 +175,7 @@ def run_entries(
     ]
     jobs = [
         {"name": r["name"], "run_dir": str(sweep_dir / RUNS_DIR / r["name"]), "config": r["config"]}
+        | ({"log": log, "axes": r["axes"]} if log else {})
         for r in todo
     ]
     already = sum(r["status"] == "done" for r in manifest["runs"])
