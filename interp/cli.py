@@ -328,6 +328,38 @@ def presets() -> None:
         )
 
 
+@app.command()
+def ensemble(
+    members: Annotated[
+        list[str],
+        typer.Argument(
+            help="Graph-walk run folders: RUN_DIR (last checkpoint), RUN_DIR@STEP or RUN_DIR@best."
+        ),
+    ],
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", help="Folder for ensemble.json and ensemble.md."),
+    ] = None,
+    combine: Annotated[
+        str,
+        typer.Option("--combine", help="The default combination, logits or probs (both computed)."),
+    ] = "logits",
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads.")] = 1,
+) -> int:
+    """Evaluate K members as one predictor on the same test walks: the paired excess over H of
+    logit and probability averaging, per-node KL, beside the count-based learners."""
+    from circuits.families.graph_walk import ensemble as walk_ensemble
+
+    _set_threads(threads)
+    result = walk_ensemble.evaluate_ensemble(members, default=combine)
+    for line in walk_ensemble.summary_lines(result):
+        typer.echo(line)
+    if out is not None:
+        summary, report = walk_ensemble.write_ensemble(result, out)
+        typer.echo(f"summary: {summary}\nreport: {report}")
+    return EXIT_OK
+
+
 from interp.cli_sweep import sweep_app  # noqa: E402 (the sub-command group, after `app`)
 
 app.add_typer(sweep_app, name="sweep")
