@@ -1,26 +1,38 @@
-"""Is a preset stable past its grokking point? Train it with early stopping off, per seed.
+"""Is a preset stable past its grokking point? Train it with early stopping off, per seed and
+per torch thread count.
 
-    python -m experiments.stability mod-add-fast --seeds 999 1000 1001 1002 1003 --steps 1500 --out
-    stab.jsonl
-    python -m experiments.stability demo --seeds 999 1000 1001 1002 1003 --steps 3000 --out
-    stab.jsonl
+    python -m experiments.stability mod-add-fast --seeds 999 1000 1001 1002 1003 --steps 1500 \
+        --threads 1 2 --out stab.jsonl
+    python -m experiments.stability demo --seeds 999 1000 1001 1002 1003 --steps 3000 \
+        --threads 1 2 --out stab.jsonl
 
-For each seed it reports, from the run's own metrics: the grokking step (first checkpoint
+Each (seed, thread count) is one `interp train PRESET --threads N` in its own process: torch's
+thread count is per process, and it changes the float reduction order, so the same seed
+follows another trajectory with 1 and with 2 threads. Runs go one at a time.
+
+For each run it reports, from the run's own metrics: the grokking step (first checkpoint
 with test accuracy >= 99 %: a measurement, not a selection), the minimum train and test
-accuracy from there to 3x that step (and to the end), the final accuracies and
-circuit_score, and any collapse events the trainer recorded. A seed passes when it groks
-and stays >= 99 % on train and test until 3x its grokking step, and the run covered that far.
-Extra `--set` overrides apply to every seed (e.g. `--set train.weight_norm_floor=0` for the
-old recipe).
+accuracy from there to 3x that step and to the end, the final accuracies and circuit_score,
+and any collapse events the trainer recorded. A run passes when it groks, its budget covers
+3x its grokking step, and train and test stay >= 99 % at every checkpoint from the grokking
+step to the end. The table at the end lists every run and the median grokking step.
+Extra `--set` overrides apply to every run (e.g. `--set train.adam_eps=1e-8` for the
+recipe before its eps fix). `--reuse` reads a finished run folder instead of training again.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+#: Starts the CLI in a fresh interpreter (no console script needed).
+CLI = "import sys; from interp.cli import entry_point; sys.argv[0] = 'interp'; entry_point()"
 
 
 def summarize(rows: list[dict], target: float = 0.99) -> dict:
@@ -52,9 +64,83 @@ def summarize(rows: list[dict], target: float = 0.99) -> dict:
             and out["min_train_acc_3x"] >= target
             and out["min_test_acc_3x"] >= target
         )
+        out["stable_to_end"] = bool(
+            out["stable"]
+            and out["min_train_acc_after"] >= target
+            and out["min_test_acc_after"] >= target
+        )
     else:
-        out["stable"] = False
+        out["stable"] = out["stable_to_end"] = False
     return out
+
+
+def _finished(run_dir: Path, steps: int) -> list[dict] | None:
+    from interp.runs import read_metrics
+
+    try:
+        rows = read_metrics(run_dir)
+    except Exception:  # noqa: BLE001 - an unreadable folder is simply trained again
+        return None
+    return rows if rows and max(r["step"] for r in rows) >= steps else None
+
+
+def train_one(
+    preset: str, seed: int, threads: int, steps: int, overrides: list[str], runs: Path, reuse: bool
+) -> dict:
+    from interp.runs import read_metrics
+
+    run_dir = runs / f"{preset}_s{seed}_t{threads}_{steps}"
+    start = time.perf_counter()
+    if not (reuse and _finished(run_dir, steps)):
+        sets = [
+            f"model.seed={seed}",
+            f"train.steps={steps}",
+            "train.stop_at_val_acc=0",
+            *overrides,
+        ]
+        command = [sys.executable, "-c", CLI, "train", preset, "--out", str(run_dir)]
+        command += ["--overwrite", "--threads", str(threads), "-q"]
+        for item in sets:
+            command += ["--set", item]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=os.environ.copy())
+    return {
+        "preset": preset,
+        "seed": seed,
+        "threads": threads,
+        "overrides": overrides,
+        "run_dir": str(run_dir),
+        "seconds": round(time.perf_counter() - start, 1),
+        **summarize(read_metrics(run_dir)),
+    }
+
+
+def table(rows: list[dict]) -> str:
+    def acc(value) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    lines = [
+        "| seed | threads | grokking step | min train / test acc after grokking | "
+        "final train / test | collapses | passes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["seed"], r["threads"])):
+        lines.append(
+            f"| {r['seed']} | {r['threads']} | {r['grok_step'] or 'never'} | "
+            f"{acc(r.get('min_train_acc_after'))} / {acc(r.get('min_test_acc_after'))} | "
+            f"{acc(r['final_train_acc'])} / {acc(r['final_test_acc'])} | "
+            f"{', '.join(map(str, r['collapse_steps'])) or 'none'} | "
+            f"{'yes' if r['stable_to_end'] else 'NO'} |"
+        )
+    grokked = [r["grok_step"] for r in rows if r["grok_step"] is not None]
+    median = statistics.median(grokked) if grokked else None
+    passed = sum(r["stable_to_end"] for r in rows)
+    lines.append("")
+    lines.append(
+        f"{passed}/{len(rows)} runs stay >= 99 % on train and test from grokking to the end "
+        f"(covering 3x the grokking step); {len(grokked)}/{len(rows)} grokked, median grokking "
+        f"step {median}, range {min(grokked, default=None)}–{max(grokked, default=None)}"
+    )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,45 +151,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[999, 1000, 1001, 1002, 1003])
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument(
-        "--out", type=Path, required=True, help="JSON lines, one per seed (appended)"
+        "--threads", type=int, nargs="+", default=[1], help="torch thread counts, one run each"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="JSON lines, one per run (appended)"
     )
     parser.add_argument(
         "--runs", type=Path, default=Path("/tmp/interp_stability"), help="where the run folders go"
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--reuse", action="store_true", help="read finished run folders instead of retraining"
+    )
     args = parser.parse_args(argv)
 
-    import torch
-
-    torch.set_num_threads(args.threads)
-    from interp.cli import resolve_config
-    from interp.runs import read_metrics
-    from interp.training import train
-
+    rows = []
     for seed in args.seeds:
-        overrides = [
-            f"model.seed={seed}",
-            f"train.steps={args.steps}",
-            "train.stop_at_val_acc=0",
-            *args.overrides,
-        ]
-        config = resolve_config(args.preset, overrides)
-        run_dir = args.runs / f"{args.preset}_s{seed}_{args.steps}"
-        start = time.perf_counter()
-        train(config, run_dir, progress=False, overwrite=True)
-        row = {
-            "preset": args.preset,
-            "seed": seed,
-            "overrides": args.overrides,
-            "run_dir": str(run_dir),
-            "seconds": round(time.perf_counter() - start, 1),
-            **summarize(read_metrics(run_dir)),
-        }
-        with open(args.out, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
-        print(json.dumps(row), flush=True)
-    return 0
+        for threads in args.threads:
+            row = train_one(
+                args.preset, seed, threads, args.steps, args.overrides, args.runs, args.reuse
+            )
+            rows.append(row)
+            with open(args.out, "a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+    print(table(rows))
+    return 0 if all(r["stable_to_end"] for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -78,6 +78,9 @@ class TrainConfig:
     weight_decay: float = 1.0
     beta1: float = 0.9
     beta2: float = 0.98
+    #: AdamW's eps: the update is lr * m / (sqrt(v) + eps), so lr / eps caps the step per unit
+    #: gradient once the gradients are tiny (torch's default 1e-8; `mod-add-fast` raises it).
+    adam_eps: float = 1e-8
     warmup_steps: int = 10
     #: After warmup: "constant" (Nanda et al.), or "cosine" decay to 0 at `steps` (the
     #: scaling-law recipe, where the step budget is the data budget).
@@ -135,6 +138,7 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             value = getattr(self, name)
             _check(0 <= value < 1, f"train.{name}", f"must be in [0, 1), got {value}")
+        _check(self.adam_eps > 0, "train.adam_eps", f"must be > 0, got {self.adam_eps}")
         _check(
             self.warmup_steps >= 0, "train.warmup_steps", f"must be >= 0, got {self.warmup_steps}"
         )

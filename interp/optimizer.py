@@ -28,8 +28,8 @@ from interp.config import TrainConfig
 def make_optimizer(
     params: Iterable[nn.Parameter], train: TrainConfig, *, fused: bool = False
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW with `train`'s lr, weight decay and betas; linear warmup over `warmup_steps`, then
-    constant (Nanda et al.) or, with `lr_schedule="cosine"`, a cosine decay to 0 at `steps`.
+    """AdamW with `train`'s lr, weight decay, betas and eps; linear warmup over `warmup_steps`,
+    then constant (Nanda et al.) or, with `lr_schedule="cosine"`, a cosine decay to 0 at `steps`.
     `foreach=True` also on CPU (torch's CPU default is a Python loop over the tensors): the
     same updates bit for bit, ~40 % less optimizer time for a small model's ~70 tensors.
     `fused=True` (`Family.fused_optimizer`): one kernel, ~3x less again, equal to ~1e-6."""
@@ -38,6 +38,7 @@ def make_optimizer(
         lr=train.lr,
         weight_decay=train.weight_decay,
         betas=(train.beta1, train.beta2),
+        eps=train.adam_eps,
         **({"fused": True} if fused else {"foreach": True}),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(

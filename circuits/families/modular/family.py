@@ -140,6 +140,9 @@ def _presets() -> dict[str, RunConfig]:
             weight_decay=1.0,
             beta1=0.9,
             beta2=0.98,
+            # lr / eps caps Adam's step per unit gradient once the loss is ~1e-7 (torch's 1e-8
+            # let it reach ~1e5 and a late loss spike through: docs/benchmarks.md).
+            adam_eps=1e-6,
             warmup_steps=10,
             batch_size=0,
             grad_filter="ema",
