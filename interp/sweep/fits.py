@@ -85,22 +85,25 @@ def fit_curve(
     *,
     loss: str = "linear",
     f_scale: float = 1.0,
+    bounds: tuple = (-np.inf, np.inf),
 ) -> Fit:
     """Fit y ≈ function(x, *params). `loss="huber"` down-weights residuals beyond `f_scale`
-    (outlying seeds); its covariance is the Gauss-Newton one at the robust optimum."""
+    (outlying seeds); its covariance is the Gauss-Newton one at the robust optimum. `bounds`
+    ((lower, upper), scipy's form) constrain the parameters, e.g. an asymptote ≥ 0."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(x) != len(y) or len(x) <= len(_names(function)):
         raise ValueError(
             f"fit_curve: need more points ({len(x)}) than parameters ({len(_names(function))})"
         )
     if loss == "linear":
-        popt, pcov = optimize.curve_fit(function, x, y, p0=p0, maxfev=20_000)
+        popt, pcov = optimize.curve_fit(function, x, y, p0=p0, bounds=bounds, maxfev=20_000)
         return _fit_result(function.__name__, function, popt, pcov, len(x), y - function(x, *popt))
     result = optimize.least_squares(
         lambda p: function(x, *p) - y,
         p0 if p0 is not None else np.ones(len(_names(function))),
         loss=loss,
         f_scale=f_scale,
+        bounds=bounds,
     )
     J = result.jac
     dof = max(len(x) - len(result.x), 1)
