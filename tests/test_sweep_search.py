@@ -192,3 +192,22 @@ def test_a_resumed_search_plans_the_same_run_names_whatever_order_sweep_json_kee
     resumed, stored = prepare_search(None, tmp_path / "out", resume=True)
     state = SearchState(resumed, stored, tmp_path / "out")
     assert state.step() == [] and [a.name for a in resumed.axes] == [a.name for a in fresh.axes]
+
+
+def test_the_fixed_data_study_specs_plan():
+    """experiments/sweeps/fixed_data/ (issue 23): every search and sweep there plans."""
+    import tomllib
+    from pathlib import Path
+
+    from interp.sweep.spec import load_spec
+
+    folder = Path(__file__).resolve().parents[1] / "experiments" / "sweeps" / "fixed_data"
+    specs = sorted(folder.glob("*.toml"))
+    assert len(specs) >= 9
+    for path in specs:
+        raw = tomllib.loads(path.read_text())
+        if "search" in raw:
+            spec = parse_search(raw, path.parent)
+            assert spec.objective == "final_val_loss" and spec.confirm_seeds
+        else:
+            assert load_spec(path).runs
