@@ -211,3 +211,27 @@ def test_the_fixed_data_study_specs_plan():
             assert spec.objective == "final_val_loss" and spec.confirm_seeds
         else:
             assert load_spec(path).runs
+
+
+def test_a_search_runs_on_the_ray_backend(tmp_path):
+    ray = pytest.importorskip("ray")
+    import interp
+
+    budget = SEARCH.split("[search.axes.budget]")[1].split("[search.start]")[0]
+    spec = tmp_path / "search.toml"
+    spec.write_text(
+        f'base = "graph-walk"\nset = {json.dumps(TINY)}\nseeds = [0]\n[search]\n'
+        f'[search.axes.budget]{budget}[search.start]\nbudget = "short"\n'
+    )
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        out = tmp_path / "search"
+        assert (
+            main(["sweep", "search", str(spec), "--out", str(out), "--backend", "ray", "-q"]) == 0
+        )
+    finally:
+        ray.shutdown()
+    (group,) = json.loads((out / "search.json").read_text())["groups"]
+    assert group["point"] == {"budget": "long"} and group["trials"] == 3
+    for entry in json.loads((out / "sweep.json").read_text())["runs"]:
+        assert interp.load_run(out / "runs" / entry["name"]).steps[-1] in (2, 8, 40)
