@@ -80,3 +80,23 @@ def test_the_best_pointer_reads_validation_never_test():
     assert best_checkpoint(rows, ("train",), True, "val_loss").step == 10
     assert best_checkpoint(rows, ("train",), True).step == 20  # the default: highest val_acc
     assert best_checkpoint(rows, ("train",), False).step == 20  # no validation: train loss
+
+
+def test_a_sweep_of_fixed_corpora_selects_its_rate_on_validation_not_on_the_corpus():
+    import pandas as pd
+
+    from interp.sweep.study import Sweep
+
+    sweep = Sweep.__new__(Sweep)
+    sweep.table = pd.DataFrame(
+        {
+            "status": "done",
+            "x": [1, 1],
+            "train.lr": [0.1, 0.3],
+            "final_train_loss": [2.0, 1.5],  # the corpus: the faster rate memorizes it
+            "final_val_loss": [2.4, 2.6],  # held-out walks: the slower rate generalizes
+        }
+    )
+    assert sweep.selection_column == "final_val_loss"
+    assert list(sweep.selected("x", "train.lr")["train.lr"]) == [0.1]
+    assert list(sweep.selected("x", "train.lr", on="final_train_loss")["train.lr"]) == [0.3]

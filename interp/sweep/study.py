@@ -171,12 +171,18 @@ class Sweep:
     #: Tuning axes a scaling study selects over (the best value per x), not splits by.
     TUNING_AXES = ("train.lr",)
 
-    def selected(
-        self, x: str, select: str, on: str = "final_train_loss", **group: Any
-    ) -> pd.DataFrame:
+    @property
+    def selection_column(self) -> str:
+        """What `selected` reads by default: the validation loss when the runs have a
+        validation split (a fixed walk corpus: its `train` split is the corpus itself), else
+        the `train` split's loss (with fresh walks, held-out walks never trained on)."""
+        return "final_val_loss" if "final_val_loss" in self.table else "final_train_loss"
+
+    def selected(self, x: str, select: str, on: str | None = None, **group: Any) -> pd.DataFrame:
         """The runs of `group` whose `select` value (e.g. the learning rate) has, at their `x`,
-        the lowest mean over seeds of `on`. `on` must not be a test metric: with fresh walks
-        the `train` split is held-out walks never trained on (a validation split)."""
+        the lowest mean over seeds of `on` (default `selection_column`). `on` must not be a
+        test metric."""
+        on = on or self.selection_column
         if on.startswith("final_test"):
             raise ValueError(f"selecting {select} on {on} would select on the test split")
         done = self.where(self.done(), group)
@@ -190,7 +196,7 @@ class Sweep:
         *,
         fixed: bool = True,
         select: str | None = None,
-        on: str = "final_train_loss",
+        on: str | None = None,
         **group: Any,
     ):
         """`interp.sweep.scaling.fit_scaling` of the family's `scaling_loss` against `x` over the
