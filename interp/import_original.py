@@ -37,7 +37,6 @@ plain containers, LayerNorm parameters, unexpected or missing tensors, inconsist
 from __future__ import annotations
 
 import math
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +113,8 @@ def safe_load(path: Path, what: str) -> Any:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         lines = [line for line in lines if "weights_only" not in line]
         blocked = [line for line in lines if re.search(r"unsupported|GLOBAL", line, re.I)]
-        if isinstance(exc, pickle.UnpicklingError) and blocked:
+        # (by name: the packages never import a pickle library, tests/interp/test_reliability.py)
+        if type(exc).__name__ == "UnpicklingError" and blocked:
             raise ImportCheckpointError(
                 f"{path}: refused: not {what}; loading it would run code from the file "
                 f"(torch.load weights_only=True: {blocked[0][:200]})"

@@ -10,7 +10,7 @@ one (throughput grows with S until the device is busy); on a CPU the gain is sma
 matmuls are already large).
 
 Scope: full batch, no gradient clipping (one norm over the stacked gradients would couple the
-seeds) and no weight-norm floor. `tests/test_multiseed.py` checks seed i follows the loss
+seeds) and no weight-norm floor. `tests/interp/test_multiseed.py` checks seed i follows the loss
 trajectory of a single-seed `Trainer` run.
 """
 

@@ -5,7 +5,7 @@ typer >= 0.26 vendors click as `typer._click` and raises its own copies of click
 not match; older typer is built on click and raises click's. `click_exception()` returns the
 base class the installed typer raises, so `interp.cli.main` shows a usage error as click's
 usual "Usage: ..." and "Error: ..." lines with exit code 2 on every typer the bounds in
-pyproject.toml allow (tests/test_cli_usage_errors.py checks it against `typer.BadParameter`).
+pyproject.toml allow (tests/interp/test_cli_usage_errors.py checks it against `typer.BadParameter`).
 `typer.Exit` and `typer.Abort` are public in every version and need no lookup.
 """
 

@@ -36,6 +36,26 @@ def tiny_config(**overrides) -> RunConfig:
     )
 
 
+def walk_config(data: str = "fresh", steps: int = 300) -> RunConfig:
+    """A graph-walk run that trains in seconds: 12 nodes, 24 edges, context 8, one layer;
+    `data` is "fresh" (a new batch of walks every step) or "fixed" (a 64-walk corpus)."""
+    return RunConfig(
+        task=task_config(
+            "graph_walk",
+            n_nodes=12,
+            n_edges=24,
+            context=8,
+            data=data,
+            corpus_walks=64,
+            eval_walks=64,
+        ),
+        model=ModelConfig(n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, seed=0),
+        train=TrainConfig(
+            steps=steps, lr=1e-2, weight_decay=0.0, batch_size=32, ckpt_every=50, ckpt_log_until=0
+        ),
+    )
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     torch.manual_seed(0)

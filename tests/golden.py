@@ -8,7 +8,7 @@ analyze`), and returns a JSON-able record: the summary's result fields plus
 `analysis/table.csv` as a list of row dicts (the CSV's strings, as written).
 tests/fixtures/golden/<name>.json holds the record of the code as it was when recorded;
 `compare(name, recorded, new)` lists every difference, each naming the fixture, the
-field or column, the step and both values. tests/test_golden.py asserts there are none.
+field or column, the step and both values. tests/e2e/test_golden.py asserts there are none.
 
     python -m tests.golden record [NAME ...]
 

@@ -1,7 +1,9 @@
-"""Shared helpers for the reliability tests: a tiny config factory and run-folder checks."""
+"""Shared helpers for the reliability tests: their settings of the tiny config and run-folder
+checks."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -9,33 +11,27 @@ from pathlib import Path
 
 import torch
 
-from interp.config import ModelConfig, RunConfig, TrainConfig, task_config
 from interp.runs import load_run
+from tests.conftest import tiny_config
 
 # Tiny models on a shared 2-core machine: one intra-op thread is ~10x faster than two
 # threads fighting other processes (measured: 40 steps in 1.0 s vs 14 s).
 torch.set_num_threads(1)
 
 
-def tiny_config(**overrides) -> RunConfig:
-    """p = 11, 1 layer, d_model 16: trains a step in about a millisecond on one core.
-
-    Overrides are `section__field=value`, e.g. `train__grad_filter="ema"`.
-    """
-    sections = {
-        "task": {"p": 11, "train_frac": 0.5, "split_seed": 3},
-        "model": {"d_model": 16, "n_heads": 2, "d_head": 8, "d_mlp": 32, "seed": 5},
-        "train": {"steps": 40, "lr": 3e-3, "ckpt_every": 10, "ckpt_log_until": 0, "seed": 7},
-    }
-    for key, value in overrides.items():
-        section, name = key.split("__")
-        sections[section][name] = value
-    return RunConfig(
-        task=task_config(**sections["task"]),
-        model=ModelConfig(**sections["model"]),
-        train=TrainConfig(**sections["train"]),
-        name="tiny",
-    )
+#: The reliability tests' settings of the one tiny config (`tests.conftest.tiny_config`): 40
+#: steps with a checkpoint every 10 (no log-spaced ones), so kills and resumes land between
+#: known checkpoints.
+RESUME_SETTINGS = {
+    "task__split_seed": 3,
+    "model__seed": 5,
+    "train__steps": 40,
+    "train__ckpt_every": 10,
+    "train__ckpt_log_until": 0,
+    "train__seed": 7,
+}
+#: `tiny_config` with `RESUME_SETTINGS`; further `section__field=value` overrides apply on top.
+resume_config = functools.partial(tiny_config, **RESUME_SETTINGS)
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:

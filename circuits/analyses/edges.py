@@ -22,7 +22,7 @@ inputs). The gradient of the metric with respect to m at m = 1 is edge attributi
 `neuron_mask`, the hidden units of a one-layer model's MLP are switched the same way.
 
 The forward uses the bridge's own parameters (`interp.model.forward.unwrapped`) and equals the
-hooked forward (`tests/test_circuits.py`); it covers the architectures the fast paths
+hooked forward (`tests/circuits/test_circuits.py`); it covers the architectures the fast paths
 cover (learned positions, no soft caps or rotary, one K/V head per query head).
 """
 

@@ -224,7 +224,7 @@ def startup(repeats: int) -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True
     ).stdout.strip()
-    row("startup", "import interp.cli imports torch?", out, "tested in tests/test_cli.py")
+    row("startup", "import interp.cli imports torch?", out, "tested in tests/interp/test_cli.py")
 
 
 # --------------------------------------------------------------------------------------

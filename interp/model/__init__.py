@@ -14,7 +14,7 @@ Training does not go through the bridge's hooked forward: it calls
 `answer_logits`, which computes only what the loss at the answer position depends on
 (the last layer's attention and MLP at the last position only, and the first layer's
 Q/K/V from per-(position, token) tables instead of per-example matmuls). It reads the
-very same parameters, and `tests/test_model.py` checks it equals the bridge's logits.
+very same parameters, and `tests/interp/test_model.py` checks it equals the bridge's logits.
 `stacked_answer_logits` runs that same forward for several models at once (`torch.func.vmap`).
 Next-token families train through `sequence_logits`: every position, the same parameters,
 no hooks, causal attention through `F.scaled_dot_product_attention`.

@@ -315,7 +315,8 @@ def answer_activations(
     hook_pos_embed), `z [layer, batch, head, d_head]`, `pattern [layer, batch, head,
     key_pos]`, `mlp_out [layer, batch, d_model]`, `mlp_post [batch, d_mlp]` (last layer)
     and `resid_final [batch, d_model]`: the values TransformerLens's hooks of those names
-    hold at the last position (`tests/test_fast_paths.py` compares them with `run_with_cache`).
+    hold at the last position (`tests/circuits/test_fast_paths.py` compares them with
+    `run_with_cache`).
     A 1-layer model without normalization takes `_one_layer_answer_activations`; there
     `attribution=False` leaves out `z`, `mlp_out` and `resid_final` (only direct logit
     attribution reads them) and gets the logits from one d_mlp × d_vocab_out matmul.

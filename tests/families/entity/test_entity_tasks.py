@@ -16,7 +16,7 @@ from interp.model import answer_logits, build_model
 from interp.registry import get_family
 from interp.tasks import build_task
 
-DATA = Path(__file__).resolve().parents[1] / "experiments" / "data"
+DATA = Path(__file__).resolve().parents[3] / "experiments" / "data"
 
 
 def tiny_task(kind: str = "two_hop", **overrides) -> TaskConfig:

@@ -29,7 +29,7 @@ from tests.reliability_helpers import (
     check_listed_checkpoints,
     final_weights,
     listed_steps,
-    tiny_config,
+    resume_config,
     train_or_resume,
     training_context,
 )
@@ -119,7 +119,7 @@ RESUME_CASES = {
 @pytest.mark.parametrize("case", list(RESUME_CASES))
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, monkeypatch, case):
     overrides, at_step, during_checkpoint = RESUME_CASES[case]
-    config = tiny_config(**overrides)
+    config = resume_config(**overrides)
     train(config, tmp_path / "straight", progress=False)
 
     broken = tmp_path / "interrupted"
@@ -146,7 +146,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, monkeypatch, 
 
 def test_trainer_state_is_safetensors_and_json_only(tmp_path):
     train(
-        tiny_config(train__grad_filter="ema", train__batch_size=16),
+        resume_config(train__grad_filter="ema", train__batch_size=16),
         tmp_path / "run",
         progress=False,
     )
@@ -161,7 +161,7 @@ def test_trainer_state_is_safetensors_and_json_only(tmp_path):
 
 def test_resume_of_a_finished_run_changes_nothing(tmp_path):
     run_dir = tmp_path / "run"
-    train(tiny_config(), run_dir, progress=False)
+    train(resume_config(), run_dir, progress=False)
     before = {p: p.read_bytes() for p in run_dir.rglob("*.safetensors")}
     result = resume(run_dir, progress=False)
     assert result.final_step == 40
@@ -171,7 +171,7 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path):
 def test_resume_without_trainer_state_says_which_file(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     _train_until_interrupted(
-        tiny_config(), run_dir, monkeypatch, at_step=15, during_checkpoint=False
+        resume_config(), run_dir, monkeypatch, at_step=15, during_checkpoint=False
     )
     shutil.rmtree(run_dir / runs.TRAINER_STATE_DIR)
     with pytest.raises(
@@ -192,7 +192,7 @@ def test_resume_of_a_folder_without_checkpoints_is_refused(tmp_path):
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
     # lr = 1e30: Adam moves every weight by ~1e30 per step, so the logits overflow within a
     # few steps. Checkpoints every step make "the last good one" precise.
-    config = tiny_config(
+    config = resume_config(
         train__lr=1e30, train__warmup_steps=0, train__ckpt_every=1, train__steps=50
     )
     run_dir = tmp_path / "run"
@@ -267,7 +267,7 @@ def test_disk_full_mid_save_leaves_the_previous_checkpoints_intact(tmp_path, mon
     monkeypatch.setattr(runs.os, "fdopen", fdopen)
     monkeypatch.setattr(training.Trainer, "checkpoint", checkpoint)
     with pytest.raises(TrainingError) as info:
-        train(tiny_config(), run_dir, progress=False)
+        train(resume_config(), run_dir, progress=False)
     message = str(info.value)
     assert "\n" not in message
     assert (
@@ -302,7 +302,7 @@ def test_disk_full_mid_save_leaves_the_previous_checkpoints_intact(tmp_path, mon
 def good_run(tmp_path_factory) -> Path:
     """A finished tiny run; tests copy it before damaging it."""
     run_dir = tmp_path_factory.mktemp("good") / "run"
-    train(tiny_config(), run_dir, progress=False)
+    train(resume_config(), run_dir, progress=False)
     return run_dir
 
 
@@ -333,7 +333,7 @@ def _damage(run_dir: Path, step: int, how: str) -> str:
         data = b"\x00" * 64
     elif how == "shape-mismatch":
         # A valid file from a wider model, hash updated: only the shape check can catch it.
-        wider = tiny_config(model__d_model=24)
+        wider = resume_config(model__d_model=24)
         from interp.model import build_model, state_dict
 
         model = build_model(wider.model, d_vocab=12, d_vocab_out=11, n_ctx=3)
@@ -494,7 +494,7 @@ def test_interp_never_unpickles():
     packages."""
     import re
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     offenders = []
     for path in [
         *root.glob("interp/**/*.py"),
@@ -529,7 +529,7 @@ def kill_and_resume(tmp_path: Path, *, n_kills: int, steps: int, seed: int) -> d
     import signal
 
     # A checkpoint every step: most of the wall time is spent saving, so kills land inside saves.
-    config = tiny_config(
+    config = resume_config(
         train__steps=steps, train__ckpt_every=1, train__batch_size=16, train__grad_filter="ema"
     )
     train(config, tmp_path / "straight", progress=False)
@@ -589,7 +589,7 @@ def test_sigkill_many_times(tmp_path):
 
 def test_analysis_reads_a_run_while_it_trains(tmp_path):
     """load_run + every listed model, over and over, while another process writes checkpoints."""
-    config = tiny_config(train__steps=50, train__ckpt_every=1, train__batch_size=16)
+    config = resume_config(train__steps=50, train__ckpt_every=1, train__batch_size=16)
     run_dir = tmp_path / "live"
     child = training_context().Process(
         target=train_or_resume, args=(config.to_dict(), str(run_dir), True)
@@ -615,7 +615,11 @@ def test_analysis_reads_a_run_while_it_trains(tmp_path):
 def test_resume_with_an_edited_trainer_state_is_refused_by_name(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     _train_until_interrupted(
-        tiny_config(train__batch_size=16), run_dir, monkeypatch, at_step=15, during_checkpoint=False
+        resume_config(train__batch_size=16),
+        run_dir,
+        monkeypatch,
+        at_step=15,
+        during_checkpoint=False,
     )
     json_file = run_dir / trainer_state.state_files(10)[1]
     meta = json.loads(json_file.read_text())
@@ -639,14 +643,14 @@ def test_unwritable_out_is_a_one_line_training_error(tmp_path):
     with pytest.raises(
         TrainingError, match=r"^/.*run: cannot prepare the run folder: \[Errno \d+\] "
     ) as info:
-        train(tiny_config(), out, progress=False)
+        train(resume_config(), out, progress=False)
     assert "\n" not in str(info.value) and info.value.argument == "out"
 
 
 def test_a_second_writer_is_refused_while_one_holds_the_run(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     _train_until_interrupted(
-        tiny_config(), run_dir, monkeypatch, at_step=15, during_checkpoint=False
+        resume_config(), run_dir, monkeypatch, at_step=15, during_checkpoint=False
     )
     fd = runs.acquire_writer_lock(run_dir)  # stands in for a trainer still running on this folder
     try:
@@ -657,7 +661,7 @@ def test_a_second_writer_is_refused_while_one_holds_the_run(tmp_path, monkeypatc
         with pytest.raises(
             TrainingError, match=r"^/.*run: another process is writing this run"
         ) as info:
-            train(tiny_config(), run_dir, progress=False, overwrite=True)
+            train(resume_config(), run_dir, progress=False, overwrite=True)
         assert info.value.argument == "out"
         assert load_run(run_dir).steps == [0, 10]
     finally:
@@ -667,7 +671,7 @@ def test_a_second_writer_is_refused_while_one_holds_the_run(tmp_path, monkeypatc
 
 def test_resume_of_an_early_stopped_run_stays_stopped(tmp_path):
     # stop_at_val_acc=1e-9 is met by any checkpoint: the run stops after 2 in a row (after step 0).
-    config = tiny_config(
+    config = resume_config(
         task__val_frac=0.3, train__stop_at_val_acc=1e-9, train__stop_patience=2, train__lr=1e-4
     )
     first = train(config, tmp_path / "run", progress=False)
@@ -680,7 +684,7 @@ def test_resume_of_an_early_stopped_run_stays_stopped(tmp_path):
 def test_resume_mid_streak_stops_where_the_uninterrupted_run_stops(tmp_path, monkeypatch):
     # lr 1e-4 keeps validation accuracy near chance (> 0) at every checkpoint, so the streak is
     # unbroken.
-    config = tiny_config(
+    config = resume_config(
         task__val_frac=0.3, train__stop_at_val_acc=1e-9, train__stop_patience=3, train__lr=1e-4
     )
     straight = train(config, tmp_path / "straight", progress=False)

@@ -10,26 +10,7 @@ import pytest
 
 import interp
 from circuits.families.graph_walk.family import walk_graph
-from interp.config import ModelConfig, RunConfig, TrainConfig
-from interp.registry import task_config
-
-
-def walk_config(data: str = "fresh", steps: int = 300) -> RunConfig:
-    return RunConfig(
-        task=task_config(
-            "graph_walk",
-            n_nodes=12,
-            n_edges=24,
-            context=8,
-            data=data,
-            corpus_walks=64,
-            eval_walks=64,
-        ),
-        model=ModelConfig(n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, seed=0),
-        train=TrainConfig(
-            steps=steps, lr=1e-2, weight_decay=0.0, batch_size=32, ckpt_every=50, ckpt_log_until=0
-        ),
-    )
+from tests.conftest import walk_config
 
 
 def rows(run_dir):

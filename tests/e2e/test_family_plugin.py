@@ -24,7 +24,7 @@ from interp.config import ModelConfig, RunConfig, TrainConfig
 from interp.config_base import TaskConfig, check
 from interp.registry import AnalysisPart, get_family, register
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def test_entity_probe_data_deduplicates_the_site_prefix():
     from interp.model import build_model
     from interp.registry import get_family
     from interp.tasks import build_task
-    from tests.test_entity_tasks import tiny_entity_run, tiny_task
+    from tests.families.entity.test_entity_tasks import tiny_entity_run, tiny_task
 
     config = tiny_entity_run(tiny_task())
     task = build_task(config.task)

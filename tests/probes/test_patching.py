@@ -12,7 +12,7 @@ from interp.registry import get_family
 from interp.tasks import build_task
 from probes.logit_lens import residual_stack
 from probes.patching import causal_tracing, patched_logits
-from tests.test_entity_tasks import tiny_entity_run, tiny_task
+from tests.families.entity.test_entity_tasks import tiny_entity_run, tiny_task
 
 
 def _model(kind):

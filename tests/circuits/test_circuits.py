@@ -29,10 +29,10 @@ from circuits.analyses.discovery import (
 )
 from circuits.analyses.edges import masked_answer_logits
 from interp.registry import family_of
-from tests.test_graph_walk_family import walk_config
-from tests.test_hook_conformance import ARCHITECTURES
+from tests.conftest import walk_config
+from tests.interp.test_hook_conformance import ARCHITECTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "runs"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "runs"
 
 
 def fixture_model(name: str, step: int | None = None):

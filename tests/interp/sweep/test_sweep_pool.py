@@ -20,7 +20,7 @@ def crash_on_b(job, progress=False):
 def test_a_dead_worker_fails_only_its_run_and_is_replaced():
     jobs = [{"name": name} for name in "abcde"]
     started, results = [], {}
-    pool = LocalPool(2, execute="tests.test_sweep_pool:crash_on_b")
+    pool = LocalPool(2, execute="tests.interp.sweep.test_sweep_pool:crash_on_b")
     pool.run(
         jobs,
         lambda job: started.append(job["name"]),

@@ -10,7 +10,7 @@ import pytest
 
 from interp.cli import main
 from interp.runs import checkpoint_name, load_run
-from tests.reliability_helpers import assert_bit_identical, final_weights, tiny_config
+from tests.reliability_helpers import assert_bit_identical, final_weights, resume_config
 
 TINY = [
     "--set",
@@ -211,7 +211,7 @@ def test_analyze_reports_a_damaged_checkpoint_by_name_and_exits_nonzero(tmp_path
     from interp.training import train
 
     run_dir = tmp_path / "run"
-    train(tiny_config(train__steps=20), run_dir, progress=False)
+    train(resume_config(train__steps=20), run_dir, progress=False)
     damaged = run_dir / checkpoint_name(10)
     damaged.write_bytes(damaged.read_bytes()[:50])
 
@@ -225,7 +225,7 @@ def test_analyze_reports_a_damaged_checkpoint_by_name_and_exits_nonzero(tmp_path
 
 
 def test_import_through_the_cli(tmp_path, capsys):
-    from tests.test_import import tl_config, write_source
+    from tests.interp.test_import import tl_config, write_source
 
     write_source(tmp_path / "src", tl_config(7), [0, 50], fmt="safetensors")
     (tmp_path / "task.json").write_text(

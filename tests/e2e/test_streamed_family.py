@@ -101,7 +101,7 @@ class WalkFamily(AnalyzedFamily):
 register(WalkFamily())
 
 
-def walk_config(**train) -> RunConfig:
+def streamed_config(**train) -> RunConfig:
     return RunConfig(
         task=WalkTask(n_nodes=7, length=6, split_seed=0),
         model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=32, seed=0),
@@ -123,7 +123,7 @@ class Interrupted(Exception):
 
 
 def test_streamed_next_token_family_learns_and_resumes_exactly(tmp_path, monkeypatch):
-    whole = training.train(walk_config(), tmp_path / "whole", progress=False)
+    whole = training.train(streamed_config(), tmp_path / "whole", progress=False)
     rows = [
         json.loads(line) for line in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()
     ]
@@ -141,7 +141,7 @@ def test_streamed_next_token_family_learns_and_resumes_exactly(tmp_path, monkeyp
     with monkeypatch.context() as patch:
         patch.setattr(training.Trainer, "train_step", train_step)
         with pytest.raises(Interrupted):
-            training.train(walk_config(), tmp_path / "cut", progress=False)
+            training.train(streamed_config(), tmp_path / "cut", progress=False)
     resumed = training.resume(tmp_path / "cut", progress=False)
     assert resumed.final_step == whole.final_step == 40
 

@@ -23,7 +23,7 @@ from interp.config import RunConfig
 from interp.registry import BUILTIN, MOVED_MODULES
 from tests import golden
 
-SWEEPS = Path(__file__).parent / "fixtures" / "sweeps"
+SWEEPS = Path(__file__).resolve().parents[1] / "fixtures" / "sweeps"
 #: Per-run columns that depend on the machine, not on the analysis.
 VOLATILE = {"wall_s"}
 

@@ -165,7 +165,7 @@ def test_circuits_report_in_the_browser(browser, tmp_path_factory):
     from interp.cli import main
 
     run_dir = tmp_path_factory.mktemp("circuits") / "demo"
-    shutil.copytree(Path(__file__).parent / "fixtures" / "runs" / "modular_demo", run_dir)
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "runs" / "modular_demo", run_dir)
     assert main(["analyze", str(run_dir), "--circuits", "-q"]) == 0
     page = Loaded(browser, run_dir / "analysis" / "report.html")
     sizes = page.plot_sizes()

@@ -19,7 +19,7 @@ from probes.logit_lens import (
     residual_stack,
     unembed_resid,
 )
-from tests.test_entity_tasks import tiny_entity_run, tiny_task
+from tests.families.entity.test_entity_tasks import tiny_entity_run, tiny_task
 
 
 @pytest.fixture(scope="module")

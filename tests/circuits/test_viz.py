@@ -1,6 +1,7 @@
 """Visualizations: circuit-graph maths on a hand-built Fourier model, slider figures, the offline
 report (one copy of each library, no CDN), the CLI's --html, and graceful degradation.
-(`tests/test_report_from_analysis.py`: the report's data against independent references.)"""
+(`tests/circuits/test_report_from_analysis.py`: the report's data against independent
+references.)"""
 
 from __future__ import annotations
 

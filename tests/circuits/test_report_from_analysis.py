@@ -29,7 +29,7 @@ from circuits.pipeline.files import write_analysis
 from interp.runs import Run, load_run
 from interp.training import train
 from tests.conftest import tiny_config
-from tests.test_entity_tasks import tiny_entity_run, tiny_task
+from tests.families.entity.test_entity_tasks import tiny_entity_run, tiny_task
 
 # -- an independent reference of the circuit graph ------------------------------------------------
 
@@ -136,7 +136,8 @@ def check_modular_graphs(
 ) -> None:
     """Each checkpoint's graph equals the reference, with the final checkpoint's clusters
     (`own_clusters`: the checkpoint's own) when the fourier part ran, and the key-frequency
-    directions. The reference reads the analysis' own activations (`tests/test_fast_paths.py`
+    directions. The reference reads the analysis' own activations
+    (`tests/circuits/test_fast_paths.py`
     checks them against run_with_cache): where a neuron's pre-activation without b_O is near 0,
     the split amplifies float32 rounding, and the run_with_cache activations round differently."""
     p, task = run.config.task.p, run.task
