@@ -59,6 +59,12 @@ def test_train_writes_a_self_describing_run(tmp_path, capsys):
     assert any(k.startswith("sum_sq/") for k in row)
     model = run.model_at(30)
     assert tuple(model.W_E.shape) == (12, 16)
+    # Known answers: the logged weight norm is the checkpoint's, and its parts add up to it.
+    weights = run.weights_at(30)
+    expected = sum(float(w.double().pow(2).sum()) for w in weights.values())
+    assert row["sum_sq_weights"] == pytest.approx(expected, rel=1e-6)
+    parts = sum(v for k, v in row.items() if k.startswith("sum_sq/"))
+    assert parts == pytest.approx(row["sum_sq_weights"], rel=1e-6)
 
 
 def test_analyze_writes_table_summary_and_figures(tiny_run, capsys):
@@ -87,6 +93,13 @@ def test_analyze_writes_table_summary_and_figures(tiny_run, capsys):
     ):
         assert column in rows[0], column
     assert all(0.0 <= float(r["circuit_score"]) <= 1.0 for r in rows)
+    # Known answers: the analysis' own forward pass gives the trainer's logged accuracies and
+    # losses at every checkpoint (another code path over the same weights and split).
+    logged = {m["step"]: m for m in load_run(tiny_run).metrics}
+    for r in rows:
+        for column in ("train_acc", "test_acc", "train_loss", "test_loss", "sum_sq_weights"):
+            expected = logged[int(r["step"])][column]
+            assert float(r[column]) == pytest.approx(expected, rel=1e-4, abs=1e-6), column
     page = open(info["figures"], encoding="utf-8").read()
     assert page.count("plotly.js v") <= 1 and "Transition timeline" in page
 

@@ -108,6 +108,10 @@ def test_a_sweep_runs_isolates_a_failure_and_analyzes(tmp_path, capsys):
         assert (done.loc[censored, f"{event}_step"] == done.loc[censored, "last_step"]).all()
     assert set(done["outcome"]) <= {"comprehension", "grokking", "memorization", "confusion"}
     assert {"train.weight_decay", "seed", "final_test_acc", "wall_s"} <= set(table.columns)
+    for _, run in done.iterrows():  # the table's values are each run's last metrics row
+        last = runs.load_run(out / "runs" / run["run"]).metrics[-1]
+        assert run["final_test_acc"] == pytest.approx(last["test_acc"])
+        assert run["last_step"] == last["step"]
     html = (out / "sweep_report.html").read_text()
     assert "Outcomes" in html and "Failed runs" in html and "loss became nan" in html
     assert len(re.findall(r"plotly\.js v\d", html)) == 1  # inlined once: offline
