@@ -10,6 +10,7 @@ experiments/sweeps/fixed_data/ (each is printed when present, "not measured" oth
     standard_D25k/ _D51k/ _D102k/  search at d_model 32 on smaller corpora (L(D), standard)
     tuned_d16/ _d24/ _d32/ _d48/ search of lr × epochs × weight decay per width (L(N), tuned)
     ensemble_d32/                plain sweep: more seeds at tuned_d32's accepted point
+    ensemble_retuned_d32/        plain sweep: members with 2× its epochs (½ its weight decay)
 
 Every loss is the paired excess over H on the test walks (`final_excess_loss`, with its
 standard error), selection having read only validation walks; the count learners are the
@@ -173,8 +174,6 @@ def scaling_in_n(label: str, groups: list[dict]) -> None:
 
 def ensembles(root: Path, tuned: dict | None, members: int) -> dict | None:
     """L(K) from tuned_d32's accepted runs (seeds 0-2) and ensemble_d32's extra seeds."""
-    from circuits.families.graph_walk.ensemble import evaluate_ensemble
-
     if tuned is None:
         print("\nL(K): tuned_d32 not measured")
         return None
@@ -182,8 +181,24 @@ def ensembles(root: Path, tuned: dict | None, members: int) -> dict | None:
     extra = load(root, "ensemble_d32")
     if extra is not None:
         paths += [extra.path / "runs" / name for name in extra.done()["run"]]
-    paths = paths[:members]
-    print(f"\n## Ensembles of tuned_d32's accepted point, K = 1 … {len(paths)}")
+    return l_of_k("tuned_d32's accepted point", paths[:members])
+
+
+def retuned(root: Path, members: int) -> dict | None:
+    """L(K) of members with twice the epochs (ensemble_retuned_d32)."""
+    sweep = load(root, "ensemble_retuned_d32")
+    if sweep is None:
+        return None
+    done = sweep.done().sort_values("seed")
+    paths = [sweep.path / "runs" / name for name in done["run"]][:members]
+    return l_of_k("members re-tuned for large K (2× epochs)", paths)
+
+
+def l_of_k(label: str, paths: list[Path]) -> dict | None:
+    """Ensembles of the first K members for K = 1 … len(paths), and the L(K) fit."""
+    from circuits.families.graph_walk.ensemble import evaluate_ensemble
+
+    print(f"\n## Ensembles of {label}, K = 1 … {len(paths)}")
     rows = []
     for k in range(1, len(paths) + 1):
         result = evaluate_ensemble(paths[:k])
@@ -265,27 +280,30 @@ def main(argv: list[str] | None = None) -> None:
     scaling_in_n("standard", standard_groups)
     scaling_in_n("tuned", tuned_groups)
     ensemble = ensembles(root, tuned32, args.members)
+    again = retuned(root, args.members)
+    if again and (ensemble is None or again["best"] < ensemble["best"]):
+        ensemble = again
     std32 = next((g for g in standard_groups if g["group"].get("model.d_model") == 32), None)
     best_single = min((g["runs"]["final_excess_loss"].mean() for g in measured), default=None)
     targets = {"tuned (best width)": best_single}
     if ensemble:
-        targets["ensemble (largest K)"] = ensemble["best"]
-        targets["joint (K → ∞)"] = ensemble["limit"]
+        targets["ensemble (largest K, measured)"] = ensemble["best"]
+        targets["ensemble (K → ∞, extrapolated)"] = ensemble["limit"]
     data_efficiency(root, std32, targets)
     count = next((g["runs"]["count_excess_graph"].iloc[0] for g in measured), None)
-    best = min((v for v in targets.values() if v is not None), default=None)
-    if best is not None and count:
-        print(
-            f"\nbest measured excess {best:.5f} = {best / count:.2f}× the neighbour-aware count "
-            f"learner ({count:.5f}) on the same {LARGEST * CONTEXT:,} tokens"
-        )
+    for label, value in targets.items():
+        if value is not None and count:
+            print(
+                f"{label}: excess {value:.5f} = {value / count:.2f}× the neighbour-aware count "
+                f"learner ({count:.5f}) on the same {LARGEST * CONTEXT:,} tokens"
+            )
     total = sum(seconds(sw) for sw in map(lambda n: load_quiet(root, n), ALL) if sw)
     print(f"\nrun time of every study run present (one thread each): {total:.0f} s")
 
 
 ALL = (
     "standard_epochs", "standard_width", *CORPORA, *(f"tuned_d{w}" for w in WIDTHS),
-    "ensemble_d32",
+    "ensemble_d32", "ensemble_retuned_d32",
 )  # fmt: skip
 
 
