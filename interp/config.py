@@ -107,6 +107,13 @@ class TrainConfig:
     #: constraint). With ⊥Grad, which removes the gradient's push to regrow the weights,
     #: weight decay would otherwise shrink them without end and the circuit collapses.
     weight_norm_floor: float = 0.0
+    #: From the first checkpoint whose *validation* accuracy is >= this, the lr is multiplied
+    #: by `lr_decay_factor` (once; 0 = off). After grokking, Adam's step per unit gradient
+    #: lr / sqrt(v) keeps rising as the loss falls until a direction overshoots (a loss
+    #: spike, docs/benchmarks.md); a smaller lr moves that point. Reads only the validation
+    #: split (task.val_frac > 0), never the test split.
+    lr_decay_at_val_acc: float = 0.0
+    lr_decay_factor: float = 0.1
     #: A checkpoint every this many steps...
     ckpt_every: int = 100
     #: ...plus log-spaced checkpoints before this step, to resolve the fast early phase.
@@ -162,6 +169,16 @@ class TrainConfig:
             self.weight_norm_floor >= 0,
             "train.weight_norm_floor",
             f"must be >= 0 (0 = off), got {self.weight_norm_floor}",
+        )
+        _check(
+            0 <= self.lr_decay_at_val_acc <= 1,
+            "train.lr_decay_at_val_acc",
+            f"must be in [0, 1] (0 = off), got {self.lr_decay_at_val_acc}",
+        )
+        _check(
+            0 < self.lr_decay_factor <= 1,
+            "train.lr_decay_factor",
+            f"must be in (0, 1], got {self.lr_decay_factor}",
         )
         _check(self.ckpt_every >= 1, "train.ckpt_every", f"must be >= 1, got {self.ckpt_every}")
         _check(

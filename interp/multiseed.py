@@ -35,9 +35,15 @@ class MultiSeedTrainer:
 
     def __init__(self, config: RunConfig, seeds: list[int], device: str | None = None):
         t, train = config.task, config.train
-        if train.batch_size != 0 or train.grad_clip > 0 or train.weight_norm_floor:
+        if (
+            train.batch_size != 0
+            or train.grad_clip > 0
+            or train.weight_norm_floor
+            or train.lr_decay_at_val_acc
+        ):
             raise ValueError(
-                "MultiSeedTrainer: full batch only, no grad_clip, no weight_norm_floor"
+                "MultiSeedTrainer: full batch only, no grad_clip, no weight_norm_floor, "
+                "no lr_decay_at_val_acc"
             )
         self.config, self.seeds = config, list(seeds)
         self.device = resolve_device(device or train.device)

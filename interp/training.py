@@ -91,6 +91,11 @@ class Trainer:
         self.loss_fn = family.training_loss(train.loss)  # float64 unless the family says
         #: Where batches come from; its state is saved with the trainer state.
         self.sampler = family.sampler(self.task, train, self.device)
+        if train.lr_decay_at_val_acc > 0 and "val" not in self.task.splits:
+            raise TrainingError(
+                "train.lr_decay_at_val_acc: the lr decay reads a validation split and this task "
+                "has none; set task.val_frac > 0 (modular tasks) or train.lr_decay_at_val_acc=0"
+            )
         if train.stop_at_val_acc > 0 and "val" not in self.task.splits:
             raise TrainingError(
                 "train.stop_at_val_acc: early stopping selects on a validation split and this task "
@@ -142,6 +147,20 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         return value
+
+    def maybe_decay_lr(self, row: dict[str, Any]) -> None:
+        """`train.lr_decay_at_val_acc`: multiply the lr by `lr_decay_factor` at the first
+        checkpoint whose validation accuracy reaches it. The decayed base lr lives in the
+        scheduler's state, which each checkpoint saves, so a resumed run keeps it."""
+        train = self.config.train
+        if train.lr_decay_at_val_acc <= 0 or row.get("val_acc", 0) < train.lr_decay_at_val_acc:
+            return
+        if self.scheduler.base_lrs[0] != train.lr:  # decayed already
+            return
+        factor = train.lr_decay_factor
+        self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
+        for group in self.optimizer.param_groups:
+            group["lr"] *= factor
 
     # -- checkpoints --------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -304,6 +323,9 @@ class Trainer:
             checkpoints = [s for s in checkpoints if s > 0]
         else:
             last_row = self.metrics[-1] if self.metrics else {}
+            if last_row.get("step", 0) > 0:
+                # As the uninterrupted run did right after writing this checkpoint.
+                self.maybe_decay_lr(last_row)
         test_acc_key = (
             f"{self.task.held_out_splits[0]}_acc"  # shown in the bar, never selects anything
         )
@@ -327,6 +349,7 @@ class Trainer:
                     self.train_step()
                     bar.update(1)
                 last_row = self.checkpoint()
+                self.maybe_decay_lr(last_row)
                 bar.set_postfix(
                     postfix(last_row, f"{self.task.train_splits[-1]}_loss", test_acc_key),
                     refresh=False,

@@ -108,6 +108,42 @@ def test_cosine_schedule_warms_up_then_decays_to_zero_at_the_last_step():
     assert lrs[-1] == 0.0
 
 
+def test_lr_decays_once_at_the_first_checkpoint_whose_validation_accuracy_reaches_it(tmp_path):
+    from interp.runs import load_run
+    from interp.training import Trainer
+
+    config = tiny_config(
+        task__val_frac=0.2,
+        train__steps=40,
+        train__ckpt_every=10,
+        train__ckpt_log_until=0,
+        train__lr_decay_at_val_acc=1e-9,
+        train__lr_decay_factor=0.25,
+    )
+    train(config, tmp_path / "run", progress=False)
+    lrs = {r["step"]: r["lr"] for r in load_run(tmp_path / "run").metrics}
+    # Each row logs the lr of the next update; the decay acts right after step 10's checkpoint.
+    assert lrs[10] == pytest.approx(3e-3) and lrs[20] == lrs[40] == pytest.approx(7.5e-4)
+    # The decayed base lr is in the scheduler state: a resumed run keeps it (not decayed twice).
+    resumed = Trainer.from_run_dir(tmp_path / "run", progress=False)
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(7.5e-4)
+    resumed.maybe_decay_lr({"val_acc": 1.0})
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(7.5e-4)
+    resumed.run()
+    # Killed right after the checkpoint that decays (its saved state predates the decay): the
+    # resumed run decays before its first update, as the uninterrupted one did.
+    short = replace(config, train=replace(config.train, steps=10))
+    train(short, tmp_path / "short", progress=False)
+    resumed = Trainer.from_run_dir(tmp_path / "short", progress=False)
+    resumed.config = config
+    resumed.schedule = [10, 20, 30, 40]
+    resumed.run()
+    again = {r["step"]: r["lr"] for r in load_run(tmp_path / "short").metrics}
+    assert again == lrs
+    with pytest.raises(Exception, match="lr_decay_at_val_acc"):
+        train(tiny_config(train__lr_decay_at_val_acc=0.99), tmp_path / "noval", progress=False)
+
+
 def test_options_train_and_round_trip(tmp_path):
     config = tiny_config(
         train__loss="stablemax",

@@ -140,9 +140,6 @@ def _presets() -> dict[str, RunConfig]:
             weight_decay=1.0,
             beta1=0.9,
             beta2=0.98,
-            # lr / eps caps Adam's step per unit gradient once the loss is ~1e-7 (torch's 1e-8
-            # let it reach ~1e5 and a late loss spike through: docs/benchmarks.md).
-            adam_eps=1e-6,
             warmup_steps=10,
             batch_size=0,
             grad_filter="ema",
@@ -153,6 +150,10 @@ def _presets() -> dict[str, RunConfig]:
             weight_norm_floor=1.25,
             ckpt_every=25,
             ckpt_log_until=100,
+            # Adam's step per unit gradient keeps rising after grokking until a direction
+            # overshoots (late loss spikes, docs/benchmarks.md): lr / 10 once validated.
+            lr_decay_at_val_acc=0.99,
+            lr_decay_factor=0.1,
             stop_at_val_acc=0.99,
             stop_patience=4,
         ),
