@@ -3,10 +3,12 @@ update (⊥Grad, Grokfast filter, AdamW, weight-norm floor) and log, at every st
 stage did to the gradient and the weights.
 
     python -m experiments.spike_diagnostics mod-add-fast --threads 2 --steps 1500 \
-        --set model.seed=1000 --set train.adam_eps=1e-8 --out diag.jsonl --print-from 1380
+        --set model.seed=1000 --out diag.jsonl --print-from 1380
 
-(`train.adam_eps=1e-8`: the preset before its fix, whose seed 1000 spikes at step ~1,428 on 2
-threads; docs/benchmarks.md has the table this printed.)
+It evaluates nothing along the way, so `train.lr_decay_at_val_acc` (which acts at
+checkpoints) never fires: it trains `mod-add-fast` as it was before that decay, whose seed
+1000 spikes at step ~1,428 on 2 threads (docs/benchmarks.md has the table this printed).
+`--set train.adam_eps=1e-6` is the eps cap tried first (seed 1000, 1 thread: a spike at 364).
 
 Per step (the update that makes step + 1; the loss is measured before it, on the weights of
 `step`): the float64 training loss, the fraction of training rows whose float32 softmax is

@@ -16,8 +16,9 @@ accuracy from there to 3x that step and to the end, the final accuracies and cir
 and any collapse events the trainer recorded. A run passes when it groks, its budget covers
 3x its grokking step, and train and test stay >= 99 % at every checkpoint from the grokking
 step to the end. The table at the end lists every run and the median grokking step.
-Extra `--set` overrides apply to every run (e.g. `--set train.adam_eps=1e-8` for the
-recipe before its eps fix). `--reuse` reads a finished run folder instead of training again.
+Extra `--set` overrides apply to every run (e.g. `--set train.lr_decay_at_val_acc=0` for
+`mod-add-fast` before its lr decay). `--reuse` reads a finished run folder instead of
+training again.
 """
 
 from __future__ import annotations

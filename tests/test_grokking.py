@@ -63,7 +63,7 @@ def test_mod_add_fast_groks_and_stays_grokked(tmp_path, seed, threads):
     checkpoint from there to 1,500 steps (>= 3x the grokking step), early stop off, with one
     and with two torch threads: the thread count changes the float reduction order, so each
     is another trajectory (seed 1000 on 2 threads spiked to 92.9 % test at step 1,450 before
-    the preset's Adam eps was raised). Each run is `interp train --threads N` in its own
+    the preset's lr decay once validated). Each run is `interp train --threads N` in its own
     process, since torch's thread count is per process."""
     from experiments.stability import train_one
 
