@@ -233,27 +233,37 @@ def analyze_each(
     progress: bool = False,
     slider_steps: SliderSteps | None = None,
     position_labels: tuple[str, ...] = (),
+    done: tuple[CheckpointResult, ...] = (),
+    skipped: tuple[tuple[str, str], ...] = (),
+    result_type: type[RunAnalysis] = RunAnalysis,
+    **fields: Any,
 ) -> RunAnalysis:
     """The `RunAnalysis` of `analyze_one(model, step)` mapped over the checkpoints (damaged ones
     skipped and reported), with the family's phases, collapses, split sizes and `best`.
 
     `make_analyze_one()` is called once per worker and returns `analyze_one`, whose result is
-    a frozen per-checkpoint object with `.step` and `.row` (`CheckpointResult`)."""
-    results, skipped = map_checkpoints(
+    a frozen per-checkpoint object with `.step` and `.row` (`CheckpointResult`). A family that
+    analyzed some checkpoints first (the modular family's last one, whose clusters give the key
+    frequencies) passes them as `done` (they follow `steps`) and the files it skipped meanwhile
+    as `skipped`; `result_type` and `fields` give its own `RunAnalysis` subclass and fields."""
+    results, skipped_now = map_checkpoints(
         run,
         steps,
         make_analyze_one,
         workers=workers,
         progress=progress_label(parts, progress),
+        done=len(done) + len(skipped),
         figure_steps=slider_steps,
     )
+    results = [*results, *done]
     require_loaded(results, run, steps)
-    return RunAnalysis(
+    return result_type(
         run_dir=run.path,
         parts=parts,
         checkpoints=results,
-        skipped=skipped,
+        skipped=[*skipped_now, *skipped],
         **run_facts(run, family, results, slider_steps is not None, position_labels),
+        **fields,
     )
 
 

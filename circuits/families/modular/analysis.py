@@ -30,12 +30,10 @@ from circuits.families.modular.circuit_graphs import GraphSetup, checkpoint_grap
 from circuits.families.modular.circuit_score import circuit_score
 from circuits.pipeline.analyze import (
     RunAnalysis,
+    analyze_each,
     default_parts,
-    progress_label,
     require_loaded,
-    run_facts,
 )
-from circuits.pipeline.checkpoint_map import map_checkpoints
 from circuits.pipeline.figure_steps import SliderSteps
 from interp.metrics import per_example_cross_entropy
 from interp.runs import Run
@@ -255,7 +253,6 @@ def analyze_modular_run(
 ) -> RunAnalysis:
     """The modular family's analysis: the last checkpoint first (its clusters give the key
     frequencies), then every checkpoint's accuracy, circuit score, parts and figure data."""
-    label = progress_label(parts, progress)
     ctx = ModularContext(run, family, figures, steps)
     # The last checkpoint that loads comes first: its clusters give the key frequencies.
     late: list = []  # the `Skipped` after it
@@ -265,21 +262,19 @@ def analyze_modular_run(
         keys, final = _analyze_final(model, step, ctx, parts)
         break
     require_loaded([final] if final else [], run, steps)
-    results, skipped = map_checkpoints(
+    return analyze_each(
         run,
+        family,
+        parts,
         steps[: steps.index(final.step)],
         lambda: lambda model, step: analyze_checkpoint(model, step, ctx, parts),
         workers=workers,
-        progress=label,
-        done=1 + len(late),
-        figure_steps=ctx.figure_steps,
-    )
-    return ModularRunAnalysis(
-        run_dir=run.path,
-        parts=parts,
-        checkpoints=[*results, final],
+        progress=progress,
+        slider_steps=ctx.figure_steps,
+        position_labels=tuple(ctx.position_names),
+        done=(final,),
+        skipped=tuple((str(item.path), item.reason) for item in reversed(late)),
+        result_type=ModularRunAnalysis,
         key_frequencies=keys,
         p=ctx.p,
-        skipped=skipped + [(str(item.path), item.reason) for item in reversed(late)],
-        **run_facts(run, family, [*results, final], figures, ctx.position_names),
     )
