@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from interp import cli_import
+from interp import cli_import, cli_stacked
 from interp.cli_tracking import LogDirOption, LogOption, analysis_tracker, log_analysis, run_tracker
 from interp.config import all_keys
 from interp.presets import PRESETS, preset_names, resolve_config  # noqa: F401 (resolve_config: API)
@@ -98,20 +98,25 @@ def train(
     ] = None,
     log: LogOption = None,
     log_dir: LogDirOption = None,
-) -> None:
-    """Train a model and checkpoint it into a run folder."""
+    seeds: cli_stacked.SeedsOption = None,
+) -> int:
+    """Train a model and checkpoint it into a run folder (with --seeds: several members at once)."""
     if out is None:
         raise CliError("--out: required (the run folder to write)")
     _set_threads(threads)
-    tracker = run_tracker(log, out, log_dir)  # None without --log; the trainer closes it
+    members = None if seeds is None else cli_stacked.parse_seeds(seeds, CliError)
+    stacked_options = dict(overwrite=overwrite, quiet=quiet, log=log, log_dir=log_dir)
     if resume:
         from interp.training import resume as resume_run
 
-        if preset_or_config or set_ or stop_on_collapse or init_from is not None:
+        if preset_or_config or set_ or stop_on_collapse or init_from is not None or seeds:
             raise CliError(
-                "--resume: continues the run's own config; do not pass a preset, --set or "
-                "--stop-on-collapse"
+                "--resume: continues the run's own config; do not pass a preset, --set, --seeds "
+                "or --stop-on-collapse"
             )
+        if cli_stacked.is_stacked(out):  # members trained together: all of them
+            return cli_stacked.train_members(None, out, None, **stacked_options)
+        tracker = run_tracker(log, out, log_dir)  # None without --log; the trainer closes it
         result = resume_run(out, progress=not quiet, tracker=tracker)
     else:
         if not preset_or_config:
@@ -124,35 +129,14 @@ def train(
         if init_from is not None:
             overrides.append(f"train.init_from={init_from}")
         config = resolve_config(preset_or_config, overrides)
+        if members is not None:  # members trained together (interp.stacked)
+            return cli_stacked.train_members(config, out, members, **stacked_options)
         from interp.training import train as train_run
 
+        tracker = run_tracker(log, out, log_dir)  # None without --log; the trainer closes it
         result = train_run(config, out, progress=not quiet, overwrite=overwrite, tracker=tracker)
-    from interp.metrics import format_accuracy
-
-    row = result.last_row
-    shown = [
-        f"{k} {format_accuracy(row[k], result.split_sizes.get(k))}"
-        for k in sorted(row)
-        if k.endswith("_acc") and isinstance(row[k], float)
-    ]
-    if "circuit_score" in row:
-        shown.append(f"circuit_score {row['circuit_score']:.3f}")
-    shown_text = ", ".join(shown)
-    stopped = {
-        "val_acc": " (stopped early: validation accuracy held)",
-        "collapse": " (stopped: collapse)",
-    }.get(result.stop_reason or "", "")
-    typer.echo(f"trained {result.final_step} steps into {result.run_dir} ({shown_text}){stopped}")
-    for event in result.collapses:
-        typer.echo(event.describe())
-    from interp.runs import read_best
-
-    best = read_best(Path(out))
-    if best is not None:
-        typer.echo(
-            f"best checkpoint: step {best['step']} ({best['criterion']} {best['value']:.4g}; never "
-            "a test metric)"
-        )
+    cli_stacked.report(result)
+    return EXIT_OK
 
 
 def _all_parts() -> dict[str, AnalysisPart]:

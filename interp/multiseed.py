@@ -9,7 +9,9 @@ gradient is exactly its single-run gradient. On a GPU this turns S small launche
 one (throughput grows with S until the device is busy); on a CPU the gain is smaller (the
 matmuls are already large).
 
-Scope: full batch, no gradient clipping (one norm over the stacked gradients would couple the
+Ensemble members with their own run folders, data orders, minibatches, clipping and resume,
+for every family: `interp.stacked` (`interp train --seeds`). Scope here: full batch, no
+gradient clipping (one norm over the stacked gradients would couple the
 seeds) and no weight-norm floor. `tests/interp/test_multiseed.py` checks seed i follows the loss
 trajectory of a single-seed `Trainer` run.
 """

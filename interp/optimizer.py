@@ -1,5 +1,6 @@
-"""The optimizer step, one implementation for `Trainer` and `MultiSeedTrainer` (which uses all
-but the weight-norm floor).
+"""The optimizer step, one implementation for `Trainer`, `MultiSeedTrainer` (which uses all
+but the weight-norm floor) and the stacked ensemble members of `interp.stacked` (which add
+gradient clipping per member).
 
 `make_optimizer`: AdamW with Nanda et al.'s linear warm-up. Between `backward()` and
 `optimizer.step()`: the Grokfast gradient filters (Lee et al. 2024) and ⊥Grad; after it,
@@ -153,6 +154,39 @@ def raise_norm_to_floor_(named_params: dict[str, nn.Parameter], floor: float) ->
         scale = floor / norm
         for param in named_params.values():
             param.mul_(scale)
+
+
+@torch.no_grad()
+def clip_grad_norm_per_member_(named_params: dict[str, nn.Parameter], max_norm: float) -> None:
+    """`torch.nn.utils.clip_grad_norm_` for each member of parameters stacked on a leading
+    member axis (`interp.stacked`), on its own: the same per-tensor norms (`_foreach_norm` of
+    each member's slice), the same norm of norms and the same clamped factor, so each
+    member's clipped gradient is bit-identical to its separate run's."""
+    grads = [p.grad for p in named_params.values() if p.grad is not None]
+    if not grads:
+        return
+    n_members = grads[0].shape[0]
+    norms = torch._foreach_norm([g[i] for i in range(n_members) for g in grads], 2.0)
+    per_member = [norms[i * len(grads) : (i + 1) * len(grads)] for i in range(n_members)]
+    total = torch.stack([torch.linalg.vector_norm(torch.stack(n), 2.0) for n in per_member])
+    factor = torch.clamp(float(max_norm) / (total + 1e-6), max=1.0)
+    for grad in grads:
+        grad.mul_(factor.view(-1, *[1] * (grad.ndim - 1)))
+
+
+def stack_filter_states(states: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """One filter state for members stacked on a leading axis (`interp.stacked`) from each
+    member's own: the member axis leads an EMA tensor and follows an MA window's axis."""
+    return {key: torch.stack([s[key] for s in states], _member_axis(key)) for key in states[0]}
+
+
+def member_filter_state(state: dict[str, Tensor], index: int) -> dict[str, Tensor]:
+    """Member `index`'s own filter state out of a stacked one (`stack_filter_states`)."""
+    return {key: value.select(_member_axis(key), index).clone() for key, value in state.items()}
+
+
+def _member_axis(key: str) -> int:
+    return 1 if key.startswith("ma.") else 0
 
 
 def make_filter(kind: str, *, alpha: float, lamb: float, window: int) -> GradFilter | None:

@@ -155,6 +155,23 @@ class Family:
 
         return answer_logits(model, tokens)
 
+    def stacked_forward(self, model, stacked: dict[str, Tensor], tokens: Tensor) -> Tensor:
+        """`forward` of K members at once (`interp.stacked`: ensemble members trained
+        together): `stacked[name]` holds every member's parameter on a leading member axis,
+        `tokens` is [member, batch, pos]; returns [member, rows, d_vocab_out]. By default
+        `forward` under `torch.func.vmap` (`model` serves only as the architecture); a
+        next-token family assigns `sequence_stacked_forward`, the batched forward."""
+        from interp.model import vmapped_logits
+
+        return vmapped_logits(self.forward, model, stacked, tokens)
+
+    def sequence_stacked_forward(self, model, stacked: dict[str, Tensor], tokens: Tensor):
+        """The full-sequence causal logits of every member, flattened per member
+        (`interp.model.stacked_sequence_logits`; on CPU bit-identical to each member's own)."""
+        from interp.model import stacked_sequence_logits
+
+        return stacked_sequence_logits(model, stacked, tokens).flatten(1, 2)
+
     def sampler(self, task: TaskData, train, device):
         """Where training batches come from (`interp.sampling`): by default the training
         examples, whole or in reshuffled minibatches seeded by `train.seed`. A family with

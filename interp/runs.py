@@ -46,6 +46,8 @@ MANIFEST_FILE = "manifest.json"
 METRICS_FILE = "metrics.jsonl"
 ANALYSIS_DIR = "analysis"
 TRAINER_STATE_DIR = "trainer"
+#: Ensemble members trained together (`interp.stacked`): their folder lists them here.
+STACKED_FILE = "stacked.json"
 SPLIT_PREFIX = "split."
 #: Held (flock) by the one process that writes a run; the OS drops it when that process dies.
 LOCK_FILE = ".writer.lock"

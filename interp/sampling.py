@@ -30,6 +30,13 @@ class BatchSampler:
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         raise NotImplementedError
 
+    @staticmethod
+    def next_batches(samplers: list[BatchSampler]) -> list[tuple[Tensor, Tensor]]:
+        """The next batch of each of several samplers of this class (ensemble members trained
+        together, `interp.stacked`): a class may draw them together, as long as each sampler
+        gets exactly what its `next_batch` would give."""
+        return [sampler.next_batch() for sampler in samplers]
+
     def restore(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         raise NotImplementedError
 

@@ -7,9 +7,10 @@ never imports `circuits` itself. Every metrics row counts `tokens_seen` (targets
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -298,15 +299,21 @@ class Trainer:
         return trainer
 
     def run(self) -> TrainResult:
-        """Train to the end of the schedule, holding the run's writer lock throughout (the
-        tracker, if any, is closed at the end)."""
+        """Train to the end of the schedule, holding the run's writer lock (`writing`)."""
+        with self.writing():
+            return self._run()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the writer lock in the block (unless `from_run_dir` took it), then close the
+        tracker, if any: `run`, and each member of `interp.stacked`."""
         if self._lock_fd is None:
             try:
                 self._lock_fd = runs.acquire_writer_lock(self.run_dir)
             except runs.RunError as exc:
                 raise TrainingError(str(exc), argument="out") from None
         try:
-            return self._run()
+            yield
         finally:
             runs.release_writer_lock(self._lock_fd)
             self._lock_fd = None
@@ -331,9 +338,9 @@ class Trainer:
         )
         # A resumed run that had already stopped early stays stopped.
         if val_acc_streak(self.metrics, train.stop_at_val_acc) >= train.stop_patience:
-            return self._result(last_row, "val_acc")
+            return self.finish(last_row, "val_acc")
         if train.stop_on_collapse and self.collapses():
-            return self._result(last_row, "collapse")
+            return self.finish(last_row, "collapse")
         try:
             provenance.record(self.run_dir, provenance.collect(self.config, self.device, self.step))
         except OSError as exc:
@@ -362,10 +369,10 @@ class Trainer:
                     break
         finally:
             bar.close()
-        return self._result(last_row, stop_reason)
+        return self.finish(last_row, stop_reason)
 
-    def _result(self, last_row: dict[str, Any], stop_reason: str | None) -> TrainResult:
-        # The run has ended (its schedule, or an early stop): apply the retention policy.
+    def finish(self, last_row: dict[str, Any], stop_reason: str | None) -> TrainResult:
+        """The run has ended (its schedule, or an early stop): apply the retention policy."""
         if self.config.train.keep_checkpoints != "all":
             try:
                 retention.prune(self.run_dir, self.config.train.keep_checkpoints)

@@ -17,7 +17,9 @@ Q/K/V from per-(position, token) tables instead of per-example matmuls). It read
 very same parameters, and `tests/interp/test_model.py` checks it equals the bridge's logits.
 `stacked_answer_logits` runs that same forward for several models at once (`torch.func.vmap`).
 Next-token families train through `sequence_logits`: every position, the same parameters,
-no hooks, causal attention through `F.scaled_dot_product_attention`.
+no hooks, causal attention through `F.scaled_dot_product_attention`; `stacked_sequence_logits`
+runs it for ensemble members trained together (a leading member axis), and `vmapped_logits`
+any forward for several models at once.
 """
 
 from interp.model.build import (
@@ -37,8 +39,9 @@ from interp.model.forward import (
     answer_logits,
     stacked_answer_logits,
     supports_answer_activations,
+    vmapped_logits,
 )
-from interp.model.sequence import sequence_logits
+from interp.model.sequence import sequence_logits, stacked_sequence_logits
 
 __all__ = [
     "answer_activations",
@@ -51,9 +54,11 @@ __all__ = [
     "parameters",
     "sequence_logits",
     "stacked_answer_logits",
+    "stacked_sequence_logits",
     "state_dict",
     "supports_answer_activations",
     "tl_name",
     "tl_named_parameters",
     "to_tl_layout",
+    "vmapped_logits",
 ]

@@ -203,6 +203,31 @@ def stacked_answer_logits(
     return vmap(lambda params: functional_call(module, params, (tokens,)))(prefixed)
 
 
+class _Bound(nn.Module):
+    """`forward(bridge, tokens)` as a module around the bridge's native model, for
+    `torch.func.functional_call` (the bridge is held outside the module tree)."""
+
+    def __init__(self, bridge, forward):
+        super().__init__()
+        self.native = native_model(bridge)
+        self._call = lambda tokens: forward(bridge, tokens)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self._call(tokens)
+
+
+def vmapped_logits(forward, bridge, stacked: dict[str, Tensor], tokens: Tensor) -> Tensor:
+    """`forward(bridge, tokens)` of several models of `bridge`'s shape at once, each on its own
+    tokens ([member, ...]; `stacked` as for `stacked_answer_logits`), under `torch.func.vmap`:
+    right for any forward that reads only the model's parameters. `bridge` must be a model
+    used only for its architecture (functional_call swaps its parameters during the call)."""
+    from torch.func import functional_call, vmap
+
+    module = _Bound(bridge, forward)
+    prefixed = {f"native.{name}": tensor for name, tensor in stacked.items()}
+    return vmap(lambda params, x: functional_call(module, params, (x,)))(prefixed, tokens)
+
+
 def supports_answer_activations(bridge) -> bool:
     """Whether `answer_activations` covers this architecture (else use `run_with_cache`)."""
     native = native_model(bridge)

@@ -18,6 +18,7 @@ from interp.model.forward import (
     supports_fast_path,
     unembed,
     unwrapped,
+    vmapped_logits,
 )
 
 
@@ -73,3 +74,83 @@ def _plan(native: nn.Module):
         plan = (unwrapped(native.tok_embed), unwrapped(native.pos), blocks, head)
     _PLANS[native] = plan
     return plan
+
+
+def stacked_sequence_logits(
+    bridge, stacked: dict[str, Tensor], tokens: Int[Tensor, "member batch pos"]
+) -> Float[Tensor, "member batch pos d_vocab_out"]:
+    """`sequence_logits` of K models of `bridge`'s shape at once (ensemble members trained
+    together, `interp.stacked`). `stacked[name]` holds `parameters(bridge)[name]` of every
+    member on a leading member axis; the bridge's own parameters are not read, its buffers
+    (the unembedding's fixed bias) are shared; gradients flow into `stacked`.
+
+    The member axis is a batch axis of every op: batched matmuls (`torch.baddbmm`, the same
+    GEMM per member as `F.linear`), one SDPA call over all members' sequences, LayerNorm per
+    member with its own affine (a broadcast affine after one stacked LayerNorm would sum the
+    weight's gradient in another order). On CPU each member's logits and gradients are
+    bit-identical to `sequence_logits` of that member alone (tests/interp/test_stacked.py).
+    Architectures outside the fast path run `sequence_logits` under `torch.func.vmap`.
+    """
+    native = native_model(bridge)
+    plan = _plan(native)
+    if plan is None or not _norms_covered(plan):
+        return vmapped_logits(sequence_logits, bridge, stacked, tokens)
+    names = {id(param): name for name, param in native.named_parameters()}
+
+    def member(module: nn.Module, attr: str = "weight") -> Tensor | None:
+        """`module.attr` of every member [member, ...], or the shared tensor (a buffer)."""
+        tensor = getattr(module, attr)
+        return stacked[names[id(tensor)]] if id(tensor) in names else tensor
+
+    def linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        # bias [member, out] (or a shared [out]) broadcast over the rows, as F.linear's addmm
+        if bias is None:
+            return torch.bmm(x, weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(1, 2))
+
+    def norm(module: nn.Module, x: Tensor) -> Tensor:
+        if isinstance(module, nn.Identity):
+            return x
+        weight, bias = member(module), member(module, "bias")
+        shape, eps = module.normalized_shape, module.eps
+        return torch.stack(
+            [
+                F.layer_norm(x_i, shape, w_i, b_i, eps)
+                for x_i, w_i, b_i in zip(x.unbind(0), weight.unbind(0), bias.unbind(0))
+            ]
+        )
+
+    embed, pos, blocks, (ln_out, head) = plan
+    n_members, batch, seq = tokens.shape
+    table = member(embed)  # [member, d_vocab, d_model]
+    offsets = torch.arange(n_members, device=tokens.device).view(-1, 1, 1) * table.shape[1]
+    x = table.flatten(0, 1).index_select(0, (tokens + offsets).reshape(-1))
+    x = (x.view(n_members, batch, seq, -1) + member(pos)[:, None, :seq]).flatten(1, 2)
+    for ln1, attn, q, k, v, o, _, mlp in blocks:
+        weight = torch.cat([member(q), member(k), member(v)], dim=1)
+        bias = None if q.bias is None else torch.cat([member(m, "bias") for m in (q, k, v)], 1)
+        qkv = linear(norm(ln1, x), weight, bias).view(n_members * batch, seq, 3, attn.n_heads, -1)
+        q_, k_, v_ = qkv.permute(2, 0, 3, 1, 4)
+        z = F.scaled_dot_product_attention(q_, k_, v_, is_causal=True, scale=1.0 / attn.scale)
+        z = z.transpose(1, 2).reshape(n_members, batch * seq, -1)
+        x = x + linear(z, member(o), None if o.bias is None else member(o, "bias"))
+        if mlp is not None:
+            ln2, fc_in, act, own_ln, fc_out = mlp
+            hidden = act(linear(norm(ln2, x), member(fc_in), member(fc_in, "bias")))
+            if own_ln is not None:
+                hidden = norm(own_ln, hidden)
+            x = x + linear(hidden, member(fc_out), member(fc_out, "bias"))
+    logits = linear(norm(ln_out, x), member(head), member(head, "bias"))
+    return logits.view(n_members, batch, seq, -1)
+
+
+def _norms_covered(plan) -> bool:
+    """Whether every normalization of the plan is a LayerNorm with weight and bias, or none."""
+    _, _, blocks, (ln_out, _) = plan
+    norms = [ln_out] + [b[0] for b in blocks]
+    norms += [m for b in blocks if b[-1] is not None for m in (b[-1][0], b[-1][3]) if m is not None]
+    return all(
+        isinstance(m, nn.Identity)
+        or (isinstance(m, nn.LayerNorm) and m.weight is not None and m.bias is not None)
+        for m in norms
+    )

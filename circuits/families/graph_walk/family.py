@@ -136,6 +136,8 @@ class GraphWalkFamily(AnalyzedFamily):
     #: Scaling studies are statistical (seeds, intervals): the fused AdamW kernel's ~1e-6
     #: rounding does not matter there, its speed does (docs/benchmarks.md).
     fused_optimizer = True
+    #: Members trained together (`interp train --seeds`): the batched full-sequence forward.
+    stacked_forward = AnalyzedFamily.sequence_stacked_forward
     #: Accuracy is capped near 1/k: a fixed corpus's `best` checkpoint is its lowest val_loss.
     best_criterion = "val_loss"
     generalize_milestone = "converged"

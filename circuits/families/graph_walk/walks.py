@@ -164,13 +164,26 @@ def walks_from(
     (its state is what a checkpoint saves); the per-position loop runs in numpy, whose small
     ops cost a fraction of torch's dispatch (2-3x the tokens per second, the same walks:
     counting the cumulative entries below u is `searchsorted`'s left side)."""
-    neighbours, cumulative = neighbour_table(transition) if table is None else table
+    start, uniforms = _draws(stationary, n_walks, length, generator)
+    return _walk(neighbour_table(transition) if table is None else table, start, uniforms)
+
+
+def _draws(stationary: torch.Tensor, n_walks: int, length: int, generator: torch.Generator):
+    """The random numbers of `n_walks` walks: start nodes and one uniform per walk and step."""
     start = torch.multinomial(stationary, n_walks, True, generator=generator)
     # All uniforms in one call: the same stream as one draw of n_walks per step.
     uniforms = torch.rand(length - 1, n_walks, 1, generator=generator, dtype=torch.float64)
+    return start, uniforms
+
+
+def _walk(table, start: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """The walks `_draws`' numbers give: each row advanced on its own, so rows drawn from
+    several generators can be walked together."""
+    neighbours, cumulative = table
     ids, cum, draws = neighbours.numpy(), cumulative.numpy(), uniforms.numpy()
+    length = len(draws) + 1
     last = ids.shape[1] - 1
-    walks = np.empty((n_walks, length), dtype=np.int64)
+    walks = np.empty((len(start), length), dtype=np.int64)
     walks[:, 0] = current = start.numpy()
     for t in range(1, length):
         slot = np.minimum((cum[current] < draws[t - 1]).sum(1), last)
@@ -220,6 +233,20 @@ class FreshWalks(BatchSampler):
             self.table,
         )
         return walks[:, :-1].to(self.device), walks[:, 1:].to(self.device)
+
+    @staticmethod
+    def next_batches(samplers: list[FreshWalks]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each sampler's `next_batch` (ensemble members trained together, `interp.stacked`),
+        from its own generator as always, with one per-position loop for all of them."""
+        first = samplers[0]
+        if any(not torch.equal(s.transition, first.transition) for s in samplers[1:]):
+            return [s.next_batch() for s in samplers]
+        draws = [_draws(s.stationary, s.batch_size, s.length, s.generator) for s in samplers]
+        walks = _walk(
+            first.table, torch.cat([d[0] for d in draws]), torch.cat([d[1] for d in draws], 1)
+        )
+        parts = walks.split([s.batch_size for s in samplers])
+        return [(w[:, :-1].to(s.device), w[:, 1:].to(s.device)) for w, s in zip(parts, samplers)]
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return {"walks.rng": self.generator.get_state()}, {}
