@@ -113,11 +113,12 @@ class Trainer:
         self.metrics: list[dict[str, Any]] = []
         self._start_time = time.perf_counter()
         #: Wall time spent before this process (a resumed run continues its clock).
-        self._time_offset = 0.0
-        self._lock_fd: int | None = None
+        self.time_offset = 0.0
+        #: the run folder's writer lock while this trainer writes it (`interp.runs`)
+        self.lock_fd_held: int | None = None
 
     def elapsed_s(self) -> float:
-        return self._time_offset + time.perf_counter() - self._start_time
+        return self.time_offset + time.perf_counter() - self._start_time
 
     # -- one optimizer step -----------------------------------------------------------------
     def train_step(self) -> float:
@@ -234,69 +235,13 @@ class Trainer:
         progress: bool = True,
         tracker: Tracker | None = None,
     ) -> Trainer:
-        """A Trainer positioned exactly at the run's last complete checkpoint (see `resume`).
+        """A Trainer positioned exactly at the run's last complete checkpoint, holding the
+        run's writer lock until its `run()` returns (`interp.resume.restored_trainer`)."""
+        from interp.resume import restored_trainer
 
-        It holds the run's writer lock from here until its `run()` returns, so nothing else
-        can write the folder between reading the state and continuing from it.
-        """
-        run_dir = Path(run_dir)
-        try:
-            run = runs.load_run(run_dir)
-        except runs.RunError as exc:
-            raise TrainingError(f"resume=True: {exc}") from None
-        if not run.steps:
-            raise TrainingError(
-                f"resume=True: {runs.no_checkpoints_message(run_dir)}; or start again with "
-                "overwrite=True"
-            )
-        try:
-            lock_fd = runs.acquire_writer_lock(run_dir)
-        except (runs.RunError, OSError) as exc:
-            raise TrainingError(f"resume=True: {exc}") from None
-        try:
-            trainer = cls._restored(run_dir, evaluators, progress, tracker)
-        except BaseException:
-            runs.release_writer_lock(lock_fd)
-            raise
-        trainer._lock_fd = lock_fd
-        return trainer
-
-    @classmethod
-    def _restored(cls, run_dir: Path, evaluators, progress, tracker) -> Trainer:
-        # Read again now that we hold the writer lock: nobody can change the folder under us.
-        run = runs.load_run(run_dir)
-        step = run.steps[-1]
-        trainer = cls(
-            run.config, run_dir, evaluators=evaluators, progress=progress, tracker=tracker
+        return restored_trainer(
+            cls, Path(run_dir), evaluators=evaluators, progress=progress, tracker=tracker
         )
-        try:
-            saved = runs.load_tensors(run_dir / runs.SPLIT_FILE)
-            for name, index in trainer.task.splits.items():
-                if not torch.equal(saved.get(runs.SPLIT_PREFIX + name, torch.empty(0)), index):
-                    raise runs.RunError(
-                        f"{run_dir / runs.SPLIT_FILE}: split {name!r} differs from the one the "
-                        "config generates"
-                    )
-            run.load_weights_into(trainer.model, step)
-            state = trainer_state.load(run_dir, step)
-            trainer_state.restore(trainer, state)
-        except runs.RunError as exc:
-            raise TrainingError(
-                f"resume=True: {run_dir}: cannot resume exactly from step {step}: {exc}"
-            ) from None
-        trainer.manifest = list(run.manifest)
-        trainer.metrics = [r for r in run.metrics if int(r["step"]) <= step]
-        trainer._time_offset = float(state.meta.get("elapsed_s", 0.0))
-        # Forget what a killed process wrote after the last complete checkpoint.
-        try:
-            run_writer.write_metrics(run_dir, trainer.metrics)
-            trainer_state.remove_all_but(run_dir, step)
-            runs.remove_temp_files(run_dir)
-        except OSError as exc:
-            raise TrainingError(
-                f"resume=True: {run_dir}: cannot tidy the run folder: {exc}"
-            ) from None
-        return trainer
 
     def run(self) -> TrainResult:
         """Train to the end of the schedule, holding the run's writer lock (`writing`)."""
@@ -307,16 +252,16 @@ class Trainer:
     def writing(self) -> Iterator[None]:
         """Hold the writer lock in the block (unless `from_run_dir` took it), then close the
         tracker, if any: `run`, and each member of `interp.stacked`."""
-        if self._lock_fd is None:
+        if self.lock_fd_held is None:
             try:
-                self._lock_fd = runs.acquire_writer_lock(self.run_dir)
+                self.lock_fd_held = runs.acquire_writer_lock(self.run_dir)
             except runs.RunError as exc:
                 raise TrainingError(str(exc), argument="out") from None
         try:
             yield
         finally:
-            runs.release_writer_lock(self._lock_fd)
-            self._lock_fd = None
+            runs.release_writer_lock(self.lock_fd_held)
+            self.lock_fd_held = None
             if self.tracker is not None:
                 self.tracker.close()
 
