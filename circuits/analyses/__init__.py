@@ -6,5 +6,6 @@ results.
   attribution edges at one checkpoint
 - `edges`, `discovery`, `circuit_timeline`: the edge graph with an edge-switchable forward,
   edge scores checked against exact patching, and `--circuits` over a run (docs/circuits.md)
-- `llc`: the local learning coefficient (`--llc`); `phases`: milestones and phase spans
+- `llc`: the local learning coefficient (`--llc`), its chains' training loss in `llc_loss`;
+  `phases`: milestones and phase spans
 """

@@ -11,7 +11,8 @@ p(w) ∝ exp(−nβ L_n(w) − γ/2 ‖w − w*‖²), sampled by SGLD:
 L_n is the training loss on all n training examples (full batch: the quantity measured,
 L(w) − L(w*), is of order λ/(nβ), far below minibatch noise). The first `burnin` steps of
 each chain are discarded, the rest averaged; the estimate is the mean over `chains` seeded
-chains, reported with their standard deviation. For a regular model (a non-degenerate
+chains, reported with their standard deviation; a checkpoint's chains run as one batch
+(`sample_chains`; their loss: `circuits.analyses.llc_loss`). For a regular model (a non-degenerate
 minimum) λ = d/2 with d the number of identifiable parameters (`tests/test_llc.py`); a
 degenerate (singular) one has less, which is what makes the LLC a progress measure.
 
@@ -74,32 +75,95 @@ def estimate_llc(
     settings: LLCSettings = LLCSettings(),
 ) -> LLCEstimate:
     """The LLC at `params` (w*) of `loss_fn(params) -> mean loss over the n examples`."""
+    from circuits.analyses.llc_loss import chainwise
+
+    return sample_chains(chainwise(loss_fn), params, n, settings)[0]
+
+
+@dataclass(frozen=True)
+class Chains:
+    """Where SGLD chains stand, to go on from there (`sample_chains`'s `resume`): their flat
+    weights [chain, parameter] (in `params` order), their noise generators' states, and their
+    loss traces so far."""
+
+    weights: Tensor
+    rng_states: list[Tensor]
+    traces: list[list[float]]
+
+
+def chain_seeds(seed: int, chains: int) -> list[int]:
+    """Chain c draws its noise from its own generator, seeded with the c-th number drawn from
+    `seed`: a chain's path does not depend on how many chains run beside it, so batched
+    chains equal sequential ones and the step-size probe's chain is chain 0's beginning."""
+    generator = torch.Generator().manual_seed(seed)
+    return [int(torch.randint(2**62, (1,), generator=generator)) for _ in range(chains)]
+
+
+def sample_chains(
+    loss_of: Callable[[dict[str, Tensor]], Tensor],
+    params: dict[str, Tensor],
+    n: int,
+    settings: LLCSettings = LLCSettings(),
+    resume: Chains | None = None,
+) -> tuple[LLCEstimate, Chains]:
+    """The LLC at `params` (w*) from `settings.chains` SGLD chains run as one batch:
+    `loss_of(stacked) -> [chain]` gives every chain's mean loss over the n examples, where
+    `stacked[name]` holds the chains' copies of `params[name]` on a leading axis (each chain
+    gets its gradient from one backward pass of their sum). All chains' weights live in one
+    flat [chain, parameter] tensor, so a step's update is a few whole-tensor ops. `resume`
+    (chains already run for some steps, as the first chains) goes on from where they stand;
+    the chains returned are where all of them end."""
     n_beta = n / math.log(n)
-    center = {k: v.detach().clone() for k, v in params.items()}
+    names = list(params)
+    shapes = [params[k].shape for k in names]
+    sizes = [params[k].numel() for k in names]
+    center = torch.cat([params[k].detach().reshape(-1) for k in names])
+
+    def stacked(weights: Tensor) -> dict[str, Tensor]:
+        views = weights.split(sizes, dim=1)
+        return {k: v.view(len(weights), *s) for k, v, s in zip(names, views, shapes)}
+
     with torch.no_grad():
-        init_loss = float(loss_fn(center))
-    generator = torch.Generator().manual_seed(settings.seed)
+        init_loss = float(loss_of(stacked(center[None]))[0])
+    generators = [
+        torch.Generator().manual_seed(s) for s in chain_seeds(settings.seed, settings.chains)
+    ]
+    weights = center.repeat(settings.chains, 1)
+    traces: list[list[float]] = [[] for _ in generators]
+    if resume is not None:
+        done = len(resume.traces[0])
+        assert done <= settings.steps and all(len(t) == done for t in resume.traces)
+        weights[: len(resume.traces)] = resume.weights
+        for generator, state in zip(generators, resume.rng_states):
+            generator.set_state(state)
+        traces[: len(resume.traces)] = [list(t) for t in resume.traces]
     eps, gamma = settings.lr, settings.gamma
-    per_chain, traces, diverged = [], [], 0
-    for _ in range(settings.chains):
-        w = {k: v.clone().requires_grad_(True) for k, v in center.items()}
-        trace: list[float] = []
-        for _step in range(settings.steps):
-            loss = loss_fn(w)
-            grads = torch.autograd.grad(loss, list(w.values()))
-            trace.append(float(loss.detach()))
-            with torch.no_grad():
-                for (name, value), grad in zip(w.items(), grads):
-                    drift = n_beta * grad + gamma * (value - center[name])
-                    noise = torch.randn(value.shape, generator=generator, dtype=value.dtype)
-                    value.add_(-0.5 * eps * drift + math.sqrt(eps) * noise)
+    noise, offset = torch.empty_like(weights), torch.empty_like(weights)
+    for step in range(settings.steps):
+        first = sum(len(t) > step for t in traces)  # resumed chains wait until the others catch up
+        if first == settings.chains:
+            continue
+        active = weights[first:]
+        leaf = active.detach().requires_grad_(True)
+        losses = loss_of(stacked(leaf))
+        (grad,) = torch.autograd.grad(losses.sum(), leaf)
+        for trace, value in zip(traces[first:], losses.tolist()):
+            trace.append(value)
+        with torch.no_grad():
+            for row, generator in zip(noise[first:], generators[first:]):
+                torch.randn(row.shape, generator=generator, out=row)
+            drift = grad.mul_(n_beta).add_(
+                torch.sub(active, center, out=offset[first:]), alpha=gamma
+            )
+            active.add_(drift, alpha=-0.5 * eps).add_(noise[first:], alpha=math.sqrt(eps))
+    per_chain, diverged = [], 0
+    for trace in traces:
         kept = trace[settings.burnin :]
         value = n_beta * (sum(kept) / len(kept) - init_loss)
         if not math.isfinite(value) or escaped(trace, init_loss, settings.escape):
             diverged += 1
             value = float("nan")
         per_chain.append(value)
-        traces.append(trace)
     finite = [v for v in per_chain if math.isfinite(v)]
     mean = sum(finite) / len(finite) if finite else float("nan")
     std = (
@@ -107,7 +171,8 @@ def estimate_llc(
         if len(finite) > 1
         else float("nan")
     )
-    return LLCEstimate(mean, std, per_chain, traces, init_loss, diverged, settings.lr)
+    estimate = LLCEstimate(mean, std, per_chain, traces, init_loss, diverged, settings.lr)
+    return estimate, Chains(weights, [g.get_state() for g in generators], traces)
 
 
 def escaped(trace: list[float], init_loss: float, escape: float) -> bool:
@@ -121,35 +186,13 @@ def model_llc(
 ) -> LLCEstimate:
     """The LLC of a TransformerBridge checkpoint on its training examples: `forward(model,
     tokens)` gives the logits the family's training `loss(logits, labels)` reads (tied
-    weights stay tied: `torch.func.functional_call`). n counts the labels: one per
-    sequence for answer-position families, one per position for next-token families (the
-    loss is their mean)."""
-    import copy
+    weights stay tied; the chains run together, `circuits.analyses.llc_loss`). n counts the
+    labels: one per sequence for answer-position families, one per position for next-token
+    families (the loss is their mean)."""
+    from circuits.analyses.llc_loss import chain_loss
 
-    from torch import nn
-    from torch.func import functional_call
-
-    from interp.model.build import native_model
-
-    # functional_call does not restore every alias of the bridge's wrapped parameters: the
-    # chains run on a copy, so the checkpoint's own model is never touched.
-    model = copy.deepcopy(model)
-
-    class Wrapped(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.native = native_model(model)
-
-        def forward(self, inputs: Tensor) -> Tensor:
-            return forward(model, inputs)
-
-    wrapped = Wrapped()
-    params = {k: v.detach() for k, v in wrapped.named_parameters()}
-
-    def loss_fn(values: dict[str, Tensor]) -> Tensor:
-        return loss(functional_call(wrapped, values, (tokens,)), labels)
-
-    return estimate_llc(loss_fn, params, labels.numel(), settings)
+    params, loss_of = chain_loss(model, tokens, labels, loss, forward)
+    return sample_chains(loss_of, params, labels.numel(), settings)[0]
 
 
 #: Checkpoints `--llc` estimates at most (evenly chosen, phase boundaries kept), and the
@@ -187,10 +230,15 @@ def analyze_llc(
     ladder = [settings.lr * STEP_FACTOR**i for i in range(LADDER)]
     for eps in ladder:  # the probe: one short chain per checkpoint, largest ε first
         probe = replace(settings, lr=eps, escape=escape, chains=1, steps=settings.burnin, burnin=0)
-        if all(e.diverged == 0 for e in _estimates(run, steps, probe, *data, workers).values()):
+        probed = _estimates(run, steps, probe, *data, workers, keep_chains=True)
+        if all(r.estimate.diverged == 0 for r in probed.values()):
             break
     final = replace(settings, lr=eps, escape=escape)
-    return _estimates(run, steps, final, *data, workers)
+    # The probe's chain is chain 0's first `burnin` steps at this ε (`chain_seeds`): it goes
+    # on from there instead of being run again.
+    resume = {step: r.chains for step, r in probed.items()} if probe.steps <= final.steps else {}
+    estimated = _estimates(run, steps, final, *data, workers, resume)
+    return {step: r.estimate for step, r in estimated.items()}
 
 
 #: `--llc` tries ε = settings.lr × STEP_FACTOR^i, i < LADDER, and keeps the largest at which
@@ -201,23 +249,32 @@ STEP_FACTOR = 1 / 3
 LADDER = 4
 
 
-def _estimates(run, steps, settings, tokens, labels, loss, forward, workers):
+def _estimates(
+    run, steps, settings, tokens, labels, loss, forward, workers, resume=None, keep_chains=False
+):
+    """The estimates at `steps` (`_AtStep` by step), going on from `resume[step]` where given;
+    with `keep_chains`, where the chains ended (to be resumed)."""
+    from circuits.analyses.llc_loss import chain_loss
     from circuits.pipeline.checkpoint_map import map_checkpoints
 
     def make():
         def one(model, step: int):
-            return _AtStep(step, model_llc(model, tokens, labels, loss, forward, settings))
+            params, loss_of = chain_loss(model, tokens, labels, loss, forward)
+            start = (resume or {}).get(step)
+            estimate, chains = sample_chains(loss_of, params, labels.numel(), settings, start)
+            return _AtStep(step, estimate, chains if keep_chains else None)
 
         return one
 
     results, _ = map_checkpoints(run, steps, make, workers=workers)
-    return {r.step: r.estimate for r in results}
+    return {r.step: r for r in results}
 
 
 @dataclass(frozen=True)
 class _AtStep:
     step: int
     estimate: LLCEstimate
+    chains: Chains | None
 
 
 def with_llc(result, estimates: dict[int, LLCEstimate]):

@@ -5,6 +5,7 @@ exactly, and the fixed-corpus mode trains on (and memorizes) its stored walks.""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -157,13 +158,19 @@ def test_llc_of_a_walk_model_counts_every_predicted_token(tmp_path, monkeypatch)
     config = walk_config(steps=200)
     interp.train(config, tmp_path / "run", progress=False)
     seen = []
-    original = llc.estimate_llc
+    original = llc.sample_chains
 
-    def recording(loss_fn, params, n, settings=llc.LLCSettings()):
+    def recording(loss_of, params, n, settings=llc.LLCSettings(), resume=None):
         seen.append(n)
-        return original(loss_fn, params, n, llc.LLCSettings(chains=2, steps=60, burnin=30))
+        short = replace(
+            settings,
+            chains=min(settings.chains, 2),
+            steps=min(settings.steps, 60),
+            burnin=min(settings.burnin, 30),
+        )
+        return original(loss_of, params, n, short, resume)
 
-    monkeypatch.setattr(llc, "estimate_llc", recording)
+    monkeypatch.setattr(llc, "sample_chains", recording)
     run = interp.load_run(tmp_path / "run")
     from circuits.pipeline.analyze import analyze_run
 
