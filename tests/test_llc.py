@@ -241,3 +241,31 @@ def test_the_probe_chain_is_resumed_not_rerun(tiny_run):
     fresh, _ = sample_chains(loss_of, params, labels.numel(), settings)
     assert resumed.traces[0][:20] == probed.traces[0]
     assert resumed.per_chain == pytest.approx(fresh.per_chain, rel=1e-5)
+
+
+@pytest.mark.parametrize("change", [{"normalization": "LN"}, {"n_layers": 2}])
+def test_models_the_one_layer_loss_does_not_cover_take_the_generic_path(tiny_run, change):
+    import interp
+    from circuits.analyses import llc_loss
+    from interp.model import build_model
+    from interp.registry import family_of
+
+    run = interp.load_run(tiny_run)
+    family = family_of(run.config)
+    task = run.task
+    model = build_model(
+        replace(run.config.model, **change),
+        d_vocab=run.config.task.d_vocab,
+        d_vocab_out=run.config.task.d_vocab_out,
+        n_ctx=task.tokens.shape[1],
+    )
+    index = task.train_index
+    labels = task.labels[index]
+    loss = family.training_loss("cross_entropy")
+    params, loss_of = llc_loss.chain_loss(model, task.tokens[index], labels, loss, family.forward)
+    assert not isinstance(loss_of, llc_loss.OneLayerLoss)
+    assert not llc_loss.one_layer_applies(model, family.forward)
+    stacked = {k: v[None] for k, v in params.items()}
+    with torch.no_grad():
+        expected = loss(family.forward(model, task.tokens[index]), labels)
+        assert float(loss_of(stacked)[0]) == pytest.approx(float(expected), rel=1e-6)
