@@ -13,7 +13,7 @@ L(w) − L(w*), is of order λ/(nβ), far below minibatch noise). The first `bur
 each chain are discarded, the rest averaged; the estimate is the mean over `chains` seeded
 chains, reported with their standard deviation; a checkpoint's chains run as one batch
 (`sample_chains`; their loss: `circuits.analyses.llc_loss`). For a regular model (a non-degenerate
-minimum) λ = d/2 with d the number of identifiable parameters (`tests/test_llc.py`); a
+minimum) λ = d/2 with d the number of identifiable parameters (`tests/circuits/test_llc.py`); a
 degenerate (singular) one has less, which is what makes the LLC a progress measure.
 
 When it is unreliable: ε too large for the curvature (chains leave the basin: non-finite
