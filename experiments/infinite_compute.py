@@ -9,7 +9,7 @@ experiments/sweeps/fixed_data/ (each is printed when present, "not measured" oth
     standard_width/              search per width, weight decay 0.01 (L(N), standard)
     standard_D25k/ _D51k/ _D102k/  search at d_model 32 on smaller corpora (L(D), standard)
     tuned_d16/ _d24/ _d32/ _d48/ search of lr × epochs × weight decay per width (L(N), tuned)
-    ensemble_d32/                plain sweep: more seeds at tuned_d32's accepted point
+    ensemble_d32/ ensemble_d16/  plain sweeps: more seeds at tuned_dW's accepted point
     ensemble_retuned_d32/        plain sweep: members with 2× its epochs (½ its weight decay)
 
 Every loss is the paired excess over H on the test walks (`final_excess_loss`, with its
@@ -183,16 +183,17 @@ def scaling_in_n(label: str, groups: list[dict]) -> None:
     fit_per_seed(table, "final_excess_loss", 1e4, f"L(N) {label}")
 
 
-def ensembles(root: Path, tuned: dict | None, members: int) -> dict | None:
-    """L(K) from tuned_d32's accepted runs (seeds 0-2) and ensemble_d32's extra seeds."""
+def ensembles(root: Path, tuned: dict | None, width: int, members: int) -> dict | None:
+    """L(K) from tuned_dW's accepted runs (seeds 0-2) and ensemble_dW's extra seeds."""
     if tuned is None:
-        print("\nL(K): tuned_d32 not measured")
+        print(f"\nL(K): tuned_d{width} not measured")
         return None
-    paths = [root / "tuned_d32" / "runs" / name for name in tuned["runs"]["run"]]
-    extra = load(root, "ensemble_d32")
-    if extra is not None:
-        paths += [extra.path / "runs" / name for name in extra.done()["run"]]
-    return l_of_k("tuned_d32's accepted point", paths[:members])
+    paths = [root / f"tuned_d{width}" / "runs" / name for name in tuned["runs"]["run"]]
+    extra = load(root, f"ensemble_d{width}")
+    if extra is None:
+        return None
+    paths += [extra.path / "runs" / name for name in extra.done()["run"]]
+    return l_of_k(f"tuned_d{width}'s accepted point", paths[:members])
 
 
 def retuned(root: Path, members: int) -> dict | None:
@@ -286,12 +287,12 @@ def main(argv: list[str] | None = None) -> None:
     overfitting(root)
     standard = load(root, "standard_width")
     standard_groups = search_table("Standard recipe per width", standard) if standard else []
-    tuned_groups, tuned32 = [], None
+    tuned_groups, by_width = [], {}
     for width in WIDTHS:
         sweep = load(root, f"tuned_d{width}")
         if sweep is not None:
             tuned_groups += search_table(f"Tuned recipe, d_model {width}", sweep)
-            tuned32 = tuned_groups[-1] if width == 32 else tuned32
+            by_width[width] = tuned_groups[-1]
     measured = [g for g in tuned_groups if len(g["runs"])]
     if measured:
         print("\noptimal weight decay per width (tuned): " + ", ".join(
@@ -300,10 +301,9 @@ def main(argv: list[str] | None = None) -> None:
         ))  # fmt: skip
     scaling_in_n("standard", standard_groups)
     scaling_in_n("tuned", tuned_groups)
-    ensemble = ensembles(root, tuned32, args.members)
-    again = retuned(root, args.members)
-    if again and (ensemble is None or again["best"] < ensemble["best"]):
-        ensemble = again
+    found = [ensembles(root, by_width.get(w), w, args.members) for w in (32, 16)]
+    found.append(retuned(root, args.members))
+    ensemble = min((e for e in found if e), key=lambda e: e["best"], default=None)
     std32 = next((g for g in standard_groups if g["group"].get("model.d_model") == 32), None)
     best_single = min((g["runs"]["final_excess_loss"].mean() for g in measured), default=None)
     targets = {"tuned (best width)": best_single}
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
 
 ALL = (
     "standard_epochs", "standard_width", *CORPORA, *(f"tuned_d{w}" for w in WIDTHS),
-    "ensemble_d32", "ensemble_retuned_d32",
+    "ensemble_d32", "ensemble_d16", "ensemble_retuned_d32",
 )  # fmt: skip
 
 
