@@ -201,7 +201,7 @@ def test_the_fixed_data_study_specs_plan():
 
     from interp.sweep.spec import load_spec
 
-    folder = Path(__file__).resolve().parents[1] / "experiments" / "sweeps" / "fixed_data"
+    folder = Path(__file__).resolve().parents[3] / "experiments" / "sweeps" / "fixed_data"
     specs = sorted(folder.glob("*.toml"))
     assert len(specs) >= 9
     for path in specs:
