@@ -235,11 +235,15 @@ def load_task(run_dir: Path, config: RunConfig) -> TaskData:
     task = build_task(config.task)
     saved = load_tensors(run_dir / SPLIT_FILE)
     names = {k[len(SPLIT_PREFIX) :] for k in saved if k.startswith(SPLIT_PREFIX)}
-    if names != set(task.splits):
+    missing = set(task.splits) - names
+    if names - set(task.splits) or missing & set(task.train_splits):
         raise RunError(
             f"{run_dir / SPLIT_FILE}: splits {sorted(names)} do not match the task's "
             f"{sorted(task.splits)}"
         )
+    # A held-out split that the family added after the run was written (a fixed walk corpus's
+    # `val`) is not the run's: the run is analyzed on the splits it has.
+    task = replace(task, splits={k: v for k, v in task.splits.items() if k not in missing})
     # In the task's own order, not the file's: safetensors returns tensors in an order that
     # changes from one load to the next, and the first held-out split is what the entity
     # tasks' `test_acc` column measures (test-ID, `circuits.families.entity.measures`).

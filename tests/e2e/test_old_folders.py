@@ -87,3 +87,22 @@ def test_a_sweep_written_before_the_move_analyzes_the_same(name, tmp_path):
             if k not in VOLATILE and not _same(old_row[k], new[run][k])
         ]
         assert not differ, f"{run}: " + "; ".join(differ)
+
+
+def test_a_fixed_walk_run_from_before_its_validation_split_analyzes_the_same(tmp_path):
+    """A fixed-corpus walk run written at 2a218c9, before fixed corpora got a `val` split: it
+    loads on the splits it has and its table equals the one that version wrote
+    (`tests/fixtures/golden/walk_fixed_before_val_table.csv`)."""
+    from interp.cli import main
+
+    run_dir = tmp_path / "walk_fixed_before_val"
+    shutil.copytree(golden.RUNS / "walk_fixed_before_val", run_dir)
+    assert main(["analyze", str(run_dir), "--no-figures", "--quiet"]) == 0
+    with open(golden.GOLDEN / "walk_fixed_before_val_table.csv", newline="") as handle:
+        recorded = list(csv.DictReader(handle))
+    with open(run_dir / "analysis" / "table.csv", newline="") as handle:
+        new = list(csv.DictReader(handle))
+    assert [r["step"] for r in new] == [r["step"] for r in recorded] == ["0", "20", "40"]
+    for old_row, new_row in zip(recorded, new):
+        differ = [k for k in old_row if not _same(old_row[k], new_row.get(k, "missing"))]
+        assert not differ, f"step {old_row['step']}: {differ}"
