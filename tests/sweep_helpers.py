@@ -18,6 +18,26 @@ TINY_SET = [
 ]
 
 
+#: The tiny fixed-corpus walk as `--set` overrides of the `graph-walk` preset (12 nodes, 24
+#: edges, context 8, a 64-walk corpus, d_model 16), for sweep specs and the CLI.
+WALK_SET = [
+    "task.n_nodes=12",
+    "task.n_edges=24",
+    "task.context=8",
+    "task.eval_walks=32",
+    "task.data=fixed",
+    "task.corpus_walks=64",
+    "model.d_model=16",
+    "model.n_heads=2",
+    "model.d_head=8",
+    "model.d_mlp=32",
+    "train.batch_size=16",
+    "train.lr=0.03",
+    "train.warmup_steps=0",
+    "train.ckpt_log_until=0",
+]
+
+
 def write_spec(folder: Path, body: str, steps: int = 60, name: str = "spec.toml") -> Path:
     """A spec on the tiny demo: `body` adds the axes (TOML)."""
     fixed = json.dumps([*TINY_SET, f"train.steps={steps}"])

@@ -12,23 +12,9 @@ from interp.collapse import best_checkpoint
 from interp.presets import resolve_config
 from interp.registry import family_of
 from interp.tasks import build_task
+from tests.sweep_helpers import WALK_SET
 
-TINY = [
-    "task.n_nodes=12",
-    "task.n_edges=24",
-    "task.context=8",
-    "task.eval_walks=32",
-    "task.data=fixed",
-    "task.corpus_walks=64",
-    "model.d_model=16",
-    "model.n_heads=2",
-    "model.d_head=8",
-    "model.d_mlp=32",
-    "train.batch_size=16",
-    "train.lr=0.03",
-    "train.warmup_steps=0",
-    "train.ckpt_log_until=0",
-]
+TINY = WALK_SET
 
 
 def rows_of(tensor: torch.Tensor) -> set[tuple[int, ...]]:

@@ -15,25 +15,9 @@ from circuits.families.graph_walk.family import walk_graph
 from circuits.families.graph_walk.limits import kt_excess_loss, transition_counts
 from interp.cli import main
 from interp.presets import resolve_config
+from tests.sweep_helpers import WALK_SET
 
-TINY = [
-    "task.n_nodes=12",
-    "task.n_edges=24",
-    "task.context=8",
-    "task.eval_walks=32",
-    "task.data=fixed",
-    "task.corpus_walks=64",
-    "model.d_model=16",
-    "model.n_heads=2",
-    "model.d_head=8",
-    "model.d_mlp=32",
-    "train.batch_size=16",
-    "train.lr=0.03",
-    "train.steps=40",
-    "train.warmup_steps=0",
-    "train.ckpt_every=20",
-    "train.ckpt_log_until=0",
-]
+TINY = [*WALK_SET, "train.steps=40", "train.ckpt_every=20"]
 
 
 @pytest.fixture(scope="module")

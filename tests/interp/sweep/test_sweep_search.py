@@ -15,24 +15,9 @@ from interp.cli import main
 from interp.sweep.search import grid_points, neighbours, parse_search, plan
 from interp.sweep.search_run import run_search
 from interp.sweep.spec import SpecError
+from tests.sweep_helpers import WALK_SET
 
-TINY = [
-    "task.n_nodes=12",
-    "task.n_edges=24",
-    "task.context=8",
-    "task.eval_walks=32",
-    "task.data=fixed",
-    "task.corpus_walks=64",
-    "model.d_model=16",
-    "model.n_heads=2",
-    "model.d_head=8",
-    "model.d_mlp=32",
-    "train.batch_size=16",
-    "train.lr=0.03",
-    "train.warmup_steps=0",
-    "train.ckpt_log_until=0",
-    "train.keep_checkpoints=final",
-]
+TINY = [*WALK_SET, "train.keep_checkpoints=final"]
 
 
 def walk(objective, start, sizes, **kw):
