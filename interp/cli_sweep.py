@@ -26,6 +26,18 @@ class Backend(str, Enum):
     ray = "ray"
 
 
+#: The backend options `sweep run` and `sweep search` share.
+BackendOption = Annotated[
+    Backend, typer.Option("--backend", help="local (worker processes here) or ray.")
+]
+AddressOption = Annotated[
+    Optional[str],
+    typer.Option("--address", help="Ray: auto (a running cluster) or ray://HOST:PORT."),
+]
+CpusOption = Annotated[float, typer.Option("--cpus", help="Ray: CPUs requested per run.")]
+GpusOption = Annotated[float, typer.Option("--gpus", help="Ray: GPUs requested per run.")]
+
+
 @sweep_app.command("run")
 def run(
     spec: Annotated[
@@ -41,15 +53,10 @@ def run(
     threads: Annotated[
         int, typer.Option("--threads", help="torch threads per worker (1 is fastest on a CPU).")
     ] = 1,
-    backend: Annotated[
-        Backend, typer.Option("--backend", help="local (worker processes here) or ray.")
-    ] = Backend.local,
-    address: Annotated[
-        Optional[str],
-        typer.Option("--address", help="Ray: auto (a running cluster) or ray://HOST:PORT."),
-    ] = None,
-    cpus: Annotated[float, typer.Option("--cpus", help="Ray: CPUs requested per run.")] = 1.0,
-    gpus: Annotated[float, typer.Option("--gpus", help="Ray: GPUs requested per run.")] = 0.0,
+    backend: BackendOption = Backend.local,
+    address: AddressOption = None,
+    cpus: CpusOption = 1.0,
+    gpus: GpusOption = 0.0,
     resume: Annotated[
         bool, typer.Option("--resume", help="Finish the stopped sweep in --out.")
     ] = False,
@@ -100,15 +107,10 @@ def search(
         int, typer.Option("--workers", "-w", help="Local worker processes (0 = one per core).")
     ] = 0,
     threads: Annotated[int, typer.Option("--threads", help="torch threads per worker.")] = 1,
-    backend: Annotated[
-        Backend, typer.Option("--backend", help="local (worker processes here) or ray.")
-    ] = Backend.local,
-    address: Annotated[
-        Optional[str],
-        typer.Option("--address", help="Ray: auto (a running cluster) or ray://HOST:PORT."),
-    ] = None,
-    cpus: Annotated[float, typer.Option("--cpus", help="Ray: CPUs requested per run.")] = 1.0,
-    gpus: Annotated[float, typer.Option("--gpus", help="Ray: GPUs requested per run.")] = 0.0,
+    backend: BackendOption = Backend.local,
+    address: AddressOption = None,
+    cpus: CpusOption = 1.0,
+    gpus: GpusOption = 0.0,
     resume: Annotated[
         bool, typer.Option("--resume", help="Re-plan the search in --out and finish it.")
     ] = False,
