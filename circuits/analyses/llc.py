@@ -156,6 +156,16 @@ def sample_chains(
                 torch.sub(active, center, out=offset[first:]), alpha=gamma
             )
             active.add_(drift, alpha=-0.5 * eps).add_(noise[first:], alpha=math.sqrt(eps))
+    estimate = chain_estimate(traces, init_loss, n_beta, settings)
+    return estimate, Chains(weights, [g.get_state() for g in generators], traces)
+
+
+def chain_estimate(
+    traces: list[list[float]], init_loss: float, n_beta: float, settings: LLCSettings
+) -> LLCEstimate:
+    """The estimate from the chains' loss traces: per chain nβ (mean loss after burn-in −
+    L(w*)), NaN for a chain that left its basin (`escaped`) or is not finite; their mean and
+    standard deviation over the chains that stayed."""
     per_chain, diverged = [], 0
     for trace in traces:
         kept = trace[settings.burnin :]
@@ -171,8 +181,7 @@ def sample_chains(
         if len(finite) > 1
         else float("nan")
     )
-    estimate = LLCEstimate(mean, std, per_chain, traces, init_loss, diverged, settings.lr)
-    return estimate, Chains(weights, [g.get_state() for g in generators], traces)
+    return LLCEstimate(mean, std, per_chain, traces, init_loss, diverged, settings.lr)
 
 
 def escaped(trace: list[float], init_loss: float, escape: float) -> bool:

@@ -36,7 +36,7 @@ from circuits.analyses.llc import (
     LLCEstimate,
     LLCSettings,
     analyze_llc,
-    escaped,
+    chain_estimate,
 )
 
 # --------------------------------------------------------------------------------------
@@ -51,7 +51,7 @@ def old_estimate_llc(loss_fn, params, n, settings):
         init_loss = float(loss_fn(center))
     generator = torch.Generator().manual_seed(settings.seed)
     eps, gamma = settings.lr, settings.gamma
-    per_chain, traces, diverged = [], [], 0
+    traces = []
     for _ in range(settings.chains):
         w = {k: v.clone().requires_grad_(True) for k, v in center.items()}
         trace: list[float] = []
@@ -64,21 +64,8 @@ def old_estimate_llc(loss_fn, params, n, settings):
                     drift = n_beta * grad + gamma * (value - center[name])
                     noise = torch.randn(value.shape, generator=generator, dtype=value.dtype)
                     value.add_(-0.5 * eps * drift + math.sqrt(eps) * noise)
-        kept = trace[settings.burnin :]
-        value = n_beta * (sum(kept) / len(kept) - init_loss)
-        if not math.isfinite(value) or escaped(trace, init_loss, settings.escape):
-            diverged += 1
-            value = float("nan")
-        per_chain.append(value)
         traces.append(trace)
-    finite = [v for v in per_chain if math.isfinite(v)]
-    mean = sum(finite) / len(finite) if finite else float("nan")
-    std = (
-        math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
-        if len(finite) > 1
-        else float("nan")
-    )
-    return LLCEstimate(mean, std, per_chain, traces, init_loss, diverged, settings.lr)
+    return chain_estimate(traces, init_loss, n_beta, settings)
 
 
 def old_model_llc(model, tokens, labels, loss, forward, settings):
