@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+from interp.cache import cache_dir
+
 #: Bump when the import's output changes for the same input (old cache entries are not reused).
 IMPORT_VERSION = 1
-CACHE_ENV = "INTERP_CACHE_DIR"
 IMPORTS_DIR = "imports"
 #: Mirrors interp.importing (kept here so this module needs no torch).
 _SUFFIXES = (".safetensors", ".pt", ".pth")
@@ -34,11 +34,7 @@ _IMPORT_FILE, _MANIFEST, _CHECKPOINTS = "import.json", "manifest.json", "checkpo
 
 
 def cache_root() -> Path:
-    root = (
-        os.environ.get(CACHE_ENV)
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "interp"
-    )
-    return Path(root) / IMPORTS_DIR
+    return cache_dir(IMPORTS_DIR)
 
 
 def is_import_source(path: Path) -> bool:

@@ -19,7 +19,8 @@ very same parameters, and `tests/interp/test_model.py` checks it equals the brid
 Next-token families train through `sequence_logits`: every position, the same parameters,
 no hooks, causal attention through `F.scaled_dot_product_attention`; `stacked_sequence_logits`
 runs it for ensemble members trained together (a leading member axis), and `vmapped_logits`
-any forward for several models at once.
+any forward for several models at once. `CachedDecoder` is the same forward one position at
+a time with a key/value cache, for sampling.
 """
 
 from interp.model.build import (
@@ -41,9 +42,10 @@ from interp.model.forward import (
     supports_answer_activations,
     vmapped_logits,
 )
-from interp.model.sequence import sequence_logits, stacked_sequence_logits
+from interp.model.sequence import CachedDecoder, sequence_logits, stacked_sequence_logits
 
 __all__ = [
+    "CachedDecoder",
     "answer_activations",
     "answer_logits",
     "build_model",

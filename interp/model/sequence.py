@@ -154,3 +154,53 @@ def _norms_covered(plan) -> bool:
         or (isinstance(m, nn.LayerNorm) and m.weight is not None and m.bias is not None)
         for m in norms
     )
+
+
+class CachedDecoder:
+    """Next-token logits one position at a time, with a key/value cache: `step(tokens)` feeds
+    the next token of every sequence and returns the logits at that position, equal (to float
+    rounding) to `sequence_logits` of the whole prefix at its last position, at O(prefix)
+    cost per position instead of O(prefix²) (autoregressive sampling, e.g. a teacher
+    generating walks). Architectures outside the fast path recompute the prefix each step.
+    """
+
+    def __init__(self, bridge, batch: int):
+        self.bridge, self.batch = bridge, batch
+        self.native = native_model(bridge)
+        self.plan = _plan(self.native)
+        n_ctx = self.native.cfg.n_ctx
+        #: [layer] (keys, values), each [batch, heads, n_ctx, d_head], filled up to `length`
+        self.cache: list[tuple[Tensor, Tensor]] = []
+        if self.plan is not None:
+            weight = next(self.native.parameters())
+            for _, attn, q, *_ in self.plan[2]:
+                shape = (batch, attn.n_heads, n_ctx, q.weight.shape[0] // attn.n_heads)
+                self.cache.append((weight.new_empty(shape), weight.new_empty(shape)))
+        self.prefix: list[Tensor] = []
+        self.length = 0
+
+    @torch.inference_mode()
+    def step(self, tokens: Int[Tensor, " batch"]) -> Float[Tensor, "batch d_vocab_out"]:
+        if self.length >= self.native.cfg.n_ctx:
+            raise ValueError(f"CachedDecoder: the model's context is {self.length} positions")
+        t = self.length
+        self.length += 1
+        if self.plan is None:
+            self.prefix.append(tokens)
+            return sequence_logits(self.bridge, torch.stack(self.prefix, 1))[:, -1]
+        embed, pos, blocks, head = self.plan
+        x = (embed.weight.index_select(0, tokens) + pos.weight[t])[:, None]  # [batch, 1, d]
+        for (ln1, attn, q, k, v, o, block, mlp), (keys, values) in zip(blocks, self.cache):
+            weight = torch.cat([q.weight, k.weight, v.weight])
+            bias = None if q.bias is None else torch.cat([q.bias, k.bias, v.bias])
+            qkv = F.linear(ln1(x), weight, bias).view(self.batch, 1, 3, attn.n_heads, -1)
+            q_, k_, v_ = qkv.permute(2, 0, 3, 1, 4)  # each [batch, heads, 1, d_head]
+            keys[:, :, t] = k_[:, :, 0]
+            values[:, :, t] = v_[:, :, 0]
+            z = F.scaled_dot_product_attention(
+                q_, keys[:, :, : t + 1], values[:, :, : t + 1], scale=1.0 / attn.scale
+            )
+            x = x + F.linear(z.transpose(1, 2).reshape(self.batch, 1, -1), o.weight, o.bias)
+            if mlp is not None:
+                x = x + mlp_output(block, mlp_hidden(block, x, mlp), mlp)
+        return unembed(self.native, x, head)[:, 0]

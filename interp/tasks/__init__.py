@@ -12,7 +12,7 @@ from interp.tasks.base import TaskData
 def build_task(config: TaskConfig) -> TaskData:
     """Generate the dataset and its split deterministically from the config (by its family),
     tagged with the family's kind so analyses can find the family from the data."""
-    return replace(family_of(config).build_task(config), kind=config.kind)
+    return replace(family_of(config).build_task(config), kind=config.kind, config=config)
 
 
 __all__ = ["TaskData", "build_task"]

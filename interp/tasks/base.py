@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from jaxtyping import Int
@@ -29,6 +30,9 @@ class TaskData:
     extras: dict[str, Tensor] = field(default_factory=dict)
     #: The task family that built it (`interp.registry`), set by `interp.tasks.build_task`.
     kind: str = ""
+    #: The config it was built from (set by `interp.tasks.build_task`): what a family's
+    #: sampler may need beyond the examples (e.g. a distillation teacher).
+    config: Any = field(default=None, compare=False, repr=False)
 
     @property
     def n_examples(self) -> int:

@@ -94,7 +94,8 @@ def parse_member(spec: str | Path) -> tuple[Path, str | None]:
     return Path(path), step
 
 
-def _step(run, which: str | None) -> int:
+def member_step(run, which: str | None) -> int:
+    """The checkpoint step "RUN[@STEP|@best]" names (None: the last)."""
     from interp.runs import RunError, read_best
 
     if which is None:
@@ -111,14 +112,14 @@ def _step(run, which: str | None) -> int:
 
 def check_members(runs: Sequence[Any]) -> None:
     """Raise `EnsembleMismatch` naming the first way the members' tasks differ."""
-    from circuits.families.graph_walk.family import walk_graph
+    from circuits.families.graph_walk.task import data_fields, walk_graph
 
     first = runs[0]
-    base = first.config.task.to_dict()
+    base = data_fields(first.config.task)
     if base["kind"] != "graph_walk":
         raise EnsembleMismatch(f"ensemble: {first.path}: a {base['kind']!r} run, not a graph walk")
     for run in runs[1:]:
-        task = run.config.task.to_dict()
+        task = data_fields(run.config.task)
         where = f"({first.path}) vs"
         if task["kind"] != base["kind"]:
             raise EnsembleMismatch(
@@ -189,8 +190,8 @@ def evaluate_ensemble(
 ) -> EnsembleResult:
     """The ensemble of `members` ("RUN_DIR", "RUN_DIR@STEP" or "RUN_DIR@best"; default the
     last checkpoint) on the first member's test walks (module docstring)."""
-    from circuits.families.graph_walk.family import walk_graph
     from circuits.families.graph_walk.limits import kt_excess_loss
+    from circuits.families.graph_walk.task import walk_graph
     from interp.runs import load_run
 
     if not members:
@@ -200,7 +201,7 @@ def evaluate_ensemble(
     parsed = [parse_member(m) for m in members]
     runs = [load_run(path) for path, _ in parsed]
     check_members(runs)
-    steps = [_step(run, which) for run, (_, which) in zip(runs, parsed)]
+    steps = [member_step(run, which) for run, (_, which) in zip(runs, parsed)]
     task = runs[0].task
     tokens, labels = task.split("test")
     labels = labels.reshape(-1)

@@ -74,19 +74,14 @@ def asymptotic_kt_excess(graph, tokens: int, known_neighbours: bool = True) -> f
 
 #: Where replayed counts are cached (a pure function of the config and the step count):
 #: $INTERP_CACHE_DIR, else $XDG_CACHE_HOME/interp, else ~/.cache/interp.
-CACHE_ENV = "INTERP_CACHE_DIR"
 
 
 def _cache_file(config, steps: int):
     import hashlib
     import json
-    import os
-    from pathlib import Path
 
-    root = (
-        os.environ.get(CACHE_ENV)
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "interp"
-    )
+    from interp.cache import cache_dir
+
     # What the replay depends on: the task, and the sampler's seed and batch size.
     key = {
         "task": config.task.to_dict(),
@@ -96,13 +91,13 @@ def _cache_file(config, steps: int):
         "version": 1,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    return Path(root) / "walk_counts" / f"{digest}.npy"
+    return cache_dir("walk_counts") / f"{digest}.npy"
 
 
 def trained_counts(config, steps: int) -> np.ndarray:
     """c[i, j] over exactly the tokens a run (`config`, a graph_walk RunConfig) trained on in
     its first `steps` steps (module docstring). Replaying fresh walks takes seconds to
-    minutes per run, so the result is cached on disk (`CACHE_ENV`; plain .npy, read
+    minutes per run, so the result is cached on disk (`interp.cache`; plain .npy, read
     without pickle); a cache that cannot be read or written is recomputed or skipped."""
     path = _cache_file(config, steps)
     try:

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 import interp
-from circuits.families.graph_walk.family import walk_graph
+from circuits.families.graph_walk.task import walk_graph
 from tests.conftest import walk_config
 
 

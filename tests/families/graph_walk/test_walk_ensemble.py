@@ -11,8 +11,8 @@ import pytest
 
 import interp
 from circuits.families.graph_walk import ensemble as walk_ensemble
-from circuits.families.graph_walk.family import walk_graph
 from circuits.families.graph_walk.limits import kt_excess_loss, transition_counts
+from circuits.families.graph_walk.task import walk_graph
 from interp.cli import main
 from interp.presets import resolve_config
 from tests.sweep_helpers import WALK_SET

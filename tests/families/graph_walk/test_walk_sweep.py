@@ -11,6 +11,7 @@ import pytest
 
 import interp
 from circuits.families.graph_walk import limits as walk_limits
+from interp.cache import CACHE_ENV
 from interp.cli import main
 from interp.sweep.scaling import optimization_limited, plateau_limited
 
@@ -52,7 +53,7 @@ def test_replayed_counts_are_exactly_the_batches_the_trainer_drew(tmp_path, monk
     expected = np.zeros((n, n))
     for tokens, labels in drawn:
         np.add.at(expected, (tokens.reshape(-1).numpy(), labels.reshape(-1).numpy()), 1)
-    monkeypatch.setenv(walk_limits.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     assert np.array_equal(walk_limits.trained_counts(config, 30), expected)
     assert expected.sum() == 30 * 16 * 8  # tokens_seen
     # Cached on disk: read back without replaying; a damaged cache file is recomputed.
