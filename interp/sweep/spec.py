@@ -139,22 +139,29 @@ def run_name(axes: dict[str, Any], config: RunConfig, names: dict[str, str]) -> 
 
 
 def absolute_paths(config: RunConfig) -> RunConfig:
-    """Relative paths in the config (`train.init_from`, and every task field named `*_file`:
-    a knowledge base, an edge list) are resolved against the working directory now, so the
-    planned config (stored in sweep.json) means the same run wherever `--resume` is run."""
+    """Relative paths in the config (`train.init_from`, a walk's `task.teacher` members, and
+    every task field named `*_file`: a knowledge base, an edge list) are resolved against the
+    working directory now, so the planned config (stored in sweep.json) means the same run
+    wherever `--resume` is run."""
     files = {
         name: str(Path(value).resolve())
         for name, value in config.task.to_dict().items()
         if name.endswith("_file") and isinstance(value, str) and value
     }
+    teacher = getattr(config.task, "teacher", "")
+    if teacher:
+        files["teacher"] = "+".join(_resolved(member) for member in teacher.split("+"))
     if files:
         config = replace(config, task=replace(config.task, **files))
-    source = config.train.init_from
-    if not source or Path(source.rpartition("@")[0] or source).is_absolute():
+    if not config.train.init_from:
         return config
+    return replace(config, train=replace(config.train, init_from=_resolved(config.train.init_from)))
+
+
+def _resolved(source: str) -> str:
+    """"PATH[@STEP|@best]" with PATH made absolute."""
     path, at, step = source.rpartition("@") if "@" in source else (source, "", "")
-    train = replace(config.train, init_from=f"{Path(path).resolve()}{at}{step}")
-    return replace(config, train=train)
+    return f"{Path(path.strip()).resolve()}{at}{step}"
 
 
 def load_spec(path: str | Path) -> SweepSpec:

@@ -1,7 +1,7 @@
 """Distillation on a fixed corpus (Kim et al. 2025, ANCHORS §5): training batches mixed from
 the corpus and from walks a teacher generates.
 
-**The teacher** (`task.teacher`): one run folder or several, comma-separated, each
+**The teacher** (`task.teacher`): one run folder or several joined by "+", each
 "RUN[@STEP|@best]" (default: the last checkpoint, as `interp ensemble`); several are one
 predictor, their next-node distributions combined by `task.teacher_combine` (the mean of the
 log-probabilities, renormalized, or the mean of the probabilities: `ensemble`). A teacher
@@ -86,7 +86,7 @@ def load_teacher(config) -> Teacher:
     from circuits.families.graph_walk.task import data_fields
     from interp.runs import RunError, load_run, read_manifest
 
-    specs = [s.strip() for s in config.teacher.split(",") if s.strip()]
+    specs = [s.strip() for s in config.teacher.split("+") if s.strip()]
     if not specs:
         raise TeacherError("task.teacher: no run folder given")
     student = data_fields(config)

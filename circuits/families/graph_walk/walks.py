@@ -168,6 +168,15 @@ def walks_from(
     return _walk(neighbour_table(transition) if table is None else table, start, uniforms)
 
 
+def walks_starting_at(
+    transition: torch.Tensor, start: torch.Tensor, length: int, generator: torch.Generator
+) -> torch.Tensor:
+    """[len(start), length] walks of `transition` from the given start nodes (e.g. the
+    reversed chain from a walk's current node: a resampled past)."""
+    uniforms = torch.rand(length - 1, len(start), 1, generator=generator, dtype=torch.float64)
+    return _walk(neighbour_table(transition), start, uniforms)
+
+
 def _draws(stationary: torch.Tensor, n_walks: int, length: int, generator: torch.Generator):
     """The random numbers of `n_walks` walks: start nodes and one uniform per walk and step."""
     start = torch.multinomial(stationary, n_walks, True, generator=generator)
