@@ -89,6 +89,9 @@ def test_batches_mix_corpus_and_teacher_walks_from_one_stream_every_fraction_sha
         task = build_task(config.task)
         samplers[frac] = distill.DistilledWalks(task, 32, 0, torch.device("cpu"))
     half, full = samplers[0.5], samplers[1.0]
+    pair = replace(distilled(teacher_run, 0.5).task, teacher=f"{teacher_run}@50+{teacher_run}")
+    teacher = distill.load_teacher(pair)
+    assert len(teacher.models) == 2 and teacher.checkpoints[0] != teacher.checkpoints[1]
     assert half.stream.key == full.stream.key  # the same walks, cached once
     corpus = build_task(walk_config("fixed").task).split("train")[0]
     rows = {tuple(r) for r in corpus.tolist()}

@@ -202,6 +202,15 @@ def test_relative_data_files_are_planned_as_absolute_paths(tmp_path, monkeypatch
     )
     (run,) = load_spec(spec).runs
     assert run.config.task.edge_file == f"{tmp_path}/graphs/g.txt"
+    # A distillation teacher's members too, each keeping its checkpoint selector.
+    spec.write_text(
+        'base = "graph-walk"\n'
+        'set = ["task.data=fixed", "task.teacher=runs/a,b=1@best+/abs/t", "train.steps=5"]\n'
+        '[grid]\n"task.teacher_frac" = [0.5]\n',
+        encoding="utf-8",
+    )
+    (run,) = load_spec(spec).runs
+    assert run.config.task.teacher == f"{tmp_path}/runs/a,b=1@best+/abs/t"
 
 
 def test_a_bad_backend_is_refused_before_anything_is_written(tmp_path, capsys):
