@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+import interp
 from tests.notebook_run import EXPERIMENTS, executed_notebook
 
 NOTEBOOKS = sorted(p.name for p in EXPERIMENTS.glob("*.ipynb"))
@@ -66,3 +67,34 @@ def test_scaling_walkthrough_fits_a_tiny_walk_sweep():
     assert len(re.findall(r"plotly\.js v\d", text)) == 1
     report = (workdir / "run" / "sweep_report.html").read_text(encoding="utf-8")
     assert "Scaling against final_tokens_seen" in report
+
+
+def test_infinite_compute_walkthrough_runs_the_fixed_data_study_on_a_tiny_graph():
+    nb, workdir = executed_notebook("infinite_compute_walkthrough.ipynb")
+    text, run = _outputs(nb), workdir / "run"
+    assert len(re.findall(r"plotly\.js v\d", text)) == 1
+    assert text.count("application/vnd.plotly.v1+json") >= 2
+    # 1. The standard recipe at 2, 8 and 32 epochs: the middle budget is best on validation.
+    assert "3/3 runs done, 0 failed" in text
+    table = interp.load_sweep(run / "standard_epochs").done().sort_values("train.steps")
+    val = table["final_val_excess_loss"].tolist()
+    assert len(val) == 3 and val[1] < val[0] and val[1] < val[2]
+    # 2. The search accepted a point that no neighbour beats, and printed its certificate.
+    assert re.search(r"\(one group\): accepted train\.lr=[\d.]+, train\.weight_decay=[\d.]+", text)
+    assert re.search(r"train\.(lr|weight_decay) [-+]1 \([\d.]+\): \d", text)
+    (group,) = json.loads((run / "search" / "search.json").read_text())["groups"]
+    assert group["status"] == "accepted" and len(group["confirm_runs"]) == 2
+    assert all(c["value"] is None or c["value"] >= group["value"] for c in group["certificate"])
+    # 3. The ensemble of the accepted point's three runs, beside both count learners.
+    assert "ensemble of 3, averaging logits: excess" in text
+    counts = r"count learners on the same [\d,]+ transitions: knowing the neighbours \d"
+    assert re.search(counts, text)
+    # 4. Students taught by the three members together, at both fractions.
+    for frac in (0.5, 1.0):
+        task = json.loads((run / f"student_frac={frac}" / "config.json").read_text())["task"]
+        assert task["teacher_frac"] == frac and task["teacher"].count("+") == 2
+        assert f"student {frac}: excess" in text
+    assert "single (the members' mean)" in text
+    # 5. Inside: per-node excess by corpus visits, and context resampling on both walk sets.
+    assert "expected excess, summed over nodes: member" in text
+    assert text.count("corpus walks Δloss") == 3 and text.count("test walks Δloss") == 3
