@@ -132,8 +132,11 @@ class LocalPool:
                             idle.remove(slot)
                         if slot not in started and slot not in busy:
                             raise RuntimeError(
-                                f"a sweep worker process could not start (exit code {code}); "
-                                "run one run with `interp train` to see why"
+                                f"a sweep worker process could not start (exit code {code}). "
+                                "Workers are spawned and import the calling script again: "
+                                "from a script, call interp.run_sweep under `if __name__ == "
+                                "'__main__':`; otherwise run one run with `interp train` to "
+                                "see why"
                             )
                         started.discard(slot)
                         if slot in busy:

@@ -219,3 +219,16 @@ def test_a_bad_backend_is_refused_before_anything_is_written(tmp_path, capsys):
     assert main(["sweep", "run", str(spec), "--out", str(out), "--backend", "slurm", "-q"]) == 2
     err = capsys.readouterr().err  # a usage error: --backend is a choice
     assert "--backend" in err and "'local', 'ray'" in err and not out.exists()
+
+
+def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path):
+    """Workers are spawned and import the calling script again: without the guard the
+    script's own run_sweep call runs in the child, which cannot start."""
+    spec = write_spec(tmp_path, "seeds = [0]", steps=5)
+    script = tmp_path / "study.py"
+    script.write_text(f"import interp\ninterp.run_sweep({str(spec)!r}, {str(tmp_path / 'sw')!r})\n")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode != 0
+    assert "if __name__ == '__main__':" in done.stderr.splitlines()[-1]
