@@ -18,7 +18,9 @@ and any collapse events the trainer recorded. A run passes when it groks, its bu
 step to the end. The table at the end lists every run and the median grokking step.
 Extra `--set` overrides apply to every run (e.g. `--set train.lr_decay_at_val_acc=0` for
 `mod-add-fast` before its lr decay). `--reuse` reads a finished run folder instead of
-training again.
+training again. `--to-3x` continues a run that grokked too late for its budget to cover 3x
+its grokking step (`interp train --resume` with the budget raised to exactly 3x), so late
+seeds are checked to 3x without giving every run the longest budget.
 """
 
 from __future__ import annotations
@@ -86,7 +88,14 @@ def _finished(run_dir: Path, steps: int) -> list[dict] | None:
 
 
 def train_one(
-    preset: str, seed: int, threads: int, steps: int, overrides: list[str], runs: Path, reuse: bool
+    preset: str,
+    seed: int,
+    threads: int,
+    steps: int,
+    overrides: list[str],
+    runs: Path,
+    reuse: bool,
+    to_3x: bool = False,
 ) -> dict:
     from interp.runs import read_metrics
 
@@ -103,6 +112,15 @@ def train_one(
         command += ["--overwrite", "--threads", str(threads), "-q"]
         for item in sets:
             command += ["--set", item]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=os.environ.copy())
+    grok = summarize(read_metrics(run_dir))["grok_step"]
+    if to_3x and grok is not None and max(r["step"] for r in read_metrics(run_dir)) < 3 * grok:
+        config_file = run_dir / "config.json"
+        config = json.loads(config_file.read_text())
+        config["train"]["steps"] = 3 * grok
+        config_file.write_text(json.dumps(config, indent=2))
+        command = [sys.executable, "-c", CLI, "train", "--resume", "--out", str(run_dir)]
+        command += ["--threads", str(threads), "-q"]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=os.environ.copy())
     return {
         "preset": preset,
@@ -164,13 +182,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="read finished run folders instead of retraining"
     )
+    parser.add_argument(
+        "--to-3x", action="store_true", help="continue late-grokking runs to 3x their grokking step"
+    )
     args = parser.parse_args(argv)
 
     rows = []
     for seed in args.seeds:
         for threads in args.threads:
             row = train_one(
-                args.preset, seed, threads, args.steps, args.overrides, args.runs, args.reuse
+                args.preset,
+                seed,
+                threads,
+                args.steps,
+                args.overrides,
+                args.runs,
+                args.reuse,
+                args.to_3x,
             )
             rows.append(row)
             with open(args.out, "a") as handle:
