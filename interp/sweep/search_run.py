@@ -218,6 +218,9 @@ class SearchState:
                     "failed": sum(e["status"] == "failed" for e in trials),
                     "trial_seconds": round(sum(e.get("seconds", 0.0) for e in trials), 1),
                     "confirm_runs": [e["name"] for e in mine if e["search"]["role"] == "confirm"],
+                    #: every run at the point: its trial seeds', then the confirmation runs
+                    "point_runs": [self.trial(index, walk.current, s).name for s in spec.seeds]
+                    + [e["name"] for e in mine if e["search"]["role"] == "confirm"],
                 }
             )
         return {

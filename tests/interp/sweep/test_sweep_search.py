@@ -129,6 +129,10 @@ def test_a_search_walks_to_the_longest_budget_certifies_it_and_resumes_by_replan
     assert group["trials"] == len(trials) == group["points"] < 9  # not the whole grid
     (confirm,) = group["confirm_runs"]  # the accepted point again with seed 1
     assert "seed=1" in confirm and all(e["status"] == "done" for e in manifest["runs"])
+    # Every run at the accepted point is named: the trial's seed 0, then the confirmation.
+    first, second = group["point_runs"]
+    assert second == confirm and "seed=0" in first and "budget=long" in first
+    assert (out / "runs" / first / "config.json").exists()
     printed = capsys.readouterr().out
     assert "accepted" in printed and "budget -1 (mid)" in printed
 
