@@ -176,7 +176,8 @@ def look_inside(root: Path, bench: Bench, recipes: dict[str, list[Path]]) -> Non
         )
     from circuits.families.graph_walk.limits import kt_predictor
 
-    counts = torch.as_tensor(np.log(kt_predictor(bench.counts, graph.transition > 0)))
+    with np.errstate(divide="ignore"):  # q = 0 off the support
+        counts = torch.as_tensor(np.log(kt_predictor(bench.counts, graph.transition > 0)))
     current = bench.tokens.reshape(-1)
     results["add-½ counts"] = inside.node_excess(counts[current], current, graph.transition)
     print("  totals: " + ", ".join(f"{k} {v.total:.5f}" for k, v in results.items()))
@@ -198,8 +199,8 @@ def look_inside(root: Path, bench: Bench, recipes: dict[str, list[Path]]) -> Non
     for name, (corpus, test) in context.items():
         print(
             f"  {name}: corpus walks Δloss {corpus.delta_loss:+.4f} ± {corpus.delta_loss_se:.4f}, "
-            f"KL {corpus.kl:.4f} ± {corpus.kl_se:.4f}; test walks Δloss {test.delta_loss:+.4f} ± "
-            f"{test.delta_loss_se:.4f}, KL {test.kl:.4f} ± {test.kl_se:.4f}"
+            f"KL {corpus.kl:.2e} ± {corpus.kl_se:.1e}; test walks Δloss {test.delta_loss:+.4f} ± "
+            f"{test.delta_loss_se:.4f}, KL {test.kl:.2e} ± {test.kl_se:.1e}"
         )
 
 
@@ -221,10 +222,15 @@ def main(argv: list[str] | None = None) -> None:
     longer(root, bench, found)
     self_distillation(root, bench, tuned[0])
     # The distilled model: the student with the lowest validation loss (never the test walks).
-    table = found["sweep"].done()
-    table = table[table["task.teacher_frac"] > 0]
-    best = table.sort_values("final_val_loss").iloc[0]
-    print(f"\n(distilled model for the inside view: {best['run']}, chosen on validation loss)")
+    candidates = []
+    for name in ("distill_d16", "distill_long_d16"):
+        if (root / name / "sweep.json").exists():
+            sweep = interp.load_sweep(root / name)
+            for _, row in sweep.done().iterrows():
+                if row["task.teacher_frac"] > 0:
+                    candidates.append((row["final_val_loss"], sweep.path / "runs" / row["run"]))
+    best_val, best = min(candidates)
+    print(f"\n(distilled model for the inside view: {best}, val loss {best_val:.5f})")
     standard = runs_of(root, STANDARD, **{"model.d_model": 16, "train.lr": 0.3, "epochs": 64})[:1]
     overfit = {
         f"standard d32 {epochs} ep": runs_of(
@@ -236,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
         "standard": standard,
         "tuned": tuned[:1],
         "ensemble": members,
-        "distilled": [found["sweep"].path / "runs" / best["run"]],
+        "distilled": [best],
         **overfit,
     }
     look_inside(root, bench, recipes)

@@ -63,7 +63,9 @@ def node_excess(log_q: torch.Tensor, current: torch.Tensor, transition: np.ndarr
     P = torch.as_tensor(transition, dtype=torch.float64)
     log_p = torch.log(P.clamp_min(1e-300))
     rows = P[current]
-    per_token = (rows * (log_p[current] - log_q.double()[:, :n])).sum(1)
+    # P_ij log(P_ij / q_j) over the support only: q may be 0 (log q = −inf) off it
+    gap = torch.where(rows > 0, log_p[current] - log_q.double()[:, :n], 0.0)
+    per_token = (rows * gap).sum(1)
     visits = torch.bincount(current, minlength=n).double()
     summed = torch.zeros(n, dtype=torch.float64).index_add_(0, current, per_token)
     kl = (summed / visits.clamp_min(1)).numpy()

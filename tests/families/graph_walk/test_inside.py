@@ -32,6 +32,20 @@ def test_node_excess_is_zero_for_the_chain_and_log_n_over_k_for_the_uniform_gues
     share = np.bincount(current.numpy(), minlength=graph.n) / 3000
     assert uniform.total == pytest.approx(float((share * expected).sum()))
 
+    # The add-½ learner knowing the support (q = 0 off it: log q = −inf is no obstacle), on
+    # current nodes in exactly the stationary shares: the sum is its exact excess over H.
+    from circuits.families.graph_walk.limits import kt_excess_loss, kt_predictor, transition_counts
+    from circuits.families.graph_walk.walks import sample_walks
+
+    walks = sample_walks(graph, 30, 20, torch.Generator().manual_seed(2))
+    counts = transition_counts(walks, graph.n)
+    with np.errstate(divide="ignore"):
+        log_kt = torch.as_tensor(np.log(kt_predictor(counts, P > 0)))
+    stationary = torch.arange(graph.n).repeat_interleave(torch.as_tensor(graph.degrees).long())
+    kt = inside.node_excess(log_kt[stationary], stationary, P)
+    assert np.isfinite(kt.kl).all()
+    assert kt.total == pytest.approx(kt_excess_loss(graph, counts, True), rel=1e-9)
+
     rows = inside.by_bins({"true": true, "uniform": uniform}, graph.degrees, 3, "degree")
     assert sum(r["nodes"] for r in rows) == graph.n
     assert sum(r["uniform contribution"] for r in rows) == pytest.approx(uniform.total)
