@@ -211,10 +211,10 @@ class RunConfig:
     name: str = "custom"
 
     def to_dict(self) -> dict[str, Any]:
-        """The config file's content; `family_module` records where the task family is defined."""
+        """The config file's content; `family_module` records the module that registers the task family."""
         return {
             "name": self.name,
-            "family_module": type(self.task).__module__,
+            "family_module": type(get_family(self.task.kind)).__module__,
             "task": self.task.to_dict(),
             "model": dataclasses.asdict(self.model),
             "train": dataclasses.asdict(self.train),

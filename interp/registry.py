@@ -44,6 +44,8 @@ MOVED_MODULES: dict[str, str] = {
     "circuits.families.two_hop": "circuits.families.entity.two_hop",
     "circuits.families.comparison": "circuits.families.entity.comparison",
     "circuits.families.graph_walk": "circuits.families.graph_walk.family",
+    # recorded for a few commits (2026-12-06) from the walk config's own module
+    "circuits.families.graph_walk.task": "circuits.families.graph_walk.family",
 }
 #: The kind of a config section that names none (configs written before families had tags).
 DEFAULT_KIND = "modular"

@@ -35,6 +35,11 @@ def test_every_old_family_module_maps_to_a_module_that_registers_the_family():
         config = RunConfig.from_dict({"family_module": old, "task": {"kind": kind}})
         assert config.task.kind == kind
         assert config.to_dict()["family_module"] == new  # rewritten with today's path
+    # A new config records the module that registers its family, wherever its class lives
+    # (the walk config is in graph_walk/task.py, its family in graph_walk/family.py).
+    for kind, module in BUILTIN.items():
+        config = RunConfig.from_dict({"task": {"kind": kind}})
+        assert config.to_dict()["family_module"] == module
 
 
 @pytest.mark.parametrize("name", ["two_hop_tiny", "modular_demo"])
