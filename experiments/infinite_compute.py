@@ -9,7 +9,7 @@ experiments/sweeps/fixed_data/ (each is printed when present, "not measured" oth
     standard_width/              search per width, weight decay 0.01 (L(N), standard)
     standard_D25k/ _D51k/ _D102k/  search at d_model 32 on smaller corpora (L(D), standard)
     tuned_d16/ _d24/ _d32/ _d48/ search of lr × epochs × weight decay per width (L(N), tuned)
-    ensemble_d32/ ensemble_d16/  plain sweeps: more seeds at tuned_dW's accepted point
+    ensemble_d16/ _d24/ _d32/ _d48/  plain sweeps: more seeds at tuned_dW's accepted point
     ensemble_retuned_d32/        plain sweep: members with 2× its epochs (½ its weight decay)
 
 Every loss is the paired excess over H on the test walks (`final_excess_loss`, with its
@@ -196,6 +196,42 @@ def ensembles(root: Path, tuned: dict | None, width: int, members: int) -> dict 
     return l_of_k(f"tuned_d{width}'s accepted point", paths[:members])
 
 
+def joint_limit(by_k: dict[int, dict | None], by_width: dict[int, dict]) -> None:
+    """The source's joint limit: the K → ∞ limits C(N) per width, fitted over N as
+    A·(N/10⁴)^−α + E; E is the joint (N, K) limit. Reported with the limits themselves, and
+    plainly when they do not fall with N (then no power law in N describes them)."""
+    points = [
+        (int(by_width[w]["runs"]["n_params"].iloc[0]), found["limit"])
+        for w, found in by_k.items()
+        if found and found["limit"] is not None
+    ]
+    if len(points) < 2:
+        print("\njoint N, K limit: ensembles at fewer than 2 widths")
+        return
+    n, limit = (np.array(v, dtype=float) for v in zip(*sorted(points)))
+    slopes = np.diff(np.log(limit)) / np.diff(np.log(n))
+    print(
+        "\njoint N, K limit: C(N) = the K → ∞ limit per width: "
+        + ", ".join(f"{int(a):,}: {b:.5f}" for a, b in zip(n, limit))
+        + "; local log-log slopes "
+        + ", ".join(f"{v:+.2f}" for v in slopes)
+    )
+    if np.any(slopes > 0) or len(points) < 4:
+        print(
+            f"  C(N) does not fall with N at every step (or < 4 widths): no A/N^α + E to fit; "
+            f"the lowest limit is {limit.min():.5f} at {int(n[limit.argmin()]):,} parameters"
+        )
+        return
+    fit = fit_curve(
+        power_law_offset, n / 1e4, limit, [limit[0], -1.0, limit[-1] / 2],
+        bounds=([0, -10, 0], [np.inf, 0, np.inf]),
+    )  # fmt: skip
+    print(
+        f"  fit A·(N/10⁴)^−α + E: α {-fit.params['b']:.3g}, joint limit E "
+        f"{fit.params['c']:.5f} [{fit.interval['c'][0]:.5f}, {fit.interval['c'][1]:.5f}]"
+    )
+
+
 def retuned(root: Path, members: int) -> dict | None:
     """L(K) of members with twice the epochs (ensemble_retuned_d32)."""
     sweep = load(root, "ensemble_retuned_d32")
@@ -301,8 +337,9 @@ def main(argv: list[str] | None = None) -> None:
         ))  # fmt: skip
     scaling_in_n("standard", standard_groups)
     scaling_in_n("tuned", tuned_groups)
-    found = [ensembles(root, by_width.get(w), w, args.members) for w in (32, 16)]
-    found.append(retuned(root, args.members))
+    by_k = {w: ensembles(root, by_width.get(w), w, args.members) for w in WIDTHS}
+    joint_limit(by_k, by_width)
+    found = [*by_k.values(), retuned(root, args.members)]
     ensemble = min((e for e in found if e), key=lambda e: e["best"], default=None)
     std32 = next((g for g in standard_groups if g["group"].get("model.d_model") == 32), None)
     best_single = min((g["runs"]["final_excess_loss"].mean() for g in measured), default=None)
@@ -324,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
 
 ALL = (
     "standard_epochs", "standard_width", *CORPORA, *(f"tuned_d{w}" for w in WIDTHS),
-    "ensemble_d32", "ensemble_d16", "ensemble_retuned_d32",
+    *(f"ensemble_d{w}" for w in WIDTHS), "ensemble_retuned_d32",
 )  # fmt: skip
 
 
