@@ -211,7 +211,8 @@ class RunConfig:
     name: str = "custom"
 
     def to_dict(self) -> dict[str, Any]:
-        """The config file's content; `family_module` records the module that registers the task family."""
+        """The config file's content; `family_module` records the module that registers the task
+        family."""
         return {
             "name": self.name,
             "family_module": type(get_family(self.task.kind)).__module__,
