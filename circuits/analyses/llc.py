@@ -216,25 +216,12 @@ def analyze_llc(
 ) -> dict[int, LLCEstimate]:
     """The LLC at up to `MAX_CHECKPOINTS` of the analyzed checkpoints of `result` (a
     `RunAnalysis`), on up to `MAX_EXAMPLES` training labels, with the family's forward and
-    training loss; `workers` checkpoints at a time (`circuits.pipeline.checkpoint_map`). For walks
-    in
-    fresh mode the training split is held-out walks of the training distribution (the walks
-    trained on are never stored): the LLC of the population loss, estimated on a sample."""
-    from circuits.pipeline.figure_steps import pick_steps
-    from circuits.viz.figures import phase_steps
-
-    family = result.family
-    task = run.task
-    index = task.train_index
-    per_sequence = max(1, task.labels[index[:1]].numel())
-    keep = max(1, MAX_EXAMPLES // per_sequence)
-    if len(index) > keep:
-        generator = torch.Generator().manual_seed(settings.seed)
-        index = index[torch.randperm(len(index), generator=generator)[:keep]]
-    tokens, labels = task.tokens[index], task.labels[index].reshape(-1)  # as the trainer reads them
-    loss = family.training_loss(run.config.train.loss)
-    steps = pick_steps(result.steps, MAX_CHECKPOINTS, phase_steps(result))
-    data = (tokens, labels, loss, family.forward)
+    training loss (`llc_inputs`); `workers` checkpoints at a time
+    (`circuits.pipeline.checkpoint_map`). For walks in fresh mode the training split is
+    held-out walks of the training distribution (the walks trained on are never stored): the
+    LLC of the population loss, estimated on a sample."""
+    tokens, labels, loss, steps = llc_inputs(run, result, settings.seed)
+    data = (tokens, labels, loss, result.family.forward)
     escape = math.log(run.config.task.d_vocab_out)
     ladder = [settings.lr * STEP_FACTOR**i for i in range(LADDER)]
     for eps in ladder:  # the probe: one short chain per checkpoint, largest ε first
@@ -248,6 +235,27 @@ def analyze_llc(
     resume = {step: r.chains for step, r in probed.items()} if probe.steps <= final.steps else {}
     estimated = _estimates(run, steps, final, *data, workers, resume)
     return {step: r.estimate for step, r in estimated.items()}
+
+
+def llc_inputs(run, result, seed: int):
+    """What `--llc` estimates on: (tokens, labels, loss, steps) = up to `MAX_EXAMPLES`
+    training labels (a subset of the sequences seeded by `seed`), as the trainer reads them,
+    the family's training loss, and up to `MAX_CHECKPOINTS` of the analyzed checkpoints
+    (evenly chosen, phase boundaries kept)."""
+    from circuits.pipeline.figure_steps import pick_steps
+    from circuits.viz.figures import phase_steps
+
+    task = run.task
+    index = task.train_index
+    per_sequence = max(1, task.labels[index[:1]].numel())
+    keep = max(1, MAX_EXAMPLES // per_sequence)
+    if len(index) > keep:
+        generator = torch.Generator().manual_seed(seed)
+        index = index[torch.randperm(len(index), generator=generator)[:keep]]
+    tokens, labels = task.tokens[index], task.labels[index].reshape(-1)
+    loss = result.family.training_loss(run.config.train.loss)
+    steps = pick_steps(result.steps, MAX_CHECKPOINTS, phase_steps(result))
+    return tokens, labels, loss, steps
 
 
 #: `--llc` tries ε = settings.lr × STEP_FACTOR^i, i < LADDER, and keeps the largest at which

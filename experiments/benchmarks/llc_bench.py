@@ -30,13 +30,12 @@ import torch
 
 from circuits.analyses.llc import (
     LADDER,
-    MAX_CHECKPOINTS,
-    MAX_EXAMPLES,
     STEP_FACTOR,
     LLCEstimate,
     LLCSettings,
     analyze_llc,
     chain_estimate,
+    llc_inputs,
 )
 
 # --------------------------------------------------------------------------------------
@@ -97,20 +96,8 @@ def old_model_llc(model, tokens, labels, loss, forward, settings):
 
 def old_analyze_llc(run, result, settings=LLCSettings(), workers=1):
     from circuits.pipeline.checkpoint_map import map_checkpoints
-    from circuits.pipeline.figure_steps import pick_steps
-    from circuits.viz.figures import phase_steps
-
     family = result.family
-    task = run.task
-    index = task.train_index
-    per_sequence = max(1, task.labels[index[:1]].numel())
-    keep = max(1, MAX_EXAMPLES // per_sequence)
-    if len(index) > keep:
-        generator = torch.Generator().manual_seed(settings.seed)
-        index = index[torch.randperm(len(index), generator=generator)[:keep]]
-    tokens, labels = task.tokens[index], task.labels[index].reshape(-1)
-    loss = family.training_loss(run.config.train.loss)
-    steps = pick_steps(result.steps, MAX_CHECKPOINTS, phase_steps(result))
+    tokens, labels, loss, steps = llc_inputs(run, result, settings.seed)  # the same data
     escape = math.log(run.config.task.d_vocab_out)
 
     def estimates(chain_settings):
