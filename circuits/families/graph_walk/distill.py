@@ -45,7 +45,8 @@ from interp.sampling import BatchSampler, ShuffledBatches
 #: Walks per generated chunk of the teacher's stream (part of the cache key).
 CHUNK_WALKS = 2048
 #: Bump when the generated walks change for the same key (old cache entries are not reused).
-STREAM_VERSION = 1
+#: 2: the members combined by `ensemble.combined_log_probs` (rounding of the probabilities).
+STREAM_VERSION = 2
 CURSOR_KEY, TEACHER_KEY = "teacher.cursor", "teacher.key"
 
 
@@ -66,16 +67,14 @@ class Teacher:
     def sample(self, starts: Tensor, length: int, generator: torch.Generator) -> Tensor:
         """[len(starts), length] walks from the start nodes, each next node sampled at
         temperature 1 from the combined members' distribution given the walk so far."""
+        from circuits.families.graph_walk.ensemble import combined_log_probs
         from interp.model import CachedDecoder
 
         decoders = [CachedDecoder(model, len(starts)) for model in self.models]
         walk = [starts]
         for _ in range(length - 1):
             logs = torch.stack([torch.log_softmax(d.step(walk[-1]).double(), -1) for d in decoders])
-            if self.combine == "logits":
-                probs = torch.softmax(logs.mean(0), -1)
-            else:
-                probs = logs.exp().mean(0)
+            probs = combined_log_probs(logs, self.combine).exp()
             walk.append(torch.multinomial(probs, 1, generator=generator)[:, 0])
         return torch.stack(walk, 1)
 

@@ -24,6 +24,7 @@ names the first difference (exit 2 on the command line). They may differ in anyt
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +38,15 @@ from interp.config_base import ConfigError
 COMBINATIONS = ("logits", "probs")
 SUMMARY_FILE = "ensemble.json"
 REPORT_FILE = "ensemble.md"
+
+
+def combined_log_probs(log_probs: torch.Tensor, rule: str) -> torch.Tensor:
+    """The ensemble's log-probabilities from its members' ([member, ..., vocab]) by `rule`
+    (module docstring): "logits", the mean log-probability renormalized; "probs", the log of
+    the mean probability."""
+    if rule == "logits":
+        return torch.log_softmax(log_probs.mean(0), -1)
+    return torch.logsumexp(log_probs, 0) - math.log(len(log_probs))
 
 
 class EnsembleMismatch(ConfigError):
@@ -217,6 +227,7 @@ def evaluate_ensemble(
         sum_log = log_q if sum_log is None else sum_log + log_q
         sum_prob = log_q.exp() if sum_prob is None else sum_prob + log_q.exp()
     k = len(runs)
+    # `combined_log_probs`' two rules from running sums: no member's log-probabilities kept
     combos = {
         "logits": torch.log_softmax(sum_log / k, -1),
         "probs": torch.log(sum_prob / k),

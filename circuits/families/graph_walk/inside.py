@@ -140,6 +140,7 @@ def context_dependence(
 def predictor(members: Sequence, combine: str = "logits", batch: int = 256) -> Predictor:
     """The log-probabilities of one model or an ensemble (`ensemble.COMBINATIONS`) from
     loaded models (`Run.model_at`), on every position."""
+    from circuits.families.graph_walk.ensemble import combined_log_probs
     from interp.model import sequence_logits
 
     @torch.inference_mode()
@@ -150,10 +151,7 @@ def predictor(members: Sequence, combine: str = "logits", batch: int = 256) -> P
             logs = torch.stack(
                 [torch.log_softmax(sequence_logits(m, part).double(), -1) for m in members]
             )
-            if combine == "logits":
-                chunks.append(torch.log_softmax(logs.mean(0), -1))
-            else:
-                chunks.append(torch.logsumexp(logs, 0) - np.log(len(members)))
+            chunks.append(combined_log_probs(logs, combine))
         return torch.cat(chunks)
 
     return predict
