@@ -20,6 +20,7 @@ recipe and compute). Selection (the distilled model inside) reads validation wal
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -69,11 +70,14 @@ class Bench:
 
 
 def models(paths: list[Path]) -> list:
-    loaded = []
-    for path in paths:
-        run = interp.load_run(path)
-        loaded.append(run.model_at(run.steps[-1]))
-    return loaded
+    """Each run's last checkpoint, loaded once (members are read by several sections)."""
+    return [final_model(Path(path)) for path in paths]
+
+
+@functools.cache
+def final_model(path: Path):
+    run = interp.load_run(path)
+    return run.model_at(run.steps[-1])
 
 
 def paired(a: torch.Tensor, b: torch.Tensor) -> str:

@@ -113,8 +113,9 @@ def train_one(
         for item in sets:
             command += ["--set", item]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=os.environ.copy())
-    grok = summarize(read_metrics(run_dir))["grok_step"]
-    if to_3x and grok is not None and max(r["step"] for r in read_metrics(run_dir)) < 3 * grok:
+    rows = read_metrics(run_dir)
+    grok = summarize(rows)["grok_step"]
+    if to_3x and grok is not None and max(r["step"] for r in rows) < 3 * grok:
         config_file = run_dir / "config.json"
         config = json.loads(config_file.read_text())
         config["train"]["steps"] = 3 * grok
