@@ -82,7 +82,7 @@ class Teacher:
 def load_teacher(config) -> Teacher:
     """The teacher `config.teacher` names (a GraphWalkTask), checked against `config`."""
     from circuits.families.graph_walk.ensemble import member_step, parse_member
-    from circuits.families.graph_walk.task import data_fields
+    from circuits.families.graph_walk.task import data_differences, data_fields
     from interp.runs import RunError, load_run, read_manifest
 
     specs = [s.strip() for s in config.teacher.split("+") if s.strip()]
@@ -102,9 +102,7 @@ def load_teacher(config) -> Teacher:
         except (RunError, ConfigError, KeyError) as exc:
             raise TeacherError(f"task.teacher: {spec}: {exc}") from None
         theirs = data_fields(run.config.task)
-        differing = [
-            k for k in sorted(set(student) | set(theirs)) if student.get(k) != theirs.get(k)
-        ]
+        differing = data_differences(config, run.config.task)
         if differing:
             name = differing[0]
             raise TeacherError(

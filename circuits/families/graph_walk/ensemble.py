@@ -122,7 +122,7 @@ def member_step(run, which: str | None) -> int:
 
 def check_members(runs: Sequence[Any]) -> None:
     """Raise `EnsembleMismatch` naming the first way the members' tasks differ."""
-    from circuits.families.graph_walk.task import data_fields, walk_graph
+    from circuits.families.graph_walk.task import data_differences, data_fields, walk_graph
 
     first = runs[0]
     base = data_fields(first.config.task)
@@ -141,7 +141,7 @@ def check_members(runs: Sequence[Any]) -> None:
             raise EnsembleMismatch(
                 f"ensemble: vocabularies differ: {vocab[0]} tokens {where} {vocab[1]} ({run.path})"
             )
-        differing = [k for k in base if base[k] != task.get(k)]
+        differing = data_differences(first.config.task, run.config.task)
         graphs = walk_graph(first.config.task), walk_graph(run.config.task)
         if not np.array_equal(graphs[0].transition, graphs[1].transition):
             name = differing[0] if differing else "graph"

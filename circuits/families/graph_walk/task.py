@@ -117,6 +117,12 @@ def data_fields(config: TaskConfig) -> dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if k not in DISTILL_FIELDS}
 
 
+def data_differences(a: TaskConfig, b: TaskConfig) -> list[str]:
+    """The `data_fields` in which two tasks differ, in field order."""
+    x, y = data_fields(a), data_fields(b)
+    return [k for k in {**x, **y} if x.get(k) != y.get(k)]
+
+
 @functools.lru_cache(maxsize=8)
 def walk_graph(config: GraphWalkTask):
     """The config's graph (cached: configs are frozen). Node ids are the largest component's,
