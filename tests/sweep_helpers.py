@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-TINY_SET = [
+#: The tiny modular task and model (p = 11, d_model 16) as `--set` overrides of `demo`.
+TINY_MODEL = [
     "task.p=11",
     "task.train_frac=0.5",
     "model.d_model=16",
     "model.n_heads=2",
     "model.d_head=8",
     "model.d_mlp=32",
+]
+TINY_SET = [
+    *TINY_MODEL,
     "train.lr=3e-3",
     "train.ckpt_every=20",
     "train.ckpt_log_until=10",
@@ -36,6 +40,11 @@ WALK_SET = [
     "train.warmup_steps=0",
     "train.ckpt_log_until=0",
 ]
+
+
+def set_flags(*settings: str) -> list[str]:
+    """`--set S` for each setting, as the CLI takes them."""
+    return [flag for setting in settings for flag in ("--set", setting)]
 
 
 def write_spec(folder: Path, body: str, steps: int = 60, name: str = "spec.toml") -> Path:

@@ -11,27 +11,9 @@ import pytest
 
 from interp.cli import main
 from interp.runs import load_run
+from tests.sweep_helpers import TINY_MODEL, set_flags
 
-TINY = [
-    "--set",
-    "task.p=11",
-    "--set",
-    "task.train_frac=0.5",
-    "--set",
-    "model.d_model=16",
-    "--set",
-    "model.n_heads=2",
-    "--set",
-    "model.d_head=8",
-    "--set",
-    "model.d_mlp=32",
-    "--set",
-    "train.steps=30",
-    "--set",
-    "train.ckpt_every=10",
-    "--set",
-    "train.ckpt_log_until=5",
-]
+TINY = set_flags(*TINY_MODEL, "train.steps=30", "train.ckpt_every=10", "train.ckpt_log_until=5")
 
 
 def test_train_writes_a_self_describing_run(tmp_path, capsys):

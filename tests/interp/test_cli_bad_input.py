@@ -11,27 +11,9 @@ import pytest
 from interp.cli import main
 from interp.runs import checkpoint_name, load_run
 from tests.reliability_helpers import assert_bit_identical, final_weights, resume_config
+from tests.sweep_helpers import TINY_MODEL, set_flags
 
-TINY = [
-    "--set",
-    "task.p=11",
-    "--set",
-    "task.train_frac=0.5",
-    "--set",
-    "model.d_model=16",
-    "--set",
-    "model.n_heads=2",
-    "--set",
-    "model.d_head=8",
-    "--set",
-    "model.d_mlp=32",
-    "--set",
-    "train.steps=20",
-    "--set",
-    "train.ckpt_every=10",
-    "--set",
-    "train.ckpt_log_until=0",
-]
+TINY = set_flags(*TINY_MODEL, "train.steps=20", "train.ckpt_every=10", "train.ckpt_log_until=0")
 
 
 def _files(root: Path) -> dict[str, bytes]:
