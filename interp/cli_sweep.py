@@ -26,7 +26,10 @@ class Backend(str, Enum):
     ray = "ray"
 
 
-#: The backend options `sweep run` and `sweep search` share.
+#: The worker and backend options `sweep run` and `sweep search` share.
+WorkersOption = Annotated[
+    int, typer.Option("--workers", "-w", help="Local worker processes (0 = one per core).")
+]
 BackendOption = Annotated[
     Backend, typer.Option("--backend", help="local (worker processes here) or ray.")
 ]
@@ -47,9 +50,7 @@ def run(
         ),
     ] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The sweep folder.")] = None,
-    workers: Annotated[
-        int, typer.Option("--workers", "-w", help="Local worker processes (0 = one per core).")
-    ] = 0,
+    workers: WorkersOption = 0,
     threads: Annotated[
         int, typer.Option("--threads", help="torch threads per worker (1 is fastest on a CPU).")
     ] = 1,
@@ -103,9 +104,7 @@ def search(
         typer.Argument(help="A sweep spec with a [search] table (interp.sweep.search)."),
     ] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The sweep folder.")] = None,
-    workers: Annotated[
-        int, typer.Option("--workers", "-w", help="Local worker processes (0 = one per core).")
-    ] = 0,
+    workers: WorkersOption = 0,
     threads: Annotated[int, typer.Option("--threads", help="torch threads per worker.")] = 1,
     backend: BackendOption = Backend.local,
     address: AddressOption = None,
