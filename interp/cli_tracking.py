@@ -16,6 +16,7 @@ class LogKind(str, Enum):
 
     tensorboard = "tensorboard"
     wandb = "wandb"
+    mlflow = "mlflow"
 
 
 LogOption = Annotated[
@@ -23,16 +24,18 @@ LogOption = Annotated[
     typer.Option(
         "--log",
         help="Live tracking: tensorboard (event files, config as HParams; pip install "
-        "'interp[tensorboard]') or wandb (offline without credentials; pip install "
-        "'interp[wandb]').",
+        "'interp[tensorboard]'), wandb (offline without credentials; pip install "
+        "'interp[wandb]') or mlflow (MLFLOW_TRACKING_URI, else a SQLite store in the log dir; "
+        "pip install 'interp[mlflow]').",
     ),
 ]
 LogDirOption = Annotated[
     Optional[Path],
     typer.Option(
         "--log-dir",
-        help="Where --log writes (default: RUN_DIR/tensorboard; wandb makes its wandb/ folder in "
-        "RUN_DIR or here). For a sweep, DIR/RUN_NAME per run.",
+        help="Where --log writes (default: RUN_DIR/tensorboard or RUN_DIR/mlflow; wandb makes "
+        "its wandb/ folder in RUN_DIR or here). For a sweep, DIR/RUN_NAME per run (mlflow: one "
+        "store in DIR, default SWEEP_DIR/mlflow).",
     ),
 ]
 

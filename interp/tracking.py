@@ -1,11 +1,12 @@
-"""Live tracking in the field's tools: TensorBoard or Weights & Biases (optional extras).
+"""Live tracking in the field's tools: TensorBoard, Weights & Biases or MLflow (optional
+extras).
 
-`interp train --log tensorboard|wandb` (and `interp sweep run`) hands the trainer a `Tracker`,
-which it calls with every metrics row right after the row is in metrics.jsonl (`log_row`):
-the row's numbers as scalars at its step, its collapse events as text. The run's config,
-flattened to `section.field` keys (plus a sweep run's axis values), is its hyperparameters:
-TensorBoard's HParams view, wandb's config. `interp analyze --log` sends the analysis-only
-columns the same way (`for_analysis`).
+`interp train --log tensorboard|wandb|mlflow` (and `interp sweep run`) hands the trainer a
+`Tracker`, which it calls with every metrics row right after the row is in metrics.jsonl
+(`log_row`): the row's numbers as scalars at its step, its collapse events as text. The run's
+config, flattened to `section.field` keys (plus a sweep run's axis values), is its
+hyperparameters: TensorBoard's HParams view, wandb's config, MLflow's params. `interp analyze
+--log` sends the analysis-only columns the same way (`for_analysis`).
 
 The backends are imported when a tracker is made, never when this module is: `interp --help`
 stays instant, and a missing extra is one line naming the pip install (`MissingExtra`, exit
@@ -19,26 +20,31 @@ starts at step s first discards earlier events at steps >= s (`purge_step`), so 
 run's curves have no doubled tail. wandb: a run in LOG_DIR/wandb/ (default RUN_DIR/wandb/),
 offline when no credentials are configured (WANDB_API_KEY unset and no netrc entry for the
 wandb host; `wandb sync` uploads it later), online otherwise; WANDB_MODE overrides.
+
+MLflow (`interp.tracking_mlflow`): a run in the store MLFLOW_TRACKING_URI names, else in a
+SQLite database LOG_DIR/mlflow.db (default RUN_DIR/mlflow; a sweep's runs share
+SWEEP_DIR/mlflow); a resumed run goes on in the same MLflow run, an analysis adds its columns
+to it.
 """
 
 from __future__ import annotations
 
-import json
 import netrc
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from interp.collapse import CollapseEvent
-from interp.errors import MissingExtra
-
-#: What `--log` accepts; each is an extra of the same name (`pip install 'interp[wandb]'`).
-LOG_KINDS = ("tensorboard", "wandb")
-EVENTS_TAG = "events"
-
-Scalar = bool | int | float | str
-Hparams = Callable[[], Mapping[str, Scalar]]
+from interp.tracking_rows import (  # noqa: F401 (LOG_KINDS: part of this module's interface)
+    EVENTS_TAG,
+    LOG_KINDS,
+    Hparams,
+    Scalar,
+    event_texts,
+    flatten,
+    require,
+    scalars,
+)
 
 
 class Tracker(Protocol):
@@ -48,59 +54,6 @@ class Tracker(Protocol):
     def log_row(self, row: Mapping[str, Any]) -> None: ...
 
     def close(self) -> None: ...
-
-
-def require(kind: str):
-    """The backend's module, or MissingExtra naming the pip install that provides it."""
-    try:
-        if kind == "tensorboard":
-            import tensorboard  # noqa: F401 (torch.utils.tensorboard may be imported already)
-            from torch.utils import tensorboard as module
-        elif kind == "wandb":
-            import wandb as module
-        else:
-            raise ValueError(f"log: expected one of {', '.join(LOG_KINDS)}, got {kind!r}")
-    except ImportError:
-        raise MissingExtra(
-            f"--log {kind}: {kind} is not installed; pip install 'interp[{kind}]'"
-        ) from None
-    return module
-
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
-    """A nested config as `section.field` -> value; values that are not numbers, strings or
-    booleans (None, lists) as their JSON text, which both backends accept."""
-    flat: dict[str, Scalar] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, (bool, int, float, str)):
-            flat[name] = value
-        else:
-            flat[name] = json.dumps(value)
-    return flat
-
-
-def scalars(row: Mapping[str, Any]) -> dict[str, float]:
-    """Every number of a metrics row but its step."""
-    return {
-        key: float(value)
-        for key, value in row.items()
-        if key != "step" and isinstance(value, (int, float))
-    }
-
-
-def event_texts(row: Mapping[str, Any]) -> list[str]:
-    """A row's events (collapses, `interp.collapse`) in words."""
-    texts = []
-    for event in row.get("events", ()):
-        fields = {k: v for k, v in event.items() if k != "kind"}
-        if event.get("kind") == "collapse":
-            texts.append(CollapseEvent(**fields).describe())
-        else:
-            texts.append(json.dumps(event, sort_keys=True))
-    return texts
 
 
 def run_hparams(run_dir: Path, extra: Mapping[str, Scalar] | None = None) -> Hparams:
@@ -228,7 +181,8 @@ class WandbTracker:
 
 
 def default_log_dir(kind: str, run_dir: Path) -> Path:
-    """RUN_DIR/tensorboard; for wandb the run folder, in which wandb makes its own wandb/."""
+    """RUN_DIR/tensorboard or RUN_DIR/mlflow; for wandb the run folder, in which wandb makes
+    its own wandb/."""
     return run_dir if kind == "wandb" else run_dir / kind
 
 
@@ -247,6 +201,10 @@ def for_run(
     hparams = run_hparams(run_dir, extra_hparams)
     if kind == "wandb":
         return WandbTracker(log_dir, hparams, name=run_dir.name, group=group)
+    if kind == "mlflow":
+        from interp.tracking_mlflow import MlflowTracker
+
+        return MlflowTracker(log_dir, hparams, run_dir=run_dir, name=run_dir.name, group=group)
     require(kind)  # an unknown kind: ValueError
     return TensorBoardTracker(log_dir, hparams)
 
@@ -254,11 +212,16 @@ def for_run(
 def for_analysis(kind: str, run_dir: str | Path, *, log_dir: str | Path | None = None) -> Tracker:
     """`interp analyze --log`: the analysis-only columns beside the run's training curves
     (TensorBoard: the same folder, nothing purged; wandb: a run named after the training one,
-    job type "analysis")."""
+    job type "analysis"; MLflow: the training run of the same folder in the same store)."""
     run_dir = Path(run_dir)
     log_dir = Path(log_dir) if log_dir is not None else default_log_dir(kind, run_dir)
     if kind == "wandb":
         return WandbTracker(log_dir, name=f"{run_dir.name} analysis", job_type="analysis")
+    if kind == "mlflow":
+        from interp.tracking_mlflow import MlflowTracker
+
+        name = f"{run_dir.name} analysis"
+        return MlflowTracker(log_dir, run_dir=run_dir, name=name, job_type="analysis")
     require(kind)
     return TensorBoardTracker(log_dir, purge=False)
 

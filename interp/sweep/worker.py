@@ -63,14 +63,19 @@ def _clear_aborted_start(run_dir: Path) -> None:
 
 def _tracker(job: dict[str, Any], run_dir: Path):
     """The run's tracker for the job's "log" option (None without one): logs in
-    DIR/NAME with a log dir, else in the run folder; the axes as hyperparameters."""
+    DIR/NAME with a log dir, else in the run folder; the axes as hyperparameters. MLflow's
+    runs share one store (DIR, else SWEEP_DIR/mlflow), so that its UI compares them."""
     log = job.get("log")
     if not log:
         return None
     from interp import tracking
 
-    log_dir = Path(log["dir"]) / run_dir.name if log.get("dir") else None
-    group = run_dir.parent.parent.name  # SWEEP_DIR/runs/NAME: the sweep's name
+    sweep_dir = run_dir.parent.parent  # SWEEP_DIR/runs/NAME
+    if log["kind"] == "mlflow":
+        log_dir = Path(log["dir"]) if log.get("dir") else sweep_dir / "mlflow"
+    else:
+        log_dir = Path(log["dir"]) / run_dir.name if log.get("dir") else None
+    group = sweep_dir.name
     return tracking.for_run(
         log["kind"], run_dir, log_dir=log_dir, extra_hparams=job.get("axes"), group=group
     )

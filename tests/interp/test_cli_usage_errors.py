@@ -35,7 +35,7 @@ USAGE_ERRORS = {
     "sweep run: bad int": (["sweep", "run", "--workers", "many"], "--workers"),
     "sweep run: bad float": (["sweep", "run", "--cpus", "lots"], "--cpus"),
     "sweep run: bad choice": (["sweep", "run", "S", "--backend", "slurm"], "--backend"),
-    "train: bad --log choice": (["train", "demo", "--out", "R", "--log", "mlflow"], "--log"),
+    "train: bad --log choice": (["train", "demo", "--out", "R", "--log", "comet"], "--log"),
     "analyze: bad --log choice": (["analyze", "RUN", "--log", "tb"], "--log"),
     "sweep run: bad --log choice": (["sweep", "run", "S", "--log", "neptune"], "--log"),
     "train: option without its value": (["train", "demo", "--out"], "--out"),

@@ -1,6 +1,7 @@
-"""Live tracking (issue 25): `--log tensorboard|wandb` on train, analyze and sweep run. What the
-tools store is read back with their own readers (TensorBoard's EventAccumulator, wandb's
-record protobufs) and compared with metrics.jsonl, config.json and the analysis table."""
+"""Live tracking (issue 25): `--log tensorboard|wandb|mlflow` on train, analyze and sweep run.
+What the tools store is read back with their own readers (TensorBoard's EventAccumulator,
+wandb's record protobufs, MLflow's client) and compared with metrics.jsonl, config.json and the
+analysis table."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interp import tracking
+from interp import tracking, tracking_mlflow
 from interp.cli import main
 from interp.collapse import CollapseEvent
 from tests.conftest import tiny_config
@@ -238,7 +239,7 @@ def test_wandb_goes_online_only_with_credentials(tmp_path, wandb_offline_env, mo
     assert tracking.wandb_mode() == "disabled"
 
 
-@pytest.mark.parametrize("extra", ["tensorboard", "wandb"])
+@pytest.mark.parametrize("extra", ["tensorboard", "wandb", "mlflow"])
 def test_a_missing_extra_is_one_line_naming_the_install(extra, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, extra, None)  # `import extra` raises ImportError
     config = _config_file(tmp_path)
@@ -284,7 +285,141 @@ def test_sweep_runs_log_their_axes_as_hparams(tmp_path):
 
 def test_the_cli_imports_no_tracking_backend():
     """`interp --help` stays instant: neither backend (nor torch) is imported with the CLI."""
-    code = "import sys, interp.cli; print(sorted(m for m in ('tensorboard', 'wandb', 'torch') " \
-        "if m in sys.modules))"
+    code = "import sys, interp.cli; print(sorted(m for m in ('tensorboard', 'wandb', 'mlflow', " \
+        "'torch') if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def _mlflow_runs(store: Path) -> list:
+    """Every run of the "interp" experiment in the SQLite store in `store`, read with MLflow's
+    own client."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("interp")
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def _mlflow_history(client, run_id: str, key: str) -> dict[int, float]:
+    points = client.get_metric_history(run_id, key)
+    assert len({p.step for p in points}) == len(points), f"{key}: a step logged twice"
+    return {p.step: p.value for p in points}
+
+
+@pytest.fixture
+def mlflow_env(monkeypatch):
+    pytest.importorskip("mlflow")
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_train_and_analyze_log_to_mlflow(tmp_path, mlflow_env):
+    """Every metrics row at its step, the config as params, then the analysis-only columns in
+    the same MLflow run (one run in the store)."""
+    run_dir = tmp_path / "run"
+    config = _config_file(tmp_path)
+    assert main(["train", str(config), "--out", str(run_dir), "--log", "mlflow", *QUICK]) == 0
+    client, runs = _mlflow_runs(run_dir / "mlflow")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.info.run_name == "run"
+    assert run.data.tags["interp.run_dir"] == str(run_dir.resolve())
+    rows = _metrics(run_dir)
+    numeric = {k for row in rows for k, v in row.items() if isinstance(v, (int, float))}
+    assert set(run.data.metrics) == numeric - {"step"}
+    for key in numeric - {"step"}:
+        expected = {row["step"]: float(row[key]) for row in rows if key in row}
+        assert _mlflow_history(client, run.info.run_id, key) == expected, key
+    flat = tracking.flatten(json.loads((run_dir / "config.json").read_text()))
+    assert run.data.params == {k: str(v) for k, v in flat.items()}
+    assert not (tmp_path / "mlruns").exists()  # artifacts beside the database, not in the cwd
+
+    assert main(["analyze", str(run_dir), "--log", "mlflow", "--no-figures", *QUICK]) == 0
+    import csv
+
+    with open(run_dir / "analysis" / "table.csv") as handle:
+        table = list(csv.DictReader(handle))
+    client, runs = _mlflow_runs(run_dir / "mlflow")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    added = [c for c in table[0] if c not in {k for row in rows for k in row}]
+    checked = 0
+    for column in added:
+        values = {
+            int(row["step"]): float(row[column]) for row in table if _is_number(row[column])
+        }
+        if not values:
+            continue
+        logged = _mlflow_history(client, runs[0].info.run_id, tracking_mlflow.metric_key(column))
+        for step, value in values.items():
+            if math.isfinite(value):  # table.csv keeps 6 significant digits
+                assert logged[step] == pytest.approx(value, rel=1e-5, abs=1e-6), column
+                checked += 1
+    assert checked > 0
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def test_a_resumed_run_goes_on_in_its_mlflow_run(tmp_path, mlflow_env):
+    """A killed trainer's MLflow run is continued after its last step (one value per step),
+    events are text artifacts at their step, and a run started over (step 0) is a new run."""
+    event = CollapseEvent(step=40, first_step=30, metric="train_acc", value=0.2, best=1.0,
+                          best_step=5)
+    run_dir = tmp_path / "run"
+
+    def tracker():
+        return tracking_mlflow.MlflowTracker(
+            run_dir / "mlflow", lambda: {"train.lr": 0.001}, run_dir=run_dir, name="run"
+        )
+
+    killed = tracker()
+    for step in (0, 10, 20, 30):
+        killed.log_row({"step": step, "loss": float(step)})
+    # killed: never closed
+    resumed = tracker()
+    for step in (20, 30, 40):
+        row = {"step": step, "loss": -float(step)}
+        if step == 40:
+            row["events"] = [event.to_dict()]
+        resumed.log_row(row)
+    resumed.close()
+    client, runs = _mlflow_runs(run_dir / "mlflow")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    run_id = runs[0].info.run_id
+    assert _mlflow_history(client, run_id, "loss") == {0: 0.0, 10: 10.0, 20: 20.0, 30: 30.0,
+                                                       40: -40.0}
+    text = Path(client.download_artifacts(run_id, "events/step_00000040.txt", str(tmp_path)))
+    assert text.read_text() == event.describe()
+
+    assert runs[0].data.params == {"train.lr": "0.001"}
+    again = tracker()
+    again.log_row({"step": 0, "loss": 1.0})
+    again.close()
+    _, runs = _mlflow_runs(run_dir / "mlflow")
+    assert len(runs) == 2
+
+
+def test_a_sweeps_runs_share_one_mlflow_store(tmp_path, mlflow_env):
+    from interp.sweep.spec import load_spec
+
+    spec = write_spec(tmp_path, '[grid]\n"train.weight_decay" = [0.5, 2.0]', steps=20)
+    out = tmp_path / "sweep"
+    argv = ["sweep", "run", str(spec), "--out", str(out), "-w", "2", "--log", "mlflow", "-q"]
+    assert main(argv) == 0
+    planned = {run.name: run for run in load_spec(spec).runs}
+    client, runs = _mlflow_runs(out / "mlflow")
+    assert {run.info.run_name for run in runs} == set(planned)
+    for run in runs:
+        axes = tracking.flatten(planned[run.info.run_name].axes)
+        assert {k: run.data.params[k] for k in axes} == {k: str(v) for k, v in axes.items()}
+        assert run.data.tags["interp.group"] == "sweep"
+        rows = _metrics(out / "runs" / run.info.run_name)
+        assert _mlflow_history(client, run.info.run_id, "train_loss") == {
+            row["step"]: float(row["train_loss"]) for row in rows
+        }
