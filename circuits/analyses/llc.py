@@ -66,6 +66,10 @@ class LLCEstimate:
     diverged: int
     #: the SGLD step size the chains ran at
     eps: float = math.nan
+    #: whether the chains had settled: nβ (mean loss over the second half of the draws − over
+    #: the first half), averaged over the chains kept; ~0 (within `std`) at equilibrium,
+    #: positive while the chains are still climbing from w* (the estimate is then biased low)
+    drift: float = math.nan
 
 
 def estimate_llc(
@@ -166,22 +170,31 @@ def chain_estimate(
     """The estimate from the chains' loss traces: per chain nβ (mean loss after burn-in −
     L(w*)), NaN for a chain that left its basin (`escaped`) or is not finite; their mean and
     standard deviation over the chains that stayed."""
-    per_chain, diverged = [], 0
+    per_chain, drifts, diverged = [], [], 0
     for trace in traces:
         kept = trace[settings.burnin :]
         value = n_beta * (sum(kept) / len(kept) - init_loss)
         if not math.isfinite(value) or escaped(trace, init_loss, settings.escape):
             diverged += 1
             value = float("nan")
+        elif len(kept) > 1:
+            first, second = kept[: len(kept) // 2], kept[len(kept) // 2 :]
+            drifts.append(n_beta * (sum(second) / len(second) - sum(first) / len(first)))
         per_chain.append(value)
     finite = [v for v in per_chain if math.isfinite(v)]
-    mean = sum(finite) / len(finite) if finite else float("nan")
+    mean = _mean(finite)
     std = (
         math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
         if len(finite) > 1
         else float("nan")
     )
-    return LLCEstimate(mean, std, per_chain, traces, init_loss, diverged, settings.lr)
+    return LLCEstimate(
+        mean, std, per_chain, traces, init_loss, diverged, settings.lr, _mean(drifts)
+    )
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
 
 
 def escaped(trace: list[float], init_loss: float, escape: float) -> bool:
@@ -296,8 +309,8 @@ class _AtStep:
 
 def with_llc(result, estimates: dict[int, LLCEstimate]):
     """A new `RunAnalysis`: `result` with `llc`, `llc_std`, `llc_chains` (chains that stayed
-    in the basin) and `llc_eps` (the run's SGLD step size) columns, NaN at checkpoints not
-    estimated."""
+    in the basin), `llc_eps` (the run's SGLD step size) and `llc_drift` (`LLCEstimate.drift`)
+    columns, NaN at checkpoints not estimated."""
     nan = float("nan")
     columns = {}
     for step in result.steps:
@@ -307,5 +320,6 @@ def with_llc(result, estimates: dict[int, LLCEstimate]):
             "llc_std": estimate.std if estimate else nan,
             "llc_eps": estimate.eps if estimate else nan,
             "llc_chains": len(estimate.per_chain) - estimate.diverged if estimate else nan,
+            "llc_drift": estimate.drift if estimate else nan,
         }
     return result.with_columns(columns)

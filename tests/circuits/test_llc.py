@@ -57,6 +57,32 @@ def test_a_regular_model_has_llc_d_over_2():
     assert again.per_chain == estimate.per_chain
 
 
+def test_drift_flags_chains_still_climbing_from_w_star():
+    """`drift` (second half of the draws − first half) is within the chain spread when the
+    chains have settled, and large while they still climb from w* (no burn-in, few steps):
+    the case where the estimate is biased low. It cannot see what relaxes slower than the
+    chain's length."""
+    x, y, fitted = softmax_regression()
+
+    def loss(p):
+        return torch.nn.functional.cross_entropy(p["W"][x], y)
+
+    settled = estimate_llc(loss, {"W": fitted}, N, SETTINGS)
+    assert abs(settled.drift) < settled.std
+    climbing = estimate_llc(loss, {"W": fitted}, N, replace(SETTINGS, steps=60, burnin=0))
+    assert climbing.drift > climbing.std and climbing.mean < settled.mean - 1
+    # Necessary, not sufficient: with 20 draws after 20 of burn-in the estimate is still half
+    # of d/2, yet the drift is inside the spread (the slow directions barely move in 40 steps).
+    short = estimate_llc(loss, {"W": fitted}, N, replace(SETTINGS, steps=40, burnin=20))
+    assert short.mean < settled.mean - 1 and abs(short.drift) < short.std
+    # By hand for one chain: nβ (mean of the second half − mean of the first half).
+    n_beta = N / math.log(N)
+    trace = climbing.traces[0]
+    by_hand = n_beta * (sum(trace[30:]) / 30 - sum(trace[:30]) / 30)
+    one = estimate_llc(loss, {"W": fitted}, N, replace(SETTINGS, chains=1, steps=60, burnin=0))
+    assert one.drift == pytest.approx(by_hand, rel=1e-6)
+
+
 def test_redundant_parameters_do_not_count():
     """W = A + B has twice the parameters and the same function: the LLC stays at d/2 of the
     identifiable ones, far below half the parameter count."""
@@ -131,6 +157,7 @@ def test_analyze_llc_puts_it_on_the_timeline_with_its_spread(tiny_run, tmp_path)
     assert all(float(r["llc_std"]) >= 0 and float(r["llc_chains"]) == 4 for r in estimated)
     # One step size for the whole run (the largest whose probe chains stayed in the basin).
     assert len({r["llc_eps"] for r in estimated}) == 1 and float(estimated[0]["llc_eps"]) <= 1e-4
+    assert all(math.isfinite(float(r["llc_drift"])) for r in estimated)
     assert "Local learning coefficient" in (run_dir / "analysis" / "report.html").read_text()
 
 
