@@ -20,6 +20,7 @@ from typing import Annotated, Optional
 import typer
 
 from interp import cli_import, cli_stacked
+from interp.cli_llc import LlcChainsOption, LlcStepsOption, check_llc_flags
 from interp.cli_tracking import LogDirOption, LogOption, analysis_tracker, log_analysis, run_tracker
 from interp.config import all_keys
 from interp.presets import PRESETS, preset_names, resolve_config  # noqa: F401 (resolve_config: API)
@@ -182,11 +183,14 @@ def analyze(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     log: LogOption = None,
     log_dir: LogDirOption = None,
+    llc_steps: LlcStepsOption = None,
+    llc_chains: LlcChainsOption = None,
     **selected: bool,
 ) -> int:
     """Analyze every complete checkpoint of a run (no part flag: every analysis its task family
     has except the opt-in --circuits)."""
     _set_threads(threads)
+    check_llc_flags(llc_steps, llc_chains, selected.get("llc", False), CliError)
     from circuits.pipeline.analyze import analyze_run
     from circuits.pipeline.files import dumps, write_analysis
     from interp.memory import keep_freed_memory
@@ -209,7 +213,12 @@ def analyze(
         )
     tracker = analysis_tracker(log, run.path, log_dir)  # before the work: a missing extra
     figures = not no_figures or html is not None
-    result = analyze_run(run, parts or None, progress=not quiet, figures=figures)
+    llc = None
+    if llc_steps or llc_chains:
+        from circuits.analyses.llc import LLCSettings
+
+        llc = LLCSettings().sized(llc_steps, llc_chains)
+    result = analyze_run(run, parts or None, progress=not quiet, figures=figures, llc=llc)
     info = write_analysis(result, figures=figures)
     log_analysis(tracker, result.rows, run.metrics)  # nothing without --log
     if html is not None and info.get("figures"):

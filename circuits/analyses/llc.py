@@ -53,6 +53,13 @@ class LLCSettings:
     #: of predicting uniformly.
     escape: float = math.inf
 
+    def sized(self, steps: int | None = None, chains: int | None = None) -> LLCSettings:
+        """These settings with `steps` per chain (then the first half burn-in) and `chains`
+        chains (`interp analyze --llc-steps/--llc-chains`)."""
+        longer = steps is not None and steps != self.steps
+        settings = replace(self, steps=steps, burnin=steps // 2) if longer else self
+        return replace(settings, chains=chains or settings.chains)
+
 
 @dataclass(frozen=True)
 class LLCEstimate:
@@ -70,6 +77,9 @@ class LLCEstimate:
     #: the first half), averaged over the chains kept; ~0 (within `std`) at equilibrium,
     #: positive while the chains are still climbing from w* (the estimate is then biased low)
     drift: float = math.nan
+    #: the chains' length and the draws discarded at their start
+    steps: int = 0
+    burnin: int = 0
 
 
 def estimate_llc(
@@ -189,7 +199,8 @@ def chain_estimate(
         else float("nan")
     )
     return LLCEstimate(
-        mean, std, per_chain, traces, init_loss, diverged, settings.lr, _mean(drifts)
+        mean, std, per_chain, traces, init_loss, diverged, settings.lr, _mean(drifts),
+        settings.steps, settings.burnin,
     )
 
 
@@ -309,8 +320,9 @@ class _AtStep:
 
 def with_llc(result, estimates: dict[int, LLCEstimate]):
     """A new `RunAnalysis`: `result` with `llc`, `llc_std`, `llc_chains` (chains that stayed
-    in the basin), `llc_eps` (the run's SGLD step size) and `llc_drift` (`LLCEstimate.drift`)
-    columns, NaN at checkpoints not estimated."""
+    in the basin), `llc_eps` (the run's SGLD step size), `llc_drift` (`LLCEstimate.drift`),
+    `llc_steps` and `llc_burnin` (the chains' length) columns, NaN at checkpoints not
+    estimated."""
     nan = float("nan")
     columns = {}
     for step in result.steps:
@@ -321,5 +333,7 @@ def with_llc(result, estimates: dict[int, LLCEstimate]):
             "llc_eps": estimate.eps if estimate else nan,
             "llc_chains": len(estimate.per_chain) - estimate.diverged if estimate else nan,
             "llc_drift": estimate.drift if estimate else nan,
+            "llc_steps": estimate.steps if estimate else nan,
+            "llc_burnin": estimate.burnin if estimate else nan,
         }
     return result.with_columns(columns)

@@ -144,6 +144,7 @@ def analyze_run(
     workers: int | None = None,
     progress: bool = False,
     figures: bool = True,
+    llc=None,
 ) -> RunAnalysis:
     """Analyze the run's complete checkpoints, each loaded once; damaged ones are skipped and
     reported.
@@ -153,6 +154,7 @@ def analyze_run(
     analyzed in parallel (default: `default_workers()`, one per torch thread), each worker
     with its own model objects. `progress` shows a bar over the checkpoints on stderr.
     `figures` also computes what only the report draws (circuit graph, attention patterns).
+    `llc` (a `circuits.analyses.llc.LLCSettings`) sets the `llc` part's chains.
     """
     family = family_of(run.config)
     parts = tuple(parts or default_parts(family))
@@ -177,9 +179,10 @@ def analyze_run(
         timeline = analyze_circuits(run, family, result.steps, workers=workers, progress=label)
         result = with_circuits(result, timeline)
     if "llc" in parts:
-        from circuits.analyses.llc import analyze_llc, with_llc
+        from circuits.analyses.llc import LLCSettings, analyze_llc, with_llc
 
-        result = with_llc(result, analyze_llc(run, result, workers=workers))
+        settings = llc or LLCSettings()
+        result = with_llc(result, analyze_llc(run, result, settings, workers=workers))
     return replace(result, parts=parts)
 
 

@@ -158,7 +158,37 @@ def test_analyze_llc_puts_it_on_the_timeline_with_its_spread(tiny_run, tmp_path)
     # One step size for the whole run (the largest whose probe chains stayed in the basin).
     assert len({r["llc_eps"] for r in estimated}) == 1 and float(estimated[0]["llc_eps"]) <= 1e-4
     assert all(math.isfinite(float(r["llc_drift"])) for r in estimated)
+    assert {(r["llc_steps"], r["llc_burnin"]) for r in estimated} == {("200", "100")}
     assert "Local learning coefficient" in (run_dir / "analysis" / "report.html").read_text()
+
+
+def test_llc_steps_and_chains_set_the_chains(tiny_run, tmp_path):
+    """`--llc-steps 40 --llc-chains 2`: two 40-step chains (20 burn-in) per checkpoint, said in
+    the table; the flags without --llc or below 2 are usage errors (exit 2)."""
+    import shutil
+
+    from interp.cli import main
+
+    run_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run_dir)
+    argv = ["analyze", str(run_dir), "-q", "--no-figures"]
+    assert main([*argv, "--llc", "--llc-steps", "40", "--llc-chains", "2"]) == 0
+    lines = (run_dir / "analysis" / "table.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
+    estimated = [r for r in rows if r["llc"] not in ("", "nan")]
+    assert estimated
+    assert {(r["llc_steps"], r["llc_burnin"], r["llc_chains"]) for r in estimated} == {
+        ("40", "20", "2")
+    }
+    assert main([*argv, "--llc-steps", "40"]) == 2
+    assert main([*argv, "--llc", "--llc-chains", "1"]) == 2
+
+
+def test_sized_settings():
+    settings = LLCSettings().sized(400)
+    assert (settings.steps, settings.burnin, settings.chains) == (400, 200, 4)
+    assert LLCSettings().sized(chains=8) == replace(LLCSettings(), chains=8)
 
 
 def _sequential_chains(loss, params: dict, n: int, settings: LLCSettings) -> list[float]:
