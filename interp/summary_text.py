@@ -44,6 +44,20 @@ def human_summary(info: dict, family_lines: list[str] = ()) -> str:
         lines.insert(
             -1, f"best checkpoint: step {best['step']} ({best['criterion']} {best['value']:.4g})"
         )
+    if info.get("llc"):
+        lines.insert(-1, _llc_text(info["llc"]))
     if info.get("figures"):
         lines.append(f"report: {info['figures']}")
     return "\n".join(lines)
+
+
+def _llc_text(llc: dict) -> str:
+    text = (
+        f"llc: {llc['estimated']} checkpoints, {llc['steps']}-step chains at eps {llc['eps']:.2g}"
+    )
+    if llc["unsettled"]:
+        text += (
+            f"; still climbing at {llc['unsettled']} (llc_drift > llc_std: the estimate reads "
+            f"low there), --llc-steps {2 * llc['steps']} runs longer chains"
+        )
+    return text

@@ -337,3 +337,18 @@ def with_llc(result, estimates: dict[int, LLCEstimate]):
             "llc_burnin": estimate.burnin if estimate else nan,
         }
     return result.with_columns(columns)
+
+
+def llc_summary(rows) -> dict | None:
+    """What `--llc` did, for the run's summary (None without LLC columns): how many checkpoints
+    were estimated, at which ε and chain length, and at how many the chains were still
+    climbing (`llc_drift` above the chain spread `llc_std`)."""
+    estimated = [r for r in rows if math.isfinite(r.get("llc", math.nan))]
+    if not estimated:
+        return None
+    return {
+        "estimated": len(estimated),
+        "eps": estimated[0]["llc_eps"],
+        "steps": int(estimated[0]["llc_steps"]),
+        "unsettled": sum(r["llc_drift"] > r["llc_std"] for r in estimated),
+    }

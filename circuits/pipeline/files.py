@@ -60,7 +60,10 @@ def _intervals(result: RunAnalysis, row: dict[str, Any]) -> dict[str, dict[str, 
 
 
 def summary(result: RunAnalysis, out_dir: Path) -> dict[str, Any]:
+    from circuits.analyses.llc import llc_summary
+
     last = result.checkpoints[-1].row
+    llc = llc_summary(result.rows)
     return {
         "run": str(result.run_dir),
         "parts": list(result.parts),
@@ -84,6 +87,7 @@ def summary(result: RunAnalysis, out_dir: Path) -> dict[str, Any]:
             if result.circuits is not None
             else {}
         ),
+        **({"llc": llc} if llc is not None else {}),
     }
 
 

@@ -159,10 +159,17 @@ def test_analyze_llc_puts_it_on_the_timeline_with_its_spread(tiny_run, tmp_path)
     assert len({r["llc_eps"] for r in estimated}) == 1 and float(estimated[0]["llc_eps"]) <= 1e-4
     assert all(math.isfinite(float(r["llc_drift"])) for r in estimated)
     assert {(r["llc_steps"], r["llc_burnin"]) for r in estimated} == {("200", "100")}
+    unsettled = sum(float(r["llc_drift"]) > float(r["llc_std"]) for r in estimated)
+    assert info["llc"] == {
+        "estimated": len(estimated),
+        "eps": float(estimated[0]["llc_eps"]),
+        "steps": 200,
+        "unsettled": unsettled,
+    }
     assert "Local learning coefficient" in (run_dir / "analysis" / "report.html").read_text()
 
 
-def test_llc_steps_and_chains_set_the_chains(tiny_run, tmp_path):
+def test_llc_steps_and_chains_set_the_chains(tiny_run, tmp_path, capsys):
     """`--llc-steps 40 --llc-chains 2`: two 40-step chains (20 burn-in) per checkpoint, said in
     the table; the flags without --llc or below 2 are usage errors (exit 2)."""
     import shutil
@@ -181,6 +188,11 @@ def test_llc_steps_and_chains_set_the_chains(tiny_run, tmp_path):
     assert {(r["llc_steps"], r["llc_burnin"], r["llc_chains"]) for r in estimated} == {
         ("40", "20", "2")
     }
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("llc: "))
+    assert line.startswith(f"llc: {len(estimated)} checkpoints, 40-step chains at eps ")
+    climbing = sum(float(r["llc_drift"]) > float(r["llc_std"]) for r in estimated)
+    assert (f"still climbing at {climbing} " in line) == (climbing > 0), line
+    assert ("--llc-steps 80" in line) == (climbing > 0), line
     assert main([*argv, "--llc-steps", "40"]) == 2
     assert main([*argv, "--llc", "--llc-chains", "1"]) == 2
 
