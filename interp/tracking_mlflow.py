@@ -49,12 +49,14 @@ class MlflowTracker:
     def _open(self, step: int) -> None:
         from mlflow.tracking import MlflowClient
 
-        uri = self._tracking_uri()
-        with _store_lock(None if os.environ.get("MLFLOW_TRACKING_URI") else self.log_dir):
+        # Our own SQLite store unless the user names one (a server handles its own writers).
+        local = not os.environ.get("MLFLOW_TRACKING_URI")
+        uri = self._sqlite_uri() if local else os.environ["MLFLOW_TRACKING_URI"]
+        with _store_lock(self.log_dir if local else None):
             # A new database's schema is created on the first connection: two sweep workers
             # doing that at once corrupt it, so they take turns (and for the experiment).
             self._client = client = MlflowClient(tracking_uri=uri)
-            experiment = self._experiment()
+            experiment = self._experiment(local)
         # A trainer starting past step 0 resumes; an analysis adds to the training run.
         found = self._training_run(experiment) if step > 0 or self.job_type != "train" else None
         if found is not None:
@@ -75,9 +77,7 @@ class MlflowTracker:
         for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
             client.log_batch(self._run_id, params=params[i : i + 100])
 
-    def _tracking_uri(self) -> str:
-        if os.environ.get("MLFLOW_TRACKING_URI"):
-            return os.environ["MLFLOW_TRACKING_URI"]
+    def _sqlite_uri(self) -> str:
         import logging
 
         # A new database's schema migration logs at INFO on stderr, through `-q`.
@@ -86,7 +86,7 @@ class MlflowTracker:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(self.log_dir / 'mlflow.db').resolve()}"
 
-    def _experiment(self) -> str:
+    def _experiment(self, local: bool) -> str:
         from mlflow.exceptions import MlflowException
 
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "interp")
@@ -94,9 +94,7 @@ class MlflowTracker:
         if found is not None:
             return found.experiment_id
         # Artifacts beside the database (MLflow's default is ./mlruns in the working directory).
-        location = None
-        if not os.environ.get("MLFLOW_TRACKING_URI"):
-            location = (self.log_dir / "artifacts").resolve().as_uri()
+        location = (self.log_dir / "artifacts").resolve().as_uri() if local else None
         try:
             return self._client.create_experiment(name, artifact_location=location)
         except MlflowException:  # a sweep's other worker created it first
