@@ -102,30 +102,38 @@ def test_train_and_analyze_log_to_tensorboard(tmp_path):
 
     # The analysis adds its own columns beside the training curves, which stay whole.
     assert main(["analyze", str(run_dir), "--log", "tensorboard", "--no-figures", *QUICK]) == 0
+    expected = _analysis_only_values(run_dir, rows)
+    after = _scalars(_accumulator(run_dir / "tensorboard"))
+    for key in numeric - {"step"}:
+        assert after[key] == logged[key], key
+    checked = 0
+    for column, values in expected.items():
+        for step, value in values.items():
+            # table.csv keeps 6 significant digits; TensorBoard float32
+            assert after[column][step] == pytest.approx(value, rel=1e-5, abs=1e-6), column
+            checked += 1
+    assert checked > 0
+
+
+def _analysis_only_values(run_dir: Path, rows: list[dict]) -> dict[str, dict[int, float]]:
+    """The finite numbers of analysis/table.csv's columns that metrics.jsonl (`rows`) lacks,
+    by column and step: what `interp analyze --log` must have sent."""
     import csv
 
     with open(run_dir / "analysis" / "table.csv") as handle:
         table = list(csv.DictReader(handle))
     added = [c for c in table[0] if c not in {k for row in rows for k in row}]
     assert added, "the analysis table has no analysis-only column"
-    after = _scalars(_accumulator(run_dir / "tensorboard"))
-    for key in numeric - {"step"}:
-        assert after[key] == logged[key], key
-    checked = 0
-    for row in table:
-        for column in added:
-            if row[column] in ("", None):
-                continue
+    values: dict[str, dict[int, float]] = {}
+    for column in added:
+        for row in table:
             try:
                 value = float(row[column])
-            except ValueError:
+            except (TypeError, ValueError):
                 continue
             if math.isfinite(value):
-                # table.csv keeps 6 significant digits; TensorBoard float32
-                logged_value = after[column][int(row["step"])]
-                assert logged_value == pytest.approx(value, rel=1e-5, abs=1e-6), column
-                checked += 1
-    assert checked > 0
+                values.setdefault(column, {})[int(row["step"])] = value
+    return values
 
 
 def test_collapse_events_are_text_at_their_step(tmp_path):
@@ -336,34 +344,16 @@ def test_train_and_analyze_log_to_mlflow(tmp_path, mlflow_env):
     assert not (tmp_path / "mlruns").exists()  # artifacts beside the database, not in the cwd
 
     assert main(["analyze", str(run_dir), "--log", "mlflow", "--no-figures", *QUICK]) == 0
-    import csv
-
-    with open(run_dir / "analysis" / "table.csv") as handle:
-        table = list(csv.DictReader(handle))
+    expected = _analysis_only_values(run_dir, rows)
     client, runs = _mlflow_runs(run_dir / "mlflow")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    added = [c for c in table[0] if c not in {k for row in rows for k in row}]
     checked = 0
-    for column in added:
-        values = {
-            int(row["step"]): float(row[column]) for row in table if _is_number(row[column])
-        }
-        if not values:
-            continue
+    for column, values in expected.items():
         logged = _mlflow_history(client, runs[0].info.run_id, tracking_mlflow.metric_key(column))
-        for step, value in values.items():
-            if math.isfinite(value):  # table.csv keeps 6 significant digits
-                assert logged[step] == pytest.approx(value, rel=1e-5, abs=1e-6), column
-                checked += 1
+        for step, value in values.items():  # table.csv keeps 6 significant digits
+            assert logged[step] == pytest.approx(value, rel=1e-5, abs=1e-6), column
+            checked += 1
     assert checked > 0
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def test_a_resumed_run_goes_on_in_its_mlflow_run(tmp_path, mlflow_env):
